@@ -1,0 +1,43 @@
+"""Analyzers and their registry; importing this package registers every method."""
+
+from keras_explain.analyzers import (  # noqa: F401  (importing registers the names)
+    agnostic,
+    cam,
+    gradient,
+    noise,
+    perturbation,
+    relevance,
+)
+from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.gradient import (
+    Backpropagation,
+    Deconvnet,
+    Gradient,
+    GuidedBackprop,
+    InputTimesGradient,
+)
+from keras_explain.analyzers.noise import (
+    IntegratedGradients,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+    quadrature,
+)
+from keras_explain.analyzers.registry import create_analyzer, names, register
+
+__all__ = [
+    "Analyzer",
+    "Backpropagation",
+    "Deconvnet",
+    "Gradient",
+    "GuidedBackprop",
+    "InputTimesGradient",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "SquareGrad",
+    "VarGrad",
+    "create_analyzer",
+    "names",
+    "quadrature",
+    "register",
+]

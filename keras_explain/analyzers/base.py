@@ -1,0 +1,346 @@
+"""The analyzer contract shared by every method: inputs, targets, batching, tracing.
+
+Subclasses implement one method, :meth:`Analyzer._explain`, which runs inside a
+``tf.function`` on one batch and returns one tensor per model input. Everything
+else (checking the model and the input, ``target``, ``batch_size`` chunking,
+``tf.data`` inputs, seeds, conversion to float32 numpy) is written here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_explain import _graph
+from keras_explain.targets import Target, parse_target, target_scores
+
+ModelLike = keras.Model | Callable[..., Any]
+
+
+class Analyzer:
+    """Base class of all analyzers.
+
+    Args:
+        model: A Keras model. Model-agnostic analyzers also accept any callable
+            ``f(x) -> scores``.
+        output_index: For a model with several outputs, which one to explain
+            (default 0).
+        output_layer: A layer (name or object, nested models included) whose
+            output is explained instead of the model output (neuron
+            attribution); ``target`` then indexes its flattened output.
+        strip_softmax: Explain the pre-softmax logits when the explained output
+            comes out of a softmax (default True). The model is not modified.
+        neuron_selection_mode: iNNvestigate compatibility: ``"max_activation"``,
+            ``"index"`` or ``"all"``.
+
+    Raises:
+        ValueError: For an unbuilt Sequential model, an unknown layer, a bad
+            ``output_index`` or an unknown ``neuron_selection_mode``.
+        TypeError: If ``model`` is not a Keras model (or a callable, for
+            analyzers that accept one).
+    """
+
+    #: Whether the analyzer needs to walk the model's layer graph.
+    requires_graph = False
+    #: Whether the analyzer accepts a plain callable ``f(x) -> scores``.
+    accepts_callable = False
+    #: Whether ``analyze`` returns one map per sample instead of x's shape.
+    returns_maps = False
+
+    def __init__(
+        self,
+        model: ModelLike,
+        *,
+        output_index: int | None = None,
+        output_layer: str | keras.Layer | None = None,
+        strip_softmax: bool = True,
+        neuron_selection_mode: str | None = None,
+    ):
+        self.model = model
+        self.output_index = output_index
+        self.strip_softmax = strip_softmax
+        self.neuron_selection_mode = neuron_selection_mode
+        if neuron_selection_mode is not None:
+            parse_target(None if neuron_selection_mode != "index" else 0, None, None,
+                         neuron_selection_mode)
+        self.plan = self._make_plan(model)
+        self.output_key = self._explained_key(output_layer)
+        self._functions: dict[Any, Callable] = {}
+        self._num_outputs: int | None = None
+        self._input_count = 1
+
+    # -- construction ------------------------------------------------------
+    def _make_plan(self, model: ModelLike) -> _graph.Plan | None:
+        if isinstance(model, keras.Model):
+            if self.requires_graph or _graph.is_graph_model(model):
+                return _graph.Plan(model)
+            if isinstance(model, keras.Sequential):
+                _graph.functional_of(model)  # raises the unbuilt-model error
+            return None
+        if callable(model) and self.accepts_callable:
+            return None
+        expected = "a Keras model or a callable f(x) -> scores" if self.accepts_callable else (
+            "a keras.Model"
+        )
+        raise TypeError(
+            f"{type(self).__name__} needs {expected}. Received: model of type "
+            f"{type(model).__name__}."
+        )
+
+    def _explained_key(self, output_layer):
+        self.output_layer = None
+        if self.plan is None:
+            if output_layer is not None:
+                raise ValueError(
+                    "output_layer needs a Functional or Sequential model whose layers "
+                    f"can be walked. Received: output_layer={output_layer!r} for "
+                    f"{type(self.model).__name__}."
+                )
+            return None
+        if output_layer is not None:
+            self.output_layer = self.plan.find_layer(output_layer, "output_layer")
+            key = self.plan.output_key_of(self.output_layer)
+        else:
+            outputs = self.plan.output_keys
+            index = 0 if self.output_index is None else self.output_index
+            if not isinstance(index, int | np.integer) or not 0 <= index < len(outputs):
+                raise ValueError(
+                    f"output_index must be an int in [0, {len(outputs)}) for model "
+                    f"{self.model.name!r} with {len(outputs)} output(s). Received: "
+                    f"output_index={self.output_index!r}."
+                )
+            key = outputs[index]
+        return self.plan.strip_softmax(key) if self.strip_softmax else key
+
+    # -- public API --------------------------------------------------------
+    def analyze(
+        self,
+        x: Any,
+        target: Any = None,
+        *,
+        batch_size: int | None = None,
+        neuron_selection: Any = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Explain the predictions for ``x``.
+
+        Args:
+            x: A numpy array, a ``tf.Tensor``, a list of them (multi-input
+                model), or a ``tf.data.Dataset`` yielding ``x`` or ``(x, y)``.
+            target: What to explain; see :mod:`keras_explain.targets`.
+            batch_size: Split ``x`` into chunks of this many samples.
+            neuron_selection: iNNvestigate-compatible alias of ``target``.
+
+        Returns:
+            float32 array(s) shaped like ``x`` (one per model input).
+
+        Raises:
+            ValueError: For an input of the wrong shape, non-finite values, or a
+                bad target.
+            TypeError: For a non-numeric input or a bad target type.
+        """
+        if neuron_selection is not None:
+            if target is not None:
+                raise ValueError(
+                    "Pass either target or neuron_selection, not both. Received: "
+                    f"target={target!r}, neuron_selection={neuron_selection!r}."
+                )
+            target = neuron_selection
+        if isinstance(x, tf.data.Dataset):
+            return self._analyze_dataset(x, target, batch_size)
+        inputs = self._standardize(x)
+        total = int(inputs[0].shape[0])
+        parsed = parse_target(target, total, self._output_size(inputs),
+                              self.neuron_selection_mode)
+        chunk = total if not batch_size else int(batch_size)
+        if chunk <= 0:
+            raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size}.")
+        pieces = []
+        for index, start in enumerate(range(0, total, chunk)):
+            stop = min(start + chunk, total)
+            batch = [tensor[start:stop] for tensor in inputs]
+            pieces.append(self._run_batch(batch, parsed.for_rows(start, stop), index))
+        results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
+        return results if self._multi_input() and not self.returns_maps else results[0]
+
+    # -- subclass API ------------------------------------------------------
+    def _explain(self, inputs: list[tf.Tensor], target: Target, indices: tf.Tensor,
+                 seed: tf.Tensor) -> list[tf.Tensor]:
+        """Explain one batch inside a ``tf.function``; one tensor per input."""
+        raise NotImplementedError
+
+    def forward(self, inputs: Sequence[tf.Tensor], hook=None, watch=()):
+        """Run the model; returns ``(explained_output, values)``.
+
+        Args:
+            inputs: One tensor per model input.
+            hook: A graph-engine hook (graph models only).
+            watch: A ``tf.GradientTape`` (or None) that watches the values of
+                ``self.source_keys(...)`` as soon as they are computed, paired
+                with those keys: ``(tape, keys)``.
+
+        Returns:
+            The explained output tensor and the dict of computed values (empty
+            for models without a graph).
+        """
+        if self.plan is None:
+            outputs = self.model(inputs if self._multi_input() else inputs[0])
+            if isinstance(outputs, list | tuple):
+                outputs = outputs[self.output_index or 0]
+            return outputs, {}
+        inner = hook or _graph.call_hook
+        if watch:
+            tape, keys = watch
+
+            def watching(step, args):
+                result = inner(step, args)
+                if step.outputs[0] in keys:
+                    tape.watch(result)
+                return result
+
+            run_hook = watching
+        else:
+            run_hook = inner
+        values = self.plan.run(inputs, run_hook, targets=[self.output_key])
+        return values[self.output_key], values
+
+    def scores(self, outputs, target: Target, indices):
+        """Per-sample scores of the explained output."""
+        return target_scores(outputs, target, indices)
+
+    # -- internals ---------------------------------------------------------
+    def _multi_input(self) -> bool:
+        if self.plan is not None:
+            return len(self.plan.input_keys) > 1
+        return self._input_count > 1
+
+    def _run_batch(self, batch, target: Target, index: int):
+        size = int(batch[0].shape[0])
+        if target.mode == "index":
+            indices = np.broadcast_to(target.indices, (size,))
+        else:
+            indices = np.zeros((size,), np.int64)
+        seed = getattr(self, "seed", None)
+        seed = np.random.randint(2**31 - 1) if seed is None else seed
+        function = self._function_for(target.trace_key())
+        tensors = tuple(tf.convert_to_tensor(item) for item in batch)
+        results = function(tensors, tf.constant(indices, tf.int64),
+                           tf.constant([seed, index], tf.int64))
+        return [np.asarray(result, dtype=np.float32) for result in results]
+
+    def _function_for(self, key):
+        if key not in self._functions:
+            mode, function = (key, None) if isinstance(key, str) else ("callable", key)
+            target = Target(mode, function=function)
+
+            def explain(inputs, indices, seed):
+                return self._explain(list(inputs), target, indices, seed)
+
+            self._functions[key] = tf.function(explain)
+        return self._functions[key]
+
+    def _analyze_dataset(self, dataset, target, batch_size):
+        target_array = None
+        if target is not None and not isinstance(target, str) and not callable(target):
+            target_array = np.asarray(target)
+        pieces, offset = [], 0
+        for element in dataset:
+            x = element[0] if isinstance(element, tuple) else element
+            size = int(keras.tree.flatten(x)[0].shape[0])
+            batch_target = target
+            if target_array is not None and target_array.ndim == 1:
+                batch_target = target_array[offset:offset + size]
+            result = self.analyze(x, batch_target, batch_size=batch_size)
+            pieces.append(result if isinstance(result, list) else [result])
+            offset += size
+        if not pieces:
+            raise ValueError("The dataset passed as x yielded no batches.")
+        results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
+        return results if len(results) > 1 else results[0]
+
+    def _standardize(self, x) -> list[tf.Tensor | np.ndarray]:
+        items = list(x) if isinstance(x, list | tuple) else [x]
+        self._input_count = len(items)
+        specs = self._input_specs()
+        if specs is not None and len(items) != len(specs):
+            raise ValueError(
+                f"Model {self.model.name!r} takes {len(specs)} input(s) but "
+                f"{len(items)} were given. Pass a list with one array per input."
+            )
+        result = []
+        for position, item in enumerate(items):
+            array = item if isinstance(item, tf.Tensor) else np.asarray(item)
+            dtype = tf.as_dtype(array.dtype) if not isinstance(array, tf.Tensor) else array.dtype
+            if not (dtype.is_floating or dtype.is_integer) or dtype.is_bool:
+                raise TypeError(
+                    f"Input {position} must be numeric. Received: dtype {dtype.name}. "
+                    "Convert it, e.g. x.astype('float32')."
+                )
+            spec = specs[position] if specs is not None else None
+            if spec is not None:
+                self._check_shape(array, spec, position)
+                dtype_wanted = tf.as_dtype(spec.dtype)
+                if dtype_wanted.is_floating:
+                    array = tf.cast(array, dtype_wanted)
+            elif dtype.is_floating and dtype != tf.float32 and dtype != tf.float16 and \
+                    dtype != tf.bfloat16:
+                array = tf.cast(array, tf.float32)
+            if dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(
+                    tf.cast(array, tf.float32)))):
+                raise ValueError(
+                    f"Input {position} contains NaN or Inf values; explanations of "
+                    "non-finite inputs are meaningless. Clean or impute the input "
+                    "first (e.g. np.nan_to_num)."
+                )
+            result.append(array)
+        sizes = {int(item.shape[0]) for item in result}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"All inputs must have the same number of samples. Received sizes {sorted(sizes)}."
+            )
+        if 0 in sizes:
+            raise ValueError("x is empty (0 samples); pass at least one sample.")
+        return result
+
+    def _input_specs(self):
+        if self.plan is not None:
+            return self.plan.input_specs
+        if isinstance(self.model, keras.Model):
+            try:
+                return list(self.model.inputs)
+            except (AttributeError, ValueError):
+                return None
+        return None
+
+    def _check_shape(self, array, spec, position):
+        expected = tuple(spec.shape)
+        received = tuple(array.shape)
+        name = self.model.name
+        if len(received) != len(expected):
+            hint = " Add the batch axis, e.g. x[None]." if len(received) == len(expected) - 1 else ""
+            raise ValueError(
+                f"Input {position} of model {name!r} must have rank {len(expected)}, "
+                f"shape (batch, {', '.join(str(d) for d in expected[1:])}). Received: "
+                f"shape {received}.{hint}"
+            )
+        for got, want in zip(received[1:], expected[1:]):
+            if want is not None and got != want:
+                raise ValueError(
+                    f"Input {position} of model {name!r} must have shape (batch, "
+                    f"{', '.join(str(d) for d in expected[1:])}). Received: shape {received}."
+                )
+
+    def _output_size(self, inputs) -> int | None:
+        if self._num_outputs is None:
+            shape = None
+            if self.plan is not None:
+                shape = self.plan.shape_of(self.output_key)
+            if shape is None or any(dim is None for dim in shape[1:]):
+                sample = [tf.convert_to_tensor(item[:1]) for item in inputs]
+                shape = tuple(self.forward(sample)[0].shape)
+            self._num_outputs = math.prod(shape[1:])
+        return self._num_outputs
