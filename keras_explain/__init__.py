@@ -8,7 +8,19 @@ Example:
 
 from keras_explain import analyzers, targets
 from keras_explain.analyzers import (
+    CAM,
+    RISE,
+    KernelShap,
+    Lime,
+    MeaningfulPerturbation,
+    Occlusion,
+    ShapleySampling,
     Analyzer,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedGradCAM,
+    LayerCAM,
+    ScoreCAM,
     Deconvnet,
     Gradient,
     GuidedBackprop,
@@ -23,6 +35,18 @@ from keras_explain.analyzers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CAM",
+    "RISE",
+    "KernelShap",
+    "Lime",
+    "MeaningfulPerturbation",
+    "Occlusion",
+    "ShapleySampling",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "LayerCAM",
+    "ScoreCAM",
     "Analyzer",
     "Deconvnet",
     "Gradient",

@@ -227,7 +227,9 @@ def batch_norm_view(layer) -> Linear:
         variance = ops.cast(layer.moving_variance, dtype)
         gamma = ops.cast(layer.gamma, dtype) if layer.scale else ops.ones_like(mean)
         beta = ops.cast(layer.beta, dtype) if layer.center else ops.zeros_like(mean)
-        scale = gamma / ops.sqrt(variance + layer.epsilon)
+        # rsqrt, then gamma: the arithmetic of tf.nn.batch_normalization, so
+        # re-execution equals the layer bit for bit.
+        scale = ops.rsqrt(variance + layer.epsilon) * gamma
         return scale, beta - mean * scale
 
     def apply(x, scale, shift):

@@ -8,7 +8,16 @@ from keras_explain.analyzers import (  # noqa: F401  (importing registers the na
     perturbation,
     relevance,
 )
+from keras_explain.analyzers.agnostic import KernelShap, Lime
 from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.cam import (
+    CAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedGradCAM,
+    LayerCAM,
+    ScoreCAM,
+)
 from keras_explain.analyzers.gradient import (
     Backpropagation,
     Deconvnet,
@@ -23,9 +32,27 @@ from keras_explain.analyzers.noise import (
     VarGrad,
     quadrature,
 )
+from keras_explain.analyzers.perturbation import (
+    RISE,
+    MeaningfulPerturbation,
+    Occlusion,
+    ShapleySampling,
+)
 from keras_explain.analyzers.registry import create_analyzer, names, register
 
 __all__ = [
+    "CAM",
+    "RISE",
+    "KernelShap",
+    "Lime",
+    "MeaningfulPerturbation",
+    "Occlusion",
+    "ShapleySampling",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "LayerCAM",
+    "ScoreCAM",
     "Analyzer",
     "Backpropagation",
     "Deconvnet",

@@ -51,6 +51,9 @@ class Analyzer:
     accepts_callable = False
     #: Whether ``analyze`` returns one map per sample instead of x's shape.
     returns_maps = False
+    #: Whether ``_explain`` runs inside ``tf.function``. False runs it eagerly,
+    #: for a callable that cannot be traced (numpy-only, e.g. scikit-learn).
+    traceable = True
 
     def __init__(
         self,
@@ -240,7 +243,7 @@ class Analyzer:
             def explain(inputs, indices, seed):
                 return self._explain(list(inputs), target, indices, seed)
 
-            self._functions[key] = tf.function(explain)
+            self._functions[key] = tf.function(explain) if self.traceable else explain
         return self._functions[key]
 
     def _analyze_dataset(self, dataset, target, batch_size):
@@ -284,13 +287,15 @@ class Analyzer:
             if spec is not None:
                 self._check_shape(array, spec, position)
                 dtype_wanted = tf.as_dtype(spec.dtype)
-                if dtype_wanted.is_floating:
+                if dtype_wanted.is_floating and isinstance(array, np.ndarray):
+                    # stays numpy (no copy when already right): one host->device copy later
+                    array = array.astype(dtype_wanted.as_numpy_dtype, copy=False)
+                elif dtype_wanted.is_floating:
                     array = tf.cast(array, dtype_wanted)
             elif dtype.is_floating and dtype != tf.float32 and dtype != tf.float16 and \
                     dtype != tf.bfloat16:
                 array = tf.cast(array, tf.float32)
-            if dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(
-                    tf.cast(array, tf.float32)))):
+            if dtype.is_floating and not _all_finite(array):
                 raise ValueError(
                     f"Input {position} contains NaN or Inf values; explanations of "
                     "non-finite inputs are meaningless. Clean or impute the input "
@@ -344,3 +349,10 @@ class Analyzer:
                 shape = tuple(self.forward(sample)[0].shape)
             self._num_outputs = math.prod(shape[1:])
         return self._num_outputs
+
+
+def _all_finite(array) -> bool:
+    """Whether every value is finite (numpy stays on the host, tensors stay on device)."""
+    if isinstance(array, np.ndarray):
+        return bool(np.isfinite(array).all())
+    return bool(tf.reduce_all(tf.math.is_finite(tf.cast(array, tf.float32))))

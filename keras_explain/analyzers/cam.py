@@ -1,1 +1,643 @@
-"""Placeholder: filled in by its issue."""
+"""Class activation maps: CAM, Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM, guided Grad-CAM.
+
+Every method weighs the channels ``A_c`` of one layer's output (by default the
+last layer with a spatial output, searched inside nested models too) and
+returns one map per sample. The layer is an ordinary value of the analysis
+graph (nested models are inlined by :class:`keras_explain._graph.Plan`), so
+its activations and gradients come from one run of the model through
+:class:`~keras_explain.analyzers.gradient.Backpropagation`; no Keras sub-model
+is built, which is what breaks on nested transfer-learning models elsewhere.
+
+Maps are ``(B, H, W)`` (``(B, L)`` for 1-D convolutional models) at the input
+resolution: the map is rectified first, then upsampled bilinearly with
+half-pixel centers (``tf.image.resize``). ``upsample=False`` keeps the layer's
+resolution. Maps are not normalized.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from keras_explain.analyzers.gradient import Backpropagation, GuidedBackprop
+from keras_explain.analyzers.registry import register
+from keras_explain.targets import Target, selected_indices
+
+GLOBAL_AVERAGE_POOLING = (
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+)
+
+
+def resize(tensor: tf.Tensor, size) -> tf.Tensor:
+    """Bilinear resize, half-pixel centers, of ``(B, *spatial, C)`` with 1 or 2 spatial axes.
+
+    Args:
+        tensor: Channels-last values with one (``(B, L, C)``) or two spatial axes.
+        size: The new spatial size, ``[L]`` or ``[H, W]``.
+
+    Returns:
+        The resized float32 tensor.
+    """
+    if tensor.shape.rank == 3:
+        resized = tf.image.resize(tensor[:, :, None, :], [size[0], 1], method="bilinear")
+        return resized[:, :, 0, :]
+    return tf.image.resize(tensor, size, method="bilinear")
+
+
+def _upstream_keys(plan, key) -> set:
+    """Every value the value ``key`` depends on (``key`` included)."""
+    wanted = {key}
+    for step in reversed(plan.steps):
+        if wanted.intersection(step.outputs):
+            wanted.update(step.inputs)
+    return wanted
+
+
+class LayerMaps(Backpropagation):
+    """Base of the CAM family: find the layer, compute its maps, upsample.
+
+    Subclasses implement :meth:`combine`, the map before rectification.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose output channels are weighed: a name or a layer
+            object (nested models included). Default: the last layer with a
+            spatial output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the
+            explained output.
+        upsample: Resize the maps to the input resolution (default True).
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial, or the maps cannot be upsampled to any input.
+        TypeError: For a subclassed model without a layer graph.
+    """
+
+    requires_graph = True
+    #: Apply a ReLU to the map (Grad-CAM and its successors do; CAM does not).
+    rectify = True
+
+    def __init__(self, model, *, layer=None, upsample: bool = True, **kwargs):
+        if kwargs.get("at_layer") is not None:
+            raise ValueError(
+                f"{type(self).__name__} weighs the channels of one layer; pass it as "
+                f"layer=..., not at_layer. Received: at_layer={kwargs['at_layer']!r}."
+            )
+        kwargs.pop("at_layer", None)
+        self._layer_argument = layer
+        self.upsample = bool(upsample)
+        super().__init__(model, **kwargs)
+        self.returns_maps = True
+        self._image_input = self._input_for_upsampling()
+
+    # -- construction ------------------------------------------------------
+    def _source_keys(self):
+        """The chosen layer's output is the one value the maps are made of."""
+        self.layer = self._select_layer(self._layer_argument)
+        key = self.plan.output_key_of(self.layer)
+        self._spatial_rank = len(self.plan.shape_of(key)) - 2
+        return [key], [False]
+
+    def spatial_layers(self) -> list[keras.Operation]:
+        """Layers with a spatial output that feed the explained output, in graph order."""
+        upstream = _upstream_keys(self.plan, self.output_key)
+        order = {key: index for index, step in enumerate(self.plan.steps) for key in step.outputs}
+        found = []
+        for layer in self.plan.layers:
+            if not isinstance(layer, keras.layers.Layer):
+                continue
+            key = self.plan.output_key_of(layer)
+            if key in upstream and key in order and _is_spatial(self.plan.shape_of(key)):
+                found.append((order[key], isinstance(layer, keras.Model), layer))
+        found.sort(key=lambda item: (item[0], not item[1]))
+        return [layer for _, _, layer in found]
+
+    def _select_layer(self, layer):
+        candidates = self.spatial_layers()
+        names = [item.name for item in candidates]
+        name = type(self).__name__
+        if layer is None:
+            if not candidates:
+                raise ValueError(
+                    f"{name} needs a layer with a spatial output, (batch, length, "
+                    "channels) or (batch, height, width, channels), but model "
+                    f"{self.model.name!r} has none feeding the explained output (nested "
+                    "models included). Use an input-attribution method such as "
+                    "'gradient' or 'integrated_gradients' instead."
+                )
+            return candidates[-1]
+        if isinstance(layer, str) and not any(
+            getattr(item, "name", None) == layer for item in self.plan.layers
+        ):
+            raise ValueError(
+                f"No layer named {layer!r} in model {self.model.name!r} (nested models "
+                f"included). Received: layer={layer!r}. Layers with a spatial output: "
+                f"{names}."
+            )
+        found = self.plan.find_layer(layer, "layer")
+        if not any(item is found for item in candidates):
+            shape = self.plan.shape_of(self.plan.output_key_of(found))
+            raise ValueError(
+                f"Layer {found.name!r} cannot be used by {name}: its output shape "
+                f"{shape} has no spatial axes (rank 3 or 4 expected) or it does not "
+                f"feed the explained output. Received: layer={layer!r}. Layers with a "
+                f"spatial output: {names}."
+            )
+        if getattr(found, "data_format", "channels_last") == "channels_first":
+            raise ValueError(
+                f"Layer {found.name!r} uses data_format='channels_first'; {name} "
+                "expects channels-last feature maps. Received: "
+                f"layer={layer!r}. Pick a channels-last layer."
+            )
+        return found
+
+    def _input_for_upsampling(self) -> int | None:
+        """The model input whose spatial size the maps are resized to."""
+        for position, spec in enumerate(self.plan.input_specs):
+            channels = 0 if tf.as_dtype(spec.dtype).is_integer else 1
+            if len(spec.shape) == self._spatial_rank + 1 + channels:
+                return position
+        if self.upsample:
+            shapes = [tuple(spec.shape) for spec in self.plan.input_specs]
+            raise ValueError(
+                f"The maps of layer {self.layer.name!r} have {self._spatial_rank} spatial "
+                f"axes but no input of model {self.model.name!r} has as many (input "
+                f"shapes: {shapes}), so they cannot be upsampled to the input. Pass "
+                "upsample=False to keep the layer's resolution."
+            )
+        return None
+
+    # -- computation -------------------------------------------------------
+    def combine(self, gradients: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
+        """The map before rectification, ``(B, *spatial)``, from float32 values.
+
+        Args:
+            gradients: ``d score / d A``, shaped like the activations.
+            activations: The layer output ``A``, ``(B, *spatial, C)``.
+        """
+        raise NotImplementedError
+
+    def _explain(self, inputs, target, indices, seed):
+        gradients, sources = self.backward(inputs, target, indices)
+        activations = tf.cast(sources[0], tf.float32)
+        maps = self.combine(tf.cast(gradients[0], tf.float32), activations)
+        return [self.finish_maps(maps, inputs)]
+
+    def finish_maps(self, maps: tf.Tensor, inputs) -> tf.Tensor:
+        """Rectify (unless CAM), then upsample to the input resolution."""
+        if self.rectify:
+            maps = tf.nn.relu(maps)
+        if not self.upsample:
+            return maps
+        return resize(maps[..., None], self.input_size(inputs))[..., 0]
+
+    def input_size(self, inputs) -> list:
+        """The spatial size of the input the maps are resized to."""
+        x = inputs[self._image_input]
+        dynamic = tf.shape(x)
+        return [
+            x.shape[axis] if x.shape[axis] is not None else dynamic[axis]
+            for axis in range(1, 1 + self._spatial_rank)
+        ]
+
+    def _spatial_axes(self):
+        return list(range(1, 1 + self._spatial_rank))
+
+
+def _is_spatial(shape) -> bool:
+    if shape is None or len(shape) not in (3, 4):
+        return False
+    return not all(dim == 1 for dim in shape[1:-1])
+
+
+def _weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
+    """``sum_c weights[b, c] * A[b, ..., c]`` for per-channel weights ``(B, C)``."""
+    shape = [-1] + [1] * (activations.shape.rank - 2) + [activations.shape[-1]]
+    return tf.reduce_sum(tf.reshape(weights, shape) * activations, axis=-1)
+
+
+@register("grad_cam")
+class GradCAM(LayerMaps):
+    """Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391).
+
+    ``relu(sum_c mean_hw(d y_t / d A_c) * A_c)``: each channel of the layer
+    output is weighted by the spatial mean of the target score's gradient.
+    The layer output is the layer's own output, so for
+    ``Conv2D(..., activation="relu")`` it is after the ReLU; to weigh the
+    pre-activation map use a convolution without activation followed by a
+    ``ReLU`` layer and pick the convolution.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose channels are weighed: a name or a layer object,
+            nested models included. Default: the last layer with a spatial
+            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+        upsample: Resize the maps to the input resolution, bilinear with
+            half-pixel centers (default True); False keeps the layer's.
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Returns:
+        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
+        1-D models), not normalized.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial (the message lists the candidates), or the maps cannot
+            be upsampled to the input.
+        TypeError: For a subclassed model without a layer graph.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> kx.GradCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        (2, 8, 8)
+    """
+
+    def combine(self, gradients, activations):
+        """``sum_c mean_hw(g_c) * A_c``."""
+        weights = tf.reduce_mean(gradients, axis=self._spatial_axes())
+        return _weighted_sum(weights, activations)
+
+
+@register("grad_cam_pp")
+class GradCAMPlusPlus(LayerMaps):
+    """Grad-CAM++ (Chattopadhay et al. 2018, arXiv:1710.11063).
+
+    With ``g = d y_t / d A`` and the closed form for an exponential score
+    ``exp(y_t)``, as in the authors' code:
+    ``alpha = g**2 / (2 g**2 + sum_ab(A) * g**3)`` (0 where the denominator is
+    0), ``w_c = sum_ab(alpha * relu(g))`` and the map
+    ``relu(sum_c w_c * A_c)``. The closed form multiplies every weight of a
+    sample by ``exp(y_t)``; that positive factor is dropped (as
+    pytorch-grad-cam does), since it only scales the map and overflows
+    float32 for scores above 88.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose channels are weighed: a name or a layer object,
+            nested models included. Default: the last layer with a spatial
+            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+        upsample: Resize the maps to the input resolution, bilinear with
+            half-pixel centers (default True); False keeps the layer's.
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Returns:
+        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
+        1-D models), not normalized.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial (the message lists the candidates), or the maps cannot
+            be upsampled to the input.
+        TypeError: For a subclassed model without a layer graph.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> kx.GradCAMPlusPlus(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        (2, 8, 8)
+    """
+
+    def combine(self, gradients, activations):
+        """``sum_c w_c * A_c`` with the Grad-CAM++ weights."""
+        axes = self._spatial_axes()
+        squared = tf.square(gradients)
+        total = tf.reduce_sum(activations, axis=axes, keepdims=True)
+        denominator = 2.0 * squared + total * squared * gradients
+        denominator = tf.where(denominator != 0.0, denominator, tf.ones_like(denominator))
+        alpha = squared / denominator
+        weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=axes)
+        return _weighted_sum(weights, activations)
+
+
+@register("layer_cam")
+class LayerCAM(LayerMaps):
+    """LayerCAM (Jiang et al. 2021, IEEE TIP 30, doi:10.1109/TIP.2021.3089943).
+
+    ``relu(sum_c relu(d y_t / d A_c) * A_c)``: the weights are per position,
+    not per channel, which keeps fine detail on shallow layers.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose channels are weighed: a name or a layer object,
+            nested models included. Default: the last layer with a spatial
+            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+        upsample: Resize the maps to the input resolution, bilinear with
+            half-pixel centers (default True); False keeps the layer's.
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Returns:
+        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
+        1-D models), not normalized.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial (the message lists the candidates), or the maps cannot
+            be upsampled to the input.
+        TypeError: For a subclassed model without a layer graph.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> kx.LayerCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        (2, 8, 8)
+    """
+
+    def combine(self, gradients, activations):
+        """``sum_c relu(g_c) * A_c``, position by position."""
+        return tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1)
+
+
+@register("cam")
+class CAM(LayerMaps):
+    """Class activation mapping (Zhou et al. 2016, arXiv:1512.04150).
+
+    For a model whose layer feeds a global average pooling followed by one
+    ``Dense`` layer producing the explained output, the map of target ``t``
+    is ``sum_c W[c, t] * A_c``, the paper's formula: not rectified (negative
+    evidence stays visible), then upsampled. The weights ``W[c, t]`` are read
+    as the gradient of the target score w.r.t. the pooled features, which is
+    exactly the Dense kernel's column for an index target and generalizes it
+    to ``"all"`` and callable targets.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose channels are weighed: a name or a layer object,
+            nested models included. Default: the last layer with a spatial
+            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+        upsample: Resize the maps to the input resolution, bilinear with
+            half-pixel centers (default True); False keeps the layer's.
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Returns:
+        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
+        1-D models), not normalized.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial (the message lists the candidates), or the maps cannot
+            be upsampled to the input.
+        ValueError: If the layer is not followed by global average pooling
+            and one Dense layer producing the explained output (use
+            ``grad_cam`` for other architectures).
+        TypeError: For a subclassed model without a layer graph.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> kx.CAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        (2, 8, 8)
+    """
+
+    rectify = False
+
+    def _source_keys(self):
+        keys, embedded = super()._source_keys()
+        return keys + [self._pooled_key(keys[0])], embedded + [False]
+
+    def _pooled_key(self, key):
+        """The global-average-pooled features after ``key``; checks the head."""
+        chain, current = [], key
+        while current != self.output_key and len(chain) < 16:
+            consumers = [step for step in self.plan.steps if current in step.inputs]
+            if len(consumers) != 1:
+                break
+            chain.append(consumers[0])
+            current = consumers[0].outputs[0]
+            if consumers[0].op.kind == "linear":
+                break
+        kinds = [step.op.name for step in chain]
+        pooled = chain[0] if chain else None
+        head = chain[-1] if chain else None
+        if (
+            pooled is None
+            or not isinstance(pooled.op.layer, GLOBAL_AVERAGE_POOLING)
+            or head is pooled
+            or head.op.kind != "linear"
+            or not isinstance(head.op.layer, keras.layers.Dense)
+            or head.outputs[0] != self.output_key
+            or any(step.op.kind != "reshape" for step in chain[1:-1])
+        ):
+            raise ValueError(
+                f"CAM (Zhou et al. 2016) needs layer {self.layer.name!r} to feed a "
+                "global average pooling followed by one Dense layer that produces the "
+                f"explained output; in model {self.model.name!r} it is followed by "
+                f"{kinds or 'several branches'}. Use 'grad_cam', which generalizes CAM "
+                "to any architecture."
+            )
+        return pooled.outputs[0]
+
+    def _explain(self, inputs, target, indices, seed):
+        gradients, sources = self.backward(inputs, target, indices)
+        activations = tf.cast(sources[0], tf.float32)
+        weights = tf.reshape(tf.cast(gradients[1], tf.float32), (tf.shape(activations)[0], -1))
+        return [self.finish_maps(_weighted_sum(weights, activations), inputs)]
+
+
+@register("score_cam")
+class ScoreCAM(LayerMaps):
+    """Score-CAM (Wang et al. 2020, arXiv:1910.01279).
+
+    Each channel ``A_k`` is upsampled to the input, min-max normalized per
+    sample to ``[0, 1]`` (a constant channel gives an all-zero mask) and
+    multiplies the input; the weights are the softmax **over channels** of
+    the target score (the logit, softmax stripped) of the masked inputs, and
+    the map is ``relu(sum_k w_k * A_k)``. The paper's "increase of
+    confidence" subtracts the score of a baseline input, the same for every
+    channel, which the softmax over channels ignores. Choice, as in
+    pytorch-grad-cam: the softmax runs over channels of the target score,
+    not over classes (the authors' code weighs channels by the class
+    probability); it works for any target, callables and regression
+    outputs included. All masked inputs of a batch run through the model in
+    large batches inside one compiled function.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose channels are weighed: a name or a layer object,
+            nested models included. Default: the last layer with a spatial
+            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+        upsample: Resize the maps to the input resolution, bilinear with
+            half-pixel centers (default True); False keeps the layer's.
+        internal_batch_size: Masked inputs per forward pass (default 256);
+            lower it for large inputs or many channels, None runs all the
+            ``batch * channels`` masked inputs at once.
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Returns:
+        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
+        1-D models), not normalized.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial (the message lists the candidates), or the maps cannot
+            be upsampled to the input.
+        ValueError: For a bad ``internal_batch_size``, an integer input (it
+            cannot be masked) or ``upsample=False`` (masks need the input
+            resolution).
+        TypeError: For a subclassed model without a layer graph.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> kx.ScoreCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        (2, 8, 8)
+    """
+
+    def __init__(self, model, *, internal_batch_size: int | None = 256, **kwargs):
+        if internal_batch_size is not None and (
+            not isinstance(internal_batch_size, int) or internal_batch_size < 1
+        ):
+            raise ValueError(
+                "internal_batch_size must be a positive int (masked inputs per pass) or "
+                f"None (all at once). Received: internal_batch_size={internal_batch_size!r}."
+            )
+        if kwargs.get("upsample") is False:
+            raise ValueError(
+                "ScoreCAM masks the input with upsampled channels, so it needs "
+                "upsample=True. Received: upsample=False."
+            )
+        self.internal_batch_size = internal_batch_size
+        super().__init__(model, **kwargs)
+        spec = self.plan.input_specs[self._image_input]
+        if tf.as_dtype(spec.dtype).is_integer:
+            raise ValueError(
+                f"ScoreCAM multiplies the input by masks, impossible for the integer "
+                f"input {self._image_input} of model {self.model.name!r}. Use grad_cam."
+            )
+        self._channels = self.plan.shape_of(self._sources[0])[-1]
+
+    def _explain(self, inputs, target, indices, seed):
+        output, values = self.forward(inputs)
+        activations = tf.cast(values[self._sources[0]], tf.float32)
+        if target.mode == "max":
+            target, indices = Target("index"), selected_indices(output, target, None)
+        scores = self.masked_scores(inputs, activations, target, indices)
+        weights = tf.nn.softmax(scores, axis=1)
+        return [self.finish_maps(_weighted_sum(weights, activations), inputs)]
+
+    def masked_scores(self, inputs, activations, target, indices) -> tf.Tensor:
+        """Target scores ``(B, C)`` of the input masked by each normalized channel."""
+        channels = self._channels
+        batch = inputs[0].shape[0] or 1
+        per_pass = channels
+        if self.internal_batch_size is not None:
+            per_pass = min(channels, max(1, self.internal_batch_size // batch))
+        count = math.ceil(channels / per_pass)
+        size = self.input_size(inputs)
+        pad = [[0, 0]] * (activations.shape.rank - 1) + [[0, count * per_pass - channels]]
+        padded = tf.pad(activations, pad)
+        spatial = tf.shape(activations)[1:-1]
+        chunks = tf.reshape(padded, tf.concat([[-1], spatial, [count, per_pass]], 0))
+        rank = activations.shape.rank
+        chunks = tf.transpose(chunks, [rank - 1] + list(range(rank - 1)) + [rank])
+        tiled_indices = None if indices is None else tf.tile(indices, [per_pass])
+        axes = self._spatial_axes()
+
+        def chunk_scores(chunk):
+            masks = resize(chunk, size)
+            low = tf.reduce_min(masks, axis=axes, keepdims=True)
+            high = tf.reduce_max(masks, axis=axes, keepdims=True)
+            masks = tf.math.divide_no_nan(masks - low, high - low)
+            masks = tf.transpose(masks, [rank - 1] + list(range(rank - 1)))
+            masked = []
+            for position, x in enumerate(inputs):
+                if position == self._image_input:
+                    product = x[None] * tf.cast(masks[..., None], x.dtype)
+                    masked.append(tf.reshape(product, tf.concat([[-1], tf.shape(x)[1:]], 0)))
+                else:
+                    masked.append(tf.tile(x, [per_pass] + [1] * (x.shape.rank - 1)))
+            output, _ = self.forward(masked)
+            scores = tf.cast(self.scores(output, target, tiled_indices), tf.float32)
+            return tf.reshape(scores, (per_pass, -1))
+
+        if count == 1:
+            scores = chunk_scores(chunks[0])
+        else:
+            scores = tf.map_fn(
+                chunk_scores,
+                chunks,
+                fn_output_signature=tf.TensorSpec((per_pass, None), tf.float32),
+            )
+            scores = tf.reshape(scores, (count * per_pass, -1))
+        return tf.transpose(scores[:channels])
+
+
+@register("guided_grad_cam")
+class GuidedGradCAM(GradCAM):
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times Grad-CAM.
+
+    The guided-backpropagation attribution of the input multiplied by the
+    Grad-CAM map upsampled to the input resolution (broadcast over
+    channels); the result is shaped like the input. For a multi-input model
+    only the input the map is resized to is multiplied; the others keep
+    their guided-backpropagation attribution.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        layer: The layer whose channels are weighed: a name or a layer object,
+            nested models included. Default: the last layer with a spatial
+            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+        upsample: Resize the maps to the input resolution, bilinear with
+            half-pixel centers (default True); False keeps the layer's.
+        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
+            ``neuron_selection_mode``.
+
+    Returns:
+        ``analyze(x, target)`` returns float32 attributions shaped like ``x``.
+
+    Raises:
+        ValueError: If the model has no spatial layer, ``layer`` is unknown or
+            not spatial (the message lists the candidates), or the maps cannot
+            be upsampled to the input.
+        ValueError: For ``upsample=False`` (the product needs the input
+            resolution).
+        TypeError: For a subclassed model without a layer graph.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> kx.GuidedGradCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        (2, 8, 8, 1)
+    """
+
+    def __init__(self, model, **kwargs):
+        if kwargs.get("upsample") is False:
+            raise ValueError(
+                "GuidedGradCAM multiplies guided backprop by the map at the input "
+                "resolution, so it needs upsample=True. Received: upsample=False."
+            )
+        super().__init__(model, **kwargs)
+        kwargs.pop("layer", None)
+        kwargs.pop("upsample", None)
+        self.guided = GuidedBackprop(model, **kwargs)
+        self.returns_maps = False
+
+    def _explain(self, inputs, target, indices, seed):
+        maps = super()._explain(inputs, target, indices, seed)[0]
+        result = list(self.guided._explain(inputs, target, indices, seed))
+        guided = result[self._image_input]
+        if guided.shape.rank > maps.shape.rank:
+            maps = maps[..., None]
+        result[self._image_input] = guided * tf.cast(maps, guided.dtype)
+        return result

@@ -229,7 +229,10 @@ class IntegratedGradients(_Stacked):
         super().__init__(model, **kwargs)
 
     def _baselines(self, inputs):
-        baselines = self.baseline if isinstance(self.baseline, list | tuple) else [self.baseline]
+        if isinstance(self.baseline, list | tuple):
+            baselines = self.baseline
+        else:  # one baseline (e.g. the default 0) for every input
+            baselines = [self.baseline] * len(inputs)
         if len(baselines) != len(inputs):
             raise ValueError(
                 f"baseline needs one entry per model input ({len(inputs)}). Received "
@@ -247,6 +250,10 @@ class IntegratedGradients(_Stacked):
                     "baseline must be a scalar, shaped like one sample "
                     f"{tuple(x.shape[1:])} or like the batch {tuple(x.shape)}. Received: "
                     f"shape {tuple(base.shape)}."
+                    + (" A batch-shaped baseline needs the whole batch in one call: "
+                       "analyze without batch_size and not from a tf.data.Dataset, or "
+                       "pass a baseline shaped like one sample."
+                       if base.shape.rank == x.shape.rank else "")
                 )
             result.append(tf.broadcast_to(base, tf.shape(x)))
         return result

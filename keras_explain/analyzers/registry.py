@@ -47,6 +47,21 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def analyzer_class(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The class registered under ``name`` and the preset keyword arguments it implies.
+
+    Raises:
+        KeyError: For an unknown name.
+
+    Example:
+        >>> from keras_explain.analyzers import registry
+        >>> registry.analyzer_class("gradient")[0].__name__
+        'Gradient'
+    """
+    factory = _REGISTRY[name]
+    return getattr(factory, "func", factory), dict(getattr(factory, "keywords", None) or {})
+
+
 def create_analyzer(name: str, model: Any, **kwargs: Any):
     """Create an analyzer by its registry name.
 

@@ -1,0 +1,232 @@
+"""A Keras callback that logs explanation heatmaps to TensorBoard while a model trains."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_explain import visualize
+from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.registry import create_analyzer
+
+SUBDIRECTORY = "explanations"
+
+
+def _require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "ExplanationLogger writes TensorBoard summaries and needs the tensorboard "
+            'package: pip install "keras-explain[tensorboard]".'
+        ) from error
+
+
+class ExplanationLogger(keras.callbacks.Callback):
+    """Log per-sample explanation overlays to TensorBoard during training.
+
+    At the end of every ``freq``-th epoch (epochs ``0, freq, 2 freq, ...``, as
+    ``keras.callbacks.TensorBoard(histogram_freq=freq)`` counts them) each
+    analyzer explains ``x`` with the model's current weights, and the overlays
+    (:func:`keras_explain.visualize.overlay`) are written with
+    ``tf.summary.image`` under ``log_dir/explanations``, one image tag per
+    method holding one image per sample, at ``step=epoch``. The inputs
+    themselves are logged once under the tag ``"input"``. Use the same
+    ``log_dir`` as a ``keras.callbacks.TensorBoard`` callback to see the
+    explanations beside the training curves.
+
+    Analyzers read the model's own variables, so they always explain the
+    weights being trained; nothing is copied.
+
+    The configuration is checked before the first epoch: the callback runs
+    every analyzer once on ``x`` in ``on_train_begin`` and raises there if
+    anything is wrong. An error in a later epoch (e.g. the weights became
+    NaN) is reported with ``warnings.warn`` and training goes on; what was
+    already written stays on disk (the writer is flushed after every epoch).
+    The summary writer is created when first needed and closed at the end of
+    training.
+
+    Args:
+        analyzers: Either a mapping ``{tag: analyzer}`` of analyzers built on
+            the model being trained, or a list of registry names (see
+            :func:`keras_explain.analyzers.names`) created with their default
+            parameters for the trained model at ``on_train_begin``.
+        x: The images to explain, ``(B, H, W, C)`` or ``(B, H, W)``, as the
+            model takes them. Keep the batch small (e.g. 8).
+        target: What to explain (see :mod:`keras_explain.targets`): None for
+            the current prediction, an int, an int array ``(B,)`` (e.g. the
+            true labels), ``"all"`` or a callable.
+        log_dir: The TensorBoard log directory (default ``"logs"``, as
+            ``keras.callbacks.TensorBoard``); summaries go to
+            ``log_dir/explanations``.
+        freq: Log every ``freq`` epochs (an int >= 1).
+        overlay_options: Keyword arguments for
+            :func:`keras_explain.visualize.overlay` (``alpha``, ``cmap``,
+            ``percentile``, ``reduce``, ``value_range``).
+
+    Raises:
+        ValueError: At construction, for a bad ``freq``, an empty
+            ``analyzers`` or an ``x`` that is not an image batch. At
+            ``on_train_begin``, for an unknown analyzer name or an analyzer
+            that fails on ``x`` (wrong shape, bad target, unsupported model).
+        TypeError: At construction, for ``analyzers`` of the wrong type.
+        ImportError: At ``on_train_begin``, if tensorboard is not installed.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((8, 8, 1)),
+        ...                           keras.layers.Conv2D(4, 3, activation="relu"),
+        ...                           keras.layers.Flatten(), keras.layers.Dense(3)])
+        >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> x, y = np.random.rand(16, 8, 8, 1), np.random.randint(0, 3, 16)
+        >>> logger = kx.callbacks.ExplanationLogger(["gradient"], x[:4], log_dir="/tmp/logs")
+        >>> _ = model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    """
+
+    def __init__(
+        self,
+        analyzers: Mapping[str, Analyzer] | Sequence[str],
+        x: Any,
+        target: Any = None,
+        log_dir: str | os.PathLike = "logs",
+        freq: int = 1,
+        *,
+        overlay_options: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        if isinstance(freq, bool) or not isinstance(freq, int | np.integer) or freq < 1:
+            raise ValueError(
+                f"freq must be an int >= 1 (log every freq epochs). Received: freq={freq!r}."
+            )
+        if isinstance(analyzers, Mapping):
+            specs = dict(analyzers)
+            for tag, analyzer in specs.items():
+                if not isinstance(analyzer, Analyzer):
+                    raise TypeError(
+                        "analyzers must map tags to analyzers built on the trained model, "
+                        f"e.g. {{'gradient': kx.Gradient(model)}}. Received: {tag!r} -> "
+                        f"{type(analyzer).__name__}."
+                    )
+        elif isinstance(analyzers, Sequence) and not isinstance(analyzers, str):
+            specs = {}
+            for name in analyzers:
+                if not isinstance(name, str):
+                    raise TypeError(
+                        "A list of analyzers must hold registry names such as 'gradient'. "
+                        f"Received: {name!r} of type {type(name).__name__}; pass a dict "
+                        "{tag: analyzer} for analyzer objects."
+                    )
+                specs[name] = name
+        else:
+            raise TypeError(
+                "analyzers must be a dict {tag: analyzer} or a list of registry names. "
+                f"Received: {type(analyzers).__name__}."
+            )
+        if not specs:
+            raise ValueError("analyzers is empty; give at least one analyzer or name.")
+        array = np.asarray(x)
+        if array.ndim not in (3, 4) or array.shape[0] == 0:
+            raise ValueError(
+                "ExplanationLogger draws images: x must be a non-empty batch shaped "
+                f"(batch, height, width[, channels]). Received: shape {array.shape}."
+            )
+        self.specs = specs
+        self.x = array
+        self.target = target
+        self.log_dir = os.fspath(log_dir)
+        self.freq = int(freq)
+        self.overlay_options = dict(overlay_options or {})
+        self.analyzers: dict[str, Analyzer] = {}
+        self._writer = None
+        self._inputs_logged = False
+
+    @property
+    def summary_dir(self) -> str:
+        """The directory the summaries are written to (``log_dir/explanations``)."""
+        return os.path.join(self.log_dir, SUBDIRECTORY)
+
+    def explain(self) -> dict[str, np.ndarray]:
+        """The overlays for the current weights: ``{tag: (B, H, W, 3) uint8}``."""
+        return {tag: self._pictures(tag, analyzer) for tag, analyzer in self.analyzers.items()}
+
+    def _pictures(self, tag: str, analyzer: Analyzer) -> np.ndarray:
+        relevance = analyzer.analyze(self.x, self.target)
+        if isinstance(relevance, list):
+            raise ValueError(
+                f"Analyzer {tag!r} returned one result per model input; ExplanationLogger "
+                "draws single-input image models only."
+            )
+        return visualize.to_uint8(visualize.overlay(self.x, relevance, **self.overlay_options))
+
+    # -- Keras hooks -------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        """Create the analyzers and run each once on ``x``; raise if any fails."""
+        _require_tensorboard()
+        self._inputs_logged = False
+        self.analyzers = {}
+        for tag, spec in self.specs.items():
+            if isinstance(spec, str):
+                try:
+                    self.analyzers[tag] = create_analyzer(spec, self.model)
+                except (ValueError, TypeError) as error:
+                    raise ValueError(
+                        f"ExplanationLogger cannot create analyzer {spec!r} for model "
+                        f"{self.model.name!r}: {error}"
+                    ) from error
+            else:
+                self.analyzers[tag] = spec
+        for tag, analyzer in self.analyzers.items():
+            try:
+                self._pictures(tag, analyzer)
+            except Exception as error:
+                raise ValueError(
+                    f"ExplanationLogger: analyzer {tag!r} fails on x of shape "
+                    f"{self.x.shape} with target={self.target!r}, so nothing could be "
+                    f"logged; fix this before training. {type(error).__name__}: {error}"
+                ) from error
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Write the overlays of every ``freq``-th epoch at ``step=epoch``."""
+        if epoch % self.freq != 0:
+            return
+        import tensorflow as tf
+
+        writer = self._get_writer()
+        with writer.as_default(step=epoch):
+            if not self._inputs_logged:
+                images = visualize.to_uint8(
+                    visualize.as_rgb(self.x, value_range=self.overlay_options.get("value_range"))
+                )
+                tf.summary.image("input", images, max_outputs=len(self.x))
+                self._inputs_logged = True
+            for tag, analyzer in self.analyzers.items():
+                try:
+                    pictures = self._pictures(tag, analyzer)
+                except Exception as error:  # training must go on
+                    warnings.warn(
+                        f"ExplanationLogger could not explain {tag!r} at epoch {epoch}; "
+                        f"training continues. {type(error).__name__}: {error}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                tf.summary.image(tag, pictures, max_outputs=len(self.x))
+        writer.flush()
+
+    def on_train_end(self, logs=None):
+        """Close the summary writer."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _get_writer(self):
+        if self._writer is None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.summary_dir)
+        return self._writer

@@ -1,0 +1,324 @@
+"""The ``keras-explain`` command: ``keras-explain demo`` and ``keras-explain methods``."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def grid_segments(image) -> Any:
+    """Superpixels for the 8x8 digits: a 4x4 grid of 2x2 cells (labels 0..15)."""
+    import numpy as np
+
+    rows, columns = np.indices(np.shape(image)[:2])
+    return (rows // 2) * ((np.shape(image)[1] + 1) // 2) + columns // 2
+
+
+#: Parameters suited to 8x8 digit images, per registry name. Keyword arguments
+#: a method does not take are dropped, so the table may name parameters of
+#: methods that are still being written.
+DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
+    "smoothgrad": {"samples": 32, "seed": 0},
+    "squaregrad": {"samples": 32, "seed": 0},
+    "vargrad": {"samples": 32, "seed": 0},
+    "integrated_gradients": {"steps": 32},
+    "deep_taylor.bounded": {"low": 0.0, "high": 1.0},
+    "lrp.epsilon_gamma_box": {"low": 0.0, "high": 1.0},
+    "occlusion": {"window": 2, "stride": 1, "baseline": 0.0},
+    "shapley_sampling": {"samples": 16, "segmentation": grid_segments, "seed": 0},
+    "lime": {"samples": 300, "segmentation": grid_segments, "seed": 0},
+    "kernel_shap": {"samples": 200, "segmentation": grid_segments, "seed": 0},
+    "rise": {"samples": 500, "cells": 4, "seed": 0},
+    "meaningful_perturbation": {
+        "iterations": 100,
+        "mask_size": 4,
+        "blur_sigma": 1.0,
+        "seed": 0,
+    },
+}
+
+DEMO_SAMPLES = 6
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``keras-explain`` command.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status (0 on success).
+    """
+    parser = argparse.ArgumentParser(
+        prog="keras-explain",
+        description="Explain Keras 3 models on TensorFlow (keras_explain).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="train a small CNN on scikit-learn's digits and explain it",
+        description=(
+            "Train a small CNN on scikit-learn's bundled 8x8 digits (no download), log "
+            "explanations to TensorBoard while it trains, and write a PNG grid of every "
+            "image method in the registry."
+        ),
+    )
+    demo_parser.add_argument(
+        "--out", default="keras_explain_demo", help="output directory (default: %(default)s)"
+    )
+    demo_parser.add_argument(
+        "--epochs", type=_positive_int, default=8, help="training epochs (default: %(default)s)"
+    )
+    demo_parser.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=DEMO_SAMPLES,
+        help="test images to explain (default: %(default)s)",
+    )
+    demo_parser.add_argument(
+        "--methods",
+        type=_names,
+        default=None,
+        help="comma-separated registry names to draw (default: every registered method)",
+    )
+    commands.add_parser("methods", help="list every analyzer name")
+    args = parser.parse_args(argv)
+    if args.command == "methods":
+        return _methods()
+    return demo(args.out, epochs=args.epochs, samples=args.samples, methods=args.methods)
+
+
+def _names(text: str) -> list[str]:
+    from keras_explain import analyzers
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in analyzers.names()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown or text!r}; see `keras-explain methods`"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _methods() -> int:
+    from keras_explain import analyzers
+
+    width = max(len(name) for name in analyzers.names())
+    for name in analyzers.names():
+        print(f"{name:<{width}}  {_summary(name)}")
+    return 0
+
+
+def _summary(name: str) -> str:
+    from keras_explain.analyzers import registry
+
+    cls, presets = registry.analyzer_class(name)
+    doc = inspect.getdoc(cls) or ""
+    line = doc.splitlines()[0] if doc else getattr(cls, "__name__", "")
+    if presets:
+        line += " [" + ", ".join(f"{key}={value!r}" for key, value in presets.items()) + "]"
+    return line
+
+
+def digits_data(seed: int = 0):
+    """scikit-learn's bundled 8x8 digits as float32 images in [0, 1].
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``; images are ``(N, 8, 8, 1)``.
+    """
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype("float32")[..., None]
+    labels = digits.target.astype("int64")
+    order = np.random.default_rng(seed).permutation(len(images))
+    split = int(0.8 * len(images))
+    train, test = order[:split], order[split:]
+    return images[train], labels[train], images[test], labels[test]
+
+
+def digits_cnn(seed: int = 0):
+    """The demo's small CNN for 8x8x1 digits: three ReLU convolutions, GAP, Dense + softmax."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1), name="digits")
+    h = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(h)
+    h = layers.MaxPooling2D(name="pool")(h)
+    h = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv3")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = layers.Dense(10, activation="softmax", name="classes")(h)
+    model = keras.Model(inputs, outputs, name="digits_cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train(model, data, epochs: int, callbacks=(), verbose: int = 0):
+    """The demo's training: ``model.fit`` on the digits with validation, batch size 32."""
+    x_train, y_train, x_test, y_test = data
+    return model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=32,
+        validation_data=(x_test, y_test),
+        callbacks=list(callbacks),
+        verbose=verbose,
+    )
+
+
+def method_parameters(name: str) -> dict[str, Any]:
+    """The demo parameters of ``name`` that its class takes (by name, in any ``__init__``)."""
+    from keras_explain.analyzers import registry
+
+    wanted = DEMO_PARAMETERS.get(name, {})
+    cls, _ = registry.analyzer_class(name)
+    accepted = set()
+    for klass in inspect.getmro(cls) if inspect.isclass(cls) else [cls]:
+        function = klass.__init__ if inspect.isclass(klass) else klass
+        try:
+            accepted.update(inspect.signature(function).parameters)
+        except (TypeError, ValueError):
+            continue
+    return {key: value for key, value in wanted.items() if key in accepted}
+
+
+def explain_all(
+    model, x, *, methods: Sequence[str] | None = None, log=print
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run every registered method (or ``methods``) on ``x``; skip the ones that fail.
+
+    Returns:
+        ``({name: relevance}, {skipped name: reason})``.
+    """
+    import numpy as np
+
+    from keras_explain.analyzers import registry
+
+    results, skipped = {}, {}
+    for name in registry.names() if methods is None else methods:
+        start = time.perf_counter()
+        try:
+            analyzer = registry.create_analyzer(name, model, **method_parameters(name))
+            relevance = analyzer.analyze(x)
+            if isinstance(relevance, list):
+                raise ValueError("returned one result per input")
+            relevance = np.asarray(relevance)
+            if relevance.shape != x.shape and relevance.shape != x.shape[:-1]:
+                raise ValueError(f"returned shape {relevance.shape}, not an image map")
+            if not np.all(np.isfinite(relevance)):
+                raise ValueError("returned NaN or Inf values")
+        except Exception as error:  # a demo shows what works and says what did not
+            skipped[name] = f"{type(error).__name__}: {_first_line(error)}"
+            log(f"  skipped {name}: {skipped[name]}")
+            continue
+        results[name] = relevance
+        log(f"  {name:<28} {time.perf_counter() - start:6.2f} s")
+    return results, skipped
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def demo(
+    out: str = "keras_explain_demo",
+    *,
+    epochs: int = 8,
+    samples: int = DEMO_SAMPLES,
+    methods: Sequence[str] | None = None,
+) -> int:
+    """Train the digits CNN with the TensorBoard callbacks and draw every image method.
+
+    Args:
+        out: Output directory; receives ``explanations.png`` and ``logs/``.
+        epochs: Training epochs.
+        samples: Number of test images explained.
+        methods: Registry names to draw (default: every registered method).
+
+    Returns:
+        0.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.perf_counter()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_explain.callbacks import ExplanationLogger
+
+    # The demo builds dozens of analyzers, each tracing its own tf.function once;
+    # TensorFlow would warn about "retracing" although nothing is traced twice.
+    tf.get_logger().setLevel("ERROR")
+
+    os.makedirs(out, exist_ok=True)
+    log_dir = os.path.join(out, "logs")
+    x_train, y_train, x_test, y_test = digits_data()
+    model = digits_cnn()
+    shown = x_test[:samples]
+    callbacks = []
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        print('TensorBoard logs skipped: pip install "keras-explain[tensorboard]".')
+    else:
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=log_dir),
+            ExplanationLogger(["gradient", "integrated_gradients"], shown, log_dir=log_dir),
+        ]
+    print(f"Training a small CNN on scikit-learn digits ({len(x_train)} images, {epochs} epochs)")
+    train(model, (x_train, y_train, x_test, y_test), epochs, callbacks, verbose=2)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    print(f"Test accuracy: {accuracy:.3f}")
+
+    which = "every registered method" if methods is None else f"{len(methods)} methods"
+    print(f"Explaining {samples} test images with {which}:")
+    results, skipped = explain_all(model, shown, methods=methods)
+    predictions = np.argmax(model.predict(shown, verbose=0), axis=1)
+    labels = [f"true {t} / pred {p}" for t, p in zip(y_test[:samples], predictions)]
+
+    from keras_explain.visualize import plot_explanations
+
+    if not results:
+        print("No method worked on the demo model; no grid written.")
+        return 1
+    figure = plot_explanations(shown, results, labels=labels, cell_size=1.1, max_columns=11)
+    png = os.path.join(out, "explanations.png")
+    figure.savefig(png, dpi=100)
+
+    print(f"\n{len(results)} methods drawn, {len(skipped)} skipped.")
+    if skipped:
+        print("Skipped methods:")
+        for name, reason in skipped.items():
+            print(f"  {name}: {reason}")
+    print(f"Explanation grid: {os.path.abspath(png)}")
+    if callbacks:
+        print(f"TensorBoard logs: {os.path.abspath(log_dir)}")
+        print(f"  view them with: tensorboard --logdir {log_dir}")
+    print(f"Done in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,522 @@
+"""Turn relevance into pictures: heatmaps, graymaps, overlays and figure grids.
+
+Everything here except :func:`plot_explanations` is plain numpy, so it runs
+in a training callback or a headless server without matplotlib.
+
+Shapes: the first axis is the batch axis. Relevance of an image batch is
+``(B, H, W, C)`` (channels last, as Keras' default) and is reduced over the
+channel axis; CAM-family maps are already ``(B, H, W)``. A single map
+``(H, W)`` is accepted too. Pictures come back as float32 RGB in ``[0, 1]``,
+shaped ``(B, H, W, 3)`` (or ``(H, W, 3)``).
+
+Normalization: relevance is scaled per sample by a high percentile of its
+magnitude (default 99.5), so that one extreme pixel does not wash out the
+rest, then clipped. Signed relevance is scaled symmetrically to ``[-1, 1]``
+(zero stays zero, drawn white by the default diverging colormap: red for
+positive, blue for negative evidence); non-negative relevance to ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+REDUCTIONS = ("sum", "abs_sum", "max", "abs_max", "none")
+
+# Piecewise-linear colormaps: (position, (r, g, b)) control points.
+_COLORMAPS: dict[str, list[tuple[float, tuple[float, float, float]]]] = {
+    "bwr": [(0.0, (0.0, 0.0, 1.0)), (0.5, (1.0, 1.0, 1.0)), (1.0, (1.0, 0.0, 0.0))],
+    "seismic": [
+        (0.0, (0.0, 0.0, 0.3)),
+        (0.25, (0.0, 0.0, 1.0)),
+        (0.5, (1.0, 1.0, 1.0)),
+        (0.75, (1.0, 0.0, 0.0)),
+        (1.0, (0.5, 0.0, 0.0)),
+    ],
+    "reds": [(0.0, (1.0, 1.0, 1.0)), (1.0, (1.0, 0.0, 0.0))],
+    "gray": [(0.0, (0.0, 0.0, 0.0)), (1.0, (1.0, 1.0, 1.0))],
+    "hot": [
+        (0.0, (0.04, 0.0, 0.0)),
+        (0.365, (1.0, 0.0, 0.0)),
+        (0.746, (1.0, 1.0, 0.0)),
+        (1.0, (1.0, 1.0, 1.0)),
+    ],
+    "jet": [
+        (0.0, (0.0, 0.0, 0.5)),
+        (0.11, (0.0, 0.0, 1.0)),
+        (0.125, (0.0, 0.0, 1.0)),
+        (0.34, (0.0, 0.86, 1.0)),
+        (0.35, (0.0, 0.9, 0.97)),
+        (0.64, (1.0, 1.0, 0.0)),
+        (0.66, (1.0, 0.96, 0.0)),
+        (0.89, (1.0, 0.0, 0.0)),
+        (1.0, (0.5, 0.0, 0.0)),
+    ],
+}
+
+ColormapLike = str | Callable[[np.ndarray], np.ndarray] | None
+
+
+def reduce_channels(relevance: Any, method: str = "sum", *, channel_axis: int = -1) -> np.ndarray:
+    """Reduce the channel axis of a relevance batch ``(B, H, W, C)`` to maps ``(B, H, W)``.
+
+    Arrays of rank 2 (one map) or 3 (a batch of maps, e.g. CAM) are returned
+    unchanged, as float32.
+
+    Args:
+        relevance: Relevance shaped ``(B, H, W, C)``, ``(B, H, W)`` or ``(H, W)``.
+        method: ``"sum"`` (signed sum over channels, the default), ``"abs_sum"``
+            (sum of absolute values), ``"max"`` (maximum), ``"abs_max"``
+            (maximum absolute value), or ``"none"`` (no reduction; a single
+            channel is squeezed).
+        channel_axis: The channel axis of a rank-4 array (default -1).
+
+    Returns:
+        A float32 array ``(B, H, W)`` (or the input's shape for rank 2 and 3).
+
+    Raises:
+        ValueError: For an unknown ``method``, a rank other than 2, 3 or 4, or
+            ``method="none"`` with several channels.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> visualize.reduce_channels(np.ones((2, 4, 4, 3)), "abs_sum").shape
+        (2, 4, 4)
+    """
+    if method not in REDUCTIONS:
+        raise ValueError(
+            f"Unknown channel reduction. Received: method={method!r}. Expected one of {REDUCTIONS}."
+        )
+    array = np.asarray(relevance, dtype=np.float32)
+    if array.ndim in (2, 3):
+        return array
+    if array.ndim != 4:
+        raise ValueError(
+            "Relevance must be maps (H, W) or (batch, H, W), or images (batch, H, W, C). "
+            f"Received: shape {array.shape}."
+        )
+    if method == "sum":
+        return array.sum(axis=channel_axis)
+    if method == "abs_sum":
+        return np.abs(array).sum(axis=channel_axis)
+    if method == "max":
+        return array.max(axis=channel_axis)
+    if method == "abs_max":
+        return np.abs(array).max(axis=channel_axis)
+    if array.shape[channel_axis] != 1:
+        raise ValueError(
+            "method='none' needs a single channel. Received: shape "
+            f"{array.shape}; use 'sum', 'abs_sum', 'max' or 'abs_max'."
+        )
+    return np.squeeze(array, axis=channel_axis)
+
+
+def normalize(
+    relevance: Any, *, percentile: float = 99.5, symmetric: bool | None = None
+) -> np.ndarray:
+    """Scale relevance per sample into ``[-1, 1]`` (signed) or ``[0, 1]``.
+
+    With ``symmetric=True`` each sample is divided by the ``percentile``-th
+    percentile of its absolute values and clipped to ``[-1, 1]``: zero stays
+    zero and the sign is kept. With ``symmetric=False`` each sample is mapped
+    linearly from ``[P_(100 - p), P_p]`` of its values to ``[0, 1]`` and
+    clipped. A sample whose scale is zero (a constant map) becomes zeros.
+
+    Args:
+        relevance: An array whose first axis is the batch axis (any rank >= 2);
+            a rank-2 array is one map ``(H, W)``.
+        percentile: The percentile in ``(0, 100]`` that maps to 1 (default 99.5;
+            100 is max-abs scaling).
+        symmetric: Keep the sign (see above). Default: True if any value is
+            negative, else False.
+
+    Returns:
+        A float32 array of the input's shape.
+
+    Raises:
+        ValueError: For a percentile outside ``(0, 100]``, or non-finite values.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> maps = np.array([[[-2.0, 1.0]], [[0.0, 4.0]]])  # two 1x2 maps
+        >>> visualize.normalize(maps, percentile=100).tolist()
+        [[[-1.0, 0.5]], [[0.0, 1.0]]]
+    """
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100]. Received: percentile={percentile!r}.")
+    array = np.asarray(relevance, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("Relevance contains NaN or Inf values; cannot normalize it.")
+    single = array.ndim == 2
+    batch = array[None] if single else array
+    flat = batch.reshape(batch.shape[0], -1)
+    if symmetric is None:
+        symmetric = bool(np.any(flat < 0))
+    if symmetric:
+        scale = np.percentile(np.abs(flat), percentile, axis=1, keepdims=True)
+        safe = np.where(scale > 0, scale, 1.0)
+        result = np.where(scale > 0, np.clip(flat / safe, -1.0, 1.0), 0.0)
+    else:
+        low = np.percentile(flat, 100.0 - percentile, axis=1, keepdims=True)
+        high = np.percentile(flat, percentile, axis=1, keepdims=True)
+        span = high - low
+        safe = np.where(span > 0, span, 1.0)
+        result = np.where(span > 0, np.clip((flat - low) / safe, 0.0, 1.0), 0.0)
+    result = result.reshape(batch.shape).astype(np.float32)
+    return result[0] if single else result
+
+
+def colormap(values: Any, cmap: ColormapLike = "bwr") -> np.ndarray:
+    """Map values in ``[0, 1]`` to RGB colours (numpy only).
+
+    Args:
+        values: Array of positions in ``[0, 1]`` (clipped).
+        cmap: A built-in name (``"bwr"``, ``"seismic"``, ``"reds"``,
+            ``"gray"``, ``"hot"``, ``"jet"``) or a callable mapping values in
+            ``[0, 1]`` to RGB or RGBA, e.g. ``matplotlib.colormaps["inferno"]``.
+
+    Returns:
+        float32 RGB in ``[0, 1]``, shaped ``values.shape + (3,)``.
+
+    Raises:
+        ValueError: For an unknown colormap name.
+
+    Example:
+        >>> from keras_explain import visualize
+        >>> visualize.colormap([0.0, 0.5, 1.0]).tolist()
+        [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    positions = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+    if callable(cmap):
+        colours = np.asarray(cmap(positions), dtype=np.float32)
+        return np.clip(colours[..., :3], 0.0, 1.0)
+    if cmap not in _COLORMAPS:
+        raise ValueError(
+            f"Unknown colormap. Received: cmap={cmap!r}. Expected one of "
+            f"{sorted(_COLORMAPS)} or a callable such as matplotlib.colormaps['inferno']."
+        )
+    points = _COLORMAPS[cmap]
+    xs = [position for position, _ in points]
+    channels = [
+        np.interp(positions, xs, [colour[channel] for _, colour in points]) for channel in range(3)
+    ]
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def heatmap(
+    relevance: Any,
+    *,
+    cmap: ColormapLike = None,
+    percentile: float = 99.5,
+    symmetric: bool | None = None,
+    reduce: str = "sum",
+) -> np.ndarray:
+    """Colour relevance: red for positive, blue for negative, white for zero.
+
+    The channels are reduced with :func:`reduce_channels`, each sample is
+    scaled with :func:`normalize`, and the result is coloured. Signed maps in
+    ``[-1, 1]`` go through the diverging colormap at ``(v + 1) / 2``;
+    non-negative maps in ``[0, 1]`` go through a sequential one at ``v``.
+
+    Args:
+        relevance: ``(B, H, W, C)``, ``(B, H, W)`` or ``(H, W)``.
+        cmap: Colormap (see :func:`colormap`). Default ``"bwr"`` for signed
+            relevance and ``"reds"`` (white to red) for non-negative relevance.
+        percentile: See :func:`normalize`.
+        symmetric: See :func:`normalize`.
+        reduce: Channel reduction (see :func:`reduce_channels`).
+
+    Returns:
+        float32 RGB in ``[0, 1]``: ``(B, H, W, 3)`` or ``(H, W, 3)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> visualize.heatmap(np.random.randn(2, 8, 8, 3)).shape
+        (2, 8, 8, 3)
+    """
+    maps = reduce_channels(relevance, reduce)
+    if symmetric is None:
+        symmetric = bool(np.any(maps < 0))
+    values = normalize(maps, percentile=percentile, symmetric=symmetric)
+    if symmetric:
+        return colormap((values + 1.0) / 2.0, cmap or "bwr")
+    return colormap(values, cmap or "reds")
+
+
+def graymap(relevance: Any, *, percentile: float = 99.5, reduce: str = "abs_sum") -> np.ndarray:
+    """Relevance magnitude in gray levels (black = none, white = most).
+
+    Args:
+        relevance: ``(B, H, W, C)``, ``(B, H, W)`` or ``(H, W)``.
+        percentile: See :func:`normalize`.
+        reduce: Channel reduction (default ``"abs_sum"``); the reduced maps'
+            absolute values are shown.
+
+    Returns:
+        float32 RGB in ``[0, 1]`` (three equal channels): ``(B, H, W, 3)`` or
+        ``(H, W, 3)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> visualize.graymap(np.random.randn(2, 8, 8, 1)).shape
+        (2, 8, 8, 3)
+    """
+    maps = np.abs(reduce_channels(relevance, reduce))
+    values = normalize(maps, percentile=percentile, symmetric=True)
+    return np.repeat(values[..., None], 3, axis=-1)
+
+
+def as_rgb(images: Any, *, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Bring images to float32 RGB in ``[0, 1]`` for display.
+
+    Args:
+        images: ``(B, H, W, C)`` with C = 1 or 3 (other channel counts are
+            averaged to gray), ``(B, H, W)`` gray, or ``(H, W)``.
+        value_range: ``(low, high)`` of the input values. Default: each image
+            is min-max scaled.
+
+    Returns:
+        float32 RGB: ``(B, H, W, 3)`` or ``(H, W, 3)``.
+
+    Raises:
+        ValueError: For a rank other than 2, 3 or 4.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> visualize.as_rgb(np.zeros((2, 8, 8, 1)), value_range=(0, 1)).shape
+        (2, 8, 8, 3)
+    """
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim not in (2, 3, 4):
+        raise ValueError(
+            "Images must be (H, W), (batch, H, W) or (batch, H, W, C). Received: "
+            f"shape {array.shape}."
+        )
+    single = array.ndim == 2
+    if single:
+        array = array[None]
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.shape[-1] not in (1, 3):
+        array = array.mean(axis=-1, keepdims=True)
+    if value_range is None:
+        axes = (1, 2, 3)
+        low = array.min(axis=axes, keepdims=True)
+        span = array.max(axis=axes, keepdims=True) - low
+        array = np.where(span > 0, (array - low) / np.where(span > 0, span, 1.0), 0.0)
+    else:
+        low, high = value_range
+        array = (array - low) / (high - low)
+    array = np.clip(array, 0.0, 1.0)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    array = array.astype(np.float32)
+    return array[0] if single else array
+
+
+def overlay(
+    images: Any,
+    relevance: Any,
+    *,
+    alpha: float = 0.7,
+    cmap: ColormapLike = None,
+    percentile: float = 99.5,
+    symmetric: bool | None = None,
+    reduce: str = "sum",
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Draw the heatmap of ``relevance`` over grayscale ``images``.
+
+    Each pixel blends the image (averaged over its channels to gray, then
+    scaled as in :func:`as_rgb`) with the heatmap colour
+    with weight ``alpha * |v|``, where ``v`` is the normalized relevance, so
+    pixels without relevance show the image unchanged.
+
+    Args:
+        images: ``(B, H, W, C)``, ``(B, H, W)`` or ``(H, W)`` (see :func:`as_rgb`).
+        relevance: Relevance of the same height and width: shaped like
+            ``images`` or CAM maps ``(B, H, W)``.
+        alpha: Opacity of the strongest relevance, in ``[0, 1]``.
+        cmap: See :func:`heatmap`.
+        percentile: See :func:`normalize`.
+        symmetric: See :func:`normalize`.
+        reduce: Channel reduction (see :func:`reduce_channels`).
+        value_range: See :func:`as_rgb`.
+
+    Returns:
+        float32 RGB in ``[0, 1]``: ``(B, H, W, 3)`` or ``(H, W, 3)``.
+
+    Raises:
+        ValueError: If the batch, height or width of the two arguments differ,
+            or ``alpha`` is outside ``[0, 1]``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> x = np.random.rand(2, 8, 8, 1)
+        >>> visualize.overlay(x, np.random.randn(2, 8, 8, 1)).shape
+        (2, 8, 8, 3)
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}.")
+    pixels = np.asarray(images, dtype=np.float32)
+    if pixels.ndim == 4:
+        pixels = pixels.mean(axis=-1)
+    gray = as_rgb(pixels, value_range=value_range)
+    maps = reduce_channels(relevance, reduce)
+    if maps.shape != gray.shape[:-1]:
+        raise ValueError(
+            "Relevance and images must have the same batch size, height and width. "
+            f"Received: images of shape {np.shape(images)} and relevance of shape "
+            f"{np.shape(relevance)}."
+        )
+    if symmetric is None:
+        symmetric = bool(np.any(maps < 0))
+    values = normalize(maps, percentile=percentile, symmetric=symmetric)
+    colours = heatmap(maps, cmap=cmap, percentile=percentile, symmetric=symmetric)
+    weight = alpha * np.abs(values)[..., None]
+    return ((1.0 - weight) * gray + weight * colours).astype(np.float32)
+
+
+def to_uint8(pictures: Any) -> np.ndarray:
+    """Convert pictures in ``[0, 1]`` to uint8 by rounding (``round(255 * v)``).
+
+    Example:
+        >>> from keras_explain import visualize
+        >>> visualize.to_uint8([0.0, 0.5, 1.0]).tolist()
+        [0, 128, 255]
+    """
+    array = np.clip(np.asarray(pictures, dtype=np.float32), 0.0, 1.0)
+    return np.round(array * 255.0).astype(np.uint8)
+
+
+def plot_explanations(
+    images: Any,
+    explanations: Mapping[str, Any],
+    *,
+    kind: str = "heatmap",
+    labels: Sequence[str] | None = None,
+    cell_size: float = 1.4,
+    show_input: bool = True,
+    max_columns: int | None = None,
+    **options: Any,
+):
+    """A grid of explanations: one row per sample, one column per method.
+
+    Unused cells of the last band (with ``max_columns``) are hidden; every
+    axis of the figure is in ``figure.axes`` in row-major order.
+
+    Args:
+        images: The explained inputs, ``(B, H, W, C)`` or ``(B, H, W)``.
+        explanations: ``{method name: relevance}``, each ``(B, H, W, C)`` shaped
+            like ``images`` or a CAM map ``(B, H, W)``.
+        kind: ``"heatmap"`` (default), ``"overlay"`` (heatmap over the image)
+            or ``"graymap"``.
+        labels: Optional row labels, one per sample (e.g. the predicted class).
+        cell_size: Size of one cell in inches.
+        show_input: Add a first column with the input images.
+        max_columns: Wrap many methods into bands of at most this many method
+            columns, stacked vertically (each band repeats the input column).
+            Default: one band.
+        **options: Passed to :func:`heatmap`, :func:`overlay` or :func:`graymap`
+            (``cmap``, ``percentile``, ``reduce``, ...).
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (not registered with pyplot; display it
+        in a notebook by returning it, or save it with ``fig.savefig(path)``).
+
+    Raises:
+        ValueError: For an unknown ``kind``, an empty ``explanations``, or
+            arrays whose batch size differs from ``images``.
+        ImportError: If matplotlib is not installed.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_explain import visualize
+        >>> x = np.random.rand(2, 8, 8, 1)
+        >>> fig = visualize.plot_explanations(x, {"noise": np.random.randn(2, 8, 8, 1)})
+        >>> len(fig.axes)
+        4
+    """
+    drawers = {"heatmap": heatmap, "overlay": None, "graymap": graymap}
+    if kind not in drawers:
+        raise ValueError(
+            f"Unknown kind. Received: kind={kind!r}. Expected one of {sorted(drawers)}."
+        )
+    if not explanations:
+        raise ValueError("explanations is empty; pass {method name: relevance}.")
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - matplotlib is a core dependency
+        raise ImportError(
+            'plot_explanations needs matplotlib: pip install "keras-explain".'
+        ) from error
+    if np.ndim(images) not in (3, 4):
+        raise ValueError(
+            "images must be a batch, (batch, H, W) or (batch, H, W, C). Received: "
+            f"shape {np.shape(images)}; add the batch axis, e.g. x[None]."
+        )
+    rgb = as_rgb(images)
+    samples = rgb.shape[0]
+    columns: list[tuple[str, np.ndarray]] = [("input", rgb)] if show_input else []
+    for name, relevance in explanations.items():
+        relevance = np.asarray(relevance)
+        if relevance.shape[0] != samples:
+            raise ValueError(
+                f"Explanation {name!r} has {relevance.shape[0]} samples but images has "
+                f"{samples}. Received: shape {relevance.shape}."
+            )
+        if kind == "overlay":
+            picture = overlay(images, relevance, **options)
+        else:
+            picture = drawers[kind](relevance, **options)
+        columns.append((name, picture))
+    if labels is not None and len(labels) != samples:
+        raise ValueError(f"labels needs one entry per sample ({samples}). Received {len(labels)}.")
+    input_column = columns[:1] if show_input else []
+    methods = columns[len(input_column) :]
+    per_band = len(methods) if not max_columns else max(1, int(max_columns))
+    bands = [
+        input_column + methods[start : start + per_band]
+        for start in range(0, len(methods), per_band)
+    ]
+    width = max(len(band) for band in bands)
+    figure = Figure(figsize=(cell_size * width, (cell_size * samples + 0.3) * len(bands)))
+    axes = figure.subplots(samples * len(bands), width, squeeze=False)
+    for band_index, band in enumerate(bands):
+        for column in range(width):
+            for row in range(samples):
+                ax = axes[band_index * samples + row, column]
+                if column >= len(band):
+                    ax.set_axis_off()
+                    continue
+                name, pictures = band[column]
+                ax.imshow(pictures[row], interpolation="nearest", vmin=0.0, vmax=1.0)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(_wrap(name, int(cell_size * 11)), fontsize=7)
+                if column == 0 and labels is not None:
+                    ax.set_ylabel(str(labels[row]), fontsize=8)
+    figure.tight_layout(pad=0.3)
+    return figure
+
+
+def _wrap(name: str, width: int) -> str:
+    """Break a method name after ``.`` or ``_`` so that lines fit ``width`` characters."""
+    lines, current = [], ""
+    for piece in re.split(r"(?<=[._])", name):
+        if current and len(current) + len(piece) > width:
+            lines.append(current)
+            current = ""
+        current += piece
+    lines.append(current)
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+import glob
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_explain as kx
+from keras_explain import visualize
+from keras_explain.callbacks import ExplanationLogger
+
+layers = keras.layers
+
+
+def tiny_cnn(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            layers.Conv2D(4, 3, padding="same", activation="relu"),
+            layers.Flatten(),
+            layers.Dense(3),
+        ],
+        name="tiny_cnn",
+    )
+    model.compile(
+        keras.optimizers.Adam(0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def training_data(seed=0, samples=32):
+    generator = np.random.default_rng(seed)
+    x = generator.random((samples, 6, 6, 1)).astype("float32")
+    y = generator.integers(0, 3, samples)
+    return x, y
+
+
+def read_images(summary_dir):
+    """{(tag, step): uint8 array (N, H, W, 3)} decoded from the event files' PNGs."""
+    images = {}
+    for path in sorted(glob.glob(os.path.join(summary_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "images":
+                    continue
+                encoded = tf.make_ndarray(value.tensor)[2:]  # width, height, then PNGs
+                decoded = [tf.io.decode_png(png).numpy() for png in encoded]
+                images[(value.tag, event.step)] = np.stack(decoded)
+    return images
+
+
+def expected_pictures(model, names, x, target=None):
+    pictures = {}
+    for name in names:
+        relevance = kx.create_analyzer(name, model).analyze(x, target)
+        pictures[name] = visualize.to_uint8(visualize.overlay(x, relevance))
+    return pictures
+
+
+class Recorder(keras.callbacks.Callback):
+    """Computes the expected overlays at every epoch end, with independent analyzers."""
+
+    def __init__(self, names, x, target=None):
+        super().__init__()
+        self.names, self.x, self.target = names, x, target
+        self.expected = {}
+        self.epochs_begun = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs_begun += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.expected[epoch] = expected_pictures(self.model, self.names, self.x, self.target)
+
+
+def test_logged_pngs_are_the_overlays_of_each_method_and_step(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    shown = x[:4]
+    names = ["gradient", "guided_backprop"]
+    logger = ExplanationLogger(names, shown, log_dir=tmp_path)
+    recorder = Recorder(names, shown)
+    tensorboard = keras.callbacks.TensorBoard(log_dir=str(tmp_path))
+    assert not (tmp_path / "explanations").exists()  # the writer is created lazily
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[tensorboard, recorder, logger])
+
+    assert (tmp_path / "train").is_dir()  # keras' TensorBoard run beside ours
+    assert logger.summary_dir == os.path.join(str(tmp_path), "explanations")
+    images = read_images(logger.summary_dir)
+    assert set(images) == {("input", 0)} | {(n, s) for n in names for s in (0, 1)}
+    np.testing.assert_array_equal(images[("input", 0)], visualize.to_uint8(visualize.as_rgb(shown)))
+    for step in (0, 1):
+        for name in names:
+            assert images[(name, step)].shape == (4, 6, 6, 3)
+            np.testing.assert_array_equal(images[(name, step)], recorder.expected[step][name])
+    # The last step explains the final weights, computed after training.
+    final = expected_pictures(model, names, shown)
+    for name in names:
+        np.testing.assert_array_equal(images[(name, 1)], final[name])
+        # The weights changed during training, and the pictures show it.
+        assert not np.array_equal(images[(name, 0)], images[(name, 1)])
+
+
+def test_dict_of_prebuilt_analyzers_explains_live_weights_with_target(tmp_path):
+    model = tiny_cnn(seed=1)
+    x, y = training_data(seed=1)
+    shown, target = x[:3], np.array([0, 1, 2])
+    analyzers = {"saliency": kx.Gradient(model), "ixg": kx.InputTimesGradient(model)}
+    logger = ExplanationLogger(analyzers, shown, target=target, log_dir=tmp_path, freq=2)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[logger])
+
+    images = read_images(logger.summary_dir)
+    assert set(images) == {("input", 0)} | {(t, s) for t in analyzers for s in (0, 2)}
+    final = expected_pictures(model, ["gradient", "input_t_gradient"], shown, target)
+    np.testing.assert_array_equal(images[("saliency", 2)], final["gradient"])
+    np.testing.assert_array_equal(images[("ixg", 2)], final["input_t_gradient"])
+
+
+def test_overlay_options_are_used(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    options = {"alpha": 0.3, "cmap": "jet", "percentile": 90.0}
+    logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path, overlay_options=options)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[logger])
+    relevance = kx.Gradient(model).analyze(x[:2])
+    expected = visualize.to_uint8(visualize.overlay(x[:2], relevance, **options))
+    np.testing.assert_array_equal(read_images(logger.summary_dir)[("gradient", 0)], expected)
+
+
+@pytest.mark.parametrize(
+    "analyzers, shown, match",
+    [
+        (["gradiant"], np.zeros((2, 6, 6, 1)), r"cannot create analyzer 'gradiant'.*Did you mean"),
+        (["gradient"], np.zeros((2, 5, 5, 1)), r"'gradient' fails on x of shape \(2, 5, 5, 1\)"),
+        (["gradient"], np.zeros((2, 6, 6, 2)), r"Received: shape \(2, 6, 6, 2\)"),
+    ],
+)
+def test_bad_configuration_fails_before_the_first_epoch(tmp_path, analyzers, shown, match):
+    model = tiny_cnn()
+    x, y = training_data()
+    recorder = Recorder([], x[:1])
+    logger = ExplanationLogger(analyzers, shown, log_dir=tmp_path)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[recorder, logger])
+    assert recorder.epochs_begun == 0
+
+
+def test_bad_target_fails_before_the_first_epoch(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    recorder = Recorder([], x[:1])
+    logger = ExplanationLogger(["gradient"], x[:2], target=7, log_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"target=7.*target index out of range"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder, logger])
+    assert recorder.epochs_begun == 0
+
+
+def test_missing_tensorboard_fails_before_the_first_epoch(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
+    model = tiny_cnn()
+    x, y = training_data()
+    recorder = Recorder([], x[:1])
+    logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path)
+    with pytest.raises(ImportError, match=r'pip install "keras-explain\[tensorboard\]"'):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder, logger])
+    assert recorder.epochs_begun == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"freq": 0}, ValueError, r"freq must be an int >= 1.*Received: freq=0"),
+        ({"freq": 1.5}, ValueError, r"Received: freq=1.5"),
+        ({"freq": True}, ValueError, r"Received: freq=True"),
+        ({"analyzers": []}, ValueError, "analyzers is empty"),
+        ({"analyzers": "gradient"}, TypeError, "Received: str"),
+        ({"analyzers": [kx.Gradient]}, TypeError, "must hold registry names"),
+        ({"analyzers": {"g": "gradient"}}, TypeError, r"'g' -> str"),
+        ({"x": np.zeros((4, 36))}, ValueError, r"x must be a non-empty batch.*\(4, 36\)"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(tmp_path, kwargs, error, match):
+    arguments = {"analyzers": ["gradient"], "x": np.zeros((2, 6, 6, 1)), "log_dir": tmp_path}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        ExplanationLogger(**arguments)
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets the first kernel to NaN at the start of epoch 1."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.layers[0].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_failure_in_a_later_epoch_warns_and_training_continues(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path)
+    with pytest.warns(RuntimeWarning) as caught:
+        history = model.fit(
+            x, y, epochs=3, batch_size=16, verbose=0, callbacks=[PoisonWeights(), logger]
+        )
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert any(
+        "could not explain 'gradient' at epoch 1; training continues" in m and "NaN" in m
+        for m in messages
+    )
+    assert len(history.history["loss"]) == 3  # training went on
+    images = read_images(logger.summary_dir)
+    assert set(images) == {("input", 0), ("gradient", 0)}  # epoch 0's data is kept
+
+
+def test_writer_is_closed_and_reopened_for_a_second_fit(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    model.fit(x, y, epochs=2, initial_epoch=1, verbose=0, callbacks=[logger])
+    images = read_images(logger.summary_dir)
+    assert {("gradient", 0), ("gradient", 1)} <= set(images)
+    np.testing.assert_array_equal(
+        images[("gradient", 1)], expected_pictures(model, ["gradient"], x[:2])["gradient"]
+    )

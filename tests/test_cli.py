@@ -1,0 +1,128 @@
+import glob
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from keras_explain import analyzers, cli
+from keras_explain.analyzers import registry
+
+
+def test_methods_lists_the_registry(capsys):
+    assert cli.main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == analyzers.names()
+    gradient = next(line for line in lines if line.split()[0] == "gradient")
+    assert "Saliency" in gradient
+
+
+def test_methods_through_the_installed_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_explain.cli", "methods"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "integrated_gradients" in result.stdout.split()
+
+
+def test_bad_arguments_exit_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([])
+
+
+def test_method_parameters_keep_only_accepted_keywords(monkeypatch):
+    monkeypatch.setitem(
+        cli.DEMO_PARAMETERS, "smoothgrad", {"samples": 4, "seed": 1, "not_a_parameter": 3}
+    )
+    assert cli.method_parameters("smoothgrad") == {"samples": 4, "seed": 1}
+    assert cli.method_parameters("gradient") == {}
+
+
+class Broken(analyzers.Gradient):
+    """A method that always fails, to check the demo skips it."""
+
+    def __init__(self, model, **kwargs):
+        raise RuntimeError("broken on purpose\nsecond line")
+
+
+class Tabular(analyzers.Gradient):
+    """A method whose output is not an image map."""
+
+    def analyze(self, x, target=None, **kwargs):
+        return np.zeros((len(x), 3), "float32")
+
+
+def run_demo(tmp_path, capsys, *extra):
+    out = tmp_path / "demo"
+    status = cli.main(["demo", "--out", str(out), "--epochs", "1", "--samples", "2", *extra])
+    return status, out, capsys.readouterr().out
+
+
+def counts(printed):
+    drawn, rest = printed.split(" methods drawn, ")
+    return int(drawn.split()[-1]), int(rest.split()[0])
+
+
+def test_demo_writes_grid_and_logs_and_reports_skipped(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, "zz_broken", Broken)
+    monkeypatch.setitem(registry._REGISTRY, "zz_tabular", Tabular)
+    status, out, printed = run_demo(
+        tmp_path, capsys, "--methods", "gradient,grad_cam,zz_broken,zz_tabular"
+    )
+    assert status == 0
+    png = out / "explanations.png"
+    assert f"Explanation grid: {png.resolve()}" in printed
+    assert f"TensorBoard logs: {(out / 'logs').resolve()}" in printed
+    picture = matplotlib.image.imread(str(png))
+    assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 200
+
+    assert "zz_broken: RuntimeError: broken on purpose" in printed
+    assert "second line" not in printed
+    assert "zz_tabular: ValueError: returned shape (2, 3), not an image map" in printed
+    assert counts(printed) == (2, 2)
+    assert "  gradient " in printed and "  grad_cam " in printed
+
+    assert glob.glob(str(out / "logs" / "explanations" / "events.out.tfevents.*"))
+    assert glob.glob(str(out / "logs" / "train" / "events.out.tfevents.*"))
+
+
+def test_demo_rejects_unknown_method_names(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--methods", "gradient,gradiant"])
+    assert "unknown method(s) ['gradiant']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_draws_every_registered_method(tmp_path, capsys):
+    status, out, printed = run_demo(tmp_path, capsys)
+    assert status == 0 and (out / "explanations.png").is_file()
+    drawn, skipped = counts(printed)
+    assert drawn + skipped == len(analyzers.names())
+    for name in [
+        "gradient",
+        "input_t_gradient",
+        "smoothgrad",
+        "integrated_gradients",
+        "guided_backprop",
+        "deconvnet",
+    ]:
+        assert f"  {name} " in printed and f"skipped {name}:" not in printed
+
+
+def test_digits_data_and_model():
+    x_train, y_train, x_test, y_test = cli.digits_data()
+    assert x_train.shape == (1437, 8, 8, 1) and x_test.shape == (360, 8, 8, 1)
+    assert x_train.dtype == np.float32 and x_train.min() == 0.0 and x_train.max() == 1.0
+    assert set(np.unique(y_train)) == set(range(10)) and len(y_test) == 360
+    model = cli.digits_cnn()
+    assert model.output_shape == (None, 10)

@@ -1,0 +1,351 @@
+"""Gradient, input x gradient, guided backprop and deconvnet against hand-written references.
+
+The guided-backprop and deconvnet references rebuild each fixture's forward pass
+by hand from the layers' weights (``get_weights()``), with a ReLU whose gradient
+is replaced through ``tf.custom_gradient``; they share no code with the library.
+"""
+
+import keras
+import models
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_explain as kx
+
+layers = keras.layers
+GRADIENT_FAMILY = [
+    "gradient",
+    "input_t_gradient",
+    "smoothgrad",
+    "squaregrad",
+    "vargrad",
+    "integrated_gradients",
+    "deconvnet",
+    "guided_backprop",
+]
+SMALL = {
+    "smoothgrad": {"samples": 4, "seed": 0},
+    "squaregrad": {"samples": 4, "seed": 0},
+    "vargrad": {"samples": 4, "seed": 0},
+    "integrated_gradients": {"steps": 4},
+}
+
+
+# -- references -------------------------------------------------------------
+def tape_gradient(function, x, target):
+    """d function(x)[i, target[i]] / dx with a plain GradientTape."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        output = function(x)
+        score = tf.gather(output, np.asarray(target), axis=1, batch_dims=1)
+    return tape.gradient(score, x).numpy()
+
+
+def reference_relu(mode):
+    """A ReLU with the backward pass of ``mode``: "plain", "guided" or "deconvnet"."""
+
+    @tf.custom_gradient
+    def relu(x):
+        def grad(upstream):
+            if mode == "guided":  # Springenberg et al.: relu(g) * 1[x > 0]
+                return tf.maximum(upstream, 0.0) * tf.cast(x > 0, upstream.dtype)
+            if mode == "deconvnet":  # Zeiler & Fergus: relu(g)
+                return tf.maximum(upstream, 0.0)
+            return upstream * tf.cast(x > 0, upstream.dtype)
+
+        return tf.maximum(x, 0.0), grad
+
+    return relu
+
+
+def dense_weights(model):
+    return [
+        layer.get_weights() for layer in model._flatten_layers() if isinstance(layer, layers.Dense)
+    ]
+
+
+def ref_dense_sequential(model):
+    (w1, b1), (w2, b2), (w3, b3) = dense_weights(model)
+    return lambda x, relu: relu(relu(x @ w1 + b1) @ w2 + b2) @ w3 + b3
+
+
+def ref_relu_forms(model):
+    weights = dense_weights(model)
+
+    def forward(x, relu):
+        h = x
+        for w, b in weights[:-1]:
+            h = relu(h @ w + b)  # fused, Activation("relu"), ReLU(), keras.ops.relu
+        return h @ weights[-1][0] + weights[-1][1]
+
+    return forward
+
+
+def ref_nested(model):
+    (w1, b1), (w2, b2) = dense_weights(model.get_layer("backbone"))
+    w3, b3 = model.layers[-1].get_weights()
+    # backbone: Dense(relu) -> Dense; outer: ReLU() -> Dense(softmax, stripped)
+    return lambda x, relu: relu(relu(x @ w1 + b1) @ w2 + b2) @ w3 + b3
+
+
+def ref_conv(model):
+    (k1, c1), (k2, c2), (w, b) = [
+        layer.get_weights() for layer in model.layers if layer.get_weights()
+    ]
+
+    def forward(x, relu):
+        h = relu(tf.nn.conv2d(x, k1, 1, "SAME") + c1)
+        h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        h = relu(tf.nn.conv2d(h, k2, 1, "VALID") + c2)
+        return tf.reshape(h, (tf.shape(h)[0], -1)) @ w + b
+
+    return forward
+
+
+def ref_shared(model):
+    (w, b), (wd, bd) = dense_weights(model)
+
+    def forward(x, relu):
+        first = relu(x @ w + b)
+        second = relu(first @ w + b)
+        return tf.concat([first, second], axis=-1) @ wd + bd
+
+    return forward
+
+
+def ref_raw_ops(model):
+    (wa, ba), (wb, bb), (wc, bc) = dense_weights(model)
+    return lambda x, relu: relu((x @ wa + ba) + (x @ wb + bb)) @ wc + bc
+
+
+REFERENCES = {
+    "sequential": ref_dense_sequential,
+    "relu_forms": ref_relu_forms,
+    "nested": ref_nested,
+    "conv": ref_conv,
+    "shared": ref_shared,
+    "raw_ops": ref_raw_ops,
+}
+
+
+# -- gradient and input x gradient ---------------------------------------------
+def test_gradient_equals_tape_gradient(graph_model):
+    model, x = graph_model
+    target = np.array([0, 1, 2, 0]) % model.outputs[0].shape[-1]
+    expected = tape_gradient(model, x, target)
+    result = kx.Gradient(model, strip_softmax=False).analyze(x, target=target)
+    assert result.dtype == np.float32 and result.shape == x.shape
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+    times = kx.InputTimesGradient(model, strip_softmax=False).analyze(x, target=target)
+    np.testing.assert_allclose(times, x * expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("postprocess,function", [("abs", np.abs), ("square", np.square)])
+def test_gradient_postprocess(conv_model, postprocess, function):
+    x = models.data((8, 8, 2))
+    expected = tape_gradient(conv_model, x, [3, 2, 1, 0])
+    result = kx.Gradient(conv_model, postprocess=postprocess).analyze(x, target=[3, 2, 1, 0])
+    np.testing.assert_allclose(result, function(expected), rtol=1e-5, atol=1e-7)
+
+
+def test_subclassed_model_works_with_gradient_methods(subclassed_model, x6):
+    target = [0, 1, 2, 1]
+    expected = tape_gradient(subclassed_model, x6, target)
+    np.testing.assert_allclose(
+        kx.Gradient(subclassed_model).analyze(x6, target=target), expected, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        kx.InputTimesGradient(subclassed_model).analyze(x6, target),
+        x6 * expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    for name in ("integrated_gradients", "smoothgrad", "vargrad"):
+        result = kx.create_analyzer(name, subclassed_model, **SMALL[name]).analyze(x6)
+        assert result.shape == x6.shape and np.isfinite(result).all()
+    argmax = np.argmax(subclassed_model(x6).numpy(), axis=1)
+    np.testing.assert_allclose(
+        kx.Gradient(subclassed_model).analyze(x6),
+        tape_gradient(subclassed_model, x6, argmax),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_multi_output_model_with_output_index(multi_input_model, multi_input_data):
+    first, second = (tf.constant(item) for item in multi_input_data)
+    with tf.GradientTape() as tape:
+        tape.watch([first, second])
+        score = multi_input_model([first, second])[1][:, 1]
+    expected = tape.gradient(score, [first, second])
+    result = kx.Gradient(multi_input_model, output_index=1).analyze(multi_input_data, target=1)
+    assert isinstance(result, list) and len(result) == 2
+    for got, want in zip(result, expected):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(
+        ValueError,
+        match=r"output_index must be an int in \[0, 2\).*"
+        r"Received: output_index=2",
+    ):
+        kx.Gradient(multi_input_model, output_index=2)
+
+
+def test_gradient_at_layer_equals_closed_form(logit_model, x6):
+    # Explaining logit t at the last hidden layer's output h2: d(h2 W3 + b3)_t / dh2 = W3[:, t].
+    kernel = logit_model.layers[-1].get_weights()[0]
+    result = kx.Gradient(logit_model, at_layer=logit_model.layers[1].name).analyze(
+        x6, target=[0, 1, 2, 0]
+    )
+    np.testing.assert_allclose(result, kernel[:, [0, 1, 2, 0]].T, rtol=1e-6)
+
+
+# -- guided backprop and deconvnet ---------------------------------------------
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_reference_rebuild_is_faithful(name):
+    model = models.ALL_GRAPH_MODELS[name]()
+    x = models.data(tuple(model.inputs[0].shape[1:]))
+    forward = REFERENCES[name](model)
+    plain = reference_relu("plain")
+    logits = forward(tf.constant(x), plain).numpy()
+    target = np.array([0, 1, 2, 0]) % logits.shape[-1]
+    np.testing.assert_allclose(
+        kx.Gradient(model).analyze(x, target=target),
+        tape_gradient(lambda t: forward(t, plain), x, target),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    probabilities = model(x).numpy()
+    if name in ("sequential", "nested"):
+        probabilities = np.log(probabilities)
+        logits = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(logits, probabilities, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+@pytest.mark.parametrize("method,mode", [("guided_backprop", "guided"), ("deconvnet", "deconvnet")])
+def test_modified_relu_backprop_equals_reference(name, method, mode):
+    model = models.ALL_GRAPH_MODELS[name]()
+    x = models.data(tuple(model.inputs[0].shape[1:]))
+    forward = REFERENCES[name](model)
+    num_outputs = model.outputs[0].shape[-1]
+    target = np.array([0, 1, 2, 0]) % num_outputs
+    expected = tape_gradient(lambda t: forward(t, reference_relu(mode)), x, target)
+    plain = tape_gradient(lambda t: forward(t, reference_relu("plain")), x, target)
+    assert not np.allclose(expected, plain, atol=1e-4)  # the rule matters on this fixture
+    result = kx.create_analyzer(method, model).analyze(x, target=target)
+    assert result.dtype == np.float32
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+    # target=None explains the argmax logit
+    argmax = np.argmax(forward(tf.constant(x), reference_relu("plain")).numpy(), axis=1)
+    np.testing.assert_allclose(
+        kx.create_analyzer(method, model).analyze(x),
+        tape_gradient(lambda t: forward(t, reference_relu(mode)), x, argmax),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_guided_backprop_masks_on_a_toy_model():
+    # y = w2 . relu(W1 x): positive and negative paths, and a dead unit.
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            layers.Dense(3, use_bias=False),
+            layers.ReLU(),
+            layers.Dense(1, use_bias=False),
+        ]
+    )
+    model.layers[0].set_weights([np.array([[1.0, -1.0, 1.0], [1.0, 2.0, -3.0]], "float32")])
+    model.layers[2].set_weights([np.array([[2.0], [-1.0], [1.0]], "float32")])
+    x = np.array([[1.0, 1.0]], "float32")  # pre-activations (2, 1, -2): unit 3 dead
+    # gradient: w1 column-weighted by relu' * w2 = 2*(1,1) - 1*(-1,2) = (3, 0)
+    np.testing.assert_allclose(kx.Gradient(model).analyze(x, 0), [[3.0, 0.0]])
+    # guided: only unit 1 (positive upstream and active) passes: 2*(1,1)
+    np.testing.assert_allclose(kx.GuidedBackprop(model).analyze(x, 0), [[2.0, 2.0]])
+    # deconvnet: positive upstream passes, active or not: 2*(1,1) + 1*(1,-3)
+    np.testing.assert_allclose(kx.Deconvnet(model).analyze(x, 0), [[3.0, -1.0]])
+
+
+# -- softmax bypass -----------------------------------------------------------
+def softmax_variants():
+    def trunk(seed):
+        models.seeded(seed)
+        inputs = keras.Input((6,))
+        hidden = layers.Dense(5, activation="relu")(inputs)
+        return inputs, hidden
+
+    inputs, hidden = trunk(1)
+    logits = layers.Dense(3, name="logits")(hidden)
+    yield "Softmax layer", keras.Model(inputs, layers.Softmax()(logits))
+    inputs, hidden = trunk(2)
+    logits = layers.Dense(3, name="logits")(hidden)
+    yield "Activation softmax", keras.Model(inputs, layers.Activation("softmax")(logits))
+    inputs, hidden = trunk(3)
+    yield (
+        "fused softmax",
+        keras.Model(inputs, layers.Dense(3, activation="softmax", name="logits")(hidden)),
+    )
+    inputs, hidden = trunk(4)
+    head = keras.Sequential(
+        [keras.Input((5,)), layers.Dense(3, activation="softmax", name="logits")], name="head"
+    )
+    yield "nested softmax", keras.Model(inputs, head(hidden))
+
+
+@pytest.mark.parametrize(
+    "kind", ["Softmax layer", "Activation softmax", "fused softmax", "nested softmax"]
+)
+def test_softmax_is_bypassed(kind, x6):
+    model = dict(softmax_variants())[kind]
+    dense = [layer for layer in model._flatten_layers() if isinstance(layer, layers.Dense)]
+    (w1, b1), (w2, b2) = (layer.get_weights() for layer in dense)
+
+    def logits(x):  # by hand from the weights
+        return tf.nn.relu(x @ w1 + b1) @ w2 + b2
+
+    target = [2, 0, 1, 2]
+    result = kx.Gradient(model).analyze(x6, target=target)
+    np.testing.assert_allclose(result, tape_gradient(logits, x6, target), rtol=1e-5, atol=1e-6)
+    kept = kx.Gradient(model, strip_softmax=False).analyze(x6, target=target)
+    np.testing.assert_allclose(
+        kept, tape_gradient(lambda x: tf.nn.softmax(logits(x)), x6, target), rtol=1e-4, atol=1e-6
+    )
+    assert not np.allclose(result, kept, atol=1e-3)
+    guided = kx.GuidedBackprop(model).analyze(x6, target=target)
+    reference = tape_gradient(lambda x: reference_relu("guided")(x @ w1 + b1) @ w2 + b2, x6, target)
+    np.testing.assert_allclose(guided, reference, rtol=1e-5, atol=1e-6)
+    # the model still ends in its softmax
+    np.testing.assert_allclose(model(x6).numpy().sum(-1), 1.0, rtol=1e-6)
+
+
+# -- the model is never modified, functions are traced once --------------------
+@pytest.mark.parametrize("name", GRADIENT_FAMILY)
+def test_weights_bit_identical_after_analysis(name):
+    model = models.conv_sequential()
+    x = models.data((8, 8, 2))
+    before = [w.copy() for w in model.get_weights()]
+    output = model(x).numpy()
+    kx.create_analyzer(name, model, **SMALL.get(name, {})).analyze(x, target=[0, 1, 2, 3])
+    after = model.get_weights()
+    assert len(before) == len(after)
+    for first, second in zip(before, after):
+        assert first.dtype == second.dtype and np.array_equal(first, second)
+    np.testing.assert_array_equal(model(x).numpy(), output)
+    assert model.layers[0].activation is keras.activations.relu
+
+
+@pytest.mark.parametrize("name", GRADIENT_FAMILY)
+def test_second_batch_of_same_shape_does_not_retrace(name):
+    model = models.conv_sequential()
+    analyzer = kx.create_analyzer(name, model, **SMALL.get(name, {}))
+    analyzer.analyze(models.data((8, 8, 2), seed=1), target=1)
+    assert len(analyzer._functions) == 1
+    function = next(iter(analyzer._functions.values()))
+    assert function.experimental_get_tracing_count() == 1
+    analyzer.analyze(models.data((8, 8, 2), seed=2), target=2)
+    analyzer.analyze(models.data((8, 8, 2), seed=3), target=[0, 1, 2, 3])
+    assert function.experimental_get_tracing_count() == 1
+    analyzer.analyze(models.data((8, 8, 2), seed=3, batch=2), target=[0, 1])
+    assert function.experimental_get_tracing_count() == 2  # a new shape traces once more

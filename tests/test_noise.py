@@ -1,0 +1,327 @@
+"""Integrated Gradients, SmoothGrad, SquareGrad and VarGrad against their definitions."""
+
+import keras
+import models
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_explain as kx
+from keras_explain.analyzers import quadrature
+
+layers = keras.layers
+trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
+
+def tape_gradient(function, x, target):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = tf.gather(function(x), np.asarray(target), axis=1, batch_dims=1)
+    return tape.gradient(score, x).numpy()
+
+
+def selected(model, x, target):
+    return np.take_along_axis(model(x).numpy(), np.asarray(target)[:, None], axis=1)[:, 0]
+
+
+def half_square_model():
+    """f(x) = 0.5 * sum(x**2), so grad f(x) = x: noisy gradients are the noisy copies."""
+    inputs = keras.Input((16, 16, 1))
+    squared = layers.Flatten()(keras.ops.square(inputs))
+    head = layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+    outputs = head(squared)
+    head.set_weights([np.full((256, 1), 0.5, "float32")])
+    return keras.Model(inputs, outputs, name="half_square")
+
+
+def smooth_dense(seed=0):
+    """Smooth activations: the trapezoid rule converges as 1/steps**2."""
+    models.seeded(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            layers.Dense(8, activation="tanh"),
+            layers.Dense(8, activation="softplus"),
+            layers.Dense(3),
+        ]
+    )
+    return models.randomize_biases(model)
+
+
+def smooth_conv(seed=0):
+    models.seeded(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            layers.Conv2D(4, 3, activation="softplus"),
+            layers.AveragePooling2D(2),
+            layers.Conv2D(6, 3, activation="tanh"),
+            layers.Flatten(),
+            layers.Dense(4),
+        ]
+    )
+    return models.randomize_biases(model)
+
+
+# -- quadrature ---------------------------------------------------------------
+@pytest.mark.parametrize("steps", [2, 3, 7, 64])
+def test_trapezoid_matches_numpy(steps):
+    alphas, weights = quadrature("trapezoid", steps)
+    np.testing.assert_allclose(alphas, np.linspace(0.0, 1.0, steps), rtol=0, atol=1e-15)
+    assert alphas[0] == 0.0 and alphas[-1] == 1.0  # both end points evaluated
+    np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-12)
+    for function in (np.exp, np.sin, lambda a: a**3 - 2 * a):
+        values = function(np.linspace(0.0, 1.0, steps))
+        np.testing.assert_allclose(
+            weights @ values, trapezoid(values, np.linspace(0, 1, steps)), rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize("steps", [1, 4, 16])
+def test_gauss_legendre_matches_numpy_and_is_exact_for_polynomials(steps):
+    alphas, weights = quadrature("gausslegendre", steps)
+    nodes, reference = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
+    order = np.argsort(alphas)
+    np.testing.assert_allclose(alphas[order], np.sort((nodes + 1) / 2), atol=1e-14)
+    np.testing.assert_allclose(weights[order], reference[np.argsort(nodes)] / 2, atol=1e-14)
+    for degree in range(2 * steps):  # exact up to degree 2n - 1
+        np.testing.assert_allclose(weights @ alphas**degree, 1.0 / (degree + 1), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "method,first,last",
+    [
+        ("riemann_left", 0.0, 5 / 6),
+        ("riemann_right", 1 / 6, 1.0),
+        ("riemann_middle", 1 / 12, 11 / 12),
+    ],
+)
+def test_riemann_points(method, first, last):
+    alphas, weights = quadrature(method, 6)
+    np.testing.assert_allclose(alphas, np.linspace(first, last, 6), atol=1e-15)
+    np.testing.assert_allclose(weights, np.full(6, 1 / 6), atol=1e-15)
+
+
+# -- integrated gradients ---------------------------------------------------------
+def reference_ig(function, x, baseline, target, alphas, weights):
+    """(x - x') * sum_k w_k grad f(x' + a_k (x - x')), one tape call per path point."""
+    total = np.zeros_like(x)
+    for alpha, weight in zip(alphas, weights):
+        point = (baseline + alpha * (x - baseline)).astype("float32")
+        total += weight * tape_gradient(function, point, target)
+    return (x - baseline) * total
+
+
+@pytest.mark.parametrize("method", ["trapezoid", "riemann_middle", "gausslegendre"])
+def test_integrated_gradients_equals_reference(conv_model, method):
+    x = models.data((8, 8, 2))
+    target = [0, 3, 1, 2]
+    steps = 5
+    if method == "trapezoid":
+        alphas, weights = np.linspace(0, 1, steps), np.r_[0.5, 1, 1, 1, 0.5] / (steps - 1)
+    elif method == "riemann_middle":
+        alphas, weights = (np.arange(steps) + 0.5) / steps, np.full(steps, 1 / steps)
+    else:
+        nodes, w = np.polynomial.legendre.leggauss(steps)
+        alphas, weights = (nodes + 1) / 2, w / 2
+    expected = reference_ig(conv_model, x, np.zeros_like(x), target, alphas, weights)
+    result = kx.IntegratedGradients(conv_model, steps=steps, method=method).analyze(x, target)
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("factory", [smooth_dense, smooth_conv])
+@pytest.mark.parametrize("method", ["trapezoid", "gausslegendre"])
+def test_integrated_gradients_completeness(factory, method):
+    model = factory()
+    x = models.data(tuple(model.inputs[0].shape[1:]))
+    target = np.array([0, 1, 2, 0])
+    attribution = kx.IntegratedGradients(model, steps=64, method=method).analyze(x, target)
+    delta = selected(model, x, target) - selected(model, np.zeros_like(x), target)
+    np.testing.assert_allclose(attribution.reshape(len(x), -1).sum(axis=1), delta, rtol=0.01)
+
+
+@pytest.mark.parametrize("name", ["conv", "relu_forms", "raw_ops", "nested", "shared"])
+def test_integrated_gradients_completeness_on_relu_networks(name):
+    # Piecewise-linear nets: kinks make the quadrature error O(1/steps), so a sample
+    # with a tiny f(x) - f(x') can be off by more than 1% of itself at 64 steps; the
+    # error is bounded relative to the batch's largest change and vanishes with steps.
+    model = models.ALL_GRAPH_MODELS[name]()
+    x = models.data(tuple(model.inputs[0].shape[1:]))
+    target = np.array([0, 1, 2, 0]) % model.outputs[0].shape[-1]
+    delta = selected(model, x, target) - selected(model, np.zeros_like(x), target)
+    errors = []
+    for steps in (64, 512):
+        analyzer = kx.IntegratedGradients(model, steps=steps, strip_softmax=False)
+        total = analyzer.analyze(x, target).reshape(len(x), -1).sum(axis=1)
+        errors.append(np.abs(total - delta).max() / np.abs(delta).max())
+    assert errors[0] < 0.07 and errors[1] < 0.01
+
+
+@pytest.mark.parametrize("kind", ["scalar", "sample", "batch"])
+def test_integrated_gradients_with_a_baseline(kind):
+    model = smooth_dense()
+    x = models.data((6,))
+    rng = np.random.default_rng(5)
+    baseline = {
+        "scalar": np.float32(0.3),
+        "sample": rng.normal(size=6).astype("float32"),
+        "batch": rng.normal(size=(4, 6)).astype("float32"),
+    }[kind]
+    target = [0, 1, 2, 0]
+    analyzer = kx.IntegratedGradients(model, steps=64, baseline=baseline)
+    attribution = analyzer.analyze(x, target)
+    full = np.broadcast_to(baseline, x.shape).astype("float32")
+    delta = selected(model, x, target) - selected(model, full, target)
+    np.testing.assert_allclose(attribution.sum(axis=1), delta, rtol=0.01)
+    alphas, weights = np.linspace(0, 1, 64), np.r_[0.5, np.ones(62), 0.5] / 63
+    np.testing.assert_allclose(
+        attribution, reference_ig(model, x, full, target, alphas, weights), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_integrated_gradients_multi_input_completeness(multi_input_model, multi_input_data):
+    # both inputs move along one path; a ReLU network, so the error is bounded relative to
+    # the batch's largest change (see the test above)
+    baselines = [np.full((6,), 0.5, "float32"), np.zeros((4,), "float32")]
+    attribution = kx.IntegratedGradients(
+        multi_input_model, baseline=baselines, output_index=1
+    ).analyze(multi_input_data, target=1)
+    total = attribution[0].sum(axis=1) + attribution[1].sum(axis=1)
+    full = [np.broadcast_to(b, x.shape) for b, x in zip(baselines, multi_input_data)]
+    delta = np.asarray(
+        multi_input_model(multi_input_data)[1][:, 1] - multi_input_model(full)[1][:, 1]
+    )
+    assert np.abs(total - delta).max() < 0.01 * np.abs(delta).max()
+    only_first = kx.IntegratedGradients(
+        multi_input_model, baseline=[baselines[0], 0.0], output_index=1
+    ).analyze(multi_input_data, target=1)
+    np.testing.assert_array_equal(only_first[0], attribution[0])
+    np.testing.assert_array_equal(only_first[1], attribution[1])
+
+
+def test_integrated_gradients_internal_batch_size(conv_model):
+    x = models.data((8, 8, 2))
+    whole = kx.IntegratedGradients(conv_model, steps=6).analyze(x, target=1)
+    split = kx.IntegratedGradients(conv_model, steps=6, internal_batch_size=8).analyze(x, 1)
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_errors(dense_model, x6):
+    with pytest.raises(
+        ValueError,
+        match=r"steps must be an int >= 2 for method='trapezoid'"
+        r"\. Received: steps=1",
+    ):
+        kx.IntegratedGradients(dense_model, steps=1)
+    with pytest.raises(ValueError, match=r"steps must be an int >= 1.*Received: steps=2.5"):
+        kx.IntegratedGradients(dense_model, steps=2.5, method="riemann_left")
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown method\. Received: method='simpson'\. "
+        r"Expected one of \('trapezoid'",
+    ):
+        kx.IntegratedGradients(dense_model, method="simpson")
+    with pytest.raises(ValueError, match=r"does not support at_layer"):
+        kx.IntegratedGradients(dense_model, at_layer="dense")
+    analyzer = kx.IntegratedGradients(dense_model, steps=4, baseline=np.zeros(5, "float32"))
+    with pytest.raises(
+        ValueError,
+        match=r"baseline must be a scalar, shaped like one sample "
+        r"\(6,\) or like the batch \(4, 6\)\. Received: "
+        r"shape \(5,\)",
+    ):
+        analyzer.analyze(x6)
+    analyzer = kx.IntegratedGradients(dense_model, steps=4, baseline=[0.0, 0.0])
+    with pytest.raises(ValueError, match=r"baseline needs one entry per model input \(1\)"):
+        analyzer.analyze(x6)
+
+
+# -- SmoothGrad, SquareGrad, VarGrad ----------------------------------------------
+def test_noise_scale_zero_equals_plain_gradient(conv_model):
+    x = models.data((8, 8, 2))
+    plain = kx.Gradient(conv_model).analyze(x)
+    for samples in (1, 4):
+        smooth = kx.SmoothGrad(conv_model, samples=samples, noise_scale=0.0, seed=1).analyze(x)
+        np.testing.assert_array_equal(smooth, plain)
+    square = kx.SquareGrad(conv_model, samples=4, noise_scale=0.0, seed=1).analyze(x)
+    np.testing.assert_array_equal(square, plain**2)
+    var = kx.VarGrad(conv_model, samples=4, noise_scale=0.0, seed=1).analyze(x)
+    np.testing.assert_array_equal(var, np.zeros_like(x))
+
+
+def test_noise_scale_is_a_fraction_of_each_samples_range():
+    # grad f = x, so VarGrad is the empirical variance of the noise: sigma**2 per sample.
+    model = half_square_model()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 16, 16, 1)) * np.array([1.0, 10.0, 0.1])[:, None, None, None]
+    x = x.astype("float32")
+    sigma = 0.2 * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))
+    var = kx.VarGrad(model, samples=64, noise_scale=0.2, seed=4).analyze(x)
+    estimated = np.sqrt(var.reshape(3, -1).mean(axis=1) * 64 / 63)  # unbiased over samples
+    np.testing.assert_allclose(estimated, sigma, rtol=0.05)
+    smooth = kx.SmoothGrad(model, samples=64, noise_scale=0.2, seed=4).analyze(x)
+    error = (smooth - x).reshape(3, -1)  # the mean noise: ~ N(0, sigma**2 / 64)
+    np.testing.assert_allclose(error.std(axis=1) * 8, sigma, rtol=0.15)
+    np.testing.assert_allclose(error.mean(axis=1), 0.0, atol=0.01 * sigma.max())
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_noise_methods_against_numpy_over_the_same_noise(conv_model, seed):
+    x = models.data((8, 8, 2), batch=3)
+    target = [0, 3, 1]
+    samples = 5
+    smooth = kx.SmoothGrad(conv_model, samples=samples, noise_scale=0.3, seed=seed)
+    # the analyzer's own noise at the seed analyze() uses for the first (only) chunk
+    copies = smooth.noisy_copies([tf.constant(x)], tf.constant([seed, 0], tf.int64))[0].numpy()
+    assert copies.shape == (samples, *x.shape)
+    grads = np.stack([tape_gradient(conv_model, copy, target) for copy in copies])
+    np.testing.assert_allclose(smooth.analyze(x, target), grads.mean(axis=0), rtol=1e-4, atol=1e-6)
+    square = kx.SquareGrad(conv_model, samples=samples, noise_scale=0.3, seed=seed)
+    np.testing.assert_allclose(
+        square.analyze(x, target), (grads**2).mean(axis=0), rtol=1e-4, atol=1e-7
+    )
+    var = kx.VarGrad(conv_model, samples=samples, noise_scale=0.3, seed=seed)
+    np.testing.assert_allclose(var.analyze(x, target), grads.var(axis=0), rtol=1e-3, atol=1e-7)
+    # the copies are x plus noise of the documented scale
+    sigma = 0.3 * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))
+    noise = (copies - x[None]).transpose(1, 0, 2, 3, 4).reshape(3, -1)
+    np.testing.assert_allclose(noise.std(axis=1), sigma, rtol=0.1)
+
+
+def test_noise_target_none_is_the_clean_argmax(conv_model):
+    x = models.data((8, 8, 2))
+    argmax = np.argmax(conv_model(x).numpy(), axis=1)
+    for name in ("smoothgrad", "integrated_gradients"):
+        params = (
+            {"samples": 8, "noise_scale": 0.5, "seed": 2} if name == "smoothgrad" else {"steps": 4}
+        )
+        default = kx.create_analyzer(name, conv_model, **params).analyze(x)
+        explicit = kx.create_analyzer(name, conv_model, **params).analyze(x, target=argmax)
+        np.testing.assert_array_equal(default, explicit)
+
+
+@pytest.mark.parametrize("cls", [kx.SmoothGrad, kx.SquareGrad, kx.VarGrad])
+def test_seeds(cls, conv_model):
+    x = models.data((8, 8, 2))
+    first = cls(conv_model, samples=4, seed=3).analyze(x, target=1)
+    np.testing.assert_array_equal(cls(conv_model, samples=4, seed=3).analyze(x, target=1), first)
+    analyzer = cls(conv_model, samples=4, seed=3)
+    np.testing.assert_array_equal(analyzer.analyze(x, target=1), analyzer.analyze(x, target=1))
+    other = cls(conv_model, samples=4, seed=4).analyze(x, target=1)
+    assert not np.allclose(other, first)
+    unseeded = cls(conv_model, samples=4)
+    assert not np.allclose(unseeded.analyze(x, target=1), unseeded.analyze(x, target=1))
+
+
+def test_noise_errors(dense_model):
+    with pytest.raises(ValueError, match=r"samples must be a positive int\. Received: samples=0"):
+        kx.SmoothGrad(dense_model, samples=0)
+    with pytest.raises(ValueError, match=r"noise_scale must be >= 0.*Received: noise_scale=-0.1"):
+        kx.VarGrad(dense_model, noise_scale=-0.1)
+    with pytest.raises(
+        ValueError,
+        match=r"internal_batch_size must be a positive int.*"
+        r"Received: internal_batch_size=0",
+    ):
+        kx.SquareGrad(dense_model, internal_batch_size=0)
