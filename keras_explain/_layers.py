@@ -290,6 +290,11 @@ def _classify(layer, name, forward):
     if class_name in ACTIVATION_OPS and not isinstance(layer, keras.layers.Layer):
         act = ACTIVATION_OPS[class_name]
         return _op("softmax" if act == "softmax" else "activation", layer, name, forward, act)
+    if isinstance(layer, keras.layers.UpSampling2D | keras.layers.UpSampling3D):
+        # Nearest-neighbour copies values (bookkeeping); other interpolations
+        # are fixed non-negative linear maps without bias (proportional rule).
+        nearest = getattr(layer, "interpolation", "nearest") == "nearest"
+        return _op("reshape" if nearest else "sum_pool", layer, name, forward)
     if isinstance(layer, MAX_POOL_LAYERS):
         return _op("max_pool", layer, name, forward)
     if isinstance(layer, SUM_POOL_LAYERS):

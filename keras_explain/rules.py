@@ -293,7 +293,7 @@ class LinearRule(Rule):
         return run(inputs[0])
 
     def relevance(self, shares: list[Share], zs, upstream, apply) -> tf.Tensor | None:
-        """``R_in = sum_g c_g * sum_t x_t * vjp(apply(., W_t), R_out / stab(z_g))`` (None: no term)."""
+        """``R_in = sum_g c_g sum_t x_t * vjp(apply(., W_t), R_out / stab(z_g))`` (or None)."""
         grads: dict[int, list] = {}  # terms with the same input are multiplied once
         for share, z in zip(shares, zs):
             if not share.terms or share.coefficient == 0:

@@ -398,6 +398,8 @@ def test_canonizer_can_be_disabled_and_kx_exports():
     assert not any("+" in s.op.name for s in rel.LRPZ(model, canonizers=[]).plan.steps)
     assert repr(canonizers.BatchNormFold()) == "BatchNormFold()"
     assert "deep_taylor_bounded" in composites.names()
+    by_name = rel.LRP(model, "deep_taylor").analyze(models.data((8, 8, 2)))
+    np.testing.assert_array_equal(by_name, rel.DeepTaylor(model).analyze(models.data((8, 8, 2))))
     analyzer = kx.create_analyzer("lrp.epsilon", model, epsilon=1e-3)
     assert repr(analyzer.composite) == "Uniform([('linear', Epsilon(epsilon=0.001))])"
 
@@ -471,3 +473,16 @@ def test_shared_layers_and_raw_ops_conserve(factory):
 def test_softmax_output_kept_is_an_error():
     with pytest.raises(ValueError, match="comes out of the softmax.*keep strip_softmax=True"):
         rel.LRPEpsilon(models.dense_sequential(), strip_softmax=False)
+
+
+def test_analyze_layers_on_multi_input_model():
+    model = bias_free(models.multi_input())
+    x = [models.data((6,)), models.data((4,), seed=1)]
+    relevances = rel.LRPZ(model).analyze_layers(x)
+    concat = next(layer.name for layer in model.layers if isinstance(layer, layers.Concatenate))
+    assert {"input_0", "input_1", concat, "out_a"} <= set(relevances)
+    assert "out_b" not in relevances  # output 0 does not depend on it
+    logit = model(x)[0].numpy().max(axis=1)
+    total = relevances["input_0"].sum(1) + relevances["input_1"].sum(1)
+    np.testing.assert_allclose(total, logit, rtol=1e-5)
+    np.testing.assert_allclose(relevances[concat].sum(1), logit, rtol=1e-5)

@@ -91,6 +91,7 @@ class LRP(Backpropagation):
         self.canonizers = list(canonizers)
         keep = {self.output_key, *self._sources}
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
+        self._needed = self.plan._needed([self.output_key])  # steps the output depends on
         self._rules = self._assign_rules()
         self._layerwise = False
         self._layer_functions: dict = {}
@@ -99,18 +100,13 @@ class LRP(Backpropagation):
     def _assign_rules(self) -> dict:
         assigned = {}
         for step in self.plan.steps:
-            if step not in self._needed_steps():
+            if step not in self._needed:
                 continue
             rule = self.composite.rule_for(step)
             if rule is None:
                 raise ValueError(self._unsupported_message(step))
             assigned[step] = rule
         return assigned
-
-    def _needed_steps(self) -> set:
-        if not hasattr(self, "_needed_cache"):
-            self._needed_cache = self.plan._needed([self.output_key])
-        return self._needed_cache
 
     def _unsupported_message(self, step) -> str:
         op = step.op
@@ -186,13 +182,13 @@ class LRP(Backpropagation):
         return dict(zip(names, results))
 
     def _layer_keys(self):
-        produced = {key for step in self._needed_steps() for key in step.outputs}
+        produced = {key for step in self._needed for key in step.outputs}
         names, keys = [], []
-        floating = [tf.as_dtype(spec.dtype).is_floating for spec in self.plan.input_specs]
-        inputs = [key for key, ok in zip(self.plan.input_keys, floating) if ok]
-        for position, key in enumerate(inputs):
-            names.append("input" if len(self.plan.input_keys) == 1 else f"input_{position}")
-            keys.append(key)
+        single = len(self.plan.input_keys) == 1
+        for position, (key, spec) in enumerate(zip(self.plan.input_keys, self.plan.input_specs)):
+            if tf.as_dtype(spec.dtype).is_floating:  # integer inputs have no relevance
+                names.append("input" if single else f"input_{position}")
+                keys.append(key)
         for layer in self.plan.layers:
             key = self.plan.output_key_of(layer) if id(layer) in self.plan.layer_outputs else None
             if key in produced and getattr(layer, "name", None) not in names:
