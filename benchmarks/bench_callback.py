@@ -28,14 +28,17 @@ class TimedLogger(ExplanationLogger):
     """ExplanationLogger that adds up the wall time spent in its own hooks."""
 
     seconds = 0.0
+    begin_seconds = 0.0
 
     def _timed(self, hook, *args):
         start = time.perf_counter()
         hook(*args)
-        self.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        return elapsed
 
     def on_train_begin(self, logs=None):
-        self._timed(super().on_train_begin, logs)
+        self.begin_seconds = self._timed(super().on_train_begin, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         self._timed(super().on_epoch_end, epoch, logs)
@@ -62,7 +65,7 @@ def main():
     data = digits_data()
     shown = data[2][: args.images]
     fit_seconds(data, 1, [])  # warm-up: TensorFlow start-up costs, not the callback's
-    plain, logged, inside = [], [], []
+    plain, logged, inside, begins = [], [], [], []
     with tempfile.TemporaryDirectory() as log_root:
         for repeat in range(args.repeats):
             plain.append(fit_seconds(data, args.epochs, []))
@@ -71,6 +74,7 @@ def main():
             )
             logged.append(fit_seconds(data, args.epochs, [logger]))
             inside.append(logger.seconds)
+            begins.append(logger.begin_seconds)
     without, with_callback = statistics.median(plain), statistics.median(logged)
     print(
         f"ExplanationLogger overhead ({args.method!r}, {args.images} images, freq=1, "
@@ -81,10 +85,16 @@ def main():
         f"  fit with callback:    {with_callback:.3f} s  "
         f"(all: {', '.join(f'{t:.2f}' for t in logged)})"
     )
-    in_hooks = statistics.median(inside)
+    in_hooks, begin = statistics.median(inside), statistics.median(begins)
     print(
         f"  time inside the callback's hooks: {in_hooks:.3f} s = "
         f"{100 * in_hooks / without:.1f}% of the plain fit (target: <= 5%)"
+    )
+    per_epoch = (in_hooks - begin) / args.epochs
+    print(
+        f"    of which on_train_begin (analyzer creation, trace, first run): {begin:.3f} s; "
+        f"per logged epoch: {1000 * per_epoch:.1f} ms = "
+        f"{100 * per_epoch / (without / args.epochs):.1f}% of an epoch"
     )
     print(
         f"  difference of the medians: {100 * (with_callback / without - 1):+.1f}% "

@@ -194,29 +194,37 @@ class ExplanationLogger(keras.callbacks.Callback):
         """Write the overlays of every ``freq``-th epoch at ``step=epoch``."""
         if epoch % self.freq != 0:
             return
+        try:
+            writer = self._get_writer()
+            with writer.as_default(step=epoch):
+                if not self._inputs_logged:
+                    self._write("input", self._input_pictures())
+                    self._inputs_logged = True
+                for tag, analyzer in self.analyzers.items():
+                    try:
+                        self._write(tag, self._pictures(tag, analyzer))
+                    except Exception as error:  # one method failing must not stop the rest
+                        self._warn(f"could not explain {tag!r} at epoch {epoch}", error)
+            writer.flush()
+        except Exception as error:  # training must go on
+            self._warn(f"could not write the summaries of epoch {epoch}", error)
+
+    def _input_pictures(self) -> np.ndarray:
+        value_range = self.overlay_options.get("value_range")
+        return visualize.to_uint8(visualize.as_rgb(self.x, value_range=value_range))
+
+    def _write(self, tag: str, pictures: np.ndarray) -> None:
         import tensorflow as tf
 
-        writer = self._get_writer()
-        with writer.as_default(step=epoch):
-            if not self._inputs_logged:
-                images = visualize.to_uint8(
-                    visualize.as_rgb(self.x, value_range=self.overlay_options.get("value_range"))
-                )
-                tf.summary.image("input", images, max_outputs=len(self.x))
-                self._inputs_logged = True
-            for tag, analyzer in self.analyzers.items():
-                try:
-                    pictures = self._pictures(tag, analyzer)
-                except Exception as error:  # training must go on
-                    warnings.warn(
-                        f"ExplanationLogger could not explain {tag!r} at epoch {epoch}; "
-                        f"training continues. {type(error).__name__}: {error}",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                    continue
-                tf.summary.image(tag, pictures, max_outputs=len(self.x))
-        writer.flush()
+        tf.summary.image(tag, pictures, max_outputs=len(self.x))
+
+    @staticmethod
+    def _warn(what: str, error: Exception) -> None:
+        warnings.warn(
+            f"ExplanationLogger {what}; training continues. {type(error).__name__}: {error}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def on_train_end(self, logs=None):
         """Close the summary writer."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -127,6 +128,9 @@ def _summary(name: str) -> str:
     cls, presets = registry.analyzer_class(name)
     doc = inspect.getdoc(cls) or ""
     line = doc.splitlines()[0] if doc else getattr(cls, "__name__", "")
+    # Plain text for a terminal: ":class:`~a.b.C`" -> "C", "``x``" -> "x".
+    line = re.sub(r":\w+:`~([\w.]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], line)
+    line = re.sub(r":\w+:`([^`]+)`", r"\1", line).replace("``", "")
     if presets:
         line += " [" + ", ".join(f"{key}={value!r}" for key, value in presets.items()) + "]"
     return line

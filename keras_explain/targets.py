@@ -129,8 +129,10 @@ def parse_target(
             "A target array needs one output index per sample. Received: "
             f"target of length {len(indices)} for a batch of {batch_size} samples."
         )
-    if num_outputs is not None and indices.size and (
-        indices.min() < 0 or indices.max() >= num_outputs
+    if (
+        num_outputs is not None
+        and indices.size
+        and (indices.min() < 0 or indices.max() >= num_outputs)
     ):
         bad = indices[(indices < 0) | (indices >= num_outputs)].ravel()[0]
         raise ValueError(
@@ -179,3 +181,19 @@ def selected_indices(outputs: tf.Tensor, target: Target, indices: tf.Tensor | No
         flat = tf.reshape(outputs, (tf.shape(outputs)[0], -1))
         return tf.argmax(flat, axis=1)
     return indices
+
+
+def fix_target(outputs: tf.Tensor, target: Target, indices: tf.Tensor | None):
+    """Freeze an argmax target on the clean ``outputs`` (inside a trace).
+
+    Methods that evaluate many perturbed copies of an input (SmoothGrad,
+    Integrated Gradients, occlusion, ...) explain the class predicted for the
+    clean input at every copy, not each copy's own argmax.
+
+    Returns:
+        ``(target, indices)``: an ``"index"`` target with the clean argmax for
+        ``"max"``; any other target unchanged.
+    """
+    if target.mode != "max":
+        return target, indices
+    return Target("index"), selected_indices(outputs, target, None)

@@ -228,3 +228,25 @@ def test_writer_is_closed_and_reopened_for_a_second_fit(tmp_path):
     np.testing.assert_array_equal(
         images[("gradient", 1)], expected_pictures(model, ["gradient"], x[:2])["gradient"]
     )
+
+
+def test_a_writer_failure_in_a_later_epoch_warns_and_training_continues(tmp_path, monkeypatch):
+    model = tiny_cnn()
+    x, y = training_data()
+    logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path)
+
+    class BrokenWriter(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+
+                def fail():
+                    raise OSError("disk full")
+
+                monkeypatch.setattr(logger, "_get_writer", fail)
+
+    with pytest.warns(RuntimeWarning, match="could not write the summaries of epoch 1.*disk full"):
+        history = model.fit(
+            x, y, epochs=2, batch_size=16, verbose=0, callbacks=[BrokenWriter(), logger]
+        )
+    assert len(history.history["loss"]) == 2
+    assert set(read_images(logger.summary_dir)) == {("input", 0), ("gradient", 0)}

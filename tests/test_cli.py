@@ -17,6 +17,9 @@ def test_methods_lists_the_registry(capsys):
     assert [line.split()[0] for line in lines] == analyzers.names()
     gradient = next(line for line in lines if line.split()[0] == "gradient")
     assert "Saliency" in gradient
+    deconvnet = next(line for line in lines if line.split()[0] == "deconvnet")
+    assert "g_in = relu(g_out)" in deconvnet  # reST markup is stripped for the terminal
+    assert not any("``" in line or ":class:" in line for line in lines)
 
 
 def test_methods_through_the_installed_module():

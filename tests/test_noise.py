@@ -325,3 +325,24 @@ def test_noise_errors(dense_model):
         r"Received: internal_batch_size=0",
     ):
         kx.SquareGrad(dense_model, internal_batch_size=0)
+
+
+@pytest.mark.parametrize("cls", [kx.SmoothGrad, kx.SquareGrad, kx.VarGrad])
+def test_noise_methods_do_not_depend_on_batch_size(cls, conv_model):
+    # Each sample draws its noise from its own seed, so chunking the batch
+    # (or analysing a sample alone) gives the same result.
+    x = models.data((8, 8, 2), batch=5)
+    analyzer = cls(conv_model, samples=6, seed=11)
+    whole = analyzer.analyze(x)
+    np.testing.assert_allclose(analyzer.analyze(x, batch_size=2), whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(analyzer.analyze(x[3:4]), whole[3:4], rtol=1e-5, atol=1e-6)
+    other_seed = cls(conv_model, samples=6, seed=12).analyze(x)
+    assert not np.allclose(other_seed, whole)
+
+
+def test_rise_does_not_depend_on_batch_size(conv_model):
+    x = models.data((8, 8, 2), batch=5)
+    analyzer = kx.RISE(conv_model, samples=32, cells=4, seed=3)
+    np.testing.assert_allclose(
+        analyzer.analyze(x, batch_size=2), analyzer.analyze(x), rtol=1e-5, atol=1e-6
+    )

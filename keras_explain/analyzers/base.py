@@ -22,6 +22,25 @@ from keras_explain.targets import Target, parse_target, target_scores
 ModelLike = keras.Model | Callable[..., Any]
 
 
+def shared_seed(seed: tf.Tensor) -> tf.Tensor:
+    """The stateless seed of randomness shared by every sample (masks, orders)."""
+    return tf.stack([seed[0], tf.zeros_like(seed[0])])
+
+
+def row_seeds(seed: tf.Tensor, count, stream: int = 0) -> tf.Tensor:
+    """One stateless seed per sample, ``(count, 2)``, independent of batching.
+
+    Args:
+        seed: The ``[user_seed, first_row]`` tensor passed to ``_explain``.
+        count: Number of samples in the batch.
+        stream: Distinguishes independent draws for the same rows (e.g. the
+            inputs of a multi-input model).
+    """
+    rows = seed[1] + tf.range(count, dtype=seed.dtype)
+    first = tf.fill(tf.shape(rows), seed[0] * 7919 + stream)
+    return tf.stack([first, rows], axis=1)
+
+
 class Analyzer:
     """Base class of all analyzers.
 
@@ -69,8 +88,9 @@ class Analyzer:
         self.strip_softmax = strip_softmax
         self.neuron_selection_mode = neuron_selection_mode
         if neuron_selection_mode is not None:
-            parse_target(None if neuron_selection_mode != "index" else 0, None, None,
-                         neuron_selection_mode)
+            parse_target(
+                None if neuron_selection_mode != "index" else 0, None, None, neuron_selection_mode
+            )
         self.plan = self._make_plan(model)
         self.output_key = self._explained_key(output_layer)
         self._functions: dict[Any, Callable] = {}
@@ -87,8 +107,10 @@ class Analyzer:
             return None
         if callable(model) and self.accepts_callable:
             return None
-        expected = "a Keras model or a callable f(x) -> scores" if self.accepts_callable else (
-            "a keras.Model"
+        expected = (
+            "a Keras model or a callable f(x) -> scores"
+            if self.accepts_callable
+            else ("a keras.Model")
         )
         raise TypeError(
             f"{type(self).__name__} needs {expected}. Received: model of type "
@@ -157,23 +179,31 @@ class Analyzer:
             return self._analyze_dataset(x, target, batch_size)
         inputs = self._standardize(x)
         total = int(inputs[0].shape[0])
-        parsed = parse_target(target, total, self._output_size(inputs),
-                              self.neuron_selection_mode)
+        parsed = parse_target(target, total, self._output_size(inputs), self.neuron_selection_mode)
         chunk = total if not batch_size else int(batch_size)
         if chunk <= 0:
-            raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size}.")
+            raise ValueError(
+                f"batch_size must be a positive int. Received: batch_size={batch_size}."
+            )
         pieces = []
-        for index, start in enumerate(range(0, total, chunk)):
+        for start in range(0, total, chunk):
             stop = min(start + chunk, total)
             batch = [tensor[start:stop] for tensor in inputs]
-            pieces.append(self._run_batch(batch, parsed.for_rows(start, stop), index))
+            pieces.append(self._run_batch(batch, parsed.for_rows(start, stop), start))
         results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
         return results if self._multi_input() and not self.returns_maps else results[0]
 
     # -- subclass API ------------------------------------------------------
-    def _explain(self, inputs: list[tf.Tensor], target: Target, indices: tf.Tensor,
-                 seed: tf.Tensor) -> list[tf.Tensor]:
-        """Explain one batch inside a ``tf.function``; one tensor per input."""
+    def _explain(
+        self, inputs: list[tf.Tensor], target: Target, indices: tf.Tensor, seed: tf.Tensor
+    ) -> list[tf.Tensor]:
+        """Explain one batch inside a ``tf.function``; one tensor per input.
+
+        ``seed`` is ``[user_seed, first_row]``, the index of the batch's first
+        sample in the whole input: draw randomness shared by all samples from
+        :func:`shared_seed` and per-sample randomness from :func:`row_seeds`,
+        so results do not depend on ``batch_size``.
+        """
         raise NotImplementedError
 
     def forward(self, inputs: Sequence[tf.Tensor], hook=None, watch=()):
@@ -221,7 +251,7 @@ class Analyzer:
             return len(self.plan.input_keys) > 1
         return self._input_count > 1
 
-    def _run_batch(self, batch, target: Target, index: int):
+    def _run_batch(self, batch, target: Target, first_row: int):
         size = int(batch[0].shape[0])
         if target.mode == "index":
             indices = np.broadcast_to(target.indices, (size,))
@@ -231,8 +261,9 @@ class Analyzer:
         seed = np.random.randint(2**31 - 1) if seed is None else seed
         function = self._function_for(target.trace_key())
         tensors = tuple(tf.convert_to_tensor(item) for item in batch)
-        results = function(tensors, tf.constant(indices, tf.int64),
-                           tf.constant([seed, index], tf.int64))
+        results = function(
+            tensors, tf.constant(indices, tf.int64), tf.constant([seed, first_row], tf.int64)
+        )
         return [np.asarray(result, dtype=np.float32) for result in results]
 
     def _function_for(self, key):
@@ -256,7 +287,7 @@ class Analyzer:
             size = int(keras.tree.flatten(x)[0].shape[0])
             batch_target = target
             if target_array is not None and target_array.ndim == 1:
-                batch_target = target_array[offset:offset + size]
+                batch_target = target_array[offset : offset + size]
             result = self.analyze(x, batch_target, batch_size=batch_size)
             pieces.append(result if isinstance(result, list) else [result])
             offset += size
@@ -292,8 +323,12 @@ class Analyzer:
                     array = array.astype(dtype_wanted.as_numpy_dtype, copy=False)
                 elif dtype_wanted.is_floating:
                     array = tf.cast(array, dtype_wanted)
-            elif dtype.is_floating and dtype != tf.float32 and dtype != tf.float16 and \
-                    dtype != tf.bfloat16:
+            elif (
+                dtype.is_floating
+                and dtype != tf.float32
+                and dtype != tf.float16
+                and dtype != tf.bfloat16
+            ):
                 array = tf.cast(array, tf.float32)
             if dtype.is_floating and not _all_finite(array):
                 raise ValueError(
@@ -326,7 +361,9 @@ class Analyzer:
         received = tuple(array.shape)
         name = self.model.name
         if len(received) != len(expected):
-            hint = " Add the batch axis, e.g. x[None]." if len(received) == len(expected) - 1 else ""
+            hint = (
+                " Add the batch axis, e.g. x[None]." if len(received) == len(expected) - 1 else ""
+            )
             raise ValueError(
                 f"Input {position} of model {name!r} must have rank {len(expected)}, "
                 f"shape (batch, {', '.join(str(d) for d in expected[1:])}). Received: "

@@ -155,6 +155,7 @@ class Gradient(Backpropagation):
         super().__init__(model, **kwargs)
 
     def attribution(self, grads, sources):
+        """Apply ``postprocess`` to the gradient."""
         if self.postprocess == "abs":
             return [tf.abs(g) for g in grads]
         if self.postprocess == "square":
@@ -178,6 +179,7 @@ class InputTimesGradient(Backpropagation):
     """
 
     def attribution(self, grads, sources):
+        """Gradient times the source values."""
         return [g * tf.cast(s, g.dtype) for g, s in zip(grads, sources)]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_explain.analyzers.base import row_seeds, shared_seed
 from keras_explain.analyzers.perturbed import (
     Perturbation,
     blend,
@@ -106,6 +107,7 @@ class RISE(Perturbation):
 
     def _explain(self, inputs, target, indices, seed):
         x = self.single_input(inputs)
+        seed = shared_seed(seed)  # the same masks for every sample and chunk
         target, indices, _ = self.fixed_target(x, target, indices)
         lengths = _spatial(x, "RISE")
         cell_sizes = [math.ceil(n / self.cells) for n in lengths]
@@ -246,7 +248,13 @@ class MeaningfulPerturbation(Perturbation):
         if self.deletion == "noise":
             axes = list(range(1, x.shape.rank))
             spread = tf.reduce_max(x, axes, keepdims=True) - tf.reduce_min(x, axes, keepdims=True)
-            noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
+            noise = tf.map_fn(  # per-sample seeds: independent of batch_size
+                lambda row_seed: tf.random.stateless_normal(
+                    tf.shape(x)[1:], seed=row_seed, dtype=x.dtype
+                ),
+                row_seeds(seed, tf.shape(x)[0]),
+                fn_output_signature=x.dtype,
+            )
             return x + self.noise_scale * spread * noise
         return gaussian_blur(x, self.blur_sigma)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from keras_explain.analyzers.base import row_seeds
 from keras_explain.analyzers.gradient import Backpropagation
 from keras_explain.analyzers.registry import register
-from keras_explain.targets import Target, selected_indices
+from keras_explain.targets import fix_target
 
 QUADRATURES = ("trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 
@@ -33,7 +34,9 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         ValueError: For an unknown method or too few steps.
     """
     if method not in QUADRATURES:
-        raise ValueError(f"Unknown method. Received: method={method!r}. Expected one of {QUADRATURES}.")
+        raise ValueError(
+            f"Unknown method. Received: method={method!r}. Expected one of {QUADRATURES}."
+        )
     minimum = 2 if method == "trapezoid" else 1
     if not isinstance(steps, int | np.integer) or steps < minimum:
         raise ValueError(
@@ -72,8 +75,7 @@ class _Stacked(Backpropagation):
     def _fixed_target(self, inputs, target, indices):
         if target.mode != "max":
             return target, indices
-        output, _ = self.forward(inputs)
-        return Target("index"), selected_indices(output, target, None)
+        return fix_target(self.forward(inputs)[0], target, indices)
 
     def _gradients(self, copies, target, indices):
         """Gradients at ``copies``: a list (per input) of (K, B, ...) tensors."""
@@ -86,20 +88,32 @@ class _Stacked(Backpropagation):
         chunks = []
         for start in range(0, count, per_pass):
             stop = min(start + per_pass, count)
-            flat = [tf.reshape(c[start:stop], tf.concat([[-1], tf.shape(c)[2:]], 0)) for c in copies]
+            flat = [
+                tf.reshape(c[start:stop], tf.concat([[-1], tf.shape(c)[2:]], 0)) for c in copies
+            ]
             tiled = tf.tile(indices, [stop - start])
             grads, _ = self.backward(flat, target, tiled)
-            chunks.append([
-                tf.reshape(g, tf.concat([[stop - start, batch], tf.shape(g)[1:]], 0)) for g in grads
-            ])
+            chunks.append(
+                [
+                    tf.reshape(g, tf.concat([[stop - start, batch], tf.shape(g)[1:]], 0))
+                    for g in grads
+                ]
+            )
         return [tf.concat(parts, axis=0) for parts in zip(*chunks)]
 
 
 class _Noise(_Stacked):
     """SmoothGrad-style averaging over Gaussian noise."""
 
-    def __init__(self, model, *, samples: int = 50, noise_scale: float = 0.1,
-                 seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        model,
+        *,
+        samples: int = 50,
+        noise_scale: float = 0.1,
+        seed: int | None = None,
+        **kwargs,
+    ):
         if not isinstance(samples, int | np.integer) or samples < 1:
             raise ValueError(f"samples must be a positive int. Received: samples={samples!r}.")
         if not noise_scale >= 0:
@@ -113,7 +127,11 @@ class _Noise(_Stacked):
         super().__init__(model, **kwargs)
 
     def noisy_copies(self, inputs, seed):
-        """``samples`` noisy copies of each input: a list of (K, B, ...) tensors."""
+        """``samples`` noisy copies of each input: a list of (K, B, ...) tensors.
+
+        Each sample's noise is drawn from its own seed (:func:`row_seeds`), so
+        results do not depend on ``batch_size``.
+        """
         copies = []
         for position, x in enumerate(inputs):
             axes = list(range(1, x.shape.rank))
@@ -121,8 +139,15 @@ class _Noise(_Stacked):
                 x, axis=axes, keepdims=True
             )
             sigma = self.noise_scale * spread
-            shape = tf.concat([[self.samples], tf.shape(x)], 0)
-            noise = tf.random.stateless_normal(shape, seed=seed + position, dtype=x.dtype)
+            shape = tf.concat([[self.samples], tf.shape(x)[1:]], 0)
+            noise = tf.map_fn(
+                lambda row_seed, shape=shape, dtype=x.dtype: tf.random.stateless_normal(
+                    shape, seed=row_seed, dtype=dtype
+                ),
+                row_seeds(seed, tf.shape(x)[0], stream=position),
+                fn_output_signature=x.dtype,
+            )
+            noise = tf.transpose(noise, [1, 0] + list(range(2, x.shape.rank + 1)))
             copies.append(x[None] + noise * sigma[None])
         return copies
 
@@ -136,14 +161,17 @@ class _Noise(_Stacked):
         return tf.reduce_mean(grads, axis=0)
 
 
-_NOISE_DOC = """
+def _noise_doc(summary: str, name: str) -> str:
+    return (
+        summary
+        + f"""
 
     Args:
         model: A Keras model (subclassed models work too).
         samples: Number of noisy copies per input (default 50).
         noise_scale: Noise standard deviation as a fraction of each sample's
             value range: ``sigma = noise_scale * (max(x) - min(x))`` (default 0.1).
-        seed: Seed; the same seed gives the same result.
+        seed: Seed; the same seed gives the same result, whatever ``batch_size``.
         internal_batch_size: Rows per backward pass (default: all copies at once).
         **kwargs: ``at_layer``, ``output_layer``, ``output_index``, ``strip_softmax``.
 
@@ -155,27 +183,41 @@ _NOISE_DOC = """
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
         >>> kx.{name}(model, samples=8, seed=0).analyze(np.ones((2, 4), "float32")).shape
         (2, 4)
-"""
+    """
+    )
 
 
 @register("smoothgrad")
-class SmoothGrad(_Noise):
-    __doc__ = "SmoothGrad: the mean gradient over noisy copies (Smilkov et al. 2017, arXiv:1706.03825)." + _NOISE_DOC.format(name="SmoothGrad")
+class SmoothGrad(_Noise):  # noqa: D101  (docstring built below)
+    __doc__ = _noise_doc(
+        "SmoothGrad: the mean gradient over noisy copies (Smilkov et al. 2017, arXiv:1706.03825).",
+        "SmoothGrad",
+    )
 
 
 @register("squaregrad")
-class SquareGrad(_Noise):
-    __doc__ = "SquareGrad: the mean squared gradient over noisy copies (Hooker et al. 2019, arXiv:1806.10758)." + _NOISE_DOC.format(name="SquareGrad")
+class SquareGrad(_Noise):  # noqa: D101
+    __doc__ = _noise_doc(
+        "SquareGrad: the mean squared gradient over noisy copies (Hooker et al. 2019, "
+        "arXiv:1806.10758).",
+        "SquareGrad",
+    )
 
     def reduce(self, grads):
+        """Mean of the squared gradients."""
         return tf.reduce_mean(tf.square(grads), axis=0)
 
 
 @register("vargrad")
-class VarGrad(_Noise):
-    __doc__ = "VarGrad: the variance of the gradient over noisy copies (Adebayo et al. 2018, arXiv:1810.03307)." + _NOISE_DOC.format(name="VarGrad")
+class VarGrad(_Noise):  # noqa: D101
+    __doc__ = _noise_doc(
+        "VarGrad: the variance of the gradient over noisy copies (Adebayo et al. "
+        "2018, arXiv:1810.03307).",
+        "VarGrad",
+    )
 
     def reduce(self, grads):
+        """Variance of the gradients."""
         return tf.math.reduce_variance(grads, axis=0)
 
 
@@ -215,8 +257,9 @@ class IntegratedGradients(_Stacked):
         (2, 4)
     """
 
-    def __init__(self, model, *, steps: int = 64, method: str = "trapezoid",
-                 baseline=0.0, **kwargs):
+    def __init__(
+        self, model, *, steps: int = 64, method: str = "trapezoid", baseline=0.0, **kwargs
+    ):
         if kwargs.get("at_layer") is not None:
             raise ValueError(
                 "IntegratedGradients integrates along a path in input space and does "
@@ -242,18 +285,22 @@ class IntegratedGradients(_Stacked):
         for x, base in zip(inputs, baselines):
             base = tf.cast(tf.convert_to_tensor(base), x.dtype)
             if base.shape.rank not in (0, x.shape.rank - 1, x.shape.rank) or (
-                base.shape.rank > 0 and not base.shape.is_compatible_with(
-                    x.shape[-base.shape.rank:] if base.shape.rank < x.shape.rank else x.shape
+                base.shape.rank > 0
+                and not base.shape.is_compatible_with(
+                    x.shape[-base.shape.rank :] if base.shape.rank < x.shape.rank else x.shape
                 )
             ):
                 raise ValueError(
                     "baseline must be a scalar, shaped like one sample "
                     f"{tuple(x.shape[1:])} or like the batch {tuple(x.shape)}. Received: "
                     f"shape {tuple(base.shape)}."
-                    + (" A batch-shaped baseline needs the whole batch in one call: "
-                       "analyze without batch_size and not from a tf.data.Dataset, or "
-                       "pass a baseline shaped like one sample."
-                       if base.shape.rank == x.shape.rank else "")
+                    + (
+                        " A batch-shaped baseline needs the whole batch in one call: "
+                        "analyze without batch_size and not from a tf.data.Dataset, or "
+                        "pass a baseline shaped like one sample."
+                        if base.shape.rank == x.shape.rank
+                        else ""
+                    )
                 )
             result.append(tf.broadcast_to(base, tf.shape(x)))
         return result

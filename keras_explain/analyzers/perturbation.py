@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain.analyzers import superpixels
+from keras_explain.analyzers.base import shared_seed
 from keras_explain.analyzers.perturbed import (
     Perturbation,
     blend,
@@ -288,7 +289,7 @@ class ShapleySampling(Perturbation):
         if isinstance(count, int) and count <= 8 and self.samples >= math.factorial(count):
             return tf.constant(list(itertools.permutations(range(count))), tf.int32)
         drawn = (self.samples + 1) // 2 if self.antithetic else self.samples
-        noise = tf.random.stateless_uniform(tf.stack([drawn, count]), seed=seed)
+        noise = tf.random.stateless_uniform(tf.stack([drawn, count]), seed=shared_seed(seed))
         orders = tf.argsort(noise, axis=1, stable=True)
         if self.antithetic:
             orders = tf.concat([orders, tf.reverse(orders, axis=[1])], axis=0)[: self.samples]

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain.analyzers.base import Analyzer
-from keras_explain.targets import Target, selected_indices
+from keras_explain.targets import Target, fix_target
 
 #: Input elements (floats) per model call when ``internal_batch_size`` is None.
 ELEMENTS_PER_CALL = 2**24
@@ -220,9 +220,7 @@ class Perturbation(Analyzer):
             fixed index of the clean argmax; ``clean_scores`` is ``f_t(x)``, (B,).
         """
         outputs = self.outputs_of(x)
-        if target.mode == "max":
-            indices = selected_indices(outputs, target, None)
-            target = Target("index")
+        target, indices = fix_target(outputs, target, indices)
         return target, indices, tf.cast(self.scores(outputs, target, indices), tf.float32)
 
     def single_input(self, inputs) -> tf.Tensor:
