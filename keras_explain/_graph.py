@@ -251,14 +251,18 @@ class Plan:
                     values[key] = value
         return values
 
-    def _needed(self, targets: Sequence[Key]) -> set[Step]:
+    def upstream(self, targets: Sequence[Key]) -> tuple[set[Step], set[Key]]:
+        """The steps and values that ``targets`` depend on (targets included)."""
         wanted = set(targets)
         needed = set()
         for step in reversed(self.steps):
             if wanted.intersection(step.outputs):
                 needed.add(step)
                 wanted.update(step.inputs)
-        return needed
+        return needed, wanted
+
+    def _needed(self, targets: Sequence[Key]) -> set[Step]:
+        return self.upstream(targets)[0]
 
 
 def functional_of(model: Any, strict: bool = True):

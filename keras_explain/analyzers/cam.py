@@ -47,15 +47,6 @@ def resize(tensor: tf.Tensor, size) -> tf.Tensor:
     return tf.image.resize(tensor, size, method="bilinear")
 
 
-def _upstream_keys(plan, key) -> set:
-    """Every value the value ``key`` depends on (``key`` included)."""
-    wanted = {key}
-    for step in reversed(plan.steps):
-        if wanted.intersection(step.outputs):
-            wanted.update(step.inputs)
-    return wanted
-
-
 class LayerMaps(Backpropagation):
     """Base of the CAM family: find the layer, compute its maps, upsample.
 
@@ -104,7 +95,7 @@ class LayerMaps(Backpropagation):
 
     def spatial_layers(self) -> list[keras.Operation]:
         """Layers with a spatial output that feed the explained output, in graph order."""
-        upstream = _upstream_keys(self.plan, self.output_key)
+        upstream = self.plan.upstream([self.output_key])[1]
         order = {key: index for index, step in enumerate(self.plan.steps) for key in step.outputs}
         found = []
         for layer in self.plan.layers:
