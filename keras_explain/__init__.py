@@ -6,7 +6,15 @@ Example:
     ['deconvnet', 'gradient']
 """
 
-from keras_explain import analyzers, canonizers, composites, rules, targets
+from keras_explain import (
+    analyzers,
+    callbacks,
+    canonizers,
+    composites,
+    rules,
+    targets,
+    visualize,
+)
 from keras_explain.analyzers import (
     CAM,
     LRP,
@@ -54,10 +62,14 @@ from keras_explain.analyzers import (
     VarGrad,
     create_analyzer,
 )
+from keras_explain.callbacks import ExplanationLogger
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExplanationLogger",
+    "callbacks",
+    "visualize",
     "BoundedDeepTaylor",
     "DeepTaylor",
     "LRP",

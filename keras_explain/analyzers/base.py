@@ -8,6 +8,7 @@ else (checking the model and the input, ``target``, ``batch_size`` chunking,
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,10 @@ from keras_explain import _graph
 from keras_explain.targets import Target, parse_target, target_scores
 
 ModelLike = keras.Model | Callable[..., Any]
+
+
+def _explain_entry(analyzer, target, inputs, indices, seed):
+    return analyzer._explain(list(inputs), target, indices, seed)
 
 
 def shared_seed(seed: tf.Tensor) -> tf.Tensor:
@@ -270,10 +275,10 @@ class Analyzer:
         if key not in self._functions:
             mode, function = (key, None) if isinstance(key, str) else ("callable", key)
             target = Target(mode, function=function)
-
-            def explain(inputs, indices, seed):
-                return self._explain(list(inputs), target, indices, seed)
-
+            # A partial, not a closure: TensorFlow's retracing detector keys on a
+            # function's code object, which all analyzers' closures would share,
+            # and would warn about "retracing" when a user creates several.
+            explain = functools.partial(_explain_entry, self, target)
             self._functions[key] = tf.function(explain) if self.traceable else explain
         return self._functions[key]
 
