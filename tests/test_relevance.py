@@ -1,6 +1,7 @@
 """Relevance analyzers: conservation, BatchNorm folding, composites, coverage, errors."""
 
 import keras
+import models
 import numpy as np
 import pytest
 
@@ -8,7 +9,6 @@ import keras_explain as kx
 from keras_explain import canonizers, composites, rules
 from keras_explain.analyzers import create_analyzer, names
 from keras_explain.analyzers import relevance as rel
-from tests import models
 
 layers = keras.layers
 
