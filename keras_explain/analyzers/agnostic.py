@@ -171,17 +171,9 @@ class Lime(_Surrogate):
 
     def _tabular(self, x, indices, seed):
         lime_tabular = superpixels.require("lime.lime_tabular", "lime", "Lime")
-        if (
-            self.training_data is None
-            or self.training_data.ndim != 2
-            or (self.training_data.shape[1] != x.shape[1])
-        ):
-            shape = None if self.training_data is None else self.training_data.shape
-            raise ValueError(
-                "Lime on tabular inputs needs training_data of shape (n, "
-                f"{x.shape[1]}) to sample around each row. Received: training_data with "
-                f"shape {shape}."
-            )
+        _check_reference_rows(
+            self.training_data, x, "Lime on tabular inputs needs training_data", "training_data"
+        )
         options = {"discretize_continuous": False, **self.explainer_options}
         explainer = lime_tabular.LimeTabularExplainer(
             self.training_data,
@@ -334,16 +326,9 @@ class KernelShap(_Surrogate):
 
     def _tabular(self, x, indices, seed):
         shap = superpixels.require("shap", "shap", "KernelShap")
-        if (
-            self.background is None
-            or self.background.ndim != 2
-            or (self.background.shape[1] != x.shape[1])
-        ):
-            shape = None if self.background is None else self.background.shape
-            raise ValueError(
-                f"KernelShap on tabular inputs needs background data of shape (n, "
-                f"{x.shape[1]}). Received: background with shape {shape}."
-            )
+        _check_reference_rows(
+            self.background, x, "KernelShap on tabular inputs needs background data", "background"
+        )
         result = np.zeros_like(x)
         expected = np.zeros(len(x), np.float32)
         for index in np.unique(indices):
@@ -378,3 +363,12 @@ class KernelShap(_Surrogate):
             )
             result[row] = superpixels.paint(values, segments)[..., None]
         return result
+
+
+def _check_reference_rows(data, x, needs: str, name: str) -> None:
+    """Raise unless ``data`` is a 2-D array of rows with ``x``'s features."""
+    if data is None or data.ndim != 2 or data.shape[1] != x.shape[1]:
+        shape = None if data is None else data.shape
+        raise ValueError(
+            f"{needs} of shape (n, {x.shape[1]}). Received: {name} with shape {shape}."
+        )
