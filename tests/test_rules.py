@@ -235,8 +235,9 @@ COVERAGE = {
 
 @pytest.mark.parametrize("name", sorted(COVERAGE))
 def test_epsilon_on_every_linear_layer_matches_jacobian_reference(name):
-    from keras_explain.analyzers.relevance import LRP
     from test_relevance import randomize
+
+    from keras_explain.analyzers.relevance import LRP
 
     keras.utils.set_random_seed(7)
     model = randomize(keras.Sequential(COVERAGE[name]()))
