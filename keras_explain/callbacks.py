@@ -84,7 +84,9 @@ class ExplanationLogger(keras.callbacks.Callback):
         ...                           keras.layers.Flatten(), keras.layers.Dense(3)])
         >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         >>> x, y = np.random.rand(16, 8, 8, 1), np.random.randint(0, 3, 16)
-        >>> logger = kx.callbacks.ExplanationLogger(["gradient"], x[:4], log_dir="/tmp/logs")
+        >>> import tempfile
+        >>> log_dir = tempfile.mkdtemp()
+        >>> logger = kx.callbacks.ExplanationLogger(["gradient"], x[:4], log_dir=log_dir)
         >>> _ = model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
     """
 

@@ -211,17 +211,7 @@ def _weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.reshape(weights, shape) * activations, axis=-1)
 
 
-@register("grad_cam")
-class GradCAM(LayerMaps):
-    """Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391).
-
-    ``relu(sum_c mean_hw(d y_t / d A_c) * A_c)``: each channel of the layer
-    output is weighted by the spatial mean of the target score's gradient.
-    The layer output is the layer's own output, so for
-    ``Conv2D(..., activation="relu")`` it is after the ReLU; to weigh the
-    pre-activation map use a convolution without activation followed by a
-    ``ReLU`` layer and pick the convolution.
-
+_MAP_DOC = """
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
@@ -247,9 +237,29 @@ class GradCAM(LayerMaps):
         >>> model = keras.Sequential([
         ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
         ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
-        >>> kx.GradCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
+        >>> kx.{name}(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
         (2, 8, 8)
-    """
+"""
+
+
+def _map_doc(summary: str, name: str) -> str:
+    """A CAM-family class docstring: ``summary`` plus the shared Args/Returns/Raises/Example."""
+    return summary + "\n" + _MAP_DOC.format(name=name)
+
+
+@register("grad_cam")
+class GradCAM(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
+    __doc__ = _map_doc(
+        """Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391).
+
+    ``relu(sum_c mean_hw(d y_t / d A_c) * A_c)``: each channel of the layer
+    output is weighted by the spatial mean of the target score's gradient.
+    The layer output is the layer's own output, so for
+    ``Conv2D(..., activation="relu")`` it is after the ReLU; to weigh the
+    pre-activation map use a convolution without activation followed by a
+    ``ReLU`` layer and pick the convolution.""",
+        "GradCAM",
+    )
 
     def combine(self, gradients, activations):
         """``sum_c mean_hw(g_c) * A_c``."""
@@ -258,8 +268,9 @@ class GradCAM(LayerMaps):
 
 
 @register("grad_cam_pp")
-class GradCAMPlusPlus(LayerMaps):
-    """Grad-CAM++ (Chattopadhay et al. 2018, arXiv:1710.11063).
+class GradCAMPlusPlus(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
+    __doc__ = _map_doc(
+        """Grad-CAM++ (Chattopadhay et al. 2018, arXiv:1710.11063).
 
     With ``g = d y_t / d A`` and the closed form for an exponential score
     ``exp(y_t)``, as in the authors' code:
@@ -268,36 +279,9 @@ class GradCAMPlusPlus(LayerMaps):
     ``relu(sum_c w_c * A_c)``. The closed form multiplies every weight of a
     sample by ``exp(y_t)``; that positive factor is dropped (as
     pytorch-grad-cam does), since it only scales the map and overflows
-    float32 for scores above 88.
-
-    Args:
-        model: A Functional or Sequential Keras model (nested models work).
-        layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the last layer with a spatial
-            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
-        upsample: Resize the maps to the input resolution, bilinear with
-            half-pixel centers (default True); False keeps the layer's.
-        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
-            ``neuron_selection_mode``.
-
-    Returns:
-        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
-        1-D models), not normalized.
-
-    Raises:
-        ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial (the message lists the candidates), or the maps cannot
-            be upsampled to the input.
-        TypeError: For a subclassed model without a layer graph.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([
-        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
-        >>> kx.GradCAMPlusPlus(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
-        (2, 8, 8)
-    """
+    float32 for scores above 88.""",
+        "GradCAMPlusPlus",
+    )
 
     def combine(self, gradients, activations):
         """``sum_c w_c * A_c`` with the Grad-CAM++ weights."""
@@ -312,40 +296,14 @@ class GradCAMPlusPlus(LayerMaps):
 
 
 @register("layer_cam")
-class LayerCAM(LayerMaps):
-    """LayerCAM (Jiang et al. 2021, IEEE TIP 30, doi:10.1109/TIP.2021.3089943).
+class LayerCAM(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
+    __doc__ = _map_doc(
+        """LayerCAM (Jiang et al. 2021, IEEE TIP 30, doi:10.1109/TIP.2021.3089943).
 
     ``relu(sum_c relu(d y_t / d A_c) * A_c)``: the weights are per position,
-    not per channel, which keeps fine detail on shallow layers.
-
-    Args:
-        model: A Functional or Sequential Keras model (nested models work).
-        layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the last layer with a spatial
-            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
-        upsample: Resize the maps to the input resolution, bilinear with
-            half-pixel centers (default True); False keeps the layer's.
-        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
-            ``neuron_selection_mode``.
-
-    Returns:
-        ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
-        1-D models), not normalized.
-
-    Raises:
-        ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial (the message lists the candidates), or the maps cannot
-            be upsampled to the input.
-        TypeError: For a subclassed model without a layer graph.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([
-        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
-        >>> kx.LayerCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
-        (2, 8, 8)
-    """
+    not per channel, which keeps fine detail on shallow layers.""",
+        "LayerCAM",
+    )
 
     def combine(self, gradients, activations):
         """``sum_c relu(g_c) * A_c``, position by position."""
