@@ -91,7 +91,7 @@ class LRP(Backpropagation):
         self.canonizers = list(canonizers)
         keep = {self.output_key, *self._sources}
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
-        self._needed = self.plan._needed([self.output_key])  # steps the output depends on
+        self._needed = self.plan.upstream([self.output_key])[0]  # steps the output needs
         self._rules = self._assign_rules()
         self._layerwise = False
         self._layer_functions: dict = {}
@@ -212,10 +212,6 @@ class LRP(Backpropagation):
         return self._layerwise or super()._multi_input()
 
 
-def _uniform(rule: rules.Rule) -> composites.Composite:
-    return composites.Uniform(rule)
-
-
 @register("lrp.z")
 class LRPZ(LRP):
     """LRP-0 on every linear op (:class:`~keras_explain.rules.Z`).
@@ -228,7 +224,7 @@ class LRPZ(LRP):
     """
 
     def __init__(self, model, **kwargs):
-        super().__init__(model, _uniform(rules.Z()), **kwargs)
+        super().__init__(model, rules.Z(), **kwargs)
 
 
 @register("lrp.epsilon")
@@ -248,7 +244,7 @@ class LRPEpsilon(LRP):
     """
 
     def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, _uniform(rules.Epsilon(epsilon)), **kwargs)
+        super().__init__(model, rules.Epsilon(epsilon), **kwargs)
 
 
 @register("lrp.w_square")
@@ -256,7 +252,7 @@ class LRPWSquare(LRP):
     """LRP-w² on every linear op (:class:`~keras_explain.rules.WSquare`)."""
 
     def __init__(self, model, **kwargs):
-        super().__init__(model, _uniform(rules.WSquare()), **kwargs)
+        super().__init__(model, rules.WSquare(), **kwargs)
 
 
 @register("lrp.flat")
@@ -264,7 +260,7 @@ class LRPFlat(LRP):
     """LRP-flat on every linear op (:class:`~keras_explain.rules.Flat`)."""
 
     def __init__(self, model, **kwargs):
-        super().__init__(model, _uniform(rules.Flat()), **kwargs)
+        super().__init__(model, rules.Flat(), **kwargs)
 
 
 @register("lrp.gamma")
@@ -279,7 +275,7 @@ class LRPGamma(LRP):
     """
 
     def __init__(self, model, *, gamma: float = 0.25, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, _uniform(rules.Gamma(gamma, epsilon)), **kwargs)
+        super().__init__(model, rules.Gamma(gamma, epsilon), **kwargs)
 
 
 @register("lrp.alpha_beta")
@@ -317,7 +313,7 @@ class LRPAlphaBeta(LRP):
         if alpha is None:
             alpha = 1.0 if beta is None else beta + 1
         rule = rules.AlphaBeta(alpha, beta, bias=bias, epsilon=epsilon)
-        super().__init__(model, _uniform(rule), **kwargs)
+        super().__init__(model, rule, **kwargs)
 
 
 @register("lrp.alpha_2_beta_1")
@@ -357,7 +353,7 @@ class LRPZPlus(LRP):
     """LRP-z⁺ on every linear op (:class:`~keras_explain.rules.ZPlus`)."""
 
     def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, _uniform(rules.ZPlus(epsilon)), **kwargs)
+        super().__init__(model, rules.ZPlus(epsilon), **kwargs)
 
 
 @register("lrp.z_plus_fast")
@@ -365,7 +361,7 @@ class LRPZPlusFast(LRP):
     """LRP-z⁺ with W⁺ only, for non-negative inputs (:class:`~keras_explain.rules.ZPlusFast`)."""
 
     def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, _uniform(rules.ZPlusFast(epsilon)), **kwargs)
+        super().__init__(model, rules.ZPlusFast(epsilon), **kwargs)
 
 
 class _Preset(LRP):
