@@ -49,6 +49,9 @@ class Op:
         activation: For activations, the function name (``"relu"``, ...).
         linear: For linear ops, the :class:`_layers.Linear` view of the layer
             (weights and the map evaluated with any weights).
+        constants: The op also reads floating-point operands that are not
+            tensor inputs (a raw ``x + 2.0``), so its output is not a function
+            of its tensor inputs alone.
     """
 
     kind: str
@@ -57,6 +60,7 @@ class Op:
     forward: Callable[..., Any]
     activation: str | None = None
     linear: _layers.Linear | None = None
+    constants: bool = False
 
     def __repr__(self) -> str:
         return f"Op({self.kind}, {self.name})"
@@ -64,12 +68,20 @@ class Op:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Step:
-    """An op applied to named values, writing named values."""
+    """An op applied to named values, writing named values.
+
+    Attributes:
+        first_linear: A linear op with no linear op upstream (the "first layer"
+            of composites).
+        nonnegative: Every input is known to be ``>= 0``; set by canonization
+            (:func:`keras_explain.canonizers.mark_nonnegative`), read by rules.
+    """
 
     op: Op
     inputs: tuple[Key, ...]
     outputs: tuple[Key, ...]
     first_linear: bool = False
+    nonnegative: bool = False
 
 
 def call_hook(step: Step, inputs: list) -> Any:
@@ -300,6 +312,17 @@ def _nodes_in_order(functional) -> list:
                 continue
             nodes.append(node)
     return nodes
+
+
+def has_constant_operands(node) -> bool:
+    """Whether a call reads floating-point operands that are not symbolic tensors."""
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    for value in keras.tree.flatten((args, kwargs)):
+        if isinstance(value, keras.KerasTensor):
+            continue
+        if isinstance(value, float) or (hasattr(value, "dtype") and hasattr(value, "shape")):
+            return True
+    return False
 
 
 def call_operation(operation, node) -> Callable:

@@ -107,10 +107,10 @@ class Linear:
     elementwise: bool = False
 
 
-def _op(kind, layer, name, forward, activation=None, linear=None):
+def _op(kind, layer, name, forward, activation=None, linear=None, constants=False):
     from keras_explain._graph import Op
 
-    return Op(kind, layer, name, forward, activation=activation, linear=linear)
+    return Op(kind, layer, name, forward, activation, linear, constants)
 
 
 def _with_bias(z, bias, channel_axis):
@@ -248,7 +248,7 @@ def activation_name(function) -> str:
 
 def decompose(layer, node, prefix) -> list:
     """The primitive ops of ``layer`` as called at ``node``."""
-    from keras_explain._graph import call_operation
+    from keras_explain._graph import call_operation, has_constant_operands
 
     name = getattr(layer, "name", type(layer).__name__)
     forward = call_operation(layer, node)
@@ -268,7 +268,10 @@ def decompose(layer, node, prefix) -> list:
             kind = "softmax" if act == "softmax" else "activation"
             result.append(_op(kind, layer, name + "/activation", function, activation=act))
         return result
-    return [_classify(layer, name, forward)]
+    op = _classify(layer, name, forward)
+    if not isinstance(layer, keras.layers.Layer) and has_constant_operands(node):
+        op = dataclasses.replace(op, constants=True)
+    return [op]
 
 
 def _classify(layer, name, forward):

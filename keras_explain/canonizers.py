@@ -29,17 +29,6 @@ import tensorflow as tf
 from keras_explain import _graph, _layers, rules
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class AnalysisStep(_graph.Step):
-    """A plan step with what canonization learned about it.
-
-    Attributes:
-        nonnegative: Every input of the op is known to be ``>= 0``.
-    """
-
-    nonnegative: bool = False
-
-
 class Canonizer:
     """Base class: ``canonizer(plan, steps, keep) -> steps``."""
 
@@ -187,10 +176,11 @@ def mark_nonnegative(plan: _graph.Plan, steps: Sequence) -> list:
         if rules.is_relu(step):
             known.update(step.outputs)
         elif inputs_known and kind in ("max_pool", "sum_pool", "reshape"):
-            if type(step.op.layer).__name__ != "Pad":  # a raw pad may pad with negatives
+            # a raw pad may pad with negatives; a raw ``x + c`` may add them
+            if type(step.op.layer).__name__ != "Pad" and not step.op.constants:
                 known.update(step.outputs)
         if inputs_known and kind == "linear":
-            step = AnalysisStep(step.op, step.inputs, step.outputs, step.first_linear, True)
+            step = dataclasses.replace(step, nonnegative=True)
         result.append(step)
     return result
 

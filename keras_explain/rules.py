@@ -253,7 +253,7 @@ class LinearRule(Rule):
         kernel, bias = op.linear.weights()
         apply = op.linear.apply
         dtype = op.layer.compute_dtype
-        static = bool(getattr(step, "nonnegative", False)) or not self.splits_signs
+        static = step.nonnegative or not self.splits_signs
 
         def forward(x, nonnegative):
             output, zs = self.forward(
@@ -270,7 +270,7 @@ class LinearRule(Rule):
         def run(x_in):
             x = tf.cast(x_in, dtype)
             if static:
-                nonnegative = bool(getattr(step, "nonnegative", False))
+                nonnegative = step.nonnegative
                 output, zs = forward(x, nonnegative)
             else:
                 known = tf.reduce_all(x >= 0)

@@ -6,12 +6,15 @@ formula reads as in the papers: contributions ``x_i w_ij``, denominators ``z_j``
 ``R_i = sum_j x_i w_ij / z_j R_j``.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_explain import _graph, canonizers, rules
+import keras_explain as kx
+from keras_explain import _graph, rules
 
 layers = keras.layers
 
@@ -181,7 +184,7 @@ def test_nonnegative_fast_path_is_exact(rule):
     """x >= 0 known statically (after a ReLU) or at run time gives the general result."""
     model, *_ = conv_layer("same")
     step = _graph.Plan(model).steps[0]
-    marked = canonizers.AnalysisStep(step.op, step.inputs, step.outputs, True, True)
+    marked = dataclasses.replace(step, first_linear=True, nonnegative=True)
     rng = np.random.default_rng(6)
     x = np.maximum(rng.normal(size=(2, 5, 5, 2)), 0).astype("float32")
     relevance = rng.normal(size=(2, 5, 5, 3)).astype("float32")
@@ -357,3 +360,29 @@ def test_zbox_with_array_bounds(per_sample):
         high=flat[1].reshape(3, -1, 1),
     )
     np.testing.assert_allclose(result.reshape(3, -1), expected, rtol=2e-4, atol=2e-5)
+
+
+def test_constant_operand_breaks_the_nonnegative_mark():
+    # relu(h) + (-2.0) can be negative: the head must keep its x⁻ terms.
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    outputs = keras.layers.Dense(3, name="head")(h + (-2.0))
+    model = keras.Model(inputs, outputs)
+    rule = rules.AlphaBeta(2, 1)
+    analyzer = kx.LRP(model, rule)
+    head_step = [step for step in analyzer.plan.steps if step.op.kind == "linear"][-1]
+    assert not head_step.nonnegative
+
+    x = np.random.default_rng(3).normal(size=(4, 6)).astype("float32")
+    hidden, head = model.get_layer("hidden"), model.get_layer("head")
+    w1, b1 = (v.numpy().astype(np.float64) for v in hidden.weights)
+    w2, b2 = (v.numpy().astype(np.float64) for v in head.weights)
+    activations = np.maximum(x @ w1 + b1, 0)
+    shifted = activations - 2.0
+    logits = shifted @ w2 + b2
+    relevance = np.eye(3)[logits.argmax(1)] * logits
+    relevance = reference(rule, shifted, w2, b2, relevance, None)
+    relevance = activations * safe_div(relevance, shifted, rule.epsilon)  # x + c: proportional
+    relevance = reference(rule, x, w1, b1, relevance, None)
+    np.testing.assert_allclose(analyzer.analyze(x), relevance, rtol=1e-4, atol=1e-5)
