@@ -2,6 +2,7 @@ import glob
 import os
 import sys
 
+import helpers
 import keras
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ layers = keras.layers
 
 
 def tiny_cnn(seed=0):
-    keras.utils.set_random_seed(seed)
+    helpers.seeded(seed)
     model = keras.Sequential(
         [
             keras.Input((6, 6, 1)),

@@ -1,19 +1,18 @@
 """The graph engine re-executes every supported model exactly, in inference mode."""
 
+import helpers
 import keras
-import models
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_explain as kx
-from keras_explain import _graph
 
 layers = keras.layers
 
 
 def run_plan(model, x):
-    plan = _graph.Plan(model)
+    plan = helpers.plan_of(model)
     inputs = [tf.constant(item) for item in (x if isinstance(x, list) else [x])]
     values = plan.run(inputs)
     return plan, [values[key].numpy() for key in plan.output_keys]
@@ -21,7 +20,7 @@ def run_plan(model, x):
 
 def batchnorm_dropout(seed=0):
     """Dense -> BN -> ReLU -> Dropout -> Conv-free head, with non-trivial BN statistics."""
-    models.seeded(seed)
+    helpers.seeded(seed)
     inputs = keras.Input((6,))
     h = layers.Dense(8)(inputs)
     h = layers.BatchNormalization(name="bn")(h)
@@ -29,19 +28,12 @@ def batchnorm_dropout(seed=0):
     h = layers.Dropout(0.5)(h)
     h = layers.GaussianNoise(1.0)(h)
     outputs = layers.Dense(3)(h)
-    model = models.randomize_biases(keras.Model(inputs, outputs, name="bn_dropout"))
-    rng = np.random.default_rng(seed)
-    bn = model.get_layer("bn")
-    bn.moving_mean.assign(rng.normal(0, 1, 8).astype("float32"))
-    bn.moving_variance.assign(rng.uniform(0.5, 2.0, 8).astype("float32"))
-    bn.gamma.assign(rng.normal(1, 0.3, 8).astype("float32"))
-    bn.beta.assign(rng.normal(0, 0.3, 8).astype("float32"))
-    return model
+    return helpers.randomize(keras.Model(inputs, outputs, name="bn_dropout"), seed)
 
 
 def conv_batchnorm(seed=0):
     """Conv -> BN (channels last) -> Activation -> AveragePooling -> GAP -> Dense."""
-    models.seeded(seed)
+    helpers.seeded(seed)
     inputs = keras.Input((8, 8, 3))
     h = layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
     h = layers.BatchNormalization(name="bn", center=False)(h)
@@ -49,13 +41,7 @@ def conv_batchnorm(seed=0):
     h = layers.AveragePooling2D(2)(h)
     h = layers.GlobalAveragePooling2D()(h)
     outputs = layers.Dense(3)(h)
-    model = models.randomize_biases(keras.Model(inputs, outputs, name="conv_bn"))
-    rng = np.random.default_rng(seed)
-    bn = model.get_layer("bn")
-    bn.moving_mean.assign(rng.normal(0, 1, 4).astype("float32"))
-    bn.moving_variance.assign(rng.uniform(0.5, 2.0, 4).astype("float32"))
-    bn.gamma.assign(rng.normal(1, 0.3, 4).astype("float32"))
-    return model
+    return helpers.randomize(keras.Model(inputs, outputs, name="conv_bn"), seed)
 
 
 def test_reexecution_equals_model_exactly(graph_model):
@@ -78,7 +64,7 @@ def test_reexecution_multi_output_exactly(multi_input_model, multi_input_data):
 @pytest.mark.parametrize("factory,shape", [(batchnorm_dropout, (6,)), (conv_batchnorm, (8, 8, 3))])
 def test_reexecution_uses_inference_mode(factory, shape):
     model = factory()
-    x = models.data(shape, batch=5)
+    x = helpers.data(shape, batch=5)
     _, (output,) = run_plan(model, x)
     np.testing.assert_array_equal(output, model(x, training=False).numpy())
     # The fixture is meaningful: training mode gives something else.
@@ -87,7 +73,7 @@ def test_reexecution_uses_inference_mode(factory, shape):
 
 def test_reexecution_inside_tf_function(graph_model):
     model, x = graph_model
-    plan = _graph.Plan(model)
+    plan = helpers.plan_of(model)
     compiled = tf.function(lambda t: plan.run([t])[plan.output_keys[0]])
     np.testing.assert_allclose(
         compiled(tf.constant(x)).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6
@@ -95,7 +81,7 @@ def test_reexecution_inside_tf_function(graph_model):
 
 
 def test_fused_activations_are_split_and_nested_models_inlined():
-    plan = _graph.Plan(models.nested())
+    plan = helpers.plan_of(helpers.nested())
     kinds = [(step.op.kind, step.op.activation) for step in plan.steps]
     assert kinds == [
         ("linear", None),
@@ -112,7 +98,7 @@ def test_fused_activations_are_split_and_nested_models_inlined():
 
 
 def test_every_relu_form_is_an_activation_step():
-    plan = _graph.Plan(models.functional_relu_forms())
+    plan = helpers.plan_of(helpers.functional_relu_forms())
     relus = [step for step in plan.steps if step.op.kind == "activation"]
     assert len(relus) == 4
     assert all(step.op.activation == "relu" for step in relus)
@@ -122,8 +108,8 @@ def test_every_relu_form_is_an_activation_step():
 
 
 def test_shared_layer_runs_twice_with_the_same_weights():
-    model = models.shared_layer()
-    plan = _graph.Plan(model)
+    model = helpers.shared_layer()
+    plan = helpers.plan_of(model)
     shared = [step for step in plan.steps if step.op.name == "shared"]
     assert len(shared) == 2
     assert shared[0].op.layer is shared[1].op.layer is model.get_layer("shared")
@@ -131,15 +117,15 @@ def test_shared_layer_runs_twice_with_the_same_weights():
 
 
 def test_raw_ops_are_classified():
-    plan = _graph.Plan(models.raw_ops())
+    plan = helpers.plan_of(helpers.raw_ops())
     kinds = [step.op.kind for step in plan.steps]
     assert kinds == ["linear", "linear", "sum_pool", "activation", "linear"]
 
 
 def test_hook_sees_every_step_and_can_change_outputs():
-    model = models.dense_sequential(softmax=False)
-    x = models.data((6,))
-    plan = _graph.Plan(model)
+    model = helpers.dense_sequential(softmax=False)
+    x = helpers.data((6,))
+    plan = helpers.plan_of(model)
     seen = []
 
     def doubling(step, inputs):
@@ -153,8 +139,8 @@ def test_hook_sees_every_step_and_can_change_outputs():
 
 
 def test_run_skips_steps_not_needed_for_targets():
-    model = models.dense_sequential(softmax=False)
-    plan = _graph.Plan(model)
+    model = helpers.dense_sequential(softmax=False)
+    plan = helpers.plan_of(model)
     seen = []
 
     def recording(step, inputs):
@@ -162,17 +148,17 @@ def test_run_skips_steps_not_needed_for_targets():
         return step.op.forward(*inputs)
 
     first = plan.steps[1].outputs[0]
-    values = plan.run([tf.constant(models.data((6,)))], recording, targets=[first])
+    values = plan.run([tf.constant(helpers.data((6,)))], recording, targets=[first])
     assert seen == plan.steps[:2]
     assert plan.output_keys[0] not in values
 
 
 def test_linear_view_evaluates_the_layer_with_any_weights():
-    model = models.conv_sequential()
-    plan = _graph.Plan(model)
+    model = helpers.conv_sequential()
+    plan = helpers.plan_of(model)
     step = plan.steps[0]
     kernel, bias = step.op.linear.weights()
-    x = tf.constant(models.data((8, 8, 2)))
+    x = tf.constant(helpers.data((8, 8, 2)))
     np.testing.assert_array_equal(
         step.op.linear.apply(x, kernel, bias).numpy(), step.op.forward(x).numpy()
     )
@@ -182,7 +168,7 @@ def test_linear_view_evaluates_the_layer_with_any_weights():
 
 
 def test_find_layer_errors_name_the_choices():
-    plan = _graph.Plan(models.nested())
+    plan = helpers.plan_of(helpers.nested())
     assert plan.find_layer("backbone", "at_layer").name == "backbone"
     with pytest.raises(ValueError, match=r"No layer named 'nope'.*at_layer='nope'.*Available"):
         plan.find_layer("nope", "at_layer")
@@ -193,7 +179,7 @@ def test_find_layer_errors_name_the_choices():
 def test_unbuilt_sequential_error():
     model = keras.Sequential([layers.Dense(3)])
     with pytest.raises(ValueError, match=r"not built.*keras.Input.*model.build"):
-        _graph.Plan(model)
+        helpers.plan_of(model)
     with pytest.raises(ValueError, match=r"is not built.*Build it first"):
         kx.Gradient(model)
     with pytest.raises(ValueError, match=r"is not built"):
@@ -212,10 +198,10 @@ def test_subclassed_model_with_rule_based_analyzer_error(subclassed_model):
 
 
 def test_plan_does_not_modify_the_model():
-    model = models.nested()
+    model = helpers.nested()
     config = model.get_config()
     weights = model.get_weights()
-    _graph.Plan(model)
+    helpers.plan_of(model)
     assert model.get_config() == config
     assert model.layers[-1].activation.__name__ == "softmax"
     for before, after in zip(weights, model.get_weights()):

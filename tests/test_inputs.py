@@ -1,7 +1,7 @@
 """Input types, batching invariance, and clear errors for bad input or parameters."""
 
+import helpers
 import keras
-import models
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,7 +21,7 @@ DETERMINISTIC = {
 # -- input types ---------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(DETERMINISTIC))
 def test_input_type_invariance(name, conv_model):
-    x = models.data((8, 8, 2), batch=5)
+    x = helpers.data((8, 8, 2), batch=5)
     target = np.array([0, 1, 2, 3, 0])
     analyzer = kx.create_analyzer(name, conv_model, **DETERMINISTIC[name])
     expected = analyzer.analyze(x, target)
@@ -41,7 +41,7 @@ def test_input_type_invariance(name, conv_model):
 @pytest.mark.parametrize("name", sorted(DETERMINISTIC))
 @pytest.mark.parametrize("target", [None, [2, 0, 1, 2, 1, 0, 2], "all"])
 def test_batch_size_invariance(name, target, dense_model):
-    x = models.data((6,), batch=7)
+    x = helpers.data((6,), batch=7)
     analyzer = kx.create_analyzer(name, dense_model, **DETERMINISTIC[name])
     expected = analyzer.analyze(x, target)
     for batch_size in (1, 3, 7, 100):
@@ -138,7 +138,7 @@ def test_bad_input_errors(dense_model, x, error, message):
 
 
 def test_nan_in_a_tensor_and_in_a_dataset(dense_model):
-    x = models.data((6,))
+    x = helpers.data((6,))
     x[2, 3] = np.nan
     with pytest.raises(ValueError, match="contains NaN or Inf"):
         kx.GuidedBackprop(dense_model).analyze(tf.constant(x))

@@ -1,28 +1,15 @@
 """Integrated Gradients, SmoothGrad, SquareGrad and VarGrad against their definitions."""
 
+import helpers
 import keras
-import models
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_explain as kx
 from keras_explain.analyzers import quadrature
 
 layers = keras.layers
 trapezoid = getattr(np, "trapezoid", None) or np.trapz
-
-
-def tape_gradient(function, x, target):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        score = tf.gather(function(x), np.asarray(target), axis=1, batch_dims=1)
-    return tape.gradient(score, x).numpy()
-
-
-def selected(model, x, target):
-    return np.take_along_axis(model(x).numpy(), np.asarray(target)[:, None], axis=1)[:, 0]
 
 
 def half_square_model():
@@ -37,7 +24,7 @@ def half_square_model():
 
 def smooth_dense(seed=0):
     """Smooth activations: the trapezoid rule converges as 1/steps**2."""
-    models.seeded(seed)
+    helpers.seeded(seed)
     model = keras.Sequential(
         [
             keras.Input((6,)),
@@ -46,11 +33,11 @@ def smooth_dense(seed=0):
             layers.Dense(3),
         ]
     )
-    return models.randomize_biases(model)
+    return helpers.randomize_biases(model)
 
 
 def smooth_conv(seed=0):
-    models.seeded(seed)
+    helpers.seeded(seed)
     model = keras.Sequential(
         [
             keras.Input((8, 8, 2)),
@@ -61,7 +48,7 @@ def smooth_conv(seed=0):
             layers.Dense(4),
         ]
     )
-    return models.randomize_biases(model)
+    return helpers.randomize_biases(model)
 
 
 # -- quadrature ---------------------------------------------------------------
@@ -104,18 +91,9 @@ def test_riemann_points(method, first, last):
 
 
 # -- integrated gradients ---------------------------------------------------------
-def reference_ig(function, x, baseline, target, alphas, weights):
-    """(x - x') * sum_k w_k grad f(x' + a_k (x - x')), one tape call per path point."""
-    total = np.zeros_like(x)
-    for alpha, weight in zip(alphas, weights):
-        point = (baseline + alpha * (x - baseline)).astype("float32")
-        total += weight * tape_gradient(function, point, target)
-    return (x - baseline) * total
-
-
 @pytest.mark.parametrize("method", ["trapezoid", "riemann_middle", "gausslegendre"])
 def test_integrated_gradients_equals_reference(conv_model, method):
-    x = models.data((8, 8, 2))
+    x = helpers.data((8, 8, 2))
     target = [0, 3, 1, 2]
     steps = 5
     if method == "trapezoid":
@@ -125,7 +103,7 @@ def test_integrated_gradients_equals_reference(conv_model, method):
     else:
         nodes, w = np.polynomial.legendre.leggauss(steps)
         alphas, weights = (nodes + 1) / 2, w / 2
-    expected = reference_ig(conv_model, x, np.zeros_like(x), target, alphas, weights)
+    expected = helpers.reference_ig(conv_model, x, np.zeros_like(x), target, alphas, weights)
     result = kx.IntegratedGradients(conv_model, steps=steps, method=method).analyze(x, target)
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-6)
 
@@ -134,10 +112,10 @@ def test_integrated_gradients_equals_reference(conv_model, method):
 @pytest.mark.parametrize("method", ["trapezoid", "gausslegendre"])
 def test_integrated_gradients_completeness(factory, method):
     model = factory()
-    x = models.data(tuple(model.inputs[0].shape[1:]))
+    x = helpers.data(tuple(model.inputs[0].shape[1:]))
     target = np.array([0, 1, 2, 0])
     attribution = kx.IntegratedGradients(model, steps=64, method=method).analyze(x, target)
-    delta = selected(model, x, target) - selected(model, np.zeros_like(x), target)
+    delta = helpers.selected(model, x, target) - helpers.selected(model, np.zeros_like(x), target)
     np.testing.assert_allclose(attribution.reshape(len(x), -1).sum(axis=1), delta, rtol=0.01)
 
 
@@ -146,10 +124,10 @@ def test_integrated_gradients_completeness_on_relu_networks(name):
     # Piecewise-linear nets: kinks make the quadrature error O(1/steps), so a sample
     # with a tiny f(x) - f(x') can be off by more than 1% of itself at 64 steps; the
     # error is bounded relative to the batch's largest change and vanishes with steps.
-    model = models.ALL_GRAPH_MODELS[name]()
-    x = models.data(tuple(model.inputs[0].shape[1:]))
+    model = helpers.ALL_GRAPH_MODELS[name]()
+    x = helpers.data(tuple(model.inputs[0].shape[1:]))
     target = np.array([0, 1, 2, 0]) % model.outputs[0].shape[-1]
-    delta = selected(model, x, target) - selected(model, np.zeros_like(x), target)
+    delta = helpers.selected(model, x, target) - helpers.selected(model, np.zeros_like(x), target)
     errors = []
     for steps in (64, 512):
         analyzer = kx.IntegratedGradients(model, steps=steps, strip_softmax=False)
@@ -161,7 +139,7 @@ def test_integrated_gradients_completeness_on_relu_networks(name):
 @pytest.mark.parametrize("kind", ["scalar", "sample", "batch"])
 def test_integrated_gradients_with_a_baseline(kind):
     model = smooth_dense()
-    x = models.data((6,))
+    x = helpers.data((6,))
     rng = np.random.default_rng(5)
     baseline = {
         "scalar": np.float32(0.3),
@@ -172,11 +150,14 @@ def test_integrated_gradients_with_a_baseline(kind):
     analyzer = kx.IntegratedGradients(model, steps=64, baseline=baseline)
     attribution = analyzer.analyze(x, target)
     full = np.broadcast_to(baseline, x.shape).astype("float32")
-    delta = selected(model, x, target) - selected(model, full, target)
+    delta = helpers.selected(model, x, target) - helpers.selected(model, full, target)
     np.testing.assert_allclose(attribution.sum(axis=1), delta, rtol=0.01)
     alphas, weights = np.linspace(0, 1, 64), np.r_[0.5, np.ones(62), 0.5] / 63
     np.testing.assert_allclose(
-        attribution, reference_ig(model, x, full, target, alphas, weights), rtol=1e-4, atol=1e-5
+        attribution,
+        helpers.reference_ig(model, x, full, target, alphas, weights),
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 
@@ -198,13 +179,6 @@ def test_integrated_gradients_multi_input_completeness(multi_input_model, multi_
     ).analyze(multi_input_data, target=1)
     np.testing.assert_array_equal(only_first[0], attribution[0])
     np.testing.assert_array_equal(only_first[1], attribution[1])
-
-
-def test_integrated_gradients_internal_batch_size(conv_model):
-    x = models.data((8, 8, 2))
-    whole = kx.IntegratedGradients(conv_model, steps=6).analyze(x, target=1)
-    split = kx.IntegratedGradients(conv_model, steps=6, internal_batch_size=8).analyze(x, 1)
-    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-7)
 
 
 def test_integrated_gradients_errors(dense_model, x6):
@@ -239,7 +213,7 @@ def test_integrated_gradients_errors(dense_model, x6):
 
 # -- SmoothGrad, SquareGrad, VarGrad ----------------------------------------------
 def test_noise_scale_zero_equals_plain_gradient(conv_model):
-    x = models.data((8, 8, 2))
+    x = helpers.data((8, 8, 2))
     plain = kx.Gradient(conv_model).analyze(x)
     for samples in (1, 4):
         smooth = kx.SmoothGrad(conv_model, samples=samples, noise_scale=0.0, seed=1).analyze(x)
@@ -261,21 +235,23 @@ def test_noise_scale_is_a_fraction_of_each_samples_range():
     estimated = np.sqrt(var.reshape(3, -1).mean(axis=1) * 64 / 63)  # unbiased over samples
     np.testing.assert_allclose(estimated, sigma, rtol=0.05)
     smooth = kx.SmoothGrad(model, samples=64, noise_scale=0.2, seed=4).analyze(x)
-    error = (smooth - x).reshape(3, -1)  # the mean noise: ~ N(0, sigma**2 / 64)
+    error = (smooth - x).reshape(3, -1)  # the mean noise: ~ N(0, sigma**2 / 64) per pixel
     np.testing.assert_allclose(error.std(axis=1) * 8, sigma, rtol=0.15)
-    np.testing.assert_allclose(error.mean(axis=1), 0.0, atol=0.01 * sigma.max())
+    # each row's mean over its 256 pixels ~ N(0, sigma_row**2 / (64 * 256)): 4 of its own
+    # standard deviations, not the largest row's sigma (rows differ 100-fold here)
+    assert np.all(np.abs(error.mean(axis=1)) < 4 * sigma / np.sqrt(64 * 256))
 
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_noise_methods_against_numpy_over_the_same_noise(conv_model, seed):
-    x = models.data((8, 8, 2), batch=3)
+    x = helpers.data((8, 8, 2), batch=3)
     target = [0, 3, 1]
     samples = 5
     smooth = kx.SmoothGrad(conv_model, samples=samples, noise_scale=0.3, seed=seed)
     # the analyzer's own noise at the seed analyze() uses for the first (only) chunk
-    copies = smooth.noisy_copies([tf.constant(x)], tf.constant([seed, 0], tf.int64))[0].numpy()
+    copies = helpers.noisy_copies(smooth, x, seed)
     assert copies.shape == (samples, *x.shape)
-    grads = np.stack([tape_gradient(conv_model, copy, target) for copy in copies])
+    grads = np.stack([helpers.tape_gradient(conv_model, copy, target) for copy in copies])
     np.testing.assert_allclose(smooth.analyze(x, target), grads.mean(axis=0), rtol=1e-4, atol=1e-6)
     square = kx.SquareGrad(conv_model, samples=samples, noise_scale=0.3, seed=seed)
     np.testing.assert_allclose(
@@ -290,7 +266,7 @@ def test_noise_methods_against_numpy_over_the_same_noise(conv_model, seed):
 
 
 def test_noise_target_none_is_the_clean_argmax(conv_model):
-    x = models.data((8, 8, 2))
+    x = helpers.data((8, 8, 2))
     argmax = np.argmax(conv_model(x).numpy(), axis=1)
     for name in ("smoothgrad", "integrated_gradients"):
         params = (
@@ -303,7 +279,7 @@ def test_noise_target_none_is_the_clean_argmax(conv_model):
 
 @pytest.mark.parametrize("cls", [kx.SmoothGrad, kx.SquareGrad, kx.VarGrad])
 def test_seeds(cls, conv_model):
-    x = models.data((8, 8, 2))
+    x = helpers.data((8, 8, 2))
     first = cls(conv_model, samples=4, seed=3).analyze(x, target=1)
     np.testing.assert_array_equal(cls(conv_model, samples=4, seed=3).analyze(x, target=1), first)
     analyzer = cls(conv_model, samples=4, seed=3)
@@ -331,7 +307,7 @@ def test_noise_errors(dense_model):
 def test_noise_methods_do_not_depend_on_batch_size(cls, conv_model):
     # Each sample draws its noise from a seed of (seed, its row in x), so
     # chunking the batch gives the same result.
-    x = models.data((8, 8, 2), batch=5)
+    x = helpers.data((8, 8, 2), batch=5)
     analyzer = cls(conv_model, samples=6, seed=11)
     whole = analyzer.analyze(x)
     np.testing.assert_allclose(analyzer.analyze(x, batch_size=2), whole, rtol=1e-5, atol=1e-6)
@@ -340,7 +316,7 @@ def test_noise_methods_do_not_depend_on_batch_size(cls, conv_model):
 
 
 def test_rise_does_not_depend_on_batch_size(conv_model):
-    x = models.data((8, 8, 2), batch=5)
+    x = helpers.data((8, 8, 2), batch=5)
     analyzer = kx.RISE(conv_model, samples=32, cells=4, seed=3)
     np.testing.assert_allclose(
         analyzer.analyze(x, batch_size=2), analyzer.analyze(x), rtol=1e-5, atol=1e-6

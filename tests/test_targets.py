@@ -1,7 +1,7 @@
 """Every form of ``target`` (and iNNvestigate's neuron selection) against tape gradients."""
 
+import helpers
 import keras
-import models
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,26 +12,17 @@ from keras_explain.targets import Target, parse_target, target_scores
 layers = keras.layers
 
 
-def tape_gradient(function, x, score):
-    """d score(function(x)) / dx for a per-sample score function."""
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        value = score(function(x))
-    return tape.gradient(value, x).numpy()
-
-
 def pick(indices):
     return lambda output: tf.gather(output, np.asarray(indices), axis=1, batch_dims=1)
 
 
 def map_model(seed=0):
     """A (4, 4, 2) output per sample, like a tiny segmentation head."""
-    models.seeded(seed)
+    helpers.seeded(seed)
     inputs = keras.Input((4, 4, 3))
     h = layers.Conv2D(5, 3, padding="same", activation="relu")(inputs)
     outputs = layers.Conv2D(2, 1)(h)
-    return models.randomize_biases(keras.Model(inputs, outputs, name="map_model"))
+    return helpers.randomize_biases(keras.Model(inputs, outputs, name="map_model"))
 
 
 # -- the forms of target ----------------------------------------------------------
@@ -39,13 +30,15 @@ def test_none_is_the_per_sample_argmax(logit_model, x6):
     argmax = np.argmax(logit_model(x6).numpy(), axis=1)
     assert len(set(argmax)) > 1  # the fixture exercises per-sample selection
     result = kx.Gradient(logit_model).analyze(x6)
-    np.testing.assert_allclose(result, tape_gradient(logit_model, x6, pick(argmax)), rtol=1e-6)
+    np.testing.assert_allclose(
+        result, helpers.tape_gradient(logit_model, x6, pick(argmax)), rtol=1e-6
+    )
     np.testing.assert_array_equal(kx.Gradient(logit_model).analyze(x6, "max_activation"), result)
 
 
 @pytest.mark.parametrize("target", [2, np.int64(2), np.array(2), tf.constant(2)])
 def test_int_target(logit_model, x6, target):
-    expected = tape_gradient(logit_model, x6, pick([2, 2, 2, 2]))
+    expected = helpers.tape_gradient(logit_model, x6, pick([2, 2, 2, 2]))
     np.testing.assert_allclose(kx.Gradient(logit_model).analyze(x6, target), expected, rtol=1e-6)
 
 
@@ -54,12 +47,12 @@ def test_int_target(logit_model, x6, target):
     [[1, 0, 2, 1], np.array([1, 0, 2, 1], "int32"), (1, 0, 2, 1), tf.constant([1, 0, 2, 1])],
 )
 def test_int_array_target(logit_model, x6, target):
-    expected = tape_gradient(logit_model, x6, pick([1, 0, 2, 1]))
+    expected = helpers.tape_gradient(logit_model, x6, pick([1, 0, 2, 1]))
     np.testing.assert_allclose(kx.Gradient(logit_model).analyze(x6, target), expected, rtol=1e-6)
 
 
 def test_all_target_is_the_sum_of_outputs(logit_model, x6):
-    expected = tape_gradient(logit_model, x6, lambda out: tf.reduce_sum(out, axis=1))
+    expected = helpers.tape_gradient(logit_model, x6, lambda out: tf.reduce_sum(out, axis=1))
     np.testing.assert_allclose(
         kx.Gradient(logit_model).analyze(x6, "all"), expected, rtol=1e-5, atol=1e-7
     )
@@ -69,7 +62,7 @@ def test_callable_target(logit_model, x6):
     def margin(outputs):
         return outputs[:, 0] - tf.reduce_max(outputs[:, 1:], axis=1) ** 2
 
-    expected = tape_gradient(logit_model, x6, margin)
+    expected = helpers.tape_gradient(logit_model, x6, margin)
     np.testing.assert_allclose(
         kx.Gradient(logit_model).analyze(x6, margin), expected, rtol=1e-5, atol=1e-7
     )
@@ -79,15 +72,17 @@ def test_callable_target(logit_model, x6):
 
 def test_targets_on_a_spatial_output():
     model = map_model()
-    x = models.data((4, 4, 3))
+    x = helpers.data((4, 4, 3))
     flat = lambda out: tf.reshape(out, (tf.shape(out)[0], -1))  # noqa: E731
     # int targets index the flattened per-sample output
-    expected = tape_gradient(model, x, lambda out: flat(out)[:, 13])
+    expected = helpers.tape_gradient(model, x, lambda out: flat(out)[:, 13])
     np.testing.assert_allclose(kx.Gradient(model).analyze(x, 13), expected, rtol=1e-6)
     argmax = np.argmax(model(x).numpy().reshape(4, -1), axis=1)
     np.testing.assert_allclose(
         kx.Gradient(model).analyze(x),
-        tape_gradient(model, x, lambda out: tf.gather(flat(out), argmax, axis=1, batch_dims=1)),
+        helpers.tape_gradient(
+            model, x, lambda out: tf.gather(flat(out), argmax, axis=1, batch_dims=1)
+        ),
         rtol=1e-6,
     )
     # a callable summarising a mask region of channel 1, as for segmentation
@@ -98,7 +93,10 @@ def test_targets_on_a_spatial_output():
         return tf.reduce_sum(outputs[..., 1] * mask, axis=(1, 2))
 
     np.testing.assert_allclose(
-        kx.Gradient(model).analyze(x, region), tape_gradient(model, x, region), rtol=1e-5, atol=1e-7
+        kx.Gradient(model).analyze(x, region),
+        helpers.tape_gradient(model, x, region),
+        rtol=1e-5,
+        atol=1e-7,
     )
     with pytest.raises(
         ValueError,
@@ -117,7 +115,10 @@ def test_output_layer_neuron_attribution(logit_model, x6):
     name = logit_model.layers[1].name
     analyzer = kx.Gradient(logit_model, output_layer=name)
     np.testing.assert_allclose(
-        analyzer.analyze(x6, 4), tape_gradient(hidden, x6, pick([4] * 4)), rtol=1e-5, atol=1e-7
+        analyzer.analyze(x6, 4),
+        helpers.tape_gradient(hidden, x6, pick([4] * 4)),
+        rtol=1e-5,
+        atol=1e-7,
     )
     with pytest.raises(
         ValueError,

@@ -1,3 +1,6 @@
+"""Visualization: channel reduction, normalization, colormaps, overlays, figures."""
+
+import helpers
 import matplotlib
 import numpy as np
 import pytest
@@ -9,15 +12,6 @@ RED, WHITE, BLUE = (1.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 0.0, 1.0)
 
 def rng(seed=0):
     return np.random.default_rng(seed)
-
-
-def slow_percentile(values, q):
-    """Linear-interpolation percentile written out by hand (numpy's default method)."""
-    ordered = sorted(float(v) for v in np.ravel(values))
-    rank = q / 100.0 * (len(ordered) - 1)
-    low = int(np.floor(rank))
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (rank - low) * (ordered[high] - ordered[low])
 
 
 # -- reduce_channels ---------------------------------------------------------
@@ -64,7 +58,7 @@ def test_normalize_symmetric_matches_reference_per_sample():
     relevance[1] *= 100.0  # samples are scaled independently
     result = visualize.normalize(relevance, percentile=90.0)
     for b in range(3):
-        scale = slow_percentile(np.abs(relevance[b]), 90.0)
+        scale = helpers.slow_percentile(np.abs(relevance[b]), 90.0)
         expected = np.clip(relevance[b] / scale, -1, 1)
         np.testing.assert_allclose(result[b], expected, rtol=1e-5, atol=1e-6)
     assert result.min() == -1.0 and result.max() == 1.0
@@ -94,7 +88,7 @@ def test_normalize_non_negative_maps_to_unit_interval():
         low, high = maps[b].min(), maps[b].max()
         np.testing.assert_allclose(result[b], (maps[b] - low) / (high - low), rtol=1e-5)
     result = visualize.normalize(maps, percentile=80)
-    low, high = slow_percentile(maps[0], 20.0), slow_percentile(maps[0], 80.0)
+    low, high = helpers.slow_percentile(maps[0], 20.0), helpers.slow_percentile(maps[0], 80.0)
     np.testing.assert_allclose(
         result[0], np.clip((maps[0] - low) / (high - low), 0, 1), rtol=1e-4, atol=1e-6
     )

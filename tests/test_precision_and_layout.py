@@ -1,0 +1,146 @@
+"""float16 / mixed precision models, and BatchNorm folding in channels_first layout.
+
+- A model whose layers compute in float16 (``mixed_float16``: float32 variables;
+  ``float16``: float16 variables) is explained by every family and gives float32
+  results equal to those of its float32 twin (same weights) to float16 accuracy.
+- A channels_first Conv2D followed by BatchNormalization(axis=1) is folded (the
+  BatchNormalization has no op left) and LRP-ε equals a numpy reference built from the
+  folded weights; with folding off the BatchNormalization is a linear layer under the
+  rule, which gives another, also exact, result.
+"""
+
+import helpers
+import keras
+import numpy as np
+import pytest
+
+import keras_explain as kx
+
+layers = keras.layers
+
+
+def precision_model(dtype, seed=0):
+    """Conv -> BatchNorm (folded) -> ReLU -> MaxPool -> Conv(ReLU) -> Flatten -> Dense."""
+    helpers.seeded(seed)
+    inputs = keras.Input((6, 6, 2))
+    h = layers.Conv2D(4, 3, padding="same", dtype=dtype, name="conv")(inputs)
+    h = layers.BatchNormalization(dtype=dtype, name="bn")(h)
+    h = layers.ReLU(dtype=dtype)(h)
+    h = layers.MaxPooling2D(dtype=dtype)(h)
+    h = layers.Conv2D(5, 3, activation="relu", padding="same", dtype=dtype, name="conv2")(h)
+    h = layers.Flatten(dtype=dtype)(h)
+    outputs = layers.Dense(3, dtype=dtype, name="head")(h)
+    return helpers.randomize(keras.Model(inputs, outputs, name=f"model_{dtype}"), seed)
+
+
+PRECISION_METHODS = {
+    "gradient": {},
+    "input_t_gradient": {},
+    "integrated_gradients": {"steps": 8},
+    "smoothgrad": {"samples": 4, "seed": 0},
+    "guided_backprop": {},
+    "lrp.epsilon": {},
+    "lrp.alpha_2_beta_1": {},
+    "lrp.epsilon_gamma_box": {},
+    "grad_cam": {},
+    "occlusion": {"window": 2},
+    "rise": {"samples": 16, "cells": 2, "seed": 0},
+    "shapley_sampling": {"samples": 4, "seed": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def float32_twin():
+    return precision_model("float32")
+
+
+@pytest.mark.parametrize("dtype", ["mixed_float16", "float16"])
+@pytest.mark.parametrize("name", sorted(PRECISION_METHODS))
+def test_float16_models_agree_with_their_float32_twin(float32_twin, dtype, name):
+    model = precision_model(dtype)
+    model.set_weights(float32_twin.get_weights())
+    x = np.random.default_rng(0).uniform(size=(3, 6, 6, 2)).astype("float32")
+    assert model(x).dtype == "float16"
+    params = PRECISION_METHODS[name]
+    result = kx.create_analyzer(name, model, **params).analyze(x, 1)
+    expected = kx.create_analyzer(name, float32_twin, **params).analyze(x, 1)
+    assert result.dtype == np.float32 and result.shape == expected.shape
+    assert np.isfinite(result).all()
+    # float16 keeps ~3 significant digits (unit round-off 4.9e-4); a few dozen of them
+    # accumulate through the layers. The float16 path really ran: not bit-equal.
+    assert np.abs(result - expected).max() <= 2e-2 * np.abs(expected).max()
+    assert not np.array_equal(result, expected)
+
+
+# -- channels_first BatchNorm folding ------------------------------------------------------
+def channels_first_model(seed=0):
+    helpers.seeded(seed)
+    inputs = keras.Input((2, 6, 6))
+    h = layers.Conv2D(3, 3, padding="same", data_format="channels_first", name="conv")(inputs)
+    h = layers.BatchNormalization(axis=1, name="bn")(h)
+    h = layers.ReLU()(h)
+    h = layers.Flatten(name="flatten")(h)  # (channels, height, width) order
+    outputs = layers.Dense(3, name="head")(h)
+    return helpers.randomize(keras.Model(inputs, outputs, name="channels_first"), seed)
+
+
+def channels_first_reference(model, x, target, fold, epsilon):
+    """LRP-ε in numpy; the convolution unrolled channels-last, inputs transposed to it."""
+    rule = helpers.Ref("epsilon", epsilon=epsilon)
+    batch = len(x)
+    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("conv").get_weights())
+    scale, shift = helpers.batch_norm_scale_shift(model.get_layer("bn"))
+    head_kernel, head_bias = (
+        np.asarray(w, np.float64) for w in model.get_layer("head").get_weights()
+    )
+    x_last = np.transpose(x, (0, 2, 3, 1)).reshape(batch, -1)  # (h, w, c) order
+    if fold:
+        matrix, full_bias, connected = helpers.conv_matrix(
+            kernel * scale, bias * scale + shift, (6, 6, 2), "same"
+        )
+    else:
+        matrix, full_bias, connected = helpers.conv_matrix(kernel, bias, (6, 6, 2), "same")
+    # the Dense reads the channels_first flattening (c, h, w): reorder its rows to (h, w, c)
+    order = np.arange(3 * 36).reshape(3, 6, 6).transpose(1, 2, 0).ravel()
+    head = head_kernel[order]
+    z = x_last @ matrix + full_bias
+    if not fold:
+        bn_input = z
+        z = z * np.tile(scale, 36) + np.tile(shift, 36)
+    hidden = np.maximum(z, 0)
+    logits = hidden @ head + head_bias
+    np.testing.assert_allclose(logits, model(x).numpy(), rtol=1e-5, atol=1e-5)
+    relevance = np.zeros_like(logits)
+    relevance[np.arange(batch), target] = logits[np.arange(batch), target]
+    relevance = helpers.rule_reference(rule, hidden, head, head_bias, relevance, None)
+    if not fold:
+        diagonal = np.diag(np.tile(scale, 36))
+        relevance = helpers.rule_reference(
+            rule, bn_input, diagonal, np.tile(shift, 36), relevance, None
+        )
+    relevance = helpers.rule_reference(rule, x_last, matrix, full_bias, relevance, connected)
+    return relevance.reshape(batch, 6, 6, 2).transpose(0, 3, 1, 2)
+
+
+def test_channels_first_batchnorm_is_folded_and_lrp_equals_numpy():
+    model = channels_first_model()
+    x = helpers.data((2, 6, 6), seed=1, batch=3)
+    target = np.array([0, 2, 1])
+    folded = kx.LRPEpsilon(model, epsilon=0.01)
+    assert folded.rule_of("bn") == []  # folded into the convolution
+    assert [repr(rule) for rule in folded.rule_of("conv")] == ["Epsilon(epsilon=0.01)"]
+    expected = channels_first_reference(model, x, target, fold=True, epsilon=0.01)
+    result = folded.analyze(x, target)
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-6)
+    unfolded = kx.LRPEpsilon(model, epsilon=0.01, canonizers=[])
+    assert [repr(rule) for rule in unfolded.rule_of("bn")] == ["Epsilon(epsilon=0.01)"]
+    expected_unfolded = channels_first_reference(model, x, target, fold=False, epsilon=0.01)
+    np.testing.assert_allclose(unfolded.analyze(x, target), expected_unfolded, rtol=1e-4, atol=1e-6)
+    assert np.abs(expected - expected_unfolded).max() > 1e-2  # folding changes the result
+
+
+def test_channels_first_fold_conserves_on_a_bias_free_model():
+    model = helpers.bias_free(channels_first_model(seed=1))
+    x = helpers.data((2, 6, 6), seed=2, batch=3)
+    result = kx.LRPZ(model).analyze(x)
+    np.testing.assert_allclose(result.sum((1, 2, 3)), model(x).numpy().max(1), rtol=1e-5)
