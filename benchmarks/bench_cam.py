@@ -15,8 +15,7 @@ Run: ``python benchmarks/bench_cam.py [--runs 10]``.
 
 import argparse
 import os
-import statistics
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,6 +25,9 @@ import tensorflow as tf  # noqa: E402
 
 import keras_explain as kx  # noqa: E402
 from keras_explain.analyzers import cam  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _paired import paired  # noqa: E402
 
 BATCH = 32
 layers = keras.layers
@@ -47,26 +49,10 @@ def foundation_model(gap_head=False):
     return keras.Sequential(body + head)
 
 
-def timed(function):
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def compare(method, reference, runs):
-    """Median times of ``method`` and ``reference``, run alternately after a warm-up.
-
-    Alternating the two keeps the ratio fair when the machine's load drifts; the ratio
-    reported is the median of the per-pair ratios.
-    """
-    method()  # warm-up: tracing
-    reference()
-    pairs = [(timed(method), timed(reference)) for _ in range(runs)]
-    return (
-        statistics.median(m for m, _ in pairs),
-        statistics.median(r for _, r in pairs),
-        statistics.median(m / r for m, r in pairs),
-    )
+    """Paired timing (``_paired.py``): median times and the median of per-pair ratios."""
+    result = paired(method, reference, repeats=runs, warmup=1)
+    return result.method_ms / 1e3, result.reference_ms / 1e3, result.ratio
 
 
 def plain_gradient(model, x, target):
@@ -116,12 +102,12 @@ def main():
 
     channels = kx.create_analyzer("score_cam", model).layer.output.shape[-1]
     forward = plain_forward(model, BATCH * channels)
-    for size in (256, None):
-        analyzer = cam.ScoreCAM(model, internal_batch_size=size)
+    for size in (256, BATCH * channels, None):
+        analyzer = cam.ScoreCAM(model, internal_batch_size=size, verbose=0)
         seconds, base, ratio = compare(
             lambda a=analyzer: a.analyze(x, target), forward, max(3, args.runs // 2)
         )
-        name = f"score_cam (internal_batch_size={size})"
+        name = f"score_cam (internal_batch_size={size or 'budget'})"
         print(
             f"{name:<38}{seconds * 1e3:10.2f}{base * 1e3:14.2f}{ratio:8.2f}x forward of "
             f"{BATCH * channels} masked inputs"

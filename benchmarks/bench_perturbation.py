@@ -2,13 +2,15 @@
 
 Occlusion and RISE: ratio of the method's time to the time of evaluating the
 same perturbed inputs with a plain compiled model call in the same chunks,
-both measured in this run (target: within 1.3x). LIME and KernelSHAP: where
-the time goes (segmentation, model, the package's sampling and surrogate fit).
+with paired timing (``_paired.py``: the two alternate, median of the per-pair
+ratios; target: within 1.3x). LIME and KernelSHAP: where the time goes
+(segmentation, model, the package's sampling and surrogate fit).
 
 Run: python benchmarks/bench_perturbation.py
 """
 
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,8 +19,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_explain.analyzers.agnostic import KernelShap, Lime  # noqa: E402
-from keras_explain.analyzers.perturbation import RISE, Occlusion  # noqa: E402
+from keras_explain.analyzers.perturbation import RISE, KernelShap, Lime, Occlusion  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _paired import paired  # noqa: E402
 
 
 def cnn(size=32):
@@ -35,17 +39,8 @@ def cnn(size=32):
     )
 
 
-def best(function, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def model_time(model, copies, rows):
-    """A plain compiled model call over the same perturbed inputs, same chunks."""
+def chunked_model_call(model, copies, rows):
+    """A plain compiled model call over the same perturbed inputs, in the same chunks."""
     call = tf.function(lambda batch: model(batch, training=False))
     chunks = [tf.constant(copies[i : i + rows]) for i in range(0, len(copies), rows)]
     for chunk in chunks[:1] + chunks[-1:]:
@@ -55,13 +50,11 @@ def model_time(model, copies, rows):
         for chunk in chunks:
             call(chunk).numpy()
 
-    return best(run)
+    return run
 
 
 def occlusion_row(model, x):
-    analyzer = Occlusion(model, window=4, stride=4, progress=False)
-    analyzer.analyze(x)
-    method = best(lambda: analyzer.analyze(x))
+    analyzer = Occlusion(model, window=4, stride=4, verbose=0)
     covers = analyzer.covers(x.shape)
     copies = []
     for rows in covers[0]:
@@ -70,18 +63,18 @@ def occlusion_row(model, x):
             copies.append(x * (1 - mask))
     copies = np.concatenate(copies).astype("float32")  # same count; order irrelevant
     per_chunk = max(1, analyzer.rows_per_call(x.shape[1:]) // len(x)) * len(x)
-    return method, model_time(model, copies, per_chunk), len(copies)
+    timing = paired(lambda: analyzer.analyze(x), chunked_model_call(model, copies, per_chunk))
+    return timing, len(copies)
 
 
 def rise_row(model, x, samples):
-    analyzer = RISE(model, samples=samples, cells=7, seed=0, progress=False)
-    analyzer.analyze(x)
-    method = best(lambda: analyzer.analyze(x))
+    analyzer = RISE(model, samples=samples, cells=7, seed=0, verbose=0)
     rng = np.random.default_rng(0)
     masks = rng.random((samples, *x.shape[1:3], 1)).astype("float32")
     copies = (x[None] * masks[:, None]).reshape(-1, *x.shape[1:])
     per_chunk = max(1, analyzer.rows_per_call(x.shape[1:]) // len(x)) * len(x)
-    return method, model_time(model, copies, per_chunk), len(copies)
+    timing = paired(lambda: analyzer.analyze(x), chunked_model_call(model, copies, per_chunk))
+    return timing, len(copies)
 
 
 def main():
@@ -92,19 +85,22 @@ def main():
         f"params, input {x.shape}"
     )
     print(f"{'method':<28}{'rows':>8}{'method s':>10}{'model s':>10}{'ratio':>8}")
-    for name, (method, pure, rows) in (
+    for name, (timing, rows) in (
         ("occlusion (4x4, stride 4)", occlusion_row(model, x)),
         ("rise (1000 masks)", rise_row(model, x, 1000)),
     ):
-        print(f"{name:<28}{rows:>8}{method:>10.3f}{pure:>10.3f}{method / pure:>8.2f}")
+        print(
+            f"{name:<28}{rows:>8}{timing.method_ms / 1e3:>10.3f}"
+            f"{timing.reference_ms / 1e3:>10.3f}{timing.ratio:>8.2f}"
+        )
 
     print()
     print(f"{'method':<32}{'total s':>9}{'segment.':>10}{'model':>9}{'package':>9}")
     images = x[:4]
     for name, analyzer in (
-        ("lime (quickshift, 1000)", Lime(model, samples=1000, seed=0)),
-        ("lime (slic, 1000)", Lime(model, samples=1000, segmentation="slic", seed=0)),
-        ("kernel_shap (slic, 1000)", KernelShap(model, samples=1000, seed=0)),
+        ("lime (quickshift, 1000)", Lime(model, samples=1000, seed=0, verbose=0)),
+        ("lime (slic, 1000)", Lime(model, samples=1000, segmentation="slic", seed=0, verbose=0)),
+        ("kernel_shap (slic, 1000)", KernelShap(model, samples=1000, seed=0, verbose=0)),
     ):
         analyzer.analyze(images[:1])
         start = time.perf_counter()

@@ -9,9 +9,9 @@ Example:
 from keras_explain import (
     analyzers,
     callbacks,
-    canonizers,
-    composites,
-    rules,
+    config,
+    graph,
+    lrp,
     targets,
     visualize,
 )
@@ -54,7 +54,9 @@ from keras_explain.analyzers import (
     LRPZPlus,
     LRPZPlusFast,
     MeaningfulPerturbation,
+    NoiseTunnel,
     Occlusion,
+    PathIntegral,
     ScoreCAM,
     ShapleySampling,
     SmoothGrad,
@@ -63,6 +65,7 @@ from keras_explain.analyzers import (
     create_analyzer,
 )
 from keras_explain.callbacks import ExplanationLogger
+from keras_explain.lrp import canonizers, composites, rules
 
 __version__ = "0.1.0"
 
@@ -94,6 +97,9 @@ __all__ = [
     "LRPZPlus",
     "LRPZPlusFast",
     "canonizers",
+    "config",
+    "graph",
+    "lrp",
     "composites",
     "rules",
     "CAM",
@@ -114,6 +120,8 @@ __all__ = [
     "GuidedBackprop",
     "InputTimesGradient",
     "IntegratedGradients",
+    "NoiseTunnel",
+    "PathIntegral",
     "SmoothGrad",
     "SquareGrad",
     "VarGrad",

@@ -174,7 +174,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         for tag, spec in self.specs.items():
             if isinstance(spec, str):
                 try:
-                    self.analyzers[tag] = create_analyzer(spec, self.model)
+                    # no progress bars in the middle of the training log
+                    self.analyzers[tag] = create_analyzer(spec, self.model, verbose=0)
                 except (ValueError, TypeError) as error:
                     raise ValueError(
                         f"ExplanationLogger cannot create analyzer {spec!r} for model "

@@ -191,18 +191,12 @@ def train(model, data, epochs: int, callbacks=(), verbose: int = 0):
 
 
 def method_parameters(name: str) -> dict[str, Any]:
-    """The demo parameters of ``name`` that its class takes (by name, in any ``__init__``)."""
+    """The demo parameters of ``name`` that its class takes (``Analyzer.parameters()``)."""
     from keras_explain.analyzers import registry
 
     wanted = DEMO_PARAMETERS.get(name, {})
     cls, _ = registry.analyzer_class(name)
-    accepted = set()
-    for klass in inspect.getmro(cls) if inspect.isclass(cls) else [cls]:
-        function = klass.__init__ if inspect.isclass(klass) else klass
-        try:
-            accepted.update(inspect.signature(function).parameters)
-        except (TypeError, ValueError):
-            continue
+    accepted = set(cls.parameters())
     return {key: value for key, value in wanted.items() if key in accepted}
 
 

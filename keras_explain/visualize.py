@@ -1,7 +1,8 @@
 """Turn relevance into pictures: heatmaps, graymaps, overlays and figure grids.
 
-Everything here except :func:`plot_explanations` is plain numpy, so it runs
-in a training callback or a headless server without matplotlib.
+Everything here is numpy plus matplotlib's colormaps (which need no display),
+so it runs in a training callback or on a headless server; only
+:func:`plot_explanations` builds a matplotlib Figure.
 
 Shapes: the first axis is the batch axis. Relevance of an image batch is
 ``(B, H, W, C)`` (channels last, as Keras' default) and is reduced over the
@@ -25,37 +26,6 @@ from typing import Any
 import numpy as np
 
 REDUCTIONS = ("sum", "abs_sum", "max", "abs_max", "none")
-
-# Piecewise-linear colormaps: (position, (r, g, b)) control points.
-_COLORMAPS: dict[str, list[tuple[float, tuple[float, float, float]]]] = {
-    "bwr": [(0.0, (0.0, 0.0, 1.0)), (0.5, (1.0, 1.0, 1.0)), (1.0, (1.0, 0.0, 0.0))],
-    "seismic": [
-        (0.0, (0.0, 0.0, 0.3)),
-        (0.25, (0.0, 0.0, 1.0)),
-        (0.5, (1.0, 1.0, 1.0)),
-        (0.75, (1.0, 0.0, 0.0)),
-        (1.0, (0.5, 0.0, 0.0)),
-    ],
-    "reds": [(0.0, (1.0, 1.0, 1.0)), (1.0, (1.0, 0.0, 0.0))],
-    "gray": [(0.0, (0.0, 0.0, 0.0)), (1.0, (1.0, 1.0, 1.0))],
-    "hot": [
-        (0.0, (0.04, 0.0, 0.0)),
-        (0.365, (1.0, 0.0, 0.0)),
-        (0.746, (1.0, 1.0, 0.0)),
-        (1.0, (1.0, 1.0, 1.0)),
-    ],
-    "jet": [
-        (0.0, (0.0, 0.0, 0.5)),
-        (0.11, (0.0, 0.0, 1.0)),
-        (0.125, (0.0, 0.0, 1.0)),
-        (0.34, (0.0, 0.86, 1.0)),
-        (0.35, (0.0, 0.9, 0.97)),
-        (0.64, (1.0, 1.0, 0.0)),
-        (0.66, (1.0, 0.96, 0.0)),
-        (0.89, (1.0, 0.0, 0.0)),
-        (1.0, (0.5, 0.0, 0.0)),
-    ],
-}
 
 ColormapLike = str | Callable[[np.ndarray], np.ndarray] | None
 
@@ -172,13 +142,13 @@ def normalize(
 
 
 def colormap(values: Any, cmap: ColormapLike = "bwr") -> np.ndarray:
-    """Map values in ``[0, 1]`` to RGB colours (numpy only).
+    """Map values in ``[0, 1]`` to RGB colours with a matplotlib colormap.
 
     Args:
         values: Array of positions in ``[0, 1]`` (clipped).
-        cmap: A built-in name (``"bwr"``, ``"seismic"``, ``"reds"``,
-            ``"gray"``, ``"hot"``, ``"jet"``) or a callable mapping values in
-            ``[0, 1]`` to RGB or RGBA, e.g. ``matplotlib.colormaps["inferno"]``.
+        cmap: The name of any matplotlib colormap (``"bwr"``, ``"Reds"``,
+            ``"inferno"``, ...; case-insensitive) or a callable mapping values
+            in ``[0, 1]`` to RGB or RGBA, e.g. ``matplotlib.colormaps["inferno"]``.
 
     Returns:
         float32 RGB in ``[0, 1]``, shaped ``values.shape + (3,)``.
@@ -188,24 +158,29 @@ def colormap(values: Any, cmap: ColormapLike = "bwr") -> np.ndarray:
 
     Example:
         >>> from keras_explain import visualize
-        >>> visualize.colormap([0.0, 0.5, 1.0]).tolist()
+        >>> visualize.colormap([0.0, 0.5, 1.0]).round(2).tolist()
         [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
     """
     positions = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
-    if callable(cmap):
-        colours = np.asarray(cmap(positions), dtype=np.float32)
-        return np.clip(colours[..., :3], 0.0, 1.0)
-    if cmap not in _COLORMAPS:
-        raise ValueError(
-            f"Unknown colormap. Received: cmap={cmap!r}. Expected one of "
-            f"{sorted(_COLORMAPS)} or a callable such as matplotlib.colormaps['inferno']."
-        )
-    points = _COLORMAPS[cmap]
-    xs = [position for position, _ in points]
-    channels = [
-        np.interp(positions, xs, [colour[channel] for _, colour in points]) for channel in range(3)
-    ]
-    return np.stack(channels, axis=-1).astype(np.float32)
+    function = cmap if callable(cmap) else _named_colormap(cmap)
+    colours = np.asarray(function(positions), dtype=np.float32)
+    return np.clip(colours[..., :3], 0.0, 1.0)
+
+
+def _named_colormap(name: str):
+    import matplotlib
+
+    colormaps = matplotlib.colormaps
+    if name in colormaps:
+        return colormaps[name]
+    by_lower_name = {known.lower(): known for known in colormaps}
+    if isinstance(name, str) and name.lower() in by_lower_name:
+        return colormaps[by_lower_name[name.lower()]]
+    raise ValueError(
+        f"Unknown colormap. Received: cmap={name!r}. Expected the name of a matplotlib "
+        "colormap (e.g. 'bwr', 'seismic', 'Reds', 'inferno'; see matplotlib.colormaps) or a "
+        "callable such as matplotlib.colormaps['inferno']."
+    )
 
 
 def heatmap(
@@ -226,7 +201,7 @@ def heatmap(
     Args:
         relevance: ``(B, H, W, C)``, ``(B, H, W)`` or ``(H, W)``.
         cmap: Colormap (see :func:`colormap`). Default ``"bwr"`` for signed
-            relevance and ``"reds"`` (white to red) for non-negative relevance.
+            relevance and ``"Reds"`` (white to dark red) for non-negative relevance.
         percentile: See :func:`normalize`.
         symmetric: See :func:`normalize`.
         reduce: Channel reduction (see :func:`reduce_channels`).
@@ -246,7 +221,7 @@ def heatmap(
     values = normalize(maps, percentile=percentile, symmetric=symmetric)
     if symmetric:
         return colormap((values + 1.0) / 2.0, cmap or "bwr")
-    return colormap(values, cmap or "reds")
+    return colormap(values, cmap or "Reds")
 
 
 def graymap(relevance: Any, *, percentile: float = 99.5, reduce: str = "abs_sum") -> np.ndarray:

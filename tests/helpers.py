@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import keras_explain as kx
+
 layers = keras.layers
 
 
@@ -841,9 +843,7 @@ def slow_percentile(values, q):
 # =====================================================================================
 def plan_of(model):
     """The analysis-time plan (flat step list) of a graph model."""
-    from keras_explain import _graph
-
-    return _graph.Plan(model)
+    return kx.graph.Plan(model)
 
 
 def first_step(model):
@@ -853,7 +853,7 @@ def first_step(model):
 
 def marked_step(step, **flags):
     """A copy of an engine step with flags changed (``first_linear``, ``nonnegative``)."""
-    return dataclasses.replace(step, **flags)
+    return step.replace(**flags)
 
 
 def analyzer_steps(analyzer):

@@ -83,12 +83,6 @@ def test_lime_linear_model_recovers_sign_and_order():
         np.testing.assert_allclose(row, WEIGHTS * scale, rtol=0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: SPEC 3.3 says Lime on tabular input returns each feature's local "
-    "contribution (surrogate weight times the sample's standardized value, equal to "
-    "KernelSHAP's w * (x - E[x]) on a linear model); Lime.analyze returns the raw weights",
-)
 def test_lime_tabular_contributions_equal_kernel_shap_on_a_linear_model():
     model, data = linear_tabular()
     x = data[:3]

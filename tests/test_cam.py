@@ -472,7 +472,8 @@ def test_grad_cam_on_segmentation_region(layer):
     maps = analyzer.analyze(x, target=region_score)
     np.testing.assert_allclose(maps, reference, rtol=1e-4, atol=1e-6)
     assert maps.max() > 0
-    assert kx.GradCAM(model).layer.name == "mask_logits"  # the last spatial layer
+    # the last spatial layer that is not the explained output (the final logits)
+    assert kx.GradCAM(model).layer.name == "decoder"
 
 
 def test_integrated_gradients_completeness_on_segmentation_region():
@@ -509,3 +510,24 @@ def test_score_cam_on_segmentation_region():
     )
     maps = kx.ScoreCAM(model, layer="decoder", internal_batch_size=3).analyze(x, region_score)
     np.testing.assert_allclose(maps, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_cam_default_layer_is_what_the_global_average_pooling_reads():
+    """CAM weighs the maps its GAP head reads (a max pooling here); Grad-CAM the last conv."""
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, name="head"),
+        ]
+    )
+    assert kx.CAM(model).layer.name == "pool"
+    assert kx.GradCAM(model).layer.name == "conv"
+    x = helpers.data((8, 8, 2), batch=2)
+    pooled = keras.Model(model.inputs, model.get_layer("pool").output)(x).numpy()
+    weights = model.get_layer("head").kernel.numpy()[:, 1]
+    expected = helpers.resize_reference((pooled * weights).sum(-1), (8, 8))
+    np.testing.assert_allclose(kx.CAM(model).analyze(x, target=1), expected, rtol=1e-5, atol=1e-6)

@@ -62,7 +62,7 @@ def test_chunked_equals_unchunked(conv, name, capsys):
     target = np.array([0, 3, 1])
     unchunked = {"internal_batch_size": None}
     whole = kx.create_analyzer(name, conv, **params, **unchunked).analyze(x, target)
-    extra = {"progress": True} if name in COMPILED_CALLS else {}
+    extra = {"verbose": 1} if name in COMPILED_CALLS else {}
     analyzer = kx.create_analyzer(name, conv, **params, internal_batch_size=rows, **extra)
     chunked = analyzer.analyze(x, target)
     scale = np.abs(whole).max()

@@ -394,12 +394,6 @@ def test_grad_cam_output_layer_and_output_index_closed_forms():
     np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: CAM rejects a GAP model with two Dense heads although the head "
-    "producing the explained output (output_index=1) is one Dense right after the GAP; "
-    "the head search requires the GAP output to have a single reader",
-)
 def test_cam_output_index_on_a_two_head_gap_model():
     model = two_head_cnn()
     x = helpers.data((6, 6, 2), batch=3)

@@ -198,17 +198,26 @@ def test_integrated_gradients_errors(dense_model, x6):
         kx.IntegratedGradients(dense_model, method="simpson")
     with pytest.raises(ValueError, match=r"does not support at_layer"):
         kx.IntegratedGradients(dense_model, at_layer="dense")
-    analyzer = kx.IntegratedGradients(dense_model, steps=4, baseline=np.zeros(5, "float32"))
+    # baselines are checked when the analyzer is built (SPEC 1.1), not at trace time
     with pytest.raises(
         ValueError,
-        match=r"baseline must be a scalar, shaped like one sample "
-        r"\(6,\) or like the batch \(4, 6\)\. Received: "
-        r"shape \(5,\)",
+        match=r"baseline must be a scalar, shaped like one sample \(6,\) or like a batch "
+        r"\(batch, 6\)\. Received: shape \(5,\)",
+    ):
+        kx.IntegratedGradients(dense_model, steps=4, baseline=np.zeros(5, "float32"))
+    with pytest.raises(ValueError, match=r"baseline needs one entry per model input \(1\)"):
+        kx.IntegratedGradients(dense_model, steps=4, baseline=[0.0, 0.0])
+    # a batch-shaped baseline is checked against the batch before anything is traced
+    analyzer = kx.IntegratedGradients(dense_model, steps=4, baseline=np.zeros((3, 6), "float32"))
+    with pytest.raises(
+        ValueError,
+        match=r"like the batch \(4, 6\)\. Received: shape \(3, 6\)\. A batch-shaped baseline",
     ):
         analyzer.analyze(x6)
-    analyzer = kx.IntegratedGradients(dense_model, steps=4, baseline=[0.0, 0.0])
-    with pytest.raises(ValueError, match=r"baseline needs one entry per model input \(1\)"):
-        analyzer.analyze(x6)
+    batch_baseline = kx.IntegratedGradients(dense_model, steps=4, baseline=np.zeros((4, 6)))
+    with pytest.raises(ValueError, match=r"needs the whole batch in one call"):
+        batch_baseline.analyze(x6, batch_size=2)
+    assert batch_baseline.analyze(x6).shape == (4, 6)
 
 
 # -- SmoothGrad, SquareGrad, VarGrad ----------------------------------------------

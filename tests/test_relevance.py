@@ -346,7 +346,10 @@ def test_canonizer_can_be_disabled_and_kx_exports():
     assert "deep_taylor_bounded" in composites.names()
     # a preset name resolves to the preset composite (its values: test_relevance_values.py)
     by_name = kx.LRP(model, "deep_taylor")
-    assert repr(by_name.composite) == "DeepTaylor([('linear', ZPlus(epsilon=1e-07))])"
+    assert repr(by_name.composite) == (
+        "Composite([('conv', ZPlus(epsilon=1e-07)), ('linear', ZPlus(epsilon=1e-07))], "
+        "name='deep_taylor')"
+    )
     analyzer = kx.create_analyzer("lrp.epsilon", model, epsilon=1e-3)
     assert repr(analyzer.composite) == "Uniform([('linear', Epsilon(epsilon=0.001))])"
 
@@ -432,3 +435,33 @@ def test_analyze_layers_on_multi_input_model():
     total = relevances["input_0"].sum(1) + relevances["input_1"].sum(1)
     np.testing.assert_allclose(total, logit, rtol=1e-5)
     np.testing.assert_allclose(relevances[concat].sum(1), logit, rtol=1e-5)
+
+
+@pytest.mark.parametrize("combine", ["subtract", "negative"])
+def test_a_difference_of_relus_is_not_marked_nonnegative(combine):
+    """α-β keeps the x⁻ terms after Subtract / a raw negation of ReLU outputs (regression)."""
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((5,))
+    a = layers.Dense(6, activation="relu")(inputs)
+    b = layers.Dense(6, activation="relu")(inputs)
+    h = layers.Subtract()([a, b]) if combine == "subtract" else keras.ops.negative(a)
+    head = layers.Dense(3, name="head")
+    model = helpers.randomize(keras.Model(inputs, head(h)))
+    x = helpers.data((5,), seed=12)
+    rule = "AlphaBeta(alpha=2, beta=1, bias=True, epsilon=1e-07)"
+    analyzer = kx.LRPAlpha2Beta1(model)
+    (step,) = [s for s in helpers.analyzer_steps(analyzer) if s.op.name == "head"]
+    assert not step.nonnegative
+    hidden = keras.Model(inputs, h)(x).numpy()
+    assert hidden.min() < 0  # the head really reads negative values
+    logits = model(x).numpy()
+    seed = np.zeros_like(logits)
+    rows = np.arange(len(x))
+    seed[rows, logits.argmax(1)] = logits.max(1)
+    kernel, bias = (w.numpy() for w in head.weights)
+    expected = helpers.rule_reference(
+        helpers.ref_from_repr(rule), hidden, kernel, bias, seed, np.ones_like(kernel, bool)
+    )
+    name = h._keras_history.operation.name
+    result = analyzer.analyze_layers(x)[name]
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-6)

@@ -105,7 +105,7 @@ NONNEGATIVE_CASES = [RULES[2], RULES[7], RULES[3]]  # AlphaBeta(2, 1), ZPlus, Al
 
 @pytest.mark.parametrize("rule, text", NONNEGATIVE_CASES, ids=[t for _, t in NONNEGATIVE_CASES])
 def test_nonnegative_fast_path_is_exact(rule, text):
-    """x >= 0 known statically (after a ReLU) or at run time gives the general result."""
+    """The x⁻-free path for inputs marked x >= 0 gives the general result on such inputs."""
     model, matrix, bias, connected = conv_layer("same")
     step = helpers.first_step(model)
     marked = helpers.marked_step(step, first_linear=True, nonnegative=True)
@@ -116,7 +116,7 @@ def test_nonnegative_fast_path_is_exact(rule, text):
     for current, compiled in [(step, False), (step, True), (marked, False), (marked, True)]:
         _, result = run_rule(rule, current, x, relevance, compiled)
         np.testing.assert_allclose(result.reshape(2, -1), general, rtol=2e-4, atol=2e-5)
-    # mixed signs inside tf.function take the general branch of the run-time check
+    # an unmarked step takes the general path, right for mixed signs too
     x_signed = rng.normal(size=(2, 5, 5, 2)).astype("float32")
     _, result = run_rule(rule, step, x_signed, relevance, compiled=True)
     expected = reference(

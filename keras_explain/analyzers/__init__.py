@@ -1,14 +1,13 @@
 """Analyzers and their registry; importing this package registers every method."""
 
 from keras_explain.analyzers import (  # noqa: F401  (importing registers the names)
-    agnostic,
     cam,
     gradient,
-    noise,
     perturbation,
     relevance,
+    wrappers,
 )
-from keras_explain.analyzers.agnostic import KernelShap, Lime
+from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.analyzers.cam import (
     CAM,
@@ -19,21 +18,15 @@ from keras_explain.analyzers.cam import (
     ScoreCAM,
 )
 from keras_explain.analyzers.gradient import (
-    Backpropagation,
     Deconvnet,
     Gradient,
     GuidedBackprop,
     InputTimesGradient,
 )
-from keras_explain.analyzers.noise import (
-    IntegratedGradients,
-    SmoothGrad,
-    SquareGrad,
-    VarGrad,
-    quadrature,
-)
 from keras_explain.analyzers.perturbation import (
     RISE,
+    KernelShap,
+    Lime,
     MeaningfulPerturbation,
     Occlusion,
     ShapleySampling,
@@ -63,6 +56,15 @@ from keras_explain.analyzers.relevance import (
     LRPWSquare,
     LRPZPlus,
     LRPZPlusFast,
+)
+from keras_explain.analyzers.wrappers import (
+    IntegratedGradients,
+    NoiseTunnel,
+    PathIntegral,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+    quadrature,
 )
 
 __all__ = [
@@ -108,6 +110,8 @@ __all__ = [
     "GuidedBackprop",
     "InputTimesGradient",
     "IntegratedGradients",
+    "NoiseTunnel",
+    "PathIntegral",
     "SmoothGrad",
     "SquareGrad",
     "VarGrad",

@@ -2,13 +2,15 @@
 
 Subclasses implement one method, :meth:`Analyzer._explain`, which runs inside a
 ``tf.function`` on one batch and returns one tensor per model input. Everything
-else (checking the model and the input, ``target``, ``batch_size`` chunking,
-``tf.data`` inputs, seeds, conversion to float32 numpy) is written here once.
+else (checking the model, the parameters and the input, ``target``,
+``batch_size`` chunking, ``tf.data`` inputs, seeds, conversion to float32 numpy)
+is written here once.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,33 +19,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _graph
+from keras_explain import _batching, _graph, _validate, config
+from keras_explain.graph import Plan, call_op
 from keras_explain.targets import Target, parse_target, target_scores
 
 ModelLike = keras.Model | Callable[..., Any]
 
 
-def _explain_entry(analyzer, target, inputs, indices, seed):
-    return analyzer._explain(list(inputs), target, indices, seed)
-
-
-def shared_seed(seed: tf.Tensor) -> tf.Tensor:
-    """The stateless seed of randomness shared by every sample (masks, orders)."""
-    return tf.stack([seed[0], tf.zeros_like(seed[0])])
-
-
-def row_seeds(seed: tf.Tensor, count, stream: int = 0) -> tf.Tensor:
-    """One stateless seed per sample, ``(count, 2)``, independent of batching.
-
-    Args:
-        seed: The ``[user_seed, first_row]`` tensor passed to ``_explain``.
-        count: Number of samples in the batch.
-        stream: Distinguishes independent draws for the same rows (e.g. the
-            inputs of a multi-input model).
-    """
-    rows = seed[1] + tf.range(count, dtype=seed.dtype)
-    first = tf.fill(tf.shape(rows), seed[0] * 7919 + stream)
-    return tf.stack([first, rows], axis=1)
+def _explain_entry(analyzer, target, variant, inputs, indices, seed, params):
+    analyzer._variant = variant  # read by active_plan() while the function is traced
+    try:
+        return analyzer._explain(list(inputs), target, indices, seed, params)
+    finally:
+        analyzer._variant = None
 
 
 class Analyzer:
@@ -61,12 +49,16 @@ class Analyzer:
             comes out of a softmax (default True). The model is not modified.
         neuron_selection_mode: iNNvestigate compatibility: ``"max_activation"``,
             ``"index"`` or ``"all"``.
+        verbose: Progress bars of long runs: ``"auto"`` (default; a bar once the
+            work has lasted two seconds), ``1`` (always) or ``0`` (never), as
+            Keras' ``verbose``.
 
     Raises:
         ValueError: For an unbuilt Sequential model, an unknown layer, a bad
-            ``output_index`` or an unknown ``neuron_selection_mode``.
+            ``output_index``, ``verbose`` or ``neuron_selection_mode``.
         TypeError: If ``model`` is not a Keras model (or a callable, for
-            analyzers that accept one).
+            analyzers that accept one), or for a parameter the analyzer does not
+            take (the message lists the valid ones).
     """
 
     #: Whether the analyzer needs to walk the model's layer graph.
@@ -78,6 +70,11 @@ class Analyzer:
     #: Whether ``_explain`` runs inside ``tf.function``. False runs it eagerly,
     #: for a callable that cannot be traced (numpy-only, e.g. scikit-learn).
     traceable = True
+    #: Peak bytes of a pass per activation byte (``Plan.bytes_per_sample``), forward
+    #: only and differentiated; measured on keras.applications models
+    #: (benchmarks/bench_memory.py). See :func:`keras_explain.config.rows_per_pass`.
+    forward_memory_factor = 0.2
+    backward_memory_factor = 0.35
 
     def __init__(
         self,
@@ -87,11 +84,15 @@ class Analyzer:
         output_layer: str | keras.Layer | None = None,
         strip_softmax: bool = True,
         neuron_selection_mode: str | None = None,
+        verbose: Any = "auto",
+        **unexpected: Any,
     ):
+        _validate.unexpected_parameters(type(self).__name__, unexpected, self.parameters())
         self.model = model
         self.output_index = output_index
         self.strip_softmax = strip_softmax
         self.neuron_selection_mode = neuron_selection_mode
+        self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
         if neuron_selection_mode is not None:
             parse_target(
                 None if neuron_selection_mode != "index" else 0, None, None, neuron_selection_mode
@@ -99,14 +100,41 @@ class Analyzer:
         self.plan = self._make_plan(model)
         self.output_key = self._explained_key(output_layer)
         self._functions: dict[Any, Callable] = {}
+        self._concrete: dict[Any, Callable] = {}
         self._num_outputs: int | None = None
         self._input_count = 1
+        self._variant = None
+
+    @classmethod
+    def parameters(cls) -> list[str]:
+        """The keyword parameters the analyzer takes (its own and its bases').
+
+        Example:
+            >>> import keras_explain as kx
+            >>> "steps" in kx.IntegratedGradients.parameters()
+            True
+        """
+        names = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for parameter in inspect.signature(init).parameters.values():
+                if parameter.kind == parameter.KEYWORD_ONLY and parameter.name not in names:
+                    names.append(parameter.name)
+                elif (
+                    parameter.kind == parameter.POSITIONAL_OR_KEYWORD
+                    and parameter.name not in ("self", "model", "analyzer")
+                    and parameter.name not in names
+                ):
+                    names.append(parameter.name)
+        return names
 
     # -- construction ------------------------------------------------------
-    def _make_plan(self, model: ModelLike) -> _graph.Plan | None:
+    def _make_plan(self, model: ModelLike) -> Plan | None:
         if isinstance(model, keras.Model):
             if self.requires_graph or _graph.is_graph_model(model):
-                return _graph.Plan(model)
+                return Plan(model)
             if isinstance(model, keras.Sequential):
                 _graph.functional_of(model)  # raises the unbuilt-model error
             return None
@@ -173,6 +201,9 @@ class Analyzer:
                 bad target.
             TypeError: For a non-numeric input or a bad target type.
         """
+        batch_size = _validate.optional_positive_int(
+            batch_size, "batch_size", "the whole input in one batch"
+        )
         if neuron_selection is not None:
             if target is not None:
                 raise ValueError(
@@ -182,34 +213,86 @@ class Analyzer:
             target = neuron_selection
         if isinstance(x, tf.data.Dataset):
             return self._analyze_dataset(x, target, batch_size)
+        return self._analyze(x, target, batch_size, split=False)
+
+    def _analyze(self, x, target, batch_size, split):
         inputs = self._standardize(x)
         total = int(inputs[0].shape[0])
         parsed = parse_target(target, total, self._output_size(inputs), self.neuron_selection_mode)
-        chunk = total if not batch_size else int(batch_size)
-        if chunk <= 0:
-            raise ValueError(
-                f"batch_size must be a positive int. Received: batch_size={batch_size}."
-            )
+        chunk = total if batch_size is None else batch_size
+        self._check_batch([tuple(item.shape) for item in inputs], split=split or chunk < total)
         pieces = []
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
             batch = [tensor[start:stop] for tensor in inputs]
             pieces.append(self._run_batch(batch, parsed.for_rows(start, stop), start))
-        results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
+        results = [
+            parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0) for parts in zip(*pieces)
+        ]
         return results if self._multi_input() and not self.returns_maps else results[0]
 
     # -- subclass API ------------------------------------------------------
     def _explain(
-        self, inputs: list[tf.Tensor], target: Target, indices: tf.Tensor, seed: tf.Tensor
+        self,
+        inputs: list[tf.Tensor],
+        target: Target,
+        indices: tf.Tensor,
+        seed: tf.Tensor,
+        params: dict[str, tf.Tensor],
     ) -> list[tf.Tensor]:
         """Explain one batch inside a ``tf.function``; one tensor per input.
 
         ``seed`` is ``[user_seed, first_row]``, the index of the batch's first
-        sample in the whole input: draw randomness shared by all samples from
-        :func:`shared_seed` and per-sample randomness from :func:`row_seeds`,
-        so results do not depend on ``batch_size``.
+        sample in the whole input: draw randomness with :mod:`keras_explain._random`
+        so that results do not depend on ``batch_size``. ``params`` holds
+        :meth:`call_params` as tensors.
         """
         raise NotImplementedError
+
+    def trace_variant(self, inputs: tuple) -> Any:
+        """What the compiled function depends on besides the target (default: nothing).
+
+        A hashable value computed from the batch before the call; batches with
+        another value get their own trace, during which :meth:`active_plan` may
+        differ (LRP: which model inputs are ``>= 0``).
+        """
+        return None
+
+    def active_plan(self) -> Plan | None:
+        """The plan the compiled function being traced runs (default: ``self.plan``)."""
+        return self.plan
+
+    def call_params(self) -> dict[str, Any]:
+        """Parameters passed to the compiled function as tensors, read at every call.
+
+        Changing them between calls (``analyzer.steps = 128``) does not retrace.
+        """
+        return {}
+
+    def _check_batch(self, shapes: list[tuple], split: bool) -> None:
+        """Check parameters against the batch before anything is traced (default: none).
+
+        Args:
+            shapes: The shape of each input of the whole call.
+            split: Whether the call is split into several batches.
+        """
+
+    def rows_per_pass(self, sample_shapes: Sequence[tuple], *, backward: bool, override=None):
+        """Rows of one pass through the model within :func:`keras_explain.config.memory_budget`.
+
+        Args:
+            sample_shapes: Shapes of one sample of each input (no batch axis).
+            backward: Whether the pass is differentiated.
+            override: An ``internal_batch_size`` given by the user.
+        """
+        per_row = None if self.plan is None else self.plan.bytes_per_sample()
+        elements = sum(math.prod(d or 1 for d in shape) for shape in sample_shapes)
+        factor = self.backward_memory_factor if backward else self.forward_memory_factor
+        return config.rows_per_pass(per_row, elements, factor=factor, override=override)
+
+    def progress(self) -> _batching.Progress:
+        """A progress bar for this analyzer's long runs (see ``verbose``)."""
+        return _batching.Progress(self.verbose, type(self).__name__)
 
     def forward(self, inputs: Sequence[tf.Tensor], hook=None, watch=()):
         """Run the model; returns ``(explained_output, values)``.
@@ -230,7 +313,7 @@ class Analyzer:
             if isinstance(outputs, list | tuple):
                 outputs = outputs[self.output_index or 0]
             return outputs, {}
-        inner = hook or _graph.call_hook
+        inner = hook or call_op
         if watch:
             tape, keys = watch
 
@@ -243,7 +326,7 @@ class Analyzer:
             run_hook = watching
         else:
             run_hook = inner
-        values = self.plan.run(inputs, run_hook, targets=[self.output_key])
+        values = self.active_plan().run(inputs, run_hook, targets=[self.output_key])
         return values[self.output_key], values
 
     def scores(self, outputs, target: Target, indices):
@@ -264,21 +347,45 @@ class Analyzer:
             indices = np.zeros((size,), np.int64)
         seed = getattr(self, "seed", None)
         seed = np.random.randint(2**31 - 1) if seed is None else seed
-        function = self._function_for(target.trace_key())
         tensors = tuple(tf.convert_to_tensor(item) for item in batch)
-        results = function(
-            tensors, tf.constant(indices, tf.int64), tf.constant([seed, first_row], tf.int64)
+        variant = self.trace_variant(tensors)
+        key = target.trace_key() if variant is None else (target.trace_key(), variant)
+        params = tf.nest.map_structure(tf.convert_to_tensor, self.call_params())
+        arguments = (
+            tensors,
+            tf.constant(indices, tf.int64),
+            tf.constant([seed, first_row], tf.int64),
+            params,
         )
-        return [np.asarray(result, dtype=np.float32) for result in results]
+        results = self._compiled(key, arguments)(*arguments)
+        return [np.asarray(result.numpy(), dtype=np.float32) for result in results]
+
+    def _compiled(self, key, arguments) -> Callable:
+        """The function for ``key``, as a concrete function per input signature.
+
+        Calling the concrete function skips ``tf.function``'s dispatch on every call
+        (a few hundred microseconds, much of a small model's gradient).
+        """
+        function = self._function_for(key)
+        if not self.traceable:
+            return function
+        signature = (key, *((t.shape, t.dtype) for t in tf.nest.flatten(arguments)))
+        concrete = self._concrete.get(signature)
+        if concrete is None:
+            concrete = self._concrete[signature] = function.get_concrete_function(*arguments)
+        return concrete
 
     def _function_for(self, key):
         if key not in self._functions:
-            mode, function = (key, None) if isinstance(key, str) else ("callable", key)
+            trace_key, variant = key if isinstance(key, tuple) else (key, None)
+            mode, function = (
+                (trace_key, None) if isinstance(trace_key, str) else ("callable", trace_key)
+            )
             target = Target(mode, function=function)
             # A partial, not a closure: TensorFlow's retracing detector keys on a
             # function's code object, which all analyzers' closures would share,
             # and would warn about "retracing" when a user creates several.
-            explain = functools.partial(_explain_entry, self, target)
+            explain = functools.partial(_explain_entry, self, target, variant)
             self._functions[key] = tf.function(explain) if self.traceable else explain
         return self._functions[key]
 
@@ -293,7 +400,7 @@ class Analyzer:
             batch_target = target
             if target_array is not None and target_array.ndim == 1:
                 batch_target = target_array[offset : offset + size]
-            result = self.analyze(x, batch_target, batch_size=batch_size)
+            result = self._analyze(x, batch_target, batch_size, split=True)
             pieces.append(result if isinstance(result, list) else [result])
             offset += size
         if not pieces:

@@ -1,11 +1,13 @@
 """Class activation maps: CAM, Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM, guided Grad-CAM.
 
 Every method weighs the channels ``A_c`` of one layer's output (by default the
-last layer with a spatial output, searched inside nested models too) and
-returns one map per sample. The layer is an ordinary value of the analysis
-graph (nested models are inlined by :class:`keras_explain._graph.Plan`), so
-its activations and gradients come from one run of the model through
-:class:`~keras_explain.analyzers.gradient.Backpropagation`; no Keras sub-model
+output of the last convolutional block: the last layer with a spatial output
+that is not a pooling, resizing, cropping or bookkeeping layer nor the explained
+output itself, searched inside nested models too) and returns one map per
+sample. The layer is an ordinary value of the analysis graph (nested models are
+inlined by :class:`keras_explain.graph.Plan`), so its activations and gradients
+come from one run of the model through
+:class:`~keras_explain.analyzers.backprop.Backpropagation`; no Keras sub-model
 is built, which is what breaks on nested transfer-learning models elsewhere.
 
 Maps are ``(B, H, W)`` (``(B, L)`` for 1-D convolutional models) at the input
@@ -16,35 +18,37 @@ resolution. Maps are not normalized.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 
-from keras_explain.analyzers.gradient import Backpropagation, GuidedBackprop
+from keras_explain import _batching, _validate
+from keras_explain._spatial import resize
+from keras_explain.analyzers.backprop import Backpropagation
+from keras_explain.analyzers.gradient import GuidedBackprop
 from keras_explain.analyzers.registry import register
-from keras_explain.targets import Target, selected_indices
+from keras_explain.targets import fix_target
 
 GLOBAL_AVERAGE_POOLING = (
     keras.layers.GlobalAveragePooling1D,
     keras.layers.GlobalAveragePooling2D,
 )
-
-
-def resize(tensor: tf.Tensor, size) -> tf.Tensor:
-    """Bilinear resize, half-pixel centers, of ``(B, *spatial, C)`` with 1 or 2 spatial axes.
-
-    Args:
-        tensor: Channels-last values with one (``(B, L, C)``) or two spatial axes.
-        size: The new spatial size, ``[L]`` or ``[H, W]``.
-
-    Returns:
-        The resized float32 tensor.
-    """
-    if tensor.shape.rank == 3:
-        resized = tf.image.resize(tensor[:, :, None, :], [size[0], 1], method="bilinear")
-        return resized[:, :, 0, :]
-    return tf.image.resize(tensor, size, method="bilinear")
+#: Never the default layer: they only resample, pad or crop the maps of the layer before.
+RESAMPLING_LAYERS = (
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.UpSampling1D,
+    keras.layers.UpSampling2D,
+    keras.layers.Resizing,
+    keras.layers.Cropping1D,
+    keras.layers.Cropping2D,
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+)
 
 
 class LayerMaps(Backpropagation):
@@ -55,9 +59,7 @@ class LayerMaps(Backpropagation):
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose output channels are weighed: a name or a layer
-            object (nested models included). Default: the last layer with a
-            spatial output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the
-            explained output.
+            object (nested models included). Default: :meth:`default_layer`.
         upsample: Resize the maps to the input resolution (default True).
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
@@ -94,12 +96,15 @@ class LayerMaps(Backpropagation):
         return [key], [False]
 
     def spatial_layers(self) -> list[keras.Operation]:
-        """Layers with a spatial output that feed the explained output, in graph order."""
+        """Layers and raw ``keras.ops`` calls with a spatial output feeding the explained output.
+
+        In graph order; raw bookkeeping ops (reshapes, slices) are left out.
+        """
         upstream = self.plan.upstream([self.output_key])[1]
         order = {key: index for index, step in enumerate(self.plan.steps) for key in step.outputs}
         found = []
         for layer in self.plan.layers:
-            if not isinstance(layer, keras.layers.Layer):
+            if not isinstance(layer, keras.layers.Layer) and self._bookkeeping(layer):
                 continue
             key = self.plan.output_key_of(layer)
             if key in upstream and key in order and _is_spatial(self.plan.shape_of(key)):
@@ -107,20 +112,43 @@ class LayerMaps(Backpropagation):
         found.sort(key=lambda item: (item[0], not item[1]))
         return [layer for _, _, layer in found]
 
+    def _bookkeeping(self, layer) -> bool:
+        """Whether every op of the layer only moves values (Identity, Dropout, padding)."""
+        kinds = {step.op.kind for step in self.plan.steps if step.op.layer is layer}
+        return bool(kinds) and kinds <= {"reshape"}
+
+    def default_layer(self, candidates: list[keras.Operation]) -> keras.Operation | None:
+        """The last spatial layer that is not a pooling, resizing, cropping or bookkeeping layer.
+
+        As in the Grad-CAM paper and Keras' Grad-CAM example: the output of the
+        last convolutional block (VGG16's ``block5_conv3``, ResNet50's
+        ``conv5_block3_out``, ConvNeXt's last residual ``add``), never the
+        explained output itself (a segmentation network's final logits).
+        """
+        for layer in reversed(candidates):
+            if isinstance(layer, RESAMPLING_LAYERS) or self._bookkeeping(layer):
+                continue
+            if self.plan.output_key_of(layer) == self.output_key:
+                continue
+            return layer
+        return None
+
     def _select_layer(self, layer):
         candidates = self.spatial_layers()
         names = [item.name for item in candidates]
         name = type(self).__name__
         if layer is None:
-            if not candidates:
+            chosen = self.default_layer(candidates)
+            if chosen is None:
                 raise ValueError(
                     f"{name} needs a layer with a spatial output, (batch, length, "
                     "channels) or (batch, height, width, channels), but model "
                     f"{self.model.name!r} has none feeding the explained output (nested "
-                    "models included). Use an input-attribution method such as "
-                    "'gradient' or 'integrated_gradients' instead."
+                    "models included), apart from pooling, resizing or cropping layers "
+                    "and the explained output itself. Use an input-attribution method "
+                    "such as 'gradient' or 'integrated_gradients' instead."
                 )
-            return candidates[-1]
+            return chosen
         if isinstance(layer, str) and not any(
             getattr(item, "name", None) == layer for item in self.plan.layers
         ):
@@ -172,7 +200,11 @@ class LayerMaps(Backpropagation):
         """
         raise NotImplementedError
 
-    def _explain(self, inputs, target, indices, seed):
+    def output_count(self, input_count: int) -> int:
+        """One map per sample."""
+        return 1
+
+    def _explain(self, inputs, target, indices, seed, params):
         gradients, sources = self.backward(inputs, target, indices)
         activations = tf.cast(sources[0], tf.float32)
         maps = self.combine(tf.cast(gradients[0], tf.float32), activations)
@@ -215,8 +247,11 @@ _MAP_DOC = """
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the last layer with a spatial
-            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+            nested models included. Default: the output of the last
+            convolutional block, the last layer with a spatial output ``(B, L, C)``
+            or ``(B, H, W, C)`` feeding the explained output that is not a
+            pooling, resizing, cropping or bookkeeping layer nor the explained
+            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
         upsample: Resize the maps to the input resolution, bilinear with
             half-pixel centers (default True); False keeps the layer's.
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
@@ -325,8 +360,11 @@ class CAM(LayerMaps):
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the last layer with a spatial
-            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+            nested models included. Default: the output of the last
+            convolutional block, the last layer with a spatial output ``(B, L, C)``
+            or ``(B, H, W, C)`` feeding the explained output that is not a
+            pooling, resizing, cropping or bookkeeping layer nor the explained
+            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
         upsample: Resize the maps to the input resolution, bilinear with
             half-pixel centers (default True); False keeps the layer's.
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
@@ -356,6 +394,23 @@ class CAM(LayerMaps):
 
     rectify = False
 
+    def default_layer(self, candidates):
+        """The layer whose maps the head's global average pooling reads (Zhou et al. 2016).
+
+        Falls back to the last convolutional block (:meth:`LayerMaps.default_layer`)
+        when the explained output is not a Dense layer after such a pooling.
+        """
+        step = self.plan.producer(self.output_key)  # the Dense head
+        if step is not None and step.op.kind == "linear":
+            step = self.plan.producer(step.inputs[0])
+        while step is not None and step.op.kind == "reshape":
+            step = self.plan.producer(step.inputs[0])
+        if step is not None and isinstance(step.op.layer, GLOBAL_AVERAGE_POOLING):
+            for layer in candidates:
+                if self.plan.output_key_of(layer) == step.inputs[0]:
+                    return layer
+        return super().default_layer(candidates)
+
     def _source_keys(self):
         keys, embedded = super()._source_keys()
         return keys + [self._pooled_key(keys[0])], embedded + [False]
@@ -363,8 +418,9 @@ class CAM(LayerMaps):
     def _pooled_key(self, key):
         """The global-average-pooled features after ``key``; checks the head."""
         chain, current = [], key
+        toward_output = self.plan.upstream([self.output_key])[0]  # other heads are ignored
         while current != self.output_key and len(chain) < 16:
-            consumers = [step for step in self.plan.steps if current in step.inputs]
+            consumers = [step for step in self.plan.consumers(current) if step in toward_output]
             if len(consumers) != 1:
                 break
             chain.append(consumers[0])
@@ -392,7 +448,7 @@ class CAM(LayerMaps):
             )
         return pooled.outputs[0]
 
-    def _explain(self, inputs, target, indices, seed):
+    def _explain(self, inputs, target, indices, seed, params):
         gradients, sources = self.backward(inputs, target, indices)
         activations = tf.cast(sources[0], tf.float32)
         weights = tf.reshape(tf.cast(gradients[1], tf.float32), (tf.shape(activations)[0], -1))
@@ -419,13 +475,15 @@ class ScoreCAM(LayerMaps):
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the last layer with a spatial
-            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+            nested models included. Default: the output of the last
+            convolutional block, the last layer with a spatial output ``(B, L, C)``
+            or ``(B, H, W, C)`` feeding the explained output that is not a
+            pooling, resizing, cropping or bookkeeping layer nor the explained
+            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
         upsample: Resize the maps to the input resolution, bilinear with
             half-pixel centers (default True); False keeps the layer's.
-        internal_batch_size: Masked inputs per forward pass (default 256);
-            lower it for large inputs or many channels, None runs all the
-            ``batch * channels`` masked inputs at once.
+        internal_batch_size: Masked inputs per forward pass (default: as many
+            as fit in :func:`keras_explain.config.memory_budget`).
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
@@ -451,20 +509,13 @@ class ScoreCAM(LayerMaps):
         (2, 8, 8)
     """
 
-    def __init__(self, model, *, internal_batch_size: int | None = 256, **kwargs):
-        if internal_batch_size is not None and (
-            not isinstance(internal_batch_size, int) or internal_batch_size < 1
-        ):
-            raise ValueError(
-                "internal_batch_size must be a positive int (masked inputs per pass) or "
-                f"None (all at once). Received: internal_batch_size={internal_batch_size!r}."
-            )
+    def __init__(self, model, *, internal_batch_size: int | None = None, **kwargs):
+        self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
         if kwargs.get("upsample") is False:
             raise ValueError(
                 "ScoreCAM masks the input with upsampled channels, so it needs "
                 "upsample=True. Received: upsample=False."
             )
-        self.internal_batch_size = internal_batch_size
         super().__init__(model, **kwargs)
         spec = self.plan.input_specs[self._image_input]
         if tf.as_dtype(spec.dtype).is_integer:
@@ -474,60 +525,56 @@ class ScoreCAM(LayerMaps):
             )
         self._channels = self.plan.shape_of(self._sources[0])[-1]
 
-    def _explain(self, inputs, target, indices, seed):
+    def _explain(self, inputs, target, indices, seed, params):
         output, values = self.forward(inputs)
         activations = tf.cast(values[self._sources[0]], tf.float32)
-        if target.mode == "max":
-            target, indices = Target("index"), selected_indices(output, target, None)
+        target, indices = fix_target(output, target, indices)
         scores = self.masked_scores(inputs, activations, target, indices)
         weights = tf.nn.softmax(scores, axis=1)
         return [self.finish_maps(_weighted_sum(weights, activations), inputs)]
 
     def masked_scores(self, inputs, activations, target, indices) -> tf.Tensor:
-        """Target scores ``(B, C)`` of the input masked by each normalized channel."""
-        channels = self._channels
-        batch = inputs[0].shape[0] or 1
-        per_pass = channels
-        if self.internal_batch_size is not None:
-            per_pass = min(channels, max(1, self.internal_batch_size // batch))
-        count = math.ceil(channels / per_pass)
-        size = self.input_size(inputs)
-        pad = [[0, 0]] * (activations.shape.rank - 1) + [[0, count * per_pass - channels]]
-        padded = tf.pad(activations, pad)
-        spatial = tf.shape(activations)[1:-1]
-        chunks = tf.reshape(padded, tf.concat([[-1], spatial, [count, per_pass]], 0))
-        rank = activations.shape.rank
-        chunks = tf.transpose(chunks, [rank - 1] + list(range(rank - 1)) + [rank])
-        tiled_indices = None if indices is None else tf.tile(indices, [per_pass])
-        axes = self._spatial_axes()
+        """Target scores ``(B, C)`` of the input masked by each normalized channel.
 
-        def chunk_scores(chunk):
-            masks = resize(chunk, size)
+        The masked inputs run in passes of at most ``internal_batch_size`` rows
+        (default: from the memory budget), inside one ``tf.while_loop``.
+        """
+        channels = self._channels
+        batch = tf.shape(activations)[0]
+        rows = self.rows_per_pass(
+            [tuple(x.shape[1:]) for x in inputs], backward=False, override=self.internal_batch_size
+        )
+        per_pass = max(1, rows // (inputs[0].shape[0] or 1))
+        size = self.input_size(inputs)
+        axes = self._spatial_axes()
+        rank = activations.shape.rank
+
+        def body(start, count, scores):
+            chosen = tf.range(start, start + count)
+            masks = resize(tf.gather(activations, chosen, axis=-1), size)
             low = tf.reduce_min(masks, axis=axes, keepdims=True)
             high = tf.reduce_max(masks, axis=axes, keepdims=True)
             masks = tf.math.divide_no_nan(masks - low, high - low)
-            masks = tf.transpose(masks, [rank - 1] + list(range(rank - 1)))
+            masks = tf.transpose(masks, [rank - 1] + list(range(rank - 1)))  # (count, B, ...)
             masked = []
             for position, x in enumerate(inputs):
                 if position == self._image_input:
                     product = x[None] * tf.cast(masks[..., None], x.dtype)
                     masked.append(tf.reshape(product, tf.concat([[-1], tf.shape(x)[1:]], 0)))
                 else:
-                    masked.append(tf.tile(x, [per_pass] + [1] * (x.shape.rank - 1)))
+                    masked.append(
+                        tf.tile(x, tf.concat([[count], tf.ones([x.shape.rank - 1], tf.int32)], 0))
+                    )
+            tiled = None if indices is None else tf.tile(indices, [count])
             output, _ = self.forward(masked)
-            scores = tf.cast(self.scores(output, target, tiled_indices), tf.float32)
-            return tf.reshape(scores, (per_pass, -1))
-
-        if count == 1:
-            scores = chunk_scores(chunks[0])
-        else:
-            scores = tf.map_fn(
-                chunk_scores,
-                chunks,
-                fn_output_signature=tf.TensorSpec((per_pass, None), tf.float32),
+            values = tf.cast(self.scores(output, target, tiled), tf.float32)
+            return tf.tensor_scatter_nd_update(
+                scores, chosen[:, None], tf.reshape(values, tf.stack([count, batch]))
             )
-            scores = tf.reshape(scores, (count * per_pass, -1))
-        return tf.transpose(scores[:channels])
+
+        initial = tf.zeros(tf.stack([channels, batch]))
+        scores = _batching.run_in_passes(channels, per_pass, body, initial, self.progress())
+        return tf.transpose(scores)
 
 
 @register("guided_grad_cam")
@@ -543,8 +590,11 @@ class GuidedGradCAM(GradCAM):
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the last layer with a spatial
-            output, ``(B, L, C)`` or ``(B, H, W, C)``, feeding the explained output.
+            nested models included. Default: the output of the last
+            convolutional block, the last layer with a spatial output ``(B, L, C)``
+            or ``(B, H, W, C)`` feeding the explained output that is not a
+            pooling, resizing, cropping or bookkeeping layer nor the explained
+            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
         upsample: Resize the maps to the input resolution, bilinear with
             half-pixel centers (default True); False keeps the layer's.
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
@@ -582,9 +632,13 @@ class GuidedGradCAM(GradCAM):
         self.guided = GuidedBackprop(model, **kwargs)
         self.returns_maps = False
 
-    def _explain(self, inputs, target, indices, seed):
-        maps = super()._explain(inputs, target, indices, seed)[0]
-        result = list(self.guided._explain(inputs, target, indices, seed))
+    def output_count(self, input_count: int) -> int:
+        """Shaped like the input(s)."""
+        return input_count
+
+    def _explain(self, inputs, target, indices, seed, params):
+        maps = super()._explain(inputs, target, indices, seed, params)[0]
+        result = list(self.guided._explain(inputs, target, indices, seed, params))
         guided = result[self._image_input]
         if guided.shape.rank > maps.shape.rank:
             maps = maps[..., None]

@@ -1,123 +1,19 @@
-"""Gradient family: saliency, input x gradient, guided backprop, deconvnet.
+"""Gradient family: saliency, input × gradient, guided backprop, deconvnet.
 
-:class:`Backpropagation` is the shared engine of every method that pulls a
-(possibly modified) gradient back from the explained output: it handles
-``at_layer``, integer (embedding) inputs and the per-op rule hook. The
-relevance family subclasses it too, with relevance seeded at the output.
+All four run on :class:`~keras_explain.analyzers.backprop.Backpropagation`;
+guided backprop and deconvnet replace the backward pass of every ReLU with a
+rule (:class:`~keras_explain.lrp.rules.GuidedReLU`, :class:`~keras_explain.lrp.rules.DeconvReLU`).
 """
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
-from keras_explain import rules
-from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.registry import register
+from keras_explain.lrp import rules
 
 POSTPROCESS = (None, "abs", "square")
-
-
-class Backpropagation(Analyzer):
-    """Base of analyzers that propagate a signal back from the explained output.
-
-    Args:
-        model: A Keras model.
-        at_layer: Return attributions of this layer's output (name or object)
-            instead of the input's (layer attribution); the result then has
-            that layer output's shape.
-        **kwargs: See :class:`~keras_explain.analyzers.base.Analyzer`.
-    """
-
-    #: Seed the output with ``d score / d output * output`` (relevance)
-    #: instead of ``d score / d output`` (gradient).
-    relevance_seed = False
-
-    def __init__(self, model, *, at_layer: str | keras.Layer | None = None, **kwargs):
-        super().__init__(model, **kwargs)
-        self.at_layer = None
-        self.returns_maps = False
-        if at_layer is not None:
-            if self.plan is None:
-                raise ValueError(
-                    "at_layer needs a Functional or Sequential model whose layers can "
-                    f"be walked. Received: at_layer={at_layer!r} for "
-                    f"{type(self.model).__name__}."
-                )
-            self.at_layer = self.plan.find_layer(at_layer, "at_layer")
-            self.returns_maps = True
-        self._sources, self._embedded = self._source_keys()
-
-    def hook(self, step, inputs):
-        """The engine hook; the default runs every op unchanged."""
-        return step.op.forward(*inputs)
-
-    def _source_keys(self):
-        """Keys of the values attributed, and which of them are embeddings."""
-        if self.plan is None:
-            return None, []
-        if self.at_layer is not None:
-            return [self.plan.output_key_of(self.at_layer)], [False]
-        keys, embedded = [], []
-        for position, (key, spec) in enumerate(zip(self.plan.input_keys, self.plan.input_specs)):
-            if tf.as_dtype(spec.dtype).is_integer:
-                consumers = [s for s in self.plan.steps if key in s.inputs]
-                if not consumers or any(s.op.kind != "embedding" for s in consumers):
-                    names = [s.op.name for s in consumers]
-                    raise ValueError(
-                        f"Input {position} of model {self.model.name!r} is an integer "
-                        f"input consumed by {names}, not by an Embedding layer, so it "
-                        "has no gradient. Feed floats, or explain at_layer=<a float layer>."
-                    )
-                keys.append(consumers[0].outputs[0])
-                embedded.append(True)
-            else:
-                keys.append(key)
-                embedded.append(False)
-        return keys, embedded
-
-    def backward(self, inputs: list[tf.Tensor], target, indices):
-        """Pull the signal back to the sources.
-
-        Returns:
-            ``(gradients, source_values)``, one per source.
-        """
-        with tf.GradientTape(persistent=False) as tape:
-            if self._sources is None:
-                tape.watch(inputs)
-                output, _ = self.forward(inputs)
-                sources = inputs
-            else:
-                floats = [x for x in inputs if x.dtype.is_floating]
-                tape.watch(floats)
-                output, values = self.forward(inputs, self.hook, watch=(tape, set(self._sources)))
-                sources = [values.get(key, None) for key in self._sources]
-                sources = [inputs[i] if s is None else s for i, s in enumerate(sources)]
-        with tf.GradientTape() as seed_tape:
-            seed_tape.watch(output)
-            scores = self.scores(output, target, indices)
-        seed = seed_tape.gradient(scores, output)
-        if self.relevance_seed:
-            seed = seed * output
-        grads = tape.gradient(output, sources, output_gradients=seed)
-        grads = [tf.zeros_like(s) if g is None else g for g, s in zip(grads, sources)]
-        return grads, sources
-
-    def attribution(self, grads, sources):
-        """Turn gradients at the sources into attributions (default: identity)."""
-        return grads
-
-    def _explain(self, inputs, target, indices, seed):
-        grads, sources = self.backward(inputs, target, indices)
-        return self.finish(self.attribution(grads, sources))
-
-    def finish(self, attributions):
-        """Sum embedding attributions over the embedding axis; cast to float32."""
-        embedded = self._embedded or [False] * len(attributions)
-        return [
-            tf.cast(tf.reduce_sum(a, axis=-1) if emb else a, tf.float32)
-            for a, emb in zip(attributions, embedded)
-        ]
 
 
 @register("gradient")

@@ -3,7 +3,7 @@
 Every analyzer here is :class:`LRP` with a composite: relevance is seeded at the
 explained output as ``R = one_hot(t) * logit_t`` and pulled back with the
 graph engine, each op's backward pass replaced by its composite rule
-(:mod:`keras_explain.rules`). Canonizers (:mod:`keras_explain.canonizers`) first
+(:mod:`keras_explain.lrp.rules`). Canonizers (:mod:`keras_explain.lrp.canonizers`) first
 fold BatchNormalization into the linear layer before it, in an analysis-time view
 of the model. The mathematical conventions are in ``docs/relevance_rules.md``.
 """
@@ -11,24 +11,25 @@ of the model. The mathematical conventions are in ``docs/relevance_rules.md``.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import canonizers as canonizers_module
-from keras_explain import composites, rules
-from keras_explain.analyzers.gradient import Backpropagation
+from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.registry import register
+from keras_explain.lrp import canonizers as canonizers_module
+from keras_explain.lrp import composites, rules
 
 SUPPORTED = (
     "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, "
-    "Conv1D/2D/3DTranspose, BatchNormalization, max/average/global pooling (1D/2D/3D), "
-    "Add, Average, Concatenate, Flatten, Reshape, Permute, Dropout, ZeroPadding, Cropping, "
-    "UpSampling1D, Embedding, activations (fused, Activation, ReLU/LeakyReLU/ELU layers, "
-    "keras.ops), raw keras.ops additions and reshapes"
+    "Conv1D/2D/3DTranspose, BatchNormalization, Rescaling, Normalization, "
+    "LayerNormalization, RMSNormalization, UnitNormalization, max/average/global pooling "
+    "(1D/2D/3D), Add, Subtract, Average, Multiply (gates), Maximum, Minimum, Concatenate, "
+    "Flatten, Reshape, Permute, Dropout, ZeroPadding, Cropping, UpSampling, Resizing, "
+    "Embedding, activations (fused, Activation, ReLU/LeakyReLU/ELU/PReLU layers, keras.ops), "
+    "raw keras.ops sums, products and reshapes, keras.applications' layer scale"
 )
 
 
@@ -43,9 +44,9 @@ class LRP(Backpropagation):
         model: A Functional or Sequential Keras model (nested models, shared
             layers and raw ``keras.ops`` included).
         composite: Which rule applies where: a
-            :class:`~keras_explain.composites.Composite`, a
-            :class:`~keras_explain.rules.Rule` (used on every linear op) or a preset
-            name of :func:`keras_explain.composites.names`. Default: ``Epsilon()``
+            :class:`~keras_explain.lrp.composites.Composite`, a
+            :class:`~keras_explain.lrp.rules.Rule` (used on every linear op) or a preset
+            name of :func:`keras_explain.lrp.composites.names`. Default: ``Epsilon()``
             on every linear op.
         canonizers: Analysis-time model rewrites; default
             ``[canonizers.BatchNormFold()]``; ``[]`` for none.
@@ -75,6 +76,8 @@ class LRP(Backpropagation):
 
     relevance_seed = True
     requires_graph = True
+    #: The rules keep more per op than a gradient does (their shares' denominators).
+    backward_memory_factor = 1.1
 
     def __init__(
         self,
@@ -92,7 +95,11 @@ class LRP(Backpropagation):
         keep = {self.output_key, *self._sources}
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
         self._needed = self.plan.upstream([self.output_key])[0]  # steps the output needs
-        self._rules = self._assign_rules()
+        self._rules = self._assign_rules()  # by op: the same in every variant of the plan
+        self._sign_sensitive = any(
+            getattr(rule, "splits_signs", False) for rule in self._rules.values()
+        )
+        self._input_sign_plans: dict[tuple, Any] = {}
         self._layerwise = False
         self._layer_functions: dict = {}
 
@@ -105,7 +112,7 @@ class LRP(Backpropagation):
             rule = self.composite.rule_for(step)
             if rule is None:
                 raise ValueError(self._unsupported_message(step))
-            assigned[step] = rule
+            assigned[step.op] = rule
         return assigned
 
     def _unsupported_message(self, step) -> str:
@@ -132,10 +139,33 @@ class LRP(Backpropagation):
 
     def hook(self, step, inputs):
         """Run ``step`` under its composite rule."""
-        rule = self._rules.get(step)
+        rule = self._rules.get(step.op)
         if rule is None:
             return step.op.forward(*inputs)
         return rule(step, inputs)
+
+    def trace_variant(self, inputs: tuple) -> tuple[bool, ...] | None:
+        """Which model inputs of the batch are all ``>= 0``, when a rule splits signs.
+
+        Rules such as α-β leave out the terms in ``x⁻`` where the input is known
+        to be non-negative (images in [0, 1]); a batch with negative values gets its
+        own trace.
+        """
+        if not self._sign_sensitive:
+            return None
+        return tuple(bool(x.dtype.is_floating and tf.reduce_all(x >= 0)) for x in inputs)
+
+    def active_plan(self):
+        """The plan with the non-negative model inputs of the traced batch marked."""
+        signs = self._variant
+        if not signs or not any(signs):
+            return self.plan
+        if signs not in self._input_sign_plans:
+            known = [key for key, sign in zip(self.plan.input_keys, signs) if sign]
+            self._input_sign_plans[signs] = canonizers_module.canonize(
+                self.plan, [], nonnegative=known
+            )
+        return self._input_sign_plans[signs]
 
     def rule_of(self, layer) -> list[rules.Rule]:
         """The rules assigned to a layer's ops (name or object), in execution order.
@@ -147,7 +177,7 @@ class LRP(Backpropagation):
             [Epsilon(epsilon=0.5)]
         """
         layer = self.plan.find_layer(layer, "layer")
-        return [rule for step, rule in self._rules.items() if step.op.layer is layer]
+        return [rule for op, rule in self._rules.items() if op.layer is layer]
 
     # -- relevance at every layer -------------------------------------------------
     def analyze_layers(
@@ -190,7 +220,7 @@ class LRP(Backpropagation):
                 names.append("input" if single else f"input_{position}")
                 keys.append(key)
         for layer in self.plan.layers:
-            key = self.plan.output_key_of(layer) if id(layer) in self.plan.layer_outputs else None
+            key = self.plan.output_key_of(layer) if self.plan.has_output(layer) else None
             if key in produced and getattr(layer, "name", None) not in names:
                 names.append(layer.name)
                 keys.append(key)
@@ -198,14 +228,21 @@ class LRP(Backpropagation):
 
     @contextlib.contextmanager
     def _layerwise_mode(self, keys):
-        saved = (self._sources, self._embedded, self._functions, self.returns_maps)
+        saved = (
+            self._sources,
+            self._embedded,
+            self._functions,
+            self._concrete,
+            self.returns_maps,
+        )
         self._sources, self._embedded = list(keys), [False] * len(keys)
-        self._functions = self._layer_functions.setdefault(tuple(keys), {})
+        self._functions, self._concrete = self._layer_functions.setdefault(tuple(keys), ({}, {}))
         self._layerwise, self.returns_maps = True, False
         try:
             yield
         finally:
-            self._sources, self._embedded, self._functions, self.returns_maps = saved
+            self._sources, self._embedded, self._functions, self._concrete = saved[:4]
+            self.returns_maps = saved[4]
             self._layerwise = False
 
     def _multi_input(self) -> bool:
@@ -214,7 +251,7 @@ class LRP(Backpropagation):
 
 @register("lrp.z")
 class LRPZ(LRP):
-    """LRP-0 on every linear op (:class:`~keras_explain.rules.Z`).
+    """LRP-0 on every linear op (:class:`~keras_explain.lrp.rules.Z`).
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -229,7 +266,7 @@ class LRPZ(LRP):
 
 @register("lrp.epsilon")
 class LRPEpsilon(LRP):
-    """LRP-ε on every linear op (:class:`~keras_explain.rules.Epsilon`).
+    """LRP-ε on every linear op (:class:`~keras_explain.lrp.rules.Epsilon`).
 
     Args:
         model: A Functional or Sequential Keras model.
@@ -249,7 +286,7 @@ class LRPEpsilon(LRP):
 
 @register("lrp.w_square")
 class LRPWSquare(LRP):
-    """LRP-w² on every linear op (:class:`~keras_explain.rules.WSquare`)."""
+    """LRP-w² on every linear op (:class:`~keras_explain.lrp.rules.WSquare`)."""
 
     def __init__(self, model, **kwargs):
         super().__init__(model, rules.WSquare(), **kwargs)
@@ -257,7 +294,7 @@ class LRPWSquare(LRP):
 
 @register("lrp.flat")
 class LRPFlat(LRP):
-    """LRP-flat on every linear op (:class:`~keras_explain.rules.Flat`)."""
+    """LRP-flat on every linear op (:class:`~keras_explain.lrp.rules.Flat`)."""
 
     def __init__(self, model, **kwargs):
         super().__init__(model, rules.Flat(), **kwargs)
@@ -265,7 +302,7 @@ class LRPFlat(LRP):
 
 @register("lrp.gamma")
 class LRPGamma(LRP):
-    """LRP-γ on every linear op (:class:`~keras_explain.rules.Gamma`).
+    """LRP-γ on every linear op (:class:`~keras_explain.lrp.rules.Gamma`).
 
     Args:
         model: A Functional or Sequential Keras model.
@@ -280,7 +317,7 @@ class LRPGamma(LRP):
 
 @register("lrp.alpha_beta")
 class LRPAlphaBeta(LRP):
-    """LRP-αβ on every linear op (:class:`~keras_explain.rules.AlphaBeta`).
+    """LRP-αβ on every linear op (:class:`~keras_explain.lrp.rules.AlphaBeta`).
 
     Args:
         model: A Functional or Sequential Keras model.
@@ -350,7 +387,7 @@ class LRPAlpha1Beta0IgnoreBias(LRPAlpha1Beta0):
 
 @register("lrp.z_plus")
 class LRPZPlus(LRP):
-    """LRP-z⁺ on every linear op (:class:`~keras_explain.rules.ZPlus`)."""
+    """LRP-z⁺ on every linear op (:class:`~keras_explain.lrp.rules.ZPlus`)."""
 
     def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
         super().__init__(model, rules.ZPlus(epsilon), **kwargs)
@@ -358,77 +395,89 @@ class LRPZPlus(LRP):
 
 @register("lrp.z_plus_fast")
 class LRPZPlusFast(LRP):
-    """LRP-z⁺ with W⁺ only, for non-negative inputs (:class:`~keras_explain.rules.ZPlusFast`)."""
+    """LRP-z⁺ with W⁺ only, for inputs >= 0 (:class:`~keras_explain.lrp.rules.ZPlusFast`)."""
 
     def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
         super().__init__(model, rules.ZPlusFast(epsilon), **kwargs)
 
 
 class _Preset(LRP):
-    """An LRP analyzer whose composite is a registered preset; its parameters are keywords."""
+    """An LRP analyzer whose composite is a preset of :data:`keras_explain.lrp.composites.PRESETS`.
 
-    preset: type
+    The preset's parameters are keyword arguments of the analyzer.
+    """
+
+    preset: str
 
     def __init__(self, model, **kwargs):
-        names = inspect.signature(self.preset).parameters
-        params = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
-        super().__init__(model, self.preset(**params), **kwargs)
+        defaults = composites.PRESETS[self.preset].defaults
+        params = {name: kwargs.pop(name) for name in list(kwargs) if name in defaults}
+        super().__init__(model, composites.get(self.preset, **params), **kwargs)
+
+    @classmethod
+    def parameters(cls) -> list[str]:
+        """The preset's parameters and LRP's (``composite`` excluded)."""
+        own = [name for name in super().parameters() if name != "composite"]
+        return list(composites.PRESETS[cls.preset].defaults) + own
 
 
 @register("lrp.sequential_preset_a")
 class LRPSequentialPresetA(_Preset):
-    """Dense ε (0.1), convolutions α1β0 (:class:`~keras_explain.composites.SequentialPresetA`)."""
+    """Dense ε (0.1), convolutions α1β0 (preset ``"sequential_preset_a"``)."""
 
-    preset = composites.SequentialPresetA
+    preset = "sequential_preset_a"
 
 
 @register("lrp.sequential_preset_b")
 class LRPSequentialPresetB(_Preset):
-    """Dense ε (0.1), convolutions α2β1 (:class:`~keras_explain.composites.SequentialPresetB`)."""
+    """Dense ε (0.1), convolutions α2β1 (preset ``"sequential_preset_b"``)."""
 
-    preset = composites.SequentialPresetB
+    preset = "sequential_preset_b"
 
 
 @register("lrp.sequential_preset_a_flat")
 class LRPSequentialPresetAFlat(_Preset):
-    """Preset A, Flat first layer (:class:`~keras_explain.composites.SequentialPresetAFlat`)."""
+    """Preset A, Flat first layer (preset ``"sequential_preset_a_flat"``)."""
 
-    preset = composites.SequentialPresetAFlat
+    preset = "sequential_preset_a_flat"
 
 
 @register("lrp.sequential_preset_b_flat")
 class LRPSequentialPresetBFlat(_Preset):
-    """Preset B, Flat first layer (:class:`~keras_explain.composites.SequentialPresetBFlat`)."""
+    """Preset B, Flat first layer (preset ``"sequential_preset_b_flat"``)."""
 
-    preset = composites.SequentialPresetBFlat
+    preset = "sequential_preset_b_flat"
 
 
 @register("lrp.epsilon_plus")
 class LRPEpsilonPlus(_Preset):
-    """Convolutions α1β0, Dense ε (1e-7) (:class:`~keras_explain.composites.EpsilonPlus`)."""
+    """Convolutions α1β0, Dense ε (1e-7) (preset ``"epsilon_plus"``)."""
 
-    preset = composites.EpsilonPlus
+    preset = "epsilon_plus"
 
 
 @register("lrp.epsilon_plus_flat")
 class LRPEpsilonPlusFlat(_Preset):
-    """EpsilonPlus, Flat on the first layer (:class:`~keras_explain.composites.EpsilonPlusFlat`)."""
+    """EpsilonPlus, Flat on the first layer (preset ``"epsilon_plus_flat"``)."""
 
-    preset = composites.EpsilonPlusFlat
+    preset = "epsilon_plus_flat"
 
 
 @register("lrp.epsilon_alpha_2_beta_1")
 class LRPEpsilonAlpha2Beta1(_Preset):
-    """Convolutions α2β1, Dense ε (:class:`~keras_explain.composites.EpsilonAlpha2Beta1`)."""
+    """Convolutions α2β1, Dense ε (preset ``"epsilon_alpha_2_beta_1"``)."""
 
-    preset = composites.EpsilonAlpha2Beta1
+    preset = "epsilon_alpha_2_beta_1"
 
 
 @register("lrp.epsilon_gamma_box")
 class LRPEpsilonGammaBox(_Preset):
     """First layer ZBox(low, high), convolutions γ, Dense ε.
 
-    See :class:`~keras_explain.composites.EpsilonGammaBox`.
+    The preset ``"epsilon_gamma_box"`` of :data:`~keras_explain.lrp.composites.PRESETS`.
+    ``low`` and ``high`` bound the values the first mixing linear layer (the
+    first Dense or convolution) reads: after ``Rescaling``/``Normalization``
+    preprocessing layers, give the bounds of the preprocessed values.
 
     Args:
         model: A Functional or Sequential Keras model.
@@ -439,7 +488,7 @@ class LRPEpsilonGammaBox(_Preset):
         **kwargs: See :class:`LRP`.
     """
 
-    preset = composites.EpsilonGammaBox
+    preset = "epsilon_gamma_box"
 
 
 @register("deep_taylor")
@@ -459,7 +508,7 @@ class DeepTaylor(_Preset):
         (2, 4)
     """
 
-    preset = composites.DeepTaylor
+    preset = "deep_taylor"
 
 
 @register("deep_taylor.bounded")
@@ -473,4 +522,4 @@ class BoundedDeepTaylor(_Preset):
         **kwargs: See :class:`LRP`.
     """
 
-    preset = composites.DeepTaylorBounded
+    preset = "deep_taylor_bounded"

@@ -1,9 +1,7 @@
-"""Occlusion and Shapley value sampling: attributions from replacing parts of the input.
+"""Shapley value sampling: group values from random orders of adding groups to a baseline.
 
-Both replace groups of input elements (sliding windows, feature groups or
-superpixels) by a ``baseline`` and watch the explained score ``f_t`` change.
-All perturbed copies of a batch go through the model in large batches (see
-:class:`~keras_explain.analyzers.perturbed.Perturbation`).
+All perturbed copies of a batch go through the model in passes (see
+:class:`~keras_explain.analyzers.perturbation.engine.Perturbation`).
 """
 
 from __future__ import annotations
@@ -15,150 +13,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_explain.analyzers import superpixels
-from keras_explain.analyzers.base import shared_seed
-from keras_explain.analyzers.perturbed import (
-    Perturbation,
-    blend,
-    spatial_axes,
-    spread_over_channels,
-)
+from keras_explain import _validate
+from keras_explain._random import shared_seed
+from keras_explain._spatial import blend, spatial_axes, spread_over_channels
+from keras_explain.analyzers.perturbation import segmentation as segmentation_module
+from keras_explain.analyzers.perturbation.engine import Perturbation
 from keras_explain.analyzers.registry import register
-
-
-def _per_axis(value: Any, name: str) -> tuple[int, ...] | None:
-    """Validate ``window``/``stride``: None, a positive int or a tuple of them."""
-    if value is None:
-        return None
-    items = tuple(value) if isinstance(value, list | tuple) else (value,)
-    if not items or not all(isinstance(v, int | np.integer) and v >= 1 for v in items):
-        raise ValueError(
-            f"{name} must be a positive int or a tuple of positive ints, one per "
-            f"spatial axis. Received: {name}={value!r}."
-        )
-    return tuple(int(v) for v in items)
-
-
-@register("occlusion")
-class Occlusion(Perturbation):
-    """Occlusion (Zeiler & Fergus 2014, arXiv:1311.2901): slide a baseline window.
-
-    Every element gets the mean, over the windows that cover it, of
-    ``f_t(x) - f_t(x with that window set to the baseline)``. Windows slide
-    over the spatial axes (all axes but the batch and channel axes; the feature
-    axis of a 2-D input) and span all channels. Window starts are
-    ``0, stride, 2 * stride, ...``, plus one window flush with the end of the
-    axis when the stride does not reach it, so every element is covered.
-
-    Args:
-        model: A Keras model or a callable ``f(x) -> scores``.
-        window: Window size: an int (every spatial axis) or a tuple with one
-            entry per spatial axis. Default: ``ceil(length / 8)`` per axis.
-        stride: Step between windows, int or tuple (default: the window, i.e.
-            non-overlapping windows).
-        baseline: Replacement value: scalar, one sample or the batch (default 0).
-        **kwargs: ``internal_batch_size``, ``progress``, ``output_index``,
-            ``output_layer``, ``strip_softmax``, ``neuron_selection_mode``.
-
-    Returns:
-        ``analyze(x)`` returns attributions shaped like x.
-
-    Raises:
-        ValueError: For a non-positive window or stride, a tuple of the wrong
-            length, or a window larger than the input.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-        ...                           keras.layers.Dense(3)])
-        >>> kx.Occlusion(model, window=4, stride=2).analyze(np.ones((2, 8, 8, 1))).shape
-        (2, 8, 8, 1)
-    """
-
-    def __init__(
-        self,
-        model,
-        *,
-        window: int | tuple[int, ...] | None = None,
-        stride: int | tuple[int, ...] | None = None,
-        baseline: Any = 0.0,
-        **kwargs,
-    ):
-        self.window = _per_axis(window, "window")
-        self.stride = _per_axis(stride, "stride")
-        self.baseline = baseline
-        super().__init__(model, **kwargs)
-        specs = self._input_specs()
-        if specs and all(d is not None for d in specs[0].shape[1:]):
-            self.covers((None, *specs[0].shape[1:]))
-
-    def covers(self, shape) -> list[np.ndarray]:
-        """Per spatial axis, the 0/1 matrix ``(windows, length)`` of window coverage.
-
-        Raises:
-            ValueError: For a bad window or stride for inputs of ``shape``.
-        """
-        axes = spatial_axes(len(shape))
-        lengths = [int(shape[a]) for a in axes]
-        windows = self.window or tuple(math.ceil(n / 8) for n in lengths)
-        strides = self.stride or windows
-        for name, values in (("window", windows), ("stride", strides)):
-            if len(values) == 1:
-                values = values * len(lengths)
-            if len(values) != len(lengths):
-                raise ValueError(
-                    f"{name} needs one entry per spatial axis {tuple(lengths)} of inputs "
-                    f"of shape {tuple(shape)}. Received: {name}={values!r}."
-                )
-            if name == "window":
-                windows = values
-            else:
-                strides = values
-        result = []
-        for length, window, stride in zip(lengths, windows, strides):
-            if window > length:
-                raise ValueError(
-                    f"window {tuple(windows)} is larger than the spatial shape "
-                    f"{tuple(lengths)} of inputs of shape {tuple(shape)}. Received: "
-                    f"window={self.window!r}; use a window <= the input size."
-                )
-            starts = list(range(0, length - window + 1, stride))
-            if starts[-1] != length - window:
-                starts.append(length - window)
-            cover = np.zeros((len(starts), length), np.float32)
-            for row, start in enumerate(starts):
-                cover[row, start : start + window] = 1.0
-            result.append(cover)
-        return result
-
-    def _explain(self, inputs, target, indices, seed):
-        x = self.single_input(inputs)
-        target, indices, clean = self.fixed_target(x, target, indices)
-        covers = [tf.constant(c, x.dtype) for c in self.covers(x.shape)]
-        counts = [int(c.shape[0]) for c in covers]
-        rank = x.shape.rank
-
-        def make(start, size):
-            ids = tf.range(start, start + size)
-            positions = tf.unravel_index(ids, counts) if len(counts) > 1 else ids[None]
-            mask = None
-            for axis, cover in enumerate(covers):
-                rows = tf.gather(cover, positions[axis])
-                shape = [-1] + [1] * len(covers)
-                shape[1 + axis] = int(cover.shape[1])
-                rows = tf.reshape(rows, shape)
-                mask = rows if mask is None else mask * rows
-            return blend(x, self.baseline, 1 - spread_over_channels(mask, rank)[:, None]), None
-
-        scores, _ = self.evaluate(x, make, math.prod(counts), target, indices)
-        diffs = tf.reshape(tf.transpose(clean[None] - scores), [-1, *counts])
-        totals = tf.cast(diffs, x.dtype)
-        coverage = tf.ones(counts, x.dtype)
-        for cover in covers:  # sum over the windows covering each element, axis by axis
-            totals = tf.tensordot(totals, cover, axes=[[1], [0]])
-            coverage = tf.tensordot(coverage, cover, axes=[[0], [0]])
-        result = spread_over_channels(totals / coverage[None], rank)
-        return [tf.broadcast_to(result, tf.shape(x))]
 
 
 @register("shapley_sampling")
@@ -183,12 +43,12 @@ class ShapleySampling(Perturbation):
         segmentation: Superpixels computed per image instead of
             ``feature_mask``: ``"quickshift"``, ``"slic"``, ``"felzenszwalb"``
             or a callable ``image -> (H, W)`` labels (see
-            :func:`~keras_explain.analyzers.superpixels.segment`).
+            :func:`~keras_explain.analyzers.perturbation.segmentation.segment`).
         segmentation_options: Keyword arguments of the scikit-image function.
         baseline: The reference input: scalar, one sample or the batch (default 0).
         antithetic: Pair every sampled order with its reverse (default True).
         seed: Seed of the orders; the same seed gives the same result.
-        **kwargs: ``internal_batch_size``, ``progress``, ``output_index``,
+        **kwargs: ``internal_batch_size``, ``verbose``, ``output_index``,
             ``output_layer``, ``strip_softmax``, ``neuron_selection_mode``.
 
     Returns:
@@ -218,16 +78,14 @@ class ShapleySampling(Perturbation):
         seed: int | None = None,
         **kwargs,
     ):
-        if not isinstance(samples, int | np.integer) or samples < 1:
-            raise ValueError(f"samples must be a positive int. Received: samples={samples!r}.")
         if feature_mask is not None and segmentation is not None:
             raise ValueError(
                 "Pass either feature_mask (groups shared by the batch) or segmentation "
                 "(superpixels per image), not both."
             )
         if segmentation is not None:
-            superpixels.check_segmentation(segmentation)
-        self.samples = int(samples)
+            segmentation_module.check_segmentation(segmentation)
+        self.samples = _validate.positive_int(samples, "samples")
         self.feature_mask = None
         if feature_mask is not None:
             labels = np.asarray(feature_mask)
@@ -238,9 +96,11 @@ class ShapleySampling(Perturbation):
             self.feature_mask = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
         self.segmentation = segmentation
         self.segmentation_options = segmentation_options
-        self.baseline = baseline
         self.antithetic = bool(antithetic)
         super().__init__(model, seed=seed, **kwargs)
+        self.baseline = self.checked_baseline(baseline)
+
+    baseline_attributes = ("baseline",)
 
     def groups(self, x: tf.Tensor):
         """The feature groups of the batch ``x``.
@@ -277,7 +137,7 @@ class ShapleySampling(Perturbation):
 
     def _host_segment(self, x):
         def run(images):
-            return superpixels.segment(images, self.segmentation, self.segmentation_options)
+            return segmentation_module.segment(images, self.segmentation, self.segmentation_options)
 
         if not tf.inside_function():
             return tf.constant(run(np.asarray(x)))
@@ -295,7 +155,7 @@ class ShapleySampling(Perturbation):
             orders = tf.concat([orders, tf.reverse(orders, axis=[1])], axis=0)[: self.samples]
         return tf.cast(orders, tf.int32)
 
-    def _explain(self, inputs, target, indices, seed):
+    def _explain(self, inputs, target, indices, seed, params):
         x = self.single_input(inputs)
         target, indices, _ = self.fixed_target(x, target, indices)
         labels, count, spread = self.groups(x)
@@ -320,7 +180,7 @@ class ShapleySampling(Perturbation):
         total = 2 + permutations * (count - 1)
         if isinstance(count, int) and orders.shape[0] is not None:
             total = 2 + int(orders.shape[0]) * (count - 1)
-        scores, _ = self.evaluate(x, make, total, target, indices)
+        scores = self.evaluate(x, make, total, target, indices)
         batch = tf.shape(scores)[1]
         path = tf.reshape(scores[2:], tf.stack([permutations, count - 1, batch]))
         ends = tf.ones(tf.stack([permutations, 1, batch]))
@@ -330,9 +190,3 @@ class ShapleySampling(Perturbation):
         painted = tf.gather(tf.transpose(values), labels, axis=1, batch_dims=1)
         painted = spread_over_channels(tf.cast(painted, x.dtype), rank) if spread else painted
         return [tf.broadcast_to(painted, tf.shape(x))]
-
-
-# RISE and meaningful perturbation live in masks.py; importing them here registers them.
-from keras_explain.analyzers.masks import RISE, MeaningfulPerturbation  # noqa: E402
-
-__all__ = ["MeaningfulPerturbation", "Occlusion", "RISE", "ShapleySampling"]

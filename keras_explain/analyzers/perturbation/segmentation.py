@@ -22,9 +22,14 @@ DEFAULTS = {
 def require(package: str, extra: str, purpose: str) -> Any:
     """Import an optional package, or raise ImportError naming the extra to install."""
     import importlib
+    import warnings
 
     try:
-        return importlib.import_module(package)
+        with warnings.catch_warnings():
+            # lime imports tqdm.auto, which warns in Jupyter without ipywidgets; its
+            # bars are silenced anyway (verbose)
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            return importlib.import_module(package)
     except ImportError as error:
         raise ImportError(
             f"{purpose} needs the optional package {package!r}. Install it with: "

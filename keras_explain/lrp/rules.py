@@ -1,10 +1,10 @@
 """Rules: how the gradient arriving at one op turns into the one leaving it.
 
 A rule is a small object holding hyper-parameters only. The graph engine calls
-``rule(step, inputs)`` in place of the op; the rule computes the op's ordinary
-forward value (re-using the layer's weights as tensors, never copies of the
-variables) and attaches its own backward pass with ``tf.custom_gradient``.
-Subclasses implement :meth:`Rule.backward`.
+``rule(step, inputs)`` in place of the op (a :class:`keras_explain.graph.Step`);
+the rule computes the op's ordinary forward value (re-using the layer's weights
+as tensors, never copies of the variables) and attaches its own backward pass
+with ``tf.custom_gradient``. Subclasses implement :meth:`Rule.backward`.
 
 In relevance analyzers, the "gradient" that flows backwards *is* the relevance:
 the output receives ``R = one_hot(t) * logit_t`` and every rule maps the
@@ -41,9 +41,12 @@ class Rule:
         def apply(*tensors):
             output = forward(*tensors)
 
-            def grad(upstream):
+            def grad(upstream, variables=None):
                 result = self.backward(step, list(tensors), output, upstream, weights)
-                return result if len(tensors) > 1 else result[0]
+                result = result if len(tensors) > 1 else result[0]
+                if variables:  # the op read the layer's variables (a normalization's γ, β)
+                    return result, [None] * len(variables)
+                return result
 
             return output, grad
 
@@ -55,7 +58,8 @@ class Rule:
         """Map the gradient (relevance) at the op's output to its inputs.
 
         Args:
-            step: The engine step (``step.op`` holds the layer and its kind).
+            step: The :class:`~keras_explain.graph.Step` (``step.op`` holds the
+                layer and its kind).
             inputs: The op's forward inputs.
             output: The op's forward output.
             upstream: What arrives at the output in the backward pass.
@@ -211,8 +215,8 @@ class LinearRule(Rule):
     """
 
     #: Whether the shares depend on the signs of the input (``x⁺``/``x⁻``): then
-    #: inputs known (statically, or at run time) to be non-negative take a
-    #: cheaper path without the ``x⁻`` terms.
+    #: inputs known to be non-negative (``Step.nonnegative``) take a cheaper path
+    #: without the ``x⁻`` terms.
     splits_signs = False
 
     def __init__(self, epsilon: float = 1e-7):
@@ -253,39 +257,21 @@ class LinearRule(Rule):
         kernel, bias = op.linear.weights()
         apply = op.linear.apply
         dtype = op.layer.compute_dtype
-        static = step.nonnegative or not self.splits_signs
-
-        def forward(x, nonnegative):
-            output, zs = self.forward(
-                self.shares(x, kernel, bias, nonnegative), x, kernel, bias, apply
-            )
-            return output, [output if z is None else z for z in zs]
-
-        def backward(x, output, zs, upstream, nonnegative):
-            shares = self.shares(x, kernel, bias, nonnegative)
-            relevance = self.relevance(shares, zs, upstream, apply)
-            return tf.zeros_like(x) if relevance is None else relevance
+        # inputs known to be >= 0 (after a ReLU, or a model input whose batch is >= 0:
+        # see Step.nonnegative) leave out the terms in x⁻, which are zero there
+        nonnegative = step.nonnegative
 
         @tf.custom_gradient
         def run(x_in):
             x = tf.cast(x_in, dtype)
-            if static:
-                nonnegative = step.nonnegative
-                output, zs = forward(x, nonnegative)
-            else:
-                known = tf.reduce_all(x >= 0)
-                output, zs = tf.cond(known, lambda: forward(x, True), lambda: forward(x, False))
+            shares = self.shares(x, kernel, bias, nonnegative)
+            output, zs = self.forward(shares, x, kernel, bias, apply)
+            zs = [output if z is None else z for z in zs]
 
             def grad(upstream):
                 upstream = tf.cast(upstream, output.dtype)
-                if static:
-                    result = backward(x, output, zs, upstream, nonnegative)
-                else:
-                    result = tf.cond(
-                        known,
-                        lambda: backward(x, output, zs, upstream, True),
-                        lambda: backward(x, output, zs, upstream, False),
-                    )
+                relevance = self.relevance(shares, zs, upstream, apply)
+                result = tf.zeros_like(x) if relevance is None else relevance
                 return tf.cast(result, x_in.dtype)
 
             return output, grad
@@ -626,3 +612,123 @@ class Gradient(Rule):
     def __call__(self, step, inputs):
         """Run the op (see :class:`Rule`)."""
         return step.op.forward(*inputs)
+
+
+# -- products and normalizations -------------------------------------------------------
+class SignalTakesAll(Rule):
+    """Gates get no relevance: the signal input of a product takes all of it.
+
+    For ``y = signal * gate`` (a squeeze-and-excitation ``Multiply``, an LSTM
+    gate), the gate only decides how much of the signal passes, so the
+    relevance of ``y`` goes to the signal unchanged and the gate gets none
+    (Arras et al. 2017, "Explaining Recurrent Neural Network Predictions in
+    Sentiment Analysis", arXiv:1706.07206). Which inputs are gates is read from
+    ``step.gates`` (set by :func:`keras_explain.lrp.canonizers.canonize`); a
+    product without exactly one non-gate input falls back to
+    :class:`ProportionalSplit`.
+
+    Args:
+        epsilon: Stabilizer of the fallback.
+
+    Example:
+        >>> from keras_explain import rules
+        >>> rules.SignalTakesAll()
+        SignalTakesAll(epsilon=1e-07)
+    """
+
+    def __init__(self, epsilon: float = 1e-7):
+        self.epsilon = epsilon
+
+    def backward(self, step, inputs, output, upstream, weights):
+        """See :meth:`Rule.backward`."""
+        signals = [i for i in range(len(inputs)) if i not in step.gates]
+        if len(signals) != 1:
+            return ProportionalSplit(self.epsilon).backward(step, inputs, output, upstream, weights)
+        upstream = tf.cast(upstream, output.dtype)
+        result = []
+        for index, x in enumerate(inputs):
+            if index == signals[0]:
+                result.append(tf.cast(_unbroadcast(upstream, x), x.dtype))
+            else:
+                result.append(tf.zeros_like(x))
+        return result
+
+
+class ProportionalSplit(Rule):
+    """A product's relevance split between its factors in proportion to their values.
+
+    ``R_k = x_k / stab(sum_i x_i) * R`` for ``y = prod_i x_i`` (the "LRP-prop"
+    rule of Arras et al. 2019, "Evaluating Recurrent Neural Network
+    Explanations", arXiv:1904.11829); the factors' relevances sum to ``R``.
+    Use it for a ``Multiply`` layer instead of :class:`SignalTakesAll`
+    through a composite entry ``("multiply", rules.ProportionalSplit())``.
+
+    Args:
+        epsilon: Stabilizer of the denominator.
+
+    Example:
+        >>> from keras_explain import rules
+        >>> rules.ProportionalSplit()
+        ProportionalSplit(epsilon=1e-07)
+    """
+
+    def __init__(self, epsilon: float = 1e-7):
+        self.epsilon = epsilon
+
+    def backward(self, step, inputs, output, upstream, weights):
+        """See :meth:`Rule.backward`."""
+        upstream = tf.cast(upstream, output.dtype)
+        full = [tf.broadcast_to(tf.cast(x, output.dtype), tf.shape(output)) for x in inputs]
+        scaled = divide(upstream, tf.add_n(full), self.epsilon)
+        return [tf.cast(_unbroadcast(f * scaled, x), x.dtype) for f, x in zip(full, inputs)]
+
+
+class ConstantScale(Rule):
+    """The LN-rule: a normalization's scale held constant (Ali et al. 2022).
+
+    LayerNormalization computes ``y = γ (x − μ(x)) / σ(x) + β``. Holding
+    ``1 / σ(x)`` constant makes ``x ↦ y − β`` a linear map ``L`` (the op's
+    ``linearized`` view), and relevance is redistributed through it by the
+    z-rule: ``R_in = x * vjp(L, R / stab(y))``. Relevance is conserved up to
+    the share of the bias ``β`` (Ali et al., "XAI for Transformers: Better
+    Explanations through Conservative Propagation", ICML 2022,
+    arXiv:2202.07304).
+
+    Args:
+        epsilon: Stabilizer of the denominator.
+
+    Example:
+        >>> from keras_explain import rules
+        >>> rules.ConstantScale()
+        ConstantScale(epsilon=1e-07)
+    """
+
+    def __init__(self, epsilon: float = 1e-7):
+        self.epsilon = epsilon
+
+    def backward(self, step, inputs, output, upstream, weights):
+        """See :meth:`Rule.backward`."""
+        if step.op.linearized is None:
+            raise ValueError(
+                f"ConstantScale needs a normalization op with a linearized view; op "
+                f"{step.op.name!r} of kind {step.op.kind!r} has none."
+            )
+        x = tf.cast(inputs[0], tf.float32)
+        scaled = divide(tf.cast(upstream, tf.float32), tf.cast(output, tf.float32), self.epsilon)
+        (grad,) = vjp(step.op.linearized, [x], scaled)
+        return [tf.cast(x * grad, inputs[0].dtype)]
+
+
+def _unbroadcast(value: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Sum ``value`` over the axes along which ``like`` was broadcast to it."""
+    if value.shape.rank == like.shape.rank and value.shape == like.shape:
+        return value
+    shape = tf.shape(like)
+    axes = [
+        axis
+        for axis in range(value.shape.rank)
+        if axis >= value.shape.rank - like.shape.rank
+        and like.shape[axis - (value.shape.rank - like.shape.rank)] == 1
+        and value.shape[axis] != 1
+    ] + list(range(value.shape.rank - like.shape.rank))
+    return tf.reshape(tf.reduce_sum(value, axis=axes, keepdims=True), shape)

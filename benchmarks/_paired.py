@@ -1,0 +1,62 @@
+"""Paired timing, shared by every benchmark script.
+
+A method and its reference are called alternately (the order flips every
+repeat), so load drift on a shared machine hits both; the figure reported is
+the median of the per-pair ratios, which is far steadier than a ratio of
+medians taken at different times.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Paired:
+    """Per-pair timings of a method and its reference."""
+
+    method_times: list[float] = field(default_factory=list)
+    reference_times: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Median of the per-pair ratios method / reference."""
+        return statistics.median(m / r for m, r in zip(self.method_times, self.reference_times))
+
+    @property
+    def method_ms(self) -> float:
+        return statistics.median(self.method_times) * 1e3
+
+    @property
+    def reference_ms(self) -> float:
+        return statistics.median(self.reference_times) * 1e3
+
+
+def timed(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def pair(method: Callable, reference: Callable, repeats: int, result: Paired, index: int) -> None:
+    """One pair: both calls, the order flipped on odd ``index``."""
+    if index % 2 == 0:
+        result.reference_times.append(timed(reference))
+        result.method_times.append(timed(method))
+    else:
+        result.method_times.append(timed(method))
+        result.reference_times.append(timed(reference))
+
+
+def paired(method: Callable, reference: Callable, repeats: int = 7, warmup: int = 2) -> Paired:
+    """Time ``method`` against ``reference`` in ``repeats`` alternating pairs after a warm-up."""
+    for _ in range(warmup):
+        method()
+        reference()
+    result = Paired()
+    for index in range(repeats):
+        pair(method, reference, repeats, result, index)
+    return result

@@ -1,0 +1,145 @@
+"""Run work in passes of bounded size: the one chunk loop every multiplying method uses.
+
+:func:`run_in_passes` calls ``body(start, size, accumulator)`` for
+``start = 0, per_pass, 2 * per_pass, ...`` and threads the accumulator through:
+inside a ``tf.function`` as one ``tf.while_loop`` (one trace, whatever the
+count), eagerly as a Python loop (numpy-only callables). Results are
+accumulated as running sums by the caller, so no tensor holds every pass at
+once. A :class:`Progress` bar advances from inside the compiled loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+#: Seconds of work before a progress bar appears with ``verbose="auto"``.
+PROGRESS_DELAY = 2.0
+VERBOSE = ("auto", 0, 1)
+
+
+class Progress:
+    """A progress bar over passes, shown for long work only (tqdm's ``delay``).
+
+    Args:
+        verbose: ``"auto"`` (a bar once the work has lasted
+            :data:`PROGRESS_DELAY` seconds), ``1`` (always) or ``0`` (never), as
+            Keras' ``verbose``.
+        description: The bar's label.
+    """
+
+    def __init__(self, verbose: Any, description: str):
+        self.verbose = verbose
+        self.description = description
+        self._bar = None
+
+    def tick(self, index: Any, total: Any) -> np.int32:
+        """Record that pass ``index`` of ``total`` starts (runs on the host; returns 0)."""
+        index, total = int(index), int(total)
+        if self.verbose == 0 or total <= 1:
+            return np.int32(0)
+        if index == 0 or self._bar is None:
+            from tqdm import tqdm  # plain text: tqdm.auto warns in Jupyter without ipywidgets
+
+            self.finish()
+            delay = PROGRESS_DELAY if self.verbose == "auto" else 0.0
+            self._bar = tqdm(total=total, desc=self.description, unit="pass", delay=delay)
+            self._bar.update(index)
+        else:
+            self._bar.update(1)
+        return np.int32(0)
+
+    def finish(self) -> np.int32:
+        """Complete and close the bar, if one is open (returns 0)."""
+        if self._bar is not None:
+            self._bar.update(self._bar.total - self._bar.n)
+            self._bar.close()
+            self._bar = None
+        return np.int32(0)
+
+
+def run_in_passes(
+    count: Any,
+    per_pass: int,
+    body: Callable[[Any, Any, Any], Any],
+    initial: Any,
+    progress: Progress | None = None,
+    relax: bool = False,
+) -> Any:
+    """Run ``body`` over ``count`` items in passes of at most ``per_pass``.
+
+    Args:
+        count: Number of items: a Python int or a scalar int tensor.
+        per_pass: Items per pass (a Python int >= 1).
+        body: ``body(start, size, accumulator) -> accumulator`` for the items
+            ``start .. start + size - 1``; ``start``/``size`` are int32 tensors
+            (or Python ints when the work fits in one pass).
+        initial: The initial accumulator (any nest of tensors / TensorArrays).
+        progress: An optional :class:`Progress`.
+        relax: Let the accumulator's tensors change shape in the loop (a running
+            sum that starts as a scalar 0 and takes the values' shape).
+
+    Returns:
+        The final accumulator.
+    """
+    if isinstance(count, int | np.integer) and count <= per_pass:
+        return body(0, int(count), initial)
+    count = tf.cast(count, tf.int32)
+    passes = (count + per_pass - 1) // per_pass
+
+    def step(index, accumulator):
+        start = index * per_pass
+        size = tf.minimum(per_pass, count - start)
+        return body(start, size, accumulator)
+
+    if not tf.inside_function():
+        accumulator = initial
+        for index in range(int(passes)):
+            if progress is not None:
+                progress.tick(index, int(passes))
+            accumulator = step(tf.constant(index), accumulator)
+        if progress is not None:
+            progress.finish()
+        return accumulator
+
+    def loop(index, accumulator):
+        if progress is None:
+            return index + 1, step(index, accumulator)
+        tick = tf.numpy_function(progress.tick, [index, passes], tf.int32, stateful=True)
+        with tf.control_dependencies([tick]):
+            return index + 1, step(index, accumulator)
+
+    invariants = None
+    if relax:
+        invariants = (
+            tf.TensorShape([]),
+            tf.nest.map_structure(lambda _: tf.TensorShape(None), initial),
+        )
+    _, accumulator = tf.while_loop(
+        lambda index, _: index < passes,
+        loop,
+        (tf.constant(0), initial),
+        shape_invariants=invariants,
+        parallel_iterations=1,
+    )
+    if progress is not None:  # close the bar after the loop, before the result is used
+        with tf.control_dependencies(_tensors(accumulator)):
+            done = tf.numpy_function(progress.finish, [], tf.int32, stateful=True)
+        with tf.control_dependencies([done]):
+            accumulator = tf.nest.map_structure(_identity, accumulator)
+    return accumulator
+
+
+def _tensors(structure) -> list[tf.Tensor]:
+    """The tensors of a nest (a TensorArray's flow)."""
+    return [
+        item.flow if isinstance(item, tf.TensorArray) else item
+        for item in tf.nest.flatten(structure, expand_composites=False)
+    ]
+
+
+def _identity(item):
+    return item.identity() if isinstance(item, tf.TensorArray) else tf.identity(item)

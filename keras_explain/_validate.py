@@ -1,0 +1,170 @@
+"""Argument checks shared by every analyzer: one rule per kind of argument, one message."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1.
+
+    Raises:
+        ValueError: For anything else (bools and floats included).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}.")
+    return int(value)
+
+
+def optional_positive_int(value: Any, name: str, meaning: str) -> int | None:
+    """None, or ``value`` as an int >= 1; ``meaning`` says what None does.
+
+    Raises:
+        ValueError: For anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive int. Received: {name}={value!r}. Pass None for {meaning}."
+        )
+    return int(value)
+
+
+def internal_batch_size(value: Any) -> int | None:
+    """Validate ``internal_batch_size``: rows per model pass, or None for the memory budget."""
+    return optional_positive_int(
+        value,
+        "internal_batch_size",
+        "rows chosen from the memory budget (keras_explain.config.memory_budget())",
+    )
+
+
+def non_negative(value: Any, name: str, hint: str = "") -> float:
+    """``value`` as a float >= 0.
+
+    Raises:
+        ValueError: For a negative, NaN or non-numeric value.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number >= 0:
+        raise ValueError(f"{name} must be >= 0{hint}. Received: {name}={value!r}.")
+    return number
+
+
+def positive(value: Any, name: str) -> float:
+    """``value`` as a float > 0.
+
+    Raises:
+        ValueError: Otherwise.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0:
+        raise ValueError(f"{name} must be > 0. Received: {name}={value!r}.")
+    return number
+
+
+def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: Naming the choices.
+    """
+    if value not in choices:
+        raise ValueError(
+            f"Unknown {name}. Received: {name}={value!r}. Expected one of {tuple(choices)}."
+        )
+    return value
+
+
+def unexpected_parameters(owner: str, received: Iterable[str], valid: Iterable[str]) -> None:
+    """Raise for keyword arguments an analyzer does not take.
+
+    Raises:
+        TypeError: ``"IntegratedGradients got an unexpected parameter 'stepz'.
+            Did you mean 'steps'? Valid: ..."``.
+    """
+    received = sorted(received)
+    if not received:
+        return
+    valid = sorted(set(valid))
+    name = received[0]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise TypeError(
+        f"{owner} got an unexpected parameter {name!r}.{hint} Valid: {', '.join(valid)}."
+    )
+
+
+def baseline(value: Any, sample_shape: Sequence[int | None], name: str = "baseline") -> Any:
+    """Check a baseline against one sample's shape, when the analyzer is built.
+
+    A baseline is a scalar, an array shaped like one sample, or an array
+    shaped like a whole batch (checked against the batch in ``analyze``).
+
+    Returns:
+        The baseline (a float for scalars, else a float32 array).
+
+    Raises:
+        ValueError: For any other shape, or non-finite values.
+    """
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 0:
+        return float(array)
+    if not np.isfinite(array).all():
+        raise ValueError(
+            f"{name} contains NaN or Inf values. Received: {name} of shape {array.shape}."
+        )
+    sample = tuple(sample_shape)
+    if _matches(array.shape, sample) or (
+        len(array.shape) == len(sample) + 1 and _matches(array.shape[1:], sample)
+    ):
+        return array
+    raise ValueError(
+        f"{name} must be a scalar, shaped like one sample {_shape(sample)} or like a batch "
+        f"{_shape((None, *sample))}. Received: shape {array.shape}."
+    )
+
+
+def batch_baseline(value: Any, batch_shape: Sequence[int], split: bool, name: str = "baseline"):
+    """Check a baseline against the batch being explained (before tracing).
+
+    Raises:
+        ValueError: For a batch-shaped baseline of the wrong batch size, or one
+            used while the batch is split (``batch_size``, a dataset).
+    """
+    if not isinstance(value, np.ndarray) or value.ndim != len(batch_shape):
+        return
+    if value.shape[0] != batch_shape[0] or split:
+        raise ValueError(
+            f"{name} must be a scalar, shaped like one sample {tuple(batch_shape[1:])} or like "
+            f"the batch {tuple(batch_shape)}. Received: shape {value.shape}. A batch-shaped "
+            "baseline needs the whole batch in one call: analyze without batch_size and not "
+            "from a tf.data.Dataset, or pass a baseline shaped like one sample."
+        )
+
+
+def _matches(shape: Sequence[int], expected: Sequence[int | None]) -> bool:
+    return len(shape) == len(expected) and all(
+        want is None or got == want for got, want in zip(shape, expected)
+    )
+
+
+def _shape(shape: Sequence[int | None]) -> str:
+    return (
+        "("
+        + ", ".join("batch" if d is None else str(d) for d in shape)
+        + (",)" if len(shape) == 1 else ")")
+    )

@@ -1,0 +1,662 @@
+"""Wrappers over any backward pass: noise (SmoothGrad & co.) and path integrals (IG & co.).
+
+:class:`NoiseTunnel` averages an analyzer's attributions over noisy copies of
+the input (Captum's ``NoiseTunnel``); :class:`PathIntegral` integrates an
+analyzer's backward pass along the straight path from a baseline to the input
+(Integrated Gradients when the backward pass is the gradient). Both wrap any
+backpropagation analyzer: gradient, guided backprop, deconvnet, every LRP
+analyzer, CAM maps (NoiseTunnel only). :class:`SmoothGrad`,
+:class:`SquareGrad`, :class:`VarGrad` and :class:`IntegratedGradients` are
+these wrappers around :class:`~keras_explain.analyzers.gradient.Gradient`.
+
+Memory does not grow with ``samples`` or ``steps``: the copies of a batch run
+in passes of at most ``internal_batch_size`` rows (default: as many as fit in
+:func:`keras_explain.config.memory_budget`), inside one ``tf.while_loop`` of
+the analyzer's compiled function, and are accumulated as running sums (VarGrad
+as running means and sums of squared deviations, merged as Chan et al. 1979).
+``samples`` and ``steps`` are passed to the compiled function as tensors:
+changing them between calls does not retrace.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from keras_explain import _batching, _random, _spatial, _validate
+from keras_explain.analyzers.backprop import Backpropagation
+from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.cam import LayerMaps
+from keras_explain.analyzers.gradient import Gradient
+from keras_explain.analyzers.registry import register
+from keras_explain.targets import fix_target
+
+QUADRATURES = ("trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
+NOISE_KINDS = ("smoothgrad", "squaregrad", "vargrad")
+
+
+def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``alpha_k`` in [0, 1] and weights ``w_k`` (summing to 1) of a rule.
+
+    Args:
+        method: One of ``QUADRATURES``. ``"trapezoid"`` evaluates both end
+            points, with half weights there.
+        steps: Number of points (at least 2 for ``"trapezoid"``).
+
+    Returns:
+        ``(alphas, weights)``, float64 arrays of length ``steps``.
+
+    Raises:
+        ValueError: For an unknown method or too few steps.
+
+    Example:
+        >>> from keras_explain.analyzers import quadrature
+        >>> quadrature("trapezoid", 3)
+        (array([0. , 0.5, 1. ]), array([0.25, 0.5 , 0.25]))
+    """
+    if isinstance(method, bytes):
+        method = method.decode()
+    _validate.one_of(method, "method", QUADRATURES)
+    minimum = 2 if method == "trapezoid" else 1
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < minimum:
+        raise ValueError(
+            f"steps must be an int >= {minimum} for method={method!r}. Received: steps={steps!r}."
+        )
+    k = np.arange(steps, dtype=np.float64)
+    if method == "trapezoid":
+        weights = np.full(steps, 1.0 / (steps - 1))
+        weights[[0, -1]] *= 0.5
+        return k / (steps - 1), weights
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[method]
+    return (k + offset) / steps, np.full(steps, 1.0 / steps)
+
+
+class Wrapper(Analyzer):
+    """Base of the wrappers: the analyze contract is the wrapped analyzer's.
+
+    Args:
+        analyzer: A backpropagation analyzer (gradient, guided backprop,
+            deconvnet, LRP, ...).
+        internal_batch_size: Rows per pass through the model (default: as many
+            as fit in :func:`keras_explain.config.memory_budget`); a pass holds
+            at least one copy of every sample of the batch.
+        verbose: Progress bars, as for every analyzer.
+
+    Raises:
+        TypeError: If ``analyzer`` is not a backpropagation analyzer, or for
+            an unexpected parameter.
+        ValueError: For a bad ``internal_batch_size``, or an analyzer whose
+            explained inputs are integers (token ids cannot be perturbed).
+    """
+
+    def __init__(
+        self,
+        analyzer: Backpropagation,
+        *,
+        internal_batch_size: int | None = None,
+        verbose: Any = "auto",
+        **unexpected: Any,
+    ):
+        name = type(self).__name__
+        _validate.unexpected_parameters(name, unexpected, self.parameters())
+        if not isinstance(analyzer, Backpropagation):
+            raise TypeError(
+                f"{name} wraps a backpropagation analyzer (gradient, guided_backprop, "
+                f"deconvnet, lrp.*, ...). Received: {type(analyzer).__name__}. "
+                "Model-agnostic methods have their own sampling parameters."
+            )
+        if any(analyzer._embedded):
+            raise ValueError(
+                f"{name} perturbs the input, which is impossible for the integer input of "
+                f"model {analyzer.model.name!r}; use at_layer=<the Embedding layer> with "
+                "Gradient or InputTimesGradient instead."
+            )
+        self.analyzer = analyzer
+        self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
+        self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
+        # the contract (model, explained output, target checks) is the wrapped analyzer's
+        for attribute in (
+            "model",
+            "plan",
+            "output_key",
+            "output_layer",
+            "output_index",
+            "strip_softmax",
+            "neuron_selection_mode",
+            "returns_maps",
+        ):
+            setattr(self, attribute, getattr(analyzer, attribute))
+        self._functions = {}
+        self._concrete = {}
+        self._num_outputs = None
+        self._input_count = 1
+        self._variant = None
+
+    @classmethod
+    def parameters(cls) -> list[str]:
+        """The wrapper's own keyword parameters (those of ``Wrapper`` and its subclasses)."""
+        names = []
+        for klass in cls.__mro__:
+            if not issubclass(klass, Wrapper) and klass is not _AroundGradient:
+                continue
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for parameter in inspect.signature(init).parameters.values():
+                if parameter.kind == parameter.KEYWORD_ONLY and parameter.name not in names:
+                    names.append(parameter.name)
+        return names
+
+    def forward(self, inputs, hook=None, watch=()):
+        """Run the model (see :meth:`Analyzer.forward`), through the wrapped analyzer."""
+        return self.analyzer.forward(inputs, hook, watch)
+
+    def _standardize(self, x):
+        inputs = super()._standardize(x)
+        self.analyzer._input_count = self._input_count
+        return inputs
+
+    def _fixed_target(self, inputs, target, indices):
+        """The clean input's argmax for ``target=None``: every copy explains the same output."""
+        if target.mode != "max":
+            return target, indices
+        return fix_target(self.forward(inputs)[0], target, indices)
+
+    def _copies_per_pass(self, inputs) -> int:
+        batch = inputs[0].shape[0] or 1
+        rows = self.analyzer.rows_per_pass(
+            [tuple(x.shape[1:]) for x in inputs], backward=True, override=self.internal_batch_size
+        )
+        return max(1, rows // batch)
+
+    def _run(self, inputs, target, indices, count, make, evaluate, accumulate, initial):
+        """Evaluate ``count`` copies of every sample in passes; returns the accumulator.
+
+        ``make(start, size)`` returns the copies of a pass, one ``(size, B, ...)``
+        tensor per input; ``evaluate(flat, target, indices)`` their values, one
+        ``(size * B, ...)`` tensor per source; ``accumulate(acc, values, start,
+        size)`` folds the values, reshaped ``(size, B, ...)``, into the running
+        accumulator (which starts as scalars and takes its shape on the first pass).
+        """
+        batch = tf.shape(inputs[0])[0]
+
+        def body(start, size, acc):
+            copies = make(start, size)
+            flat = [tf.reshape(c, tf.concat([[-1], tf.shape(c)[2:]], 0)) for c in copies]
+            values = evaluate(flat, target, tf.tile(indices, [size]))
+            values = [
+                tf.reshape(tf.cast(v, tf.float32), tf.concat([[size, batch], tf.shape(v)[1:]], 0))
+                for v in values
+            ]
+            return accumulate(acc, values, start, size)
+
+        return _batching.run_in_passes(
+            count, self._copies_per_pass(inputs), body, initial, self.progress(), relax=True
+        )
+
+
+class NoiseTunnel(Wrapper):
+    """Average an analyzer's attributions over noisy copies of the input (Captum's NoiseTunnel).
+
+    Each sample gets ``samples`` copies ``x + N(0, σ²)`` with
+    ``σ = noise_scale * (max(x) − min(x))`` per sample (Smilkov et al. 2017);
+    the wrapped analyzer explains every copy (the target is fixed on the clean
+    input), and the attributions ``a_k`` are combined:
+
+    - ``"smoothgrad"``: ``mean_k a_k`` (Smilkov et al. 2017, arXiv:1706.03825);
+    - ``"squaregrad"``: ``mean_k a_k²`` (Hooker et al. 2019, arXiv:1806.10758);
+    - ``"vargrad"``: ``var_k a_k`` (Adebayo et al. 2018, arXiv:1810.03307).
+
+    Args:
+        analyzer: A backpropagation analyzer: gradient, input × gradient,
+            guided backprop, deconvnet, any LRP analyzer, a CAM method.
+        kind: ``"smoothgrad"`` (default), ``"squaregrad"`` or ``"vargrad"``.
+        samples: Noisy copies per sample (default 50).
+        noise_scale: σ as a fraction of each sample's value range (default 0.1).
+        seed: Seed; the same seed gives the same result, whatever ``batch_size``
+            and ``internal_batch_size`` (each copy draws from its own seed).
+        internal_batch_size: Rows per pass (default: from the memory budget); at
+            least one copy of every sample.
+        verbose: Progress bars (``"auto"``, ``0``, ``1``).
+
+    Returns:
+        ``analyze(x, target)`` returns the combined attributions, shaped like
+        the wrapped analyzer's.
+
+    Raises:
+        TypeError: If ``analyzer`` is not a backpropagation analyzer.
+        ValueError: For a bad ``kind``, ``samples`` or ``noise_scale``.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...                           keras.layers.Dense(5, activation="relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> smooth_lrp = kx.NoiseTunnel(kx.LRPEpsilon(model), samples=8, seed=0)
+        >>> smooth_lrp.analyze(np.ones((2, 4), "float32")).shape
+        (2, 4)
+    """
+
+    def __init__(
+        self,
+        analyzer: Backpropagation,
+        *,
+        kind: str = "smoothgrad",
+        samples: int = 50,
+        noise_scale: float = 0.1,
+        seed: int | None = None,
+        internal_batch_size: int | None = None,
+        verbose: Any = "auto",
+        **unexpected: Any,
+    ):
+        self.kind = _validate.one_of(kind, "kind", NOISE_KINDS)
+        self.samples = _validate.positive_int(samples, "samples")
+        self.noise_scale = _validate.non_negative(
+            noise_scale, "noise_scale", " (a fraction of each sample's value range)"
+        )
+        self.seed = seed
+        super().__init__(
+            analyzer, internal_batch_size=internal_batch_size, verbose=verbose, **unexpected
+        )
+
+    def call_params(self) -> dict[str, Any]:
+        """``samples`` and ``noise_scale``, read at every call (no retracing)."""
+        samples = _validate.positive_int(self.samples, "samples")
+        noise_scale = _validate.non_negative(self.noise_scale, "noise_scale")
+        return {
+            "samples": np.int32(samples),
+            "noise_scale": np.float32(noise_scale),
+            "analyzer": self.analyzer.call_params(),
+        }
+
+    def noise(self, inputs, seed, start, size, noise_scale):
+        """Copies ``start .. start + size - 1`` of each input: a list of ``(size, B, ...)``."""
+        copies = []
+        for position, x in enumerate(inputs):
+            axes = list(range(1, x.shape.rank))
+            spread = tf.reduce_max(x, axes, keepdims=True) - tf.reduce_min(x, axes, keepdims=True)
+            sigma = tf.cast(noise_scale, x.dtype) * spread
+            noise = _random.copy_noise(seed, x, start, size, stream=position)
+            copies.append(x[None] + noise * sigma[None])
+        return copies
+
+    def noisy_copies(self, inputs, seed) -> list[tf.Tensor]:
+        """All ``samples`` noisy copies of each input, ``(samples, B, ...)`` (for inspection).
+
+        Args:
+            inputs: One tensor per model input.
+            seed: ``[user_seed, first_row]``, as the compiled function receives it.
+        """
+        return self.noise(inputs, seed, 0, self.samples, self.noise_scale)
+
+    def _explain(self, inputs, target, indices, seed, params):
+        target, indices = self._fixed_target(inputs, target, indices)
+        count = params["samples"]
+        outputs = self.analyzer.output_count(len(inputs))
+
+        def make(start, size):
+            return self.noise(inputs, seed, start, size, params["noise_scale"])
+
+        def evaluate(flat, target, indices):
+            return self.analyzer._explain(flat, target, indices, seed, params["analyzer"])
+
+        if self.kind == "vargrad":
+            initial = (tf.zeros(()), [tf.zeros(())] * outputs, [tf.zeros(())] * outputs)
+            _, _, squares = self._run(
+                inputs, target, indices, count, make, evaluate, _merge_moments, initial
+            )
+            return [m2 / tf.cast(count, tf.float32) for m2 in squares]
+        square = self.kind == "squaregrad"
+
+        def accumulate(totals, values, start, size):
+            return [
+                total + tf.reduce_sum(tf.square(v) if square else v, axis=0)
+                for total, v in zip(totals, values)
+            ]
+
+        initial = [tf.zeros(())] * outputs
+        totals = self._run(inputs, target, indices, count, make, evaluate, accumulate, initial)
+        return [total / tf.cast(count, tf.float32) for total in totals]
+
+
+def _merge_moments(acc, values, start, size):
+    """Fold a pass's values into running (count, means, sums of squared deviations).
+
+    Chan, Golub & LeVeque 1979: exact, and stable where ``E[a²] − E[a]²`` is not.
+    """
+    count_a, means, squares = acc
+    count_b = tf.cast(size, tf.float32)
+    count = count_a + count_b
+    new_means, new_squares = [], []
+    for mean_a, square_a, value in zip(means, squares, values):
+        mean_b = tf.reduce_mean(value, axis=0)
+        square_b = tf.reduce_sum(tf.square(value - mean_b[None]), axis=0)
+        delta = mean_b - mean_a
+        new_means.append(mean_a + delta * (count_b / count))
+        new_squares.append(square_a + square_b + tf.square(delta) * (count_a * count_b / count))
+    return count, new_means, new_squares
+
+
+class PathIntegral(Wrapper):
+    """Integrate an analyzer's backward pass along the path from a baseline to the input.
+
+    ``(x − x') ⊙ Σ_k w_k G(x' + α_k (x − x'))`` with the quadrature points and
+    weights of :func:`quadrature`, where ``G`` is the wrapped analyzer's
+    backward pass at the input: the gradient for
+    :class:`~keras_explain.analyzers.gradient.Gradient` (Integrated Gradients,
+    Sundararajan et al. 2017, arXiv:1703.01365), the guided gradient for
+    guided backprop, the relevance for an LRP analyzer (as Zennit's
+    ``IntegratedGradients`` with a composite). The analyzer's own
+    post-processing (``postprocess``, × input) is not applied: the path
+    integral replaces it. The target is fixed on the clean input.
+
+    Args:
+        analyzer: A backpropagation analyzer explaining its inputs (no
+            ``at_layer``, no CAM method).
+        steps: Number of path points (default 64).
+        method: ``"trapezoid"`` (default; both end points), ``"riemann_left"``,
+            ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
+        baseline: The reference input ``x'``: a scalar, an array shaped like one
+            sample, or an array shaped like the batch (default 0); a list with
+            one entry per input for a multi-input model.
+        internal_batch_size: Rows per pass (default: from the memory budget); at
+            least one copy of every sample.
+        verbose: Progress bars (``"auto"``, ``0``, ``1``).
+
+    Returns:
+        ``analyze(x, target)`` returns attributions shaped like x; with the
+        gradient, they sum per sample to about ``f_t(x) − f_t(x')`` (completeness).
+
+    Raises:
+        TypeError: If ``analyzer`` is not a backpropagation analyzer.
+        ValueError: For a bad ``steps``/``method``, a baseline of the wrong
+            shape, an analyzer with ``at_layer`` or a CAM method.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...                           keras.layers.Dense(5, activation="relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> integrated_guided = kx.PathIntegral(kx.GuidedBackprop(model), steps=16)
+        >>> integrated_guided.analyze(np.ones((2, 4), "float32")).shape
+        (2, 4)
+    """
+
+    def __init__(
+        self,
+        analyzer: Backpropagation,
+        *,
+        steps: int = 64,
+        method: str = "trapezoid",
+        baseline: Any = 0.0,
+        internal_batch_size: int | None = None,
+        verbose: Any = "auto",
+        **unexpected: Any,
+    ):
+        quadrature(method, steps)  # checks both
+        self.steps, self.method = int(steps), method
+        super().__init__(
+            analyzer, internal_batch_size=internal_batch_size, verbose=verbose, **unexpected
+        )
+        name = type(self).__name__
+        if isinstance(analyzer, LayerMaps) or analyzer.at_layer is not None:
+            what = (
+                f"at_layer={analyzer.at_layer.name!r}"
+                if analyzer.at_layer is not None
+                else f"{type(analyzer).__name__} maps"
+            )
+            raise ValueError(
+                f"{name} integrates along a path in input space and multiplies by x - x', "
+                f"so it needs attributions of the inputs; it does not support at_layer. "
+                f"Received: {what}. Build a sub-model that starts at that layer and "
+                "explain its input instead."
+            )
+        self.baseline = self._checked_baselines(baseline)
+
+    def _checked_baselines(self, baseline):
+        specs = self._input_specs()
+        baselines = list(baseline) if isinstance(baseline, list | tuple) else None
+        if specs is None:
+            return baselines if baselines is not None else baseline
+        if baselines is None:
+            baselines = [baseline] * len(specs)
+        if len(baselines) != len(specs):
+            raise ValueError(
+                f"baseline needs one entry per model input ({len(specs)}). Received "
+                f"{len(baselines)}."
+            )
+        return [_validate.baseline(b, tuple(spec.shape[1:])) for b, spec in zip(baselines, specs)]
+
+    def call_params(self) -> dict[str, Any]:
+        """``steps`` and ``method``, read at every call (no retracing)."""
+        quadrature(self.method, self.steps)
+        return {"steps": np.int32(self.steps), "method": self.method}
+
+    def _check_batch(self, shapes, split):
+        baselines = self.baseline if isinstance(self.baseline, list) else [self.baseline]
+        if len(baselines) != len(shapes):
+            raise ValueError(
+                f"baseline needs one entry per model input ({len(shapes)}). Received "
+                f"{len(baselines)}."
+            )
+        for base, shape in zip(baselines, shapes):
+            if not isinstance(base, float):
+                base = _validate.baseline(base, shape[1:])
+            _validate.batch_baseline(base, shape, split)
+
+    def _explain(self, inputs, target, indices, seed, params):
+        target, indices = self._fixed_target(inputs, target, indices)
+        baselines = (
+            self.baseline if isinstance(self.baseline, list) else [self.baseline] * len(inputs)
+        )
+        baselines = [_spatial.broadcast_baseline(b, x) for b, x in zip(baselines, inputs)]
+        alphas, weights = tf.numpy_function(
+            quadrature,
+            [params["method"], params["steps"]],
+            [tf.float64, tf.float64],
+            stateful=False,
+        )
+
+        def make(start, size):
+            points = alphas[start : start + size]
+            copies = []
+            for x, base in zip(inputs, baselines):
+                shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
+                alpha = tf.reshape(tf.cast(points, x.dtype), shape)
+                copies.append(base[None] + alpha * (x - base)[None])
+            return copies
+
+        def evaluate(flat, target, indices):
+            return self.analyzer.backward(flat, target, indices)[0]
+
+        def accumulate(totals, values, start, size):
+            weight = tf.cast(weights[start : start + size], tf.float32)
+            return [
+                total + tf.tensordot(weight, value, axes=1) for total, value in zip(totals, values)
+            ]
+
+        initial = [tf.zeros(())] * len(inputs)
+        totals = self._run(
+            inputs, target, indices, params["steps"], make, evaluate, accumulate, initial
+        )
+        return self.analyzer.finish(
+            [
+                tf.cast(x - base, tf.float32) * total
+                for x, base, total in zip(inputs, baselines, totals)
+            ]
+        )
+
+
+# -- the gradient methods, as wrappers around Gradient ---------------------------------------
+class _AroundGradient:
+    """Mixin: a wrapper built from ``model`` and Gradient's keyword arguments."""
+
+    @classmethod
+    def parameters(cls) -> list[str]:
+        """The wrapper's own parameters and Gradient's."""
+        own = [name for name in super().parameters() if name != "kind"]
+        return own + [name for name in Gradient.parameters() if name not in own]
+
+    @classmethod
+    def _split(cls, model, kwargs: dict) -> Gradient:
+        _validate.unexpected_parameters(
+            cls.__name__, set(kwargs) - set(cls.parameters()), cls.parameters()
+        )
+        gradient_kwargs = {
+            key: kwargs.pop(key) for key in list(kwargs) if key in Gradient.parameters()
+        }
+        if "verbose" in gradient_kwargs:
+            kwargs["verbose"] = gradient_kwargs.pop("verbose")
+        return Gradient(model, **gradient_kwargs)
+
+
+_NOISE_DOC = """
+
+    A :class:`NoiseTunnel` of kind ``"{kind}"`` around
+    :class:`~keras_explain.analyzers.gradient.Gradient`.
+
+    Args:
+        model: A Keras model (subclassed models work too).
+        samples: Number of noisy copies per input (default 50).
+        noise_scale: Noise standard deviation as a fraction of each sample's
+            value range: ``sigma = noise_scale * (max(x) - min(x))`` (default 0.1).
+        seed: Seed; the same seed gives the same result, whatever ``batch_size``.
+        internal_batch_size: Rows per backward pass (default: as many as fit in
+            :func:`keras_explain.config.memory_budget`).
+        **kwargs: ``at_layer``, ``output_layer``, ``output_index``,
+            ``strip_softmax``, ``verbose``.
+
+    Raises:
+        ValueError: For ``samples < 1`` or ``noise_scale < 0``.
+        TypeError: For an unexpected parameter.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> kx.{name}(model, samples=8, seed=0).analyze(np.ones((2, 4), "float32")).shape
+        (2, 4)
+"""
+
+
+class _NoiseAroundGradient(_AroundGradient, NoiseTunnel):
+    kind_name = "smoothgrad"
+
+    def __init__(
+        self,
+        model,
+        *,
+        samples: int = 50,
+        noise_scale: float = 0.1,
+        seed: int | None = None,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ):
+        gradient = self._split(model, kwargs)
+        super().__init__(
+            gradient,
+            kind=self.kind_name,
+            samples=samples,
+            noise_scale=noise_scale,
+            seed=seed,
+            internal_batch_size=internal_batch_size,
+            **kwargs,
+        )
+
+
+@register("smoothgrad")
+class SmoothGrad(_NoiseAroundGradient):  # noqa: D101  (docstring built from _NOISE_DOC)
+    __doc__ = (
+        "SmoothGrad: the mean gradient over noisy copies (Smilkov et al. 2017, arXiv:1706.03825)."
+        + _NOISE_DOC.format(kind="smoothgrad", name="SmoothGrad")
+    )
+    kind_name = "smoothgrad"
+
+
+@register("squaregrad")
+class SquareGrad(_NoiseAroundGradient):  # noqa: D101
+    __doc__ = (
+        "SquareGrad: the mean squared gradient over noisy copies (Hooker et al. 2019, "
+        "arXiv:1806.10758)." + _NOISE_DOC.format(kind="squaregrad", name="SquareGrad")
+    )
+    kind_name = "squaregrad"
+
+
+@register("vargrad")
+class VarGrad(_NoiseAroundGradient):  # noqa: D101
+    __doc__ = (
+        "VarGrad: the variance of the gradient over noisy copies (Adebayo et al. 2018, "
+        "arXiv:1810.03307)." + _NOISE_DOC.format(kind="vargrad", name="VarGrad")
+    )
+    kind_name = "vargrad"
+
+
+@register("integrated_gradients")
+class IntegratedGradients(_AroundGradient, PathIntegral):
+    """Integrated Gradients (Sundararajan et al. 2017, arXiv:1703.01365).
+
+    ``(x - x') * sum_k w_k grad f(x' + alpha_k (x - x'))`` with the quadrature
+    points and weights of :func:`quadrature`: a :class:`PathIntegral` around
+    :class:`~keras_explain.analyzers.gradient.Gradient`.
+
+    Args:
+        model: A Keras model (subclassed models work too).
+        steps: Number of path points (default 64).
+        method: ``"trapezoid"`` (default; both end points), ``"riemann_left"``,
+            ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
+        baseline: The reference input ``x'``: a scalar, an array shaped like one
+            sample, or an array shaped like the batch (default 0). A list for
+            a multi-input model.
+        internal_batch_size: Rows per backward pass (default: as many as fit in
+            :func:`keras_explain.config.memory_budget`).
+        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
+            ``neuron_selection_mode``, ``verbose``.
+
+    Returns:
+        ``analyze(x)`` returns attributions shaped like x whose sum per sample
+        approximates ``f_t(x) - f_t(x')`` (completeness).
+
+    Raises:
+        ValueError: For a bad ``steps``/``method``, a baseline of the wrong
+            shape, or ``at_layer`` (not supported: build a sub-model that
+            starts at the layer instead).
+        TypeError: For an unexpected parameter.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> kx.IntegratedGradients(model, steps=16).analyze(np.ones((2, 4), "float32")).shape
+        (2, 4)
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        steps: int = 64,
+        method: str = "trapezoid",
+        baseline: Any = 0.0,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ):
+        quadrature(method, steps)
+        if kwargs.get("at_layer") is not None:
+            raise ValueError(
+                "IntegratedGradients integrates along a path in input space and does not "
+                f"support at_layer. Received: at_layer={kwargs['at_layer']!r}. Build a "
+                "sub-model that starts at that layer and explain its input instead."
+            )
+        gradient = self._split(model, kwargs)
+        super().__init__(
+            gradient,
+            steps=steps,
+            method=method,
+            baseline=baseline,
+            internal_batch_size=internal_batch_size,
+            **kwargs,
+        )

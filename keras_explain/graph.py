@@ -1,0 +1,354 @@
+"""The public, read-only view of a model's graph that rules, composites and canonizers use.
+
+A :class:`Plan` is a model flattened into a static list of :class:`Step`
+objects: each step applies one primitive :class:`Op` to named values
+(:data:`Key`) and writes named values. Nested models are inlined, shared layers
+appear once per call, fused activations are split into their own op, and raw
+``keras.ops`` calls are ops too. ``Plan.run(inputs, hook)`` re-executes the model
+in inference mode, calling ``hook(step, inputs)`` for every step: this is where
+an analyzer puts its rules. The model is never modified and its weights are
+never copied: ops read the layers' own variables every time they run.
+
+Op kinds (``op.kind``), what a rule may rely on:
+
+========================  ==============================================================
+``"linear"``              an affine map with weights; ``op.linear`` is its
+                          :class:`Linear` view (Dense, EinsumDense, convolutions,
+                          BatchNormalization, keras.applications' layer scale)
+``"rescale"``             input preprocessing, an element-wise affine map
+                          (Rescaling, Normalization); ``op.linear`` is its view
+``"activation"``          element-wise non-linearity, ``op.activation`` its name
+``"softmax"``             a softmax
+``"max_pool"``            routes each output to one input (max pooling, ``Maximum``)
+``"sum_pool"``            a fixed linear map without weights: average pooling, ``Add``,
+                          ``Subtract``, ``x * constant``, bilinear upsampling
+``"multiply"``            an element-wise product of tensors (squeeze-and-excitation
+                          gates); ``step.gates`` says which inputs are gates
+``"normalization"``       LayerNormalization, RMSNormalization, UnitNormalization;
+                          ``op.linearized`` is the op with its scale held constant
+``"reshape"``             bookkeeping: values move unchanged (Flatten, padding, ...)
+``"embedding"``           an ``Embedding`` lookup
+``"other"``               anything else (no rule applies by default)
+========================  ==============================================================
+
+Example:
+    >>> import keras
+    >>> from keras_explain import graph
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu")])
+    >>> [step.op.kind for step in graph.Plan(model).steps]
+    ['linear', 'activation']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_explain import _graph, _layer_views
+from keras_explain._layer_views import KINDS, Linear
+
+Key = _graph.Key
+Hook = Callable[["Step", list], Any]
+
+__all__ = ["KINDS", "Key", "Linear", "Op", "Plan", "Step", "call_op"]
+
+Linear.__module__ = __name__
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Op:
+    """One primitive operation.
+
+    Attributes:
+        kind: What the op is (see the module docstring), one of :data:`KINDS`.
+        layer: The Keras layer or operation the op comes from.
+        name: ``layer.name``, plus a suffix for split parts
+            (``"dense/activation"``).
+        forward: ``forward(*tensors)`` computes the op.
+        activation: For activations, the function's name (``"relu"``, ...).
+        linear: For linear and rescale ops, the :class:`Linear` view of the map.
+        linearized: For normalizations, the op with its data-dependent scale
+            under ``tf.stop_gradient`` and without bias: a linear map.
+        constants: The op also reads floating-point operands that are not
+            tensors of the graph (a raw ``x + 2.0``), so its output is not a
+            function of its tensor inputs alone.
+    """
+
+    kind: str
+    layer: Any
+    name: str
+    forward: Callable[..., Any]
+    activation: str | None = None
+    linear: Linear | None = None
+    linearized: Callable[..., Any] | None = None
+    constants: bool = False
+
+    def __repr__(self) -> str:
+        return f"Op({self.kind}, {self.name})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Step:
+    """An op applied to named values, writing named values.
+
+    Attributes:
+        op: The :class:`Op`.
+        inputs: Keys of the values it reads.
+        outputs: Keys of the values it writes.
+        first_linear: A linear op that mixes input elements (not an
+            element-wise map such as Rescaling) with no such op upstream:
+            the "first layer" of composites.
+        nonnegative: Every input is known to be ``>= 0`` (set by
+            :func:`keras_explain.lrp.canonizers.canonize`).
+        gates: For ``"multiply"`` ops, the positions of the inputs that are
+            gates (they come out of a sigmoid-like activation, or are
+            broadcast over the other input); set by ``canonize``.
+    """
+
+    op: Op
+    inputs: tuple[Key, ...]
+    outputs: tuple[Key, ...]
+    first_linear: bool = False
+    nonnegative: bool = False
+    gates: tuple[int, ...] = ()
+
+    def replace(self, **changes: Any) -> Step:
+        """A copy of the step with some fields changed (canonizers use it)."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return f"Step({self.op.kind}, {self.op.name})"
+
+
+def call_op(step: Step, inputs: list) -> Any:
+    """The default hook: run the step's op unchanged."""
+    return step.op.forward(*inputs)
+
+
+class Plan:
+    """A model as a flat list of primitive steps (read-only).
+
+    Args:
+        model: A built Sequential or Functional model (nested models, shared
+            layers and raw ``keras.ops`` calls included).
+
+    Attributes:
+        model: The model.
+        steps: The steps in execution order (a list; treat it as read-only and
+            use :meth:`with_steps` to make a plan with other steps).
+        input_keys: One key per model input.
+        output_keys: One key per model output.
+        input_specs: The model's symbolic inputs (``.shape``, ``.dtype``).
+        layers: Every layer and operation, nested ones included.
+
+    Raises:
+        ValueError: If ``model`` is an unbuilt Sequential model.
+        TypeError: If ``model`` is a subclassed model with no graph.
+    """
+
+    def __init__(self, model: keras.Model):
+        walk = _graph.walk(model)
+        self.model = model
+        self.input_keys = list(walk.input_keys)
+        self.output_keys = list(walk.output_keys)
+        self.input_specs = list(walk.input_specs)
+        self.layers = list(walk.layers)
+        self._layer_outputs = dict(walk.layer_outputs)
+        self._shapes: dict[Key, tuple | None] = {
+            key: tuple(spec.shape) for key, spec in zip(self.input_keys, self.input_specs)
+        }
+        steps = []
+        for call in walk.calls:
+            parts = _layer_views.decompose(call.operation, call.forward, len(call.inputs))
+            name = getattr(call.operation, "name", type(call.operation).__name__)
+            self._shapes.update(zip(call.outputs, call.output_shapes))
+            current = call.inputs
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                outputs = call.outputs if last else (call.outputs[0] + ("pre", index),)
+                if not last:  # known when only activations follow (shape-preserving)
+                    rest = {later.kind for later in parts[index + 1 :]}
+                    known = rest <= {"activation", "softmax"}
+                    self._shapes[outputs[0]] = call.output_shapes[0] if known else None
+                op = Op(
+                    part.kind,
+                    call.operation,
+                    name + part.suffix,
+                    part.forward,
+                    part.activation,
+                    part.linear,
+                    part.linearized,
+                    call.constants,
+                )
+                steps.append(Step(op, current, outputs))
+                current = outputs
+        self._set_steps(_mark_first_linear(steps))
+
+    def _set_steps(self, steps: Iterable[Step]) -> None:
+        self.steps = list(steps)
+        self._producers = {key: step for step in self.steps for key in step.outputs}
+
+    def with_steps(self, steps: Iterable[Step]) -> Plan:
+        """A view of this plan running other steps (canonizers return one).
+
+        Args:
+            steps: The new steps, in execution order.
+
+        Returns:
+            A new Plan sharing everything but its steps.
+        """
+        view = object.__new__(Plan)
+        view.__dict__.update(self.__dict__)
+        view._set_steps(steps)
+        return view
+
+    # -- queries ---------------------------------------------------------------------
+    def find_layer(self, layer: str | keras.Operation, argument: str = "layer") -> Any:
+        """A layer by name or object, nested models included.
+
+        Args:
+            layer: A layer name or object.
+            argument: The user's argument name, for the error message.
+
+        Returns:
+            The layer.
+
+        Raises:
+            ValueError: If no layer, or several, match.
+        """
+        if isinstance(layer, str):
+            matches = [item for item in self.layers if getattr(item, "name", None) == layer]
+            if len(matches) == 1:
+                return matches[0]
+            names = [item.name for item in self.layers if isinstance(item, keras.layers.Layer)]
+            if not matches:
+                raise ValueError(
+                    f"No layer named {layer!r} in model {self.model.name!r} "
+                    f"(nested models included). Received: {argument}={layer!r}. "
+                    f"Available layers: {names}."
+                )
+            raise ValueError(
+                f"Several layers are named {layer!r} in model {self.model.name!r}; "
+                f"pass the layer object instead. Received: {argument}={layer!r}."
+            )
+        if any(item is layer for item in self.layers):
+            return layer
+        raise ValueError(
+            f"Layer {getattr(layer, 'name', layer)!r} is not part of model "
+            f"{self.model.name!r}. Received: {argument}={layer!r}."
+        )
+
+    def output_key_of(self, layer: Any) -> Key:
+        """The key of a layer's output (its first call's)."""
+        return self._layer_outputs[id(layer)]
+
+    def has_output(self, layer: Any) -> bool:
+        """Whether the layer's output is a value of the plan."""
+        return id(layer) in self._layer_outputs
+
+    def shape_of(self, key: Key) -> tuple | None:
+        """The static shape of a value (batch axis included), or None if unknown."""
+        return self._shapes.get(key)
+
+    def producer(self, key: Key) -> Step | None:
+        """The step writing ``key``, or None for a model input."""
+        return self._producers.get(key)
+
+    def consumers(self, key: Key) -> list[Step]:
+        """The steps reading ``key``."""
+        return [step for step in self.steps if key in step.inputs]
+
+    def upstream(self, targets: Sequence[Key]) -> tuple[set[Step], set[Key]]:
+        """The steps and values that ``targets`` depend on (targets included)."""
+        wanted = set(targets)
+        needed = set()
+        for step in reversed(self.steps):
+            if wanted.intersection(step.outputs):
+                needed.add(step)
+                wanted.update(step.inputs)
+        return needed, wanted
+
+    def strip_softmax(self, key: Key) -> Key:
+        """Follow ``key`` back through a final softmax, if there is one."""
+        step = self.producer(key)
+        if step is not None and step.op.kind == "softmax":
+            return step.inputs[0]
+        return key
+
+    def unsupported(self, kinds: set[str]) -> list[Step]:
+        """Steps whose op kind is not in ``kinds``."""
+        return [step for step in self.steps if step.op.kind not in kinds]
+
+    def bytes_per_sample(self, keys: Iterable[Key] | None = None) -> int | None:
+        """Bytes of all values (or of ``keys``) per sample, from static shapes.
+
+        Returns:
+            The sum, in the compute dtype of each value's layer (float32 when
+            unknown), or None when a shape is not fully known.
+        """
+        total = 0
+        dtypes = {key: _itemsize(step.op.layer) for step in self.steps for key in step.outputs}
+        for key in self._shapes if keys is None else keys:
+            shape = self._shapes.get(key)
+            if shape is None and "pre" in key:
+                continue  # inside a separable convolution: its output is counted
+            if shape is None or any(dim is None for dim in shape[1:]):
+                return None
+            total += math.prod(shape[1:]) * dtypes.get(key, 4)
+        return total
+
+    # -- execution -------------------------------------------------------------------
+    def run(
+        self,
+        inputs: Sequence[tf.Tensor],
+        hook: Hook | None = None,
+        targets: Sequence[Key] | None = None,
+    ) -> dict[Key, tf.Tensor]:
+        """Execute the plan on real tensors.
+
+        Args:
+            inputs: One tensor per model input.
+            hook: ``hook(step, inputs) -> output`` for every step; the default,
+                :func:`call_op`, runs the op unchanged.
+            targets: Keys to compute; steps not needed for them are skipped.
+
+        Returns:
+            A dict from keys to computed tensors.
+        """
+        hook = hook or call_op
+        values: dict[Key, tf.Tensor] = dict(zip(self.input_keys, inputs))
+        needed = self.upstream(targets)[0] if targets is not None else None
+        for step in self.steps:
+            if needed is not None and step not in needed:
+                continue
+            result = hook(step, [values[key] for key in step.inputs])
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = result
+            else:
+                values.update(zip(step.outputs, keras.tree.flatten(result)))
+        return values
+
+
+def _itemsize(layer) -> int:
+    dtype = getattr(layer, "compute_dtype", None) or "float32"
+    return tf.as_dtype(dtype).size
+
+
+def _mark_first_linear(steps: list[Step]) -> list[Step]:
+    """Mark mixing linear ops with no mixing linear op upstream."""
+    after: set[Key] = set()
+    result = []
+    for step in steps:
+        upstream = any(key in after for key in step.inputs)
+        mixing = step.op.kind == "linear" and not step.op.linear.elementwise
+        if mixing and not upstream:
+            step = step.replace(first_linear=True)
+        if upstream or mixing:
+            after.update(step.outputs)
+        result.append(step)
+    return result

@@ -1,0 +1,274 @@
+"""Canonizers: give the rules the model form they need, at analysis time only.
+
+A canonizer turns a :class:`~keras_explain.graph.Plan` into another plan (a view
+with other steps, :meth:`~keras_explain.graph.Plan.with_steps`), never touching
+the user's model: the new ops still read the layers' own variables every time
+they run.
+
+- :class:`BatchNormFold` folds a ``BatchNormalization`` that directly follows a
+  linear layer into that layer (the exact affine fold).
+- Fused activations (``Dense(8, activation="relu")``) need no canonizer: the
+  graph already splits every linear layer into a linear op and an activation
+  op, and the fold relies on that split (the linear op's output feeds the
+  BatchNormalization only when the layer has no activation).
+
+After the canonizers, :func:`canonize` annotates the steps for the rules: which
+linear ops read values known to be ``>= 0`` (``Step.nonnegative``: straight from
+a ReLU, possibly through pooling or reshapes), and which inputs of a product
+are gates (``Step.gates``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import keras
+import tensorflow as tf
+
+from keras_explain.graph import Key, Linear, Op, Plan, Step
+from keras_explain.lrp import rules
+
+
+class Canonizer:
+    """Base class: ``canonizer(plan, keep) -> plan``.
+
+    Subclasses implement :meth:`__call__`.
+    """
+
+    def __call__(self, plan: Plan, keep: set[Key]) -> Plan:
+        """Rewrite ``plan``; the values whose keys are in ``keep`` must still be computed.
+
+        Args:
+            plan: The plan to rewrite (left unchanged).
+            keep: Keys of values that must still be computed (the model's
+                inputs and outputs, the explained output, attributed layers).
+
+        Returns:
+            The rewritten plan (``plan.with_steps(...)``).
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_FOLDABLE = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+    *_DEPTHWISE,
+    *_TRANSPOSED,
+)
+
+
+class BatchNormFold(Canonizer):
+    """Fold ``BatchNormalization`` into the linear layer right before it.
+
+    For a linear op ``z = x W + b`` whose output is read only by a
+    BatchNormalization (inference mode, ``k = γ / sqrt(σ² + ε)``) over the
+    layer's channel axis, the pair is replaced by one linear op with
+    ``W' = W k`` (over the output channel axis) and ``b' = (b − μ) k + β``. The
+    folded weights are computed from the live variables every time the op
+    runs; the model is not modified.
+
+    A BatchNormalization anywhere else (after an activation, a pooling, at the
+    input) stays an element-wise linear op under the composite's rule.
+
+    Example:
+        >>> from keras_explain import canonizers
+        >>> canonizers.BatchNormFold()
+        BatchNormFold()
+    """
+
+    def __call__(self, plan: Plan, keep: set[Key]) -> Plan:
+        """Replace each (linear, BatchNormalization) pair by one folded linear step."""
+        result, folded = [], set()
+        for step in plan.steps:
+            if step in folded:
+                continue
+            partner = self._partner(plan, step, keep)
+            if partner is None:
+                result.append(step)
+                continue
+            folded.add(partner)
+            linear = fold_linear(step.op, partner.op)
+            dtype = step.op.layer.compute_dtype
+
+            def forward(x, linear=linear, dtype=dtype):
+                return linear.apply(tf.cast(x, dtype), *linear.weights())
+
+            name = f"{step.op.name}+{partner.op.name}"
+            op = Op("linear", step.op.layer, name, forward, linear=linear)
+            result.append(step.replace(op=op, outputs=partner.outputs))
+        return plan.with_steps(result)
+
+    @staticmethod
+    def _partner(plan: Plan, step: Step, keep: set[Key]) -> Step | None:
+        """The BatchNormalization step to fold into ``step``, or None."""
+        op = step.op
+        if op.kind != "linear" or op.linear.elementwise or not isinstance(op.layer, _FOLDABLE):
+            return None
+        if len(step.outputs) != 1 or step.outputs[0] in keep:
+            return None
+        readers = plan.consumers(step.outputs[0])
+        if len(readers) != 1:
+            return None
+        (reader,) = readers
+        layer = reader.op.layer
+        if reader.op.kind != "linear" or not isinstance(layer, keras.layers.BatchNormalization):
+            return None
+        shape = plan.shape_of(reader.outputs[0])
+        if shape is None:
+            return None
+        rank = len(shape)
+        bn_axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+        channels_first = getattr(op.layer, "data_format", "channels_last") == "channels_first"
+        channel_axis = 1 if channels_first else rank - 1
+        if bn_axis % rank != channel_axis:
+            return None
+        return reader
+
+
+def fold_linear(linear_op: Op, batch_norm_op: Op) -> Linear:
+    """The linear map of ``linear_op`` followed by ``batch_norm_op``, folded into one.
+
+    Args:
+        linear_op: A linear op (Dense, convolution) without activation.
+        batch_norm_op: The BatchNormalization op reading its output.
+
+    Returns:
+        A Linear whose ``weights()`` returns the folded ``(W k, (b − μ) k + β)``.
+    """
+    linear, norm, layer = linear_op.linear, batch_norm_op.linear, linear_op.layer
+
+    def weights():
+        kernel, bias = linear.weights()
+        scale, shift = norm.weights()
+        scale = tf.cast(scale, kernel.dtype)
+        shift = tf.cast(shift, kernel.dtype)
+        rank = len(kernel.shape)
+        if isinstance(layer, _DEPTHWISE):
+            factor = tf.reshape(scale, [1] * (rank - 2) + list(kernel.shape[-2:]))
+        else:
+            shape = [1] * rank
+            shape[-2 if isinstance(layer, _TRANSPOSED) else -1] = -1
+            factor = tf.reshape(scale, shape)
+        new_bias = shift if bias is None else bias * scale + shift
+        return kernel * factor, new_bias
+
+    return Linear(weights, linear.apply)
+
+
+def canonize(
+    plan: Plan,
+    canonizers: Iterable[Canonizer],
+    keep: Iterable[Key] = (),
+    nonnegative: Iterable[Key] = (),
+) -> Plan:
+    """A view of ``plan`` with the canonizers applied and the steps annotated.
+
+    Args:
+        plan: The model's plan (left unchanged).
+        canonizers: Canonizers to apply, in order.
+        keep: Keys of values that must still be computed (explained output,
+            attributed layers); the model's inputs and outputs always are.
+        nonnegative: Keys of model inputs known to be ``>= 0`` (the batch being
+            explained, checked by the analyzer).
+
+    Returns:
+        The canonized plan, with ``Step.nonnegative`` and ``Step.gates`` set.
+    """
+    keep = set(keep) | set(plan.output_keys) | set(plan.input_keys)
+    for canonizer in canonizers:
+        plan = canonizer(plan, keep)
+    return plan.with_steps(_annotate(plan, set(nonnegative)))
+
+
+#: Activations whose output lies in [0, 1]: a product reading one is gated.
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+#: Activations whose output is >= 0 (besides the ReLUs).
+NONNEGATIVE_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "softplus")
+
+
+def _annotate(plan: Plan, known: set[Key]) -> list[Step]:
+    """Set ``nonnegative`` on linear steps and ``gates`` on products.
+
+    ``known`` holds the values known to be ``>= 0`` so far (model inputs).
+    """
+    known = set(known)
+    gated: set[Key] = set()  # values that come out of a gate activation
+    result = []
+    for step in plan.steps:
+        kind = step.op.kind
+        inputs_known = bool(step.inputs) and all(key in known for key in step.inputs)
+        passes = _keeps_sign(step)
+        if rules.is_relu(step) or (
+            kind == "activation" and step.op.activation in NONNEGATIVE_ACTIVATIONS
+        ):
+            known.update(step.outputs)
+        elif inputs_known and passes:
+            known.update(step.outputs)
+        if kind == "activation" and step.op.activation in GATE_ACTIVATIONS:
+            gated.update(step.outputs)
+        elif kind in ("reshape", "sum_pool") and len(step.inputs) == 1 and step.inputs[0] in gated:
+            gated.update(step.outputs)  # a reshaped or rescaled gate (x * 1/6)
+        if inputs_known and kind == "linear":
+            step = step.replace(nonnegative=True)
+        if kind == "multiply":
+            step = step.replace(gates=_gates(plan, step, gated))
+        result.append(step)
+    return result
+
+
+#: Ops of kind "sum_pool" whose weights are all >= 0 (non-negative in, non-negative out).
+_NONNEGATIVE_SUMS = (
+    keras.layers.Add,
+    keras.layers.Average,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+)
+
+
+def _keeps_sign(step: Step) -> bool:
+    """Whether the op maps values >= 0 to values >= 0 (pooling, sums, reshapes, ...)."""
+    op = step.op
+    if op.constants:  # a raw x + c, x * c may make values negative
+        return False
+    name = type(op.layer).__name__
+    if op.kind in ("max_pool", "reshape"):
+        return name != "Pad"  # a raw pad may pad with negatives
+    if op.kind != "sum_pool":
+        return False
+    if isinstance(op.layer, _NONNEGATIVE_SUMS) or name in ("Add", "Mean", "Sum"):
+        return True
+    interpolation = getattr(op.layer, "interpolation", None)
+    return interpolation == "bilinear"  # bicubic and lanczos weights can be negative
+
+
+def _gates(plan: Plan, step: Step, gated: set[Key]) -> tuple[int, ...]:
+    """Positions of a product's gate inputs: gate activations, else broadcast inputs."""
+    marked = tuple(i for i, key in enumerate(step.inputs) if key in gated)
+    if 0 < len(marked) < len(step.inputs):
+        return marked
+    sizes = []
+    for key in step.inputs:
+        shape = plan.shape_of(key)
+        known = shape is not None and all(d is not None for d in shape[1:])
+        sizes.append(int(tf.TensorShape(shape[1:]).num_elements()) if known else None)
+    if None in sizes or len(set(sizes)) == 1:
+        return ()
+    largest = max(sizes)
+    return tuple(i for i, size in enumerate(sizes) if size < largest)

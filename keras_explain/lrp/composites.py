@@ -1,0 +1,366 @@
+"""Composites: which rule applies to which op.
+
+A :class:`Composite` is an ordered list of ``(layer kinds, rule)`` entries,
+first match wins, with an optional rule for the first linear layer(s) (mixing
+linear ops with none upstream, ``Step.first_linear``). Ops no entry matches
+get the standard treatment (:data:`DEFAULT_RULES`): activations and input
+preprocessing (``Rescaling``, ``Normalization``) pass relevance through
+(:class:`~keras_explain.lrp.rules.Pass`), ``Add`` and average pooling use
+the stabilized proportional rule (:class:`~keras_explain.lrp.rules.Proportional`),
+a gated product gives all relevance to its signal
+(:class:`~keras_explain.lrp.rules.SignalTakesAll`), a LayerNormalization holds its
+scale constant (:class:`~keras_explain.lrp.rules.ConstantScale`), max pooling,
+reshapes and embeddings follow the gradient (:class:`~keras_explain.lrp.rules.Gradient`).
+
+A layer kind (the first element of an entry) is any of:
+
+- an op kind of :mod:`keras_explain.graph` (``"linear"``, ``"activation"``,
+  ``"max_pool"``, ``"sum_pool"``, ``"multiply"``, ``"normalization"``,
+  ``"reshape"``, ``"embedding"``, ``"softmax"``, ``"other"``);
+- a linear layer family: ``"dense"`` (Dense, EinsumDense), ``"conv"`` (every
+  convolution: Conv1D/2D/3D, depthwise, separable, transposed),
+  ``"batch_norm"`` (BatchNormalization not folded by a canonizer);
+- a Keras layer class (matches that layer's ops, except a fused activation);
+- a predicate ``f(step) -> bool``;
+- a tuple of the above (any of them).
+
+The presets (``"epsilon_plus"``, ``"sequential_preset_a"``, ...) are data, one
+row of :data:`PRESETS` each, built by name with :func:`get`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+
+from keras_explain.graph import KINDS
+from keras_explain.lrp import rules
+
+_rules = rules  # `rules` is also Composite's argument name
+
+OP_KINDS = KINDS
+LAYER_KINDS: dict[str, tuple[type, ...]] = {
+    "dense": (keras.layers.Dense, keras.layers.EinsumDense),
+    "conv": (
+        keras.layers.Conv1D,
+        keras.layers.Conv2D,
+        keras.layers.Conv3D,
+        keras.layers.DepthwiseConv1D,
+        keras.layers.DepthwiseConv2D,
+        keras.layers.SeparableConv1D,
+        keras.layers.SeparableConv2D,
+        keras.layers.Conv1DTranspose,
+        keras.layers.Conv2DTranspose,
+        keras.layers.Conv3DTranspose,
+    ),
+    "batch_norm": (keras.layers.BatchNormalization,),
+}
+_LINEAR_LAYERS = tuple(cls for classes in LAYER_KINDS.values() for cls in classes)
+
+#: What an op no entry matches gets (op kind -> rule); other kinds have no default.
+DEFAULT_RULES: dict[str, rules.Rule] = {
+    "rescale": rules.Pass(),
+    "activation": rules.Pass(),
+    "sum_pool": rules.Proportional(),
+    "multiply": rules.SignalTakesAll(),
+    "normalization": rules.ConstantScale(),
+    "max_pool": rules.Gradient(),
+    "reshape": rules.Gradient(),
+    "embedding": rules.Gradient(),
+}
+
+LayerKind = str | type | Callable[[Any], bool] | tuple
+
+
+def matches(kind: LayerKind, step) -> bool:
+    """Whether a layer-kind specification matches an engine step.
+
+    Raises:
+        ValueError: For an unknown kind name.
+    """
+    op = step.op
+    if isinstance(kind, tuple | list):
+        return any(matches(item, step) for item in kind)
+    if isinstance(kind, str):
+        if kind in OP_KINDS:
+            return op.kind == kind
+        if kind in LAYER_KINDS:
+            return op.kind == "linear" and isinstance(op.layer, LAYER_KINDS[kind])
+        raise ValueError(
+            f"Unknown layer kind. Received: {kind!r}. Expected an op kind {OP_KINDS}, a "
+            f"layer family {tuple(LAYER_KINDS)}, a Keras layer class or a predicate."
+        )
+    if isinstance(kind, type):
+        if not isinstance(op.layer, kind):
+            return False
+        fused_activation = op.kind in ("activation", "softmax") and isinstance(
+            op.layer, _LINEAR_LAYERS
+        )
+        return not fused_activation
+    if callable(kind):
+        return bool(kind(step))
+    raise TypeError(
+        f"A layer kind must be a string, a Keras layer class, a predicate or a tuple of "
+        f"them. Received: {kind!r} of type {type(kind).__name__}."
+    )
+
+
+class Composite:
+    """An ordered ``(layer kind -> rule)`` map; first match wins.
+
+    Args:
+        rules: ``[(layer_kind, rule), ...]`` (see the module docstring for kinds).
+        first: Rule for the first linear layer(s) (no linear op upstream), or None.
+        name: The preset's name, for ``repr`` (presets of :func:`get` set it).
+
+    Raises:
+        TypeError: If an entry is not a ``(kind, Rule)`` pair.
+
+    Example:
+        >>> import keras_explain as kx
+        >>> from keras_explain import rules
+        >>> composite = kx.composites.Composite(
+        ...     [("conv", rules.AlphaBeta(2, 1)), ("dense", rules.Epsilon(0.1))],
+        ...     first=rules.Flat())
+        >>> composite
+        Composite([('conv', AlphaBeta(alpha=2, beta=1, bias=True, epsilon=1e-07)), \
+('dense', Epsilon(epsilon=0.1))], first=Flat(epsilon=1e-07))
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[tuple[LayerKind, rules.Rule]] = (),
+        *,
+        first: rules.Rule | None = None,
+        name: str | None = None,
+    ):
+        entries = []
+        for entry in rules:
+            if not (
+                isinstance(entry, tuple | list)
+                and len(entry) == 2
+                and isinstance(entry[1], _rules.Rule)
+            ):
+                raise TypeError(
+                    "Composite entries must be (layer_kind, rule) pairs with a "
+                    f"keras_explain.rules.Rule. Received: {entry!r}."
+                )
+            entries.append((entry[0], entry[1]))
+        if first is not None and not isinstance(first, _rules.Rule):
+            raise TypeError(f"first must be a Rule or None. Received: first={first!r}.")
+        self.rules = entries
+        self.first = first
+        self.name = name
+
+    def rule_for(self, step) -> rules.Rule | None:
+        """The rule for an engine step, or None when nothing covers it."""
+        if self.first is not None and step.first_linear:
+            return self.first
+        for kind, rule in self.rules:
+            if matches(kind, step):
+                return rule
+        return DEFAULT_RULES.get(step.op.kind)
+
+    def __repr__(self) -> str:
+        first = "" if self.first is None else f", first={self.first!r}"
+        name = "" if self.name is None else f", name={self.name!r}"
+        return f"{type(self).__name__}({self.rules!r}{first}{name})"
+
+
+class Uniform(Composite):
+    """One rule on every linear op, first and last included.
+
+    Args:
+        rule: The rule.
+
+    Example:
+        >>> from keras_explain import composites, rules
+        >>> composites.Uniform(rules.Epsilon(0.1))
+        Uniform([('linear', Epsilon(epsilon=0.1))])
+    """
+
+    def __init__(self, rule: rules.Rule):
+        super().__init__([("linear", rule)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named composite: one rule for convolutions, one for the other linear ops.
+
+    Attributes:
+        summary: One line for the docs.
+        conv: ``conv(params) -> Rule`` for every convolution.
+        dense: ``dense(params) -> Rule`` for every other linear op (Dense,
+            EinsumDense, BatchNormalization not folded, layer scale).
+        first: ``first(params) -> Rule`` for the first linear layer(s), or None.
+        defaults: The preset's parameters and their defaults.
+    """
+
+    summary: str
+    conv: Callable[[Mapping[str, Any]], rules.Rule]
+    dense: Callable[[Mapping[str, Any]], rules.Rule]
+    first: Callable[[Mapping[str, Any]], rules.Rule] | None = None
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, name: str, **params: Any) -> Composite:
+        """The composite named ``name``, with ``params`` overriding the defaults."""
+        values = {**self.defaults, **params}
+        first = None if self.first is None else self.first(values)
+        # "linear" after "conv": Dense, EinsumDense and element-wise linear ops
+        entries = [("conv", self.conv(values)), ("linear", self.dense(values))]
+        return Composite(entries, first=first, name=name)
+
+
+def _epsilon(params):
+    return rules.Epsilon(params["epsilon"])
+
+
+def _alpha_1_beta_0(params):
+    return rules.AlphaBeta(1, 0)
+
+
+def _alpha_2_beta_1(params):
+    return rules.AlphaBeta(2, 1)
+
+
+def _flat(params):
+    return rules.Flat()
+
+
+def _z_plus(params):
+    return rules.ZPlus()
+
+
+def _z_box(params):
+    return rules.ZBox(params["low"], params["high"])
+
+
+def _gamma(params):
+    return rules.Gamma(params["gamma"])
+
+
+#: Every preset, by name: the registry of :func:`get` and of the ``lrp.*`` analyzers.
+PRESETS: dict[str, Preset] = {
+    "sequential_preset_a": Preset(
+        "iNNvestigate's preset A: Dense ε, convolutions α1β0 (with bias)",
+        conv=_alpha_1_beta_0,
+        dense=_epsilon,
+        defaults={"epsilon": 0.1},
+    ),
+    "sequential_preset_b": Preset(
+        "iNNvestigate's preset B: Dense ε, convolutions α2β1 (with bias)",
+        conv=_alpha_2_beta_1,
+        dense=_epsilon,
+        defaults={"epsilon": 0.1},
+    ),
+    "sequential_preset_a_flat": Preset(
+        "Preset A with the Flat rule on the first linear layer",
+        conv=_alpha_1_beta_0,
+        dense=_epsilon,
+        first=_flat,
+        defaults={"epsilon": 0.1},
+    ),
+    "sequential_preset_b_flat": Preset(
+        "Preset B with the Flat rule on the first linear layer",
+        conv=_alpha_2_beta_1,
+        dense=_epsilon,
+        first=_flat,
+        defaults={"epsilon": 0.1},
+    ),
+    "epsilon_plus": Preset(
+        "Zennit's EpsilonPlus: convolutions AlphaBeta(1, 0) with bias, Dense ε",
+        conv=_alpha_1_beta_0,
+        dense=_epsilon,
+        defaults={"epsilon": 1e-7},
+    ),
+    "epsilon_plus_flat": Preset(
+        "EpsilonPlus with the Flat rule on the first linear layer",
+        conv=_alpha_1_beta_0,
+        dense=_epsilon,
+        first=_flat,
+        defaults={"epsilon": 1e-7},
+    ),
+    "epsilon_alpha_2_beta_1": Preset(
+        "Convolutions AlphaBeta(2, 1), Dense ε",
+        conv=_alpha_2_beta_1,
+        dense=_epsilon,
+        defaults={"epsilon": 1e-7},
+    ),
+    "epsilon_gamma_box": Preset(
+        "First layer ZBox(low, high), convolutions Gamma(γ), Dense ε (Montavon et al. 2019)",
+        conv=_gamma,
+        dense=_epsilon,
+        first=_z_box,
+        defaults={"low": 0.0, "high": 1.0, "gamma": 0.25, "epsilon": 1e-7},
+    ),
+    "deep_taylor": Preset(
+        "Deep Taylor for ReLU networks: ZPlus on every linear op (Montavon et al. 2017)",
+        conv=_z_plus,
+        dense=_z_plus,
+    ),
+    "deep_taylor_bounded": Preset(
+        "Deep Taylor on bounded inputs: ZBox(low, high) on the first linear op, ZPlus elsewhere",
+        conv=_z_plus,
+        dense=_z_plus,
+        first=_z_box,
+        defaults={"low": 0.0, "high": 1.0},
+    ),
+}
+
+
+def names() -> list[str]:
+    """The preset names, sorted.
+
+    Example:
+        >>> from keras_explain import composites
+        >>> "epsilon_plus" in composites.names()
+        True
+    """
+    return sorted(PRESETS)
+
+
+def get(composite: Composite | rules.Rule | str, **params: Any) -> Composite:
+    """A composite from a Composite, a Rule (applied to every linear op) or a preset name.
+
+    Args:
+        composite: The composite, a rule, or a name of :func:`names`.
+        **params: The preset's parameters (see :data:`PRESETS`).
+
+    Returns:
+        The composite.
+
+    Raises:
+        ValueError: For an unknown preset name or parameter.
+        TypeError: For anything else.
+
+    Example:
+        >>> from keras_explain import composites
+        >>> composites.get("epsilon_plus", epsilon=0.01)
+        Composite([('conv', AlphaBeta(alpha=1, beta=0, bias=True, epsilon=1e-07)), \
+('linear', Epsilon(epsilon=0.01))], name='epsilon_plus')
+    """
+    if isinstance(composite, Composite):
+        return composite
+    if isinstance(composite, _rules.Rule):
+        return Uniform(composite)
+    if isinstance(composite, str):
+        if composite not in PRESETS:
+            raise ValueError(
+                f"Unknown composite. Received: composite={composite!r}. Presets: {names()}; "
+                "or pass a Composite or a Rule."
+            )
+        preset = PRESETS[composite]
+        unknown = sorted(set(params) - set(preset.defaults))
+        if unknown:
+            raise ValueError(
+                f"Preset {composite!r} has no parameter {unknown[0]!r}. Valid: "
+                f"{', '.join(preset.defaults) or 'none'}."
+            )
+        return preset.build(composite, **params)
+    raise TypeError(
+        "composite must be a Composite, a Rule or a preset name. Received: "
+        f"composite={composite!r} of type {type(composite).__name__}."
+    )

@@ -1,0 +1,109 @@
+"""Run every image analyzer on one keras.applications model; print a JSON report.
+
+Used by ``test_applications.py`` (slow step), one fresh process per family::
+
+    python tests/applications_sweep.py EfficientNetB0 64
+
+The model is built with ``weights=None`` (nothing downloaded). Every registry name
+runs with small settings (2 noise samples, 3 path steps, ...; the code paths are the
+same); CAM may refuse a model whose head is not global average pooling + Dense, with
+its documented error. A result must have the contract's shape, be finite (except the
+rules of UNSTABLE_ON_RANDOM_WEIGHTS) and not be all zeros.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_explain as kx  # noqa: E402
+
+#: Small settings so that a family runs in minutes; the methods are the same.
+PARAMS = {
+    "smoothgrad": {"samples": 2, "seed": 0},
+    "squaregrad": {"samples": 2, "seed": 0},
+    "vargrad": {"samples": 2, "seed": 0},
+    "integrated_gradients": {"steps": 3},
+    "rise": {"samples": 8, "cells": 2, "seed": 0},
+    "meaningful_perturbation": {"iterations": 2, "mask_size": 4},
+    "lime": {"samples": 10, "segmentation": "slic", "seed": 0},
+    "kernel_shap": {"samples": 10, "seed": 0},
+}
+#: Rules that assume non-negative inputs with positive-dominated sums (ReLU networks,
+#: trained weights): on untrained deep networks with swish or residual sums their
+#: denominators come near zero layer after layer and float32 overflows (inf, then
+#: NaN). They must run and return the right shape; finite values are not expected.
+UNSTABLE_ON_RANDOM_WEIGHTS = {"lrp.gamma", "lrp.epsilon_gamma_box", "lrp.z_plus_fast"}
+#: CAM (Zhou et al. 2016) needs a global average pooling followed by one Dense layer.
+CAM_HEAD = "to feed a global average pooling followed by one Dense layer"
+MAPS = {"cam", "grad_cam", "grad_cam_pp", "layer_cam", "score_cam"}
+
+
+def calibrate(model: keras.Model, batch: np.ndarray) -> None:
+    """Give the BatchNormalization layers of a random-weight model real statistics.
+
+    With ``weights=None`` the moving statistics are (0, 1), so inference does not
+    normalize and activations vanish layer after layer (MobileNet's logits are 1e-20).
+    One training-mode pass with momentum 0 sets them to the batch's statistics.
+    """
+    norms = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(batch, training=True)
+
+
+def sweep(application: str, size: int) -> dict:
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, application)(
+        weights=None, input_shape=(size, size, 3), classes=4
+    )
+    batch = np.random.default_rng(0).uniform(0, 1, (8, size, size, 3)).astype("float32")
+    calibrate(model, batch)
+    x = batch[:1]
+    plan = kx.graph.Plan(model)
+    reexecuted = plan.run([x])[plan.output_keys[0]].numpy()
+    expected = model(x).numpy()
+    mismatch = float(np.abs(reexecuted - expected).max() / max(np.abs(expected).max(), 1e-12))
+    half = np.arange(size) >= size // 2
+    params = dict(PARAMS)
+    params["shapley_sampling"] = {
+        "samples": 2,
+        "seed": 0,
+        "feature_mask": (half[:, None] * 2 + half[None, :]).astype(np.int32),
+    }
+    params["occlusion"] = {"window": size // 2}
+    results = {}
+    for name in kx.analyzers.names():
+        try:
+            result = kx.create_analyzer(name, model, **params.get(name, {})).analyze(x)
+        except Exception as error:  # noqa: BLE001 - report every failure of the family
+            if name == "cam" and CAM_HEAD in str(error):
+                results[name] = "ok"
+            else:
+                results[name] = f"{type(error).__name__}: {error}"[:400]
+            continue
+        shape = (1, size, size) if name in MAPS else x.shape
+        if result.shape != shape:
+            results[name] = f"shape {result.shape}, expected {shape}"
+        elif not np.isfinite(result).all():
+            unstable = name in UNSTABLE_ON_RANDOM_WEIGHTS
+            results[name] = (
+                "ok (not finite: see UNSTABLE_ON_RANDOM_WEIGHTS)" if unstable else ("not finite")
+            )
+        elif not np.any(result):
+            results[name] = "all zeros"
+        else:
+            results[name] = "ok"
+    return {"reexecution_error": mismatch, "results": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(sweep(sys.argv[1], int(sys.argv[2]))))
