@@ -26,6 +26,27 @@ from keras_explain.targets import Target, parse_target, target_scores
 ModelLike = keras.Model | Callable[..., Any]
 
 
+def keyword_parameters(classes) -> list[str]:
+    """The keyword parameters of the ``__init__`` of ``classes``, in order, each once.
+
+    Positional-or-keyword parameters count too, except ``self`` and the first
+    argument of an analyzer (``model``) or a wrapper (``analyzer``).
+    """
+    names = []
+    for klass in classes:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for parameter in inspect.signature(init).parameters.values():
+            keyword = parameter.kind == parameter.KEYWORD_ONLY or (
+                parameter.kind == parameter.POSITIONAL_OR_KEYWORD
+                and parameter.name not in ("self", "model", "analyzer")
+            )
+            if keyword and parameter.name not in names:
+                names.append(parameter.name)
+    return names
+
+
 def _explain_entry(analyzer, target, variant, inputs, indices, seed, params):
     analyzer._variant = variant  # read by active_plan() while the function is traced
     try:
@@ -114,21 +135,7 @@ class Analyzer:
             >>> "steps" in kx.IntegratedGradients.parameters()
             True
         """
-        names = []
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None:
-                continue
-            for parameter in inspect.signature(init).parameters.values():
-                if parameter.kind == parameter.KEYWORD_ONLY and parameter.name not in names:
-                    names.append(parameter.name)
-                elif (
-                    parameter.kind == parameter.POSITIONAL_OR_KEYWORD
-                    and parameter.name not in ("self", "model", "analyzer")
-                    and parameter.name not in names
-                ):
-                    names.append(parameter.name)
-        return names
+        return keyword_parameters(cls.__mro__)
 
     # -- construction ------------------------------------------------------
     def _make_plan(self, model: ModelLike) -> Plan | None:

@@ -20,7 +20,6 @@ changing them between calls does not retrace.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import tensorflow as tf
 
 from keras_explain import _batching, _random, _spatial, _validate
 from keras_explain.analyzers.backprop import Backpropagation
-from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.base import Analyzer, keyword_parameters
 from keras_explain.analyzers.cam import LayerMaps
 from keras_explain.analyzers.gradient import Gradient
 from keras_explain.analyzers.registry import register
@@ -141,17 +140,7 @@ class Wrapper(Analyzer):
     @classmethod
     def parameters(cls) -> list[str]:
         """The wrapper's own keyword parameters (those of ``Wrapper`` and its subclasses)."""
-        names = []
-        for klass in cls.__mro__:
-            if not issubclass(klass, Wrapper) and klass is not _AroundGradient:
-                continue
-            init = klass.__dict__.get("__init__")
-            if init is None:
-                continue
-            for parameter in inspect.signature(init).parameters.values():
-                if parameter.kind == parameter.KEYWORD_ONLY and parameter.name not in names:
-                    names.append(parameter.name)
-        return names
+        return keyword_parameters(k for k in cls.__mro__ if issubclass(k, Wrapper))
 
     def forward(self, inputs, hook=None, watch=()):
         """Run the model (see :meth:`Analyzer.forward`), through the wrapped analyzer."""
