@@ -252,6 +252,52 @@ def test_guided_backprop_masks_on_a_toy_model():
     np.testing.assert_allclose(kx.Deconvnet(model).analyze(x, 0), [[3.0, -1.0]])
 
 
+# -- iNNvestigate's convention (docs/innvestigate.md, "Same numbers?") -----------
+def innvestigate_seeded(forward, mode, x, target):
+    """iNNvestigate's guided backprop / deconvnet, built by hand: the backward pass
+    starts from the explained logit's value (its ReverseAnalyzerBase head mapping keeps
+    the output), not from 1."""
+    x = tf.constant(x)
+    relu = helpers.reference_relu(mode)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = forward(x, relu)
+    seed = tf.one_hot(target, logits.shape[-1]) * logits
+    return tape.gradient(logits, x, output_gradients=seed).numpy(), logits.numpy()
+
+
+@pytest.mark.parametrize("method,mode", [("guided_backprop", "guided"), ("deconvnet", "deconvnet")])
+def test_innvestigate_convention_is_ours_times_the_logit(method, mode):
+    model = helpers.conv_sequential()
+    x = helpers.data(tuple(model.inputs[0].shape[1:]), batch=6)
+    forward = ref_conv(model)
+    logits = forward(tf.constant(x), helpers.reference_relu("plain")).numpy()
+    analyzer = kx.create_analyzer(method, model)
+    rows = np.arange(len(x))
+    per_sample = (slice(None),) + (None,) * (x.ndim - 1)
+
+    # The modified ReLUs are positively homogeneous only (relu(-g) != -relu(g)):
+    # theirs = |z_t| x ours for the score |z_t|, for any target t.
+    for target in (logits.argmax(axis=1), logits.argmin(axis=1)):
+        z = logits[rows, target]
+        theirs, _ = innvestigate_seeded(forward, mode, x, target)
+
+        def magnitude(out, target=target):
+            return tf.abs(tf.gather(out, target, axis=1, batch_dims=1))
+
+        ours = analyzer.analyze(x, target=magnitude) * np.abs(z)[per_sample]
+        np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
+
+    # The default target with a positive logit (the usual case): theirs = ours x logit.
+    top = logits.max(axis=1)
+    theirs, _ = innvestigate_seeded(forward, mode, x, logits.argmax(axis=1))
+    ours = analyzer.analyze(x) * top[per_sample]
+    positive = top > 0
+    assert positive.any() and not positive.all()  # this fixture has both cases
+    np.testing.assert_allclose(theirs[positive], ours[positive], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(theirs[~positive], ours[~positive], atol=1e-6)
+
+
 # -- softmax bypass -----------------------------------------------------------
 def softmax_variants():
     def trunk(seed):
