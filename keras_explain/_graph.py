@@ -31,6 +31,7 @@ class Call:
         inputs: Keys of the tensors it reads.
         outputs: Keys of the tensors it writes.
         output_shapes: Their static shapes.
+        output_dtypes: Their dtypes (``"bool"`` for a mask).
         constants: The call also reads floating-point operands that are not
             tensors of the graph (a raw ``x + 2.0``).
     """
@@ -40,6 +41,7 @@ class Call:
     inputs: tuple[Key, ...]
     outputs: tuple[Key, ...]
     output_shapes: tuple[tuple, ...]
+    output_dtypes: tuple[str, ...]
     constants: bool
 
 
@@ -100,6 +102,7 @@ def walk(model: keras.Model) -> Walk:
                     in_keys,
                     out_keys,
                     tuple(tuple(t.shape) for t in node.outputs),
+                    tuple(str(t.dtype) for t in node.outputs),
                     not isinstance(operation, keras.layers.Layer) and _reads_constants(node),
                 )
             )

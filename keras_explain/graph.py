@@ -162,11 +162,15 @@ class Plan:
         self._shapes: dict[Key, tuple | None] = {
             key: tuple(spec.shape) for key, spec in zip(self.input_keys, self.input_specs)
         }
+        self._dtypes: dict[Key, str] = {
+            key: str(spec.dtype) for key, spec in zip(self.input_keys, self.input_specs)
+        }
         steps = []
         for call in walk.calls:
             parts = _layer_views.decompose(call.operation, call.forward, len(call.inputs))
             name = getattr(call.operation, "name", type(call.operation).__name__)
             self._shapes.update(zip(call.outputs, call.output_shapes))
+            self._dtypes.update(zip(call.outputs, call.output_dtypes))
             current = call.inputs
             for index, part in enumerate(parts):
                 last = index == len(parts) - 1
@@ -254,6 +258,10 @@ class Plan:
     def shape_of(self, key: Key) -> tuple | None:
         """The static shape of a value (batch axis included), or None if unknown."""
         return self._shapes.get(key)
+
+    def dtype_of(self, key: Key) -> str | None:
+        """The dtype of a value (``"bool"`` for a Keras mask), or None if unknown."""
+        return self._dtypes.get(key)
 
     def producer(self, key: Key) -> Step | None:
         """The step writing ``key``, or None for a model input."""

@@ -452,12 +452,6 @@ def test_methods_that_perturb_the_input_reject_integer_tokens(cls):
         cls(token_model())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: with Embedding(mask_zero=True) Keras adds a not_equal op reading "
-    "the integer input, and Backpropagation rejects the input as 'not consumed by an "
-    "Embedding' (SPEC 4.5: masks are respected, masked positions get 0)",
-)
 def test_masked_embedding_gives_zero_to_masked_tokens():
     helpers.seeded(0)
     inputs = keras.Input((5,), dtype="int32")
@@ -471,3 +465,20 @@ def test_masked_embedding_gives_zero_to_masked_tokens():
     # d logit_1 / d e_p = W[:, 1] / (number of unmasked tokens) at unmasked positions p
     expected = np.where(tokens != 0, head.kernel.numpy()[:, 1].sum() / 3, 0.0)
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["input_t_gradient", "lrp.z", "lrp.epsilon"])
+def test_masked_embedding_relevance_is_conserved_on_unmasked_tokens(name):
+    helpers.seeded(0)
+    inputs = keras.Input((5,), dtype="int32")
+    embedding = layers.Embedding(10, 4, mask_zero=True)
+    head = layers.Dense(3, use_bias=False)
+    model = keras.Model(inputs, head(layers.GlobalAveragePooling1D()(embedding(inputs))))
+    tokens = TOKENS.copy()
+    tokens[:, -2:] = 0  # padding; 3 tokens per row remain
+    result = kx.create_analyzer(name, model).analyze(tokens, 1)
+    # a linear model: R_p = e_p . W[:, 1] / 3 on unmasked tokens, 0 on padding
+    vectors = embedding.embeddings.numpy()[tokens]
+    expected = np.where(tokens != 0, vectors @ head.kernel.numpy()[:, 1] / 3, 0.0)
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(result.sum(axis=1), model(tokens).numpy()[:, 1], rtol=1e-4)

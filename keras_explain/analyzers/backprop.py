@@ -61,7 +61,9 @@ class Backpropagation(Analyzer):
         keys, embedded = [], []
         for position, (key, spec) in enumerate(zip(self.plan.input_keys, self.plan.input_specs)):
             if tf.as_dtype(spec.dtype).is_integer:
-                consumers = self.plan.consumers(key)
+                # a Keras mask (Embedding(mask_zero=True)'s not_equal) reads the
+                # tokens too; it carries no gradient and reaches its layers as in model(x)
+                consumers = [step for step in self.plan.consumers(key) if not self._is_mask(step)]
                 if not consumers or any(s.op.kind != "embedding" for s in consumers):
                     names = [s.op.name for s in consumers]
                     raise ValueError(
@@ -75,6 +77,10 @@ class Backpropagation(Analyzer):
                 keys.append(key)
                 embedded.append(False)
         return keys, embedded
+
+    def _is_mask(self, step) -> bool:
+        dtypes = [self.plan.dtype_of(key) for key in step.outputs]
+        return all(dtype == "bool" for dtype in dtypes)
 
     def backward(self, inputs: list[tf.Tensor], target, indices):
         """Pull the signal back to the sources.

@@ -107,8 +107,8 @@ class LRP(Backpropagation):
     def _assign_rules(self) -> dict:
         assigned = {}
         for step in self.plan.steps:
-            if step not in self._needed:
-                continue
+            if step not in self._needed or self._is_mask(step):
+                continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
             if rule is None:
                 raise ValueError(self._unsupported_message(step))
