@@ -12,6 +12,7 @@ from keras_explain import (
     config,
     graph,
     lrp,
+    metrics,
     targets,
     visualize,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "config",
     "graph",
     "lrp",
+    "metrics",
     "composites",
     "rules",
     "CAM",
