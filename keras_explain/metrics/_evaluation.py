@@ -278,13 +278,21 @@ def ranks(values: np.ndarray, descending: bool = True) -> np.ndarray:
     return position.reshape(values.shape).astype(np.int32)
 
 
+def checked(function: str, check: Callable, *args: Any) -> Any:
+    """``check(*args)`` from :mod:`keras_explain._validate`, its error prefixed by ``function``."""
+    try:
+        return check(*args)
+    except ValueError as error:
+        raise ValueError(f"{function}: {error}") from None
+
+
 def positive_steps(steps: Any, features: int, function: str, what: str = "features") -> int:
     """``steps`` as an int in ``[1, features]``.
 
     Raises:
         ValueError: Otherwise.
     """
-    steps = _validate.positive_int(steps, "steps")
+    steps = checked(function, _validate.positive_int, steps, "steps")
     if steps > features:
         raise ValueError(
             f"{function}: steps must be at most the number of {what} ({features}) of these "

@@ -23,6 +23,7 @@ from keras_explain.metrics._evaluation import (
     as_batch,
     attributions_like,
     baseline_of,
+    checked,
     evaluate,
     keep_copies,
     pixel_maps,
@@ -223,7 +224,7 @@ def pixel_flipping(
     """
     function = "pixel_flipping"
     x = as_batch(x, function)
-    order = _validate.one_of(order, "order", ORDERS)
+    order = checked(function, _validate.one_of, order, "order", ORDERS)
     maps = pixel_maps(attributions_like(attributions, x, function), x)
     spatial = spatial_shape(x)
     sizes = _region_shape(region, spatial)
@@ -289,12 +290,12 @@ def faithfulness_correlation(
     function = "faithfulness_correlation"
     x = as_batch(x, function)
     maps = pixel_maps(attributions_like(attributions, x, function), x)
-    if not 0 < _validate.positive(subset, "subset") <= 1:
+    if not 0 < checked(function, _validate.positive, subset, "subset") <= 1:
         raise ValueError(
             f"{function}: subset is the fraction of features removed, in (0, 1]. Received: "
             f"subset={subset!r}."
         )
-    samples = _validate.positive_int(samples, "samples")
+    samples = checked(function, _validate.positive_int, samples, "samples")
     if samples < 2:
         raise ValueError(
             f"{function}: a correlation needs samples >= 2 subsets. Received: samples={samples}."
@@ -375,7 +376,7 @@ def infidelity(
     function = "infidelity"
     x = as_batch(x, function)
     full = attributions_like(attributions, x, function)
-    samples = _validate.positive_int(samples, "samples")
+    samples = checked(function, _validate.positive_int, samples, "samples")
     repeated = np.repeat(x, samples, axis=0)
     if callable(perturbation):
         noise = np.asarray(perturbation(repeated), dtype=np.float32)
@@ -386,7 +387,9 @@ def infidelity(
                 f"{noise.shape}."
             )
     else:
-        sigma = _validate.non_negative(perturbation, "perturbation", " (the noise σ)")
+        sigma = checked(
+            function, _validate.non_negative, perturbation, "perturbation", " (the noise σ)"
+        )
         noise = np.random.default_rng(seed).normal(0.0, sigma, repeated.shape).astype(np.float32)
     copies = (repeated - noise).reshape(len(x), samples, *x.shape[1:]).swapaxes(0, 1)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_explain import _validate
 from keras_explain.analyzers.registry import create_analyzer
-from keras_explain.metrics._evaluation import as_batch, fixed_target
+from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
 
 MODES = ("cascading", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "pearson", "ssim")
@@ -202,7 +202,7 @@ def randomization(
         (['logits', 'hidden'], (3,))
     """
     function = "randomization"
-    mode = _validate.one_of(mode, "mode", MODES)
+    mode = checked(function, _validate.one_of, mode, "mode", MODES)
     _known(function, similarity)
     if not isinstance(model, keras.Model):
         raise TypeError(

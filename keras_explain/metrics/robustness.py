@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_explain import _validate
 from keras_explain.analyzers.base import Analyzer
-from keras_explain.metrics._evaluation import as_batch, fixed_target
+from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
 
 
 def _explainer(analyzer: Any, function: str):
@@ -78,10 +78,10 @@ def sensitivity_max(
     function = "sensitivity_max"
     x = as_batch(x, function)
     explain = _explainer(analyzer, function)
-    samples = _validate.positive_int(samples, "samples")
+    samples = checked(function, _validate.positive_int, samples, "samples")
     repeated = np.repeat(x, samples, axis=0)
     if perturbation is None:
-        radius = _validate.positive(radius, "radius")
+        radius = checked(function, _validate.positive, radius, "radius")
         rng = np.random.default_rng(seed)
         delta = rng.uniform(-radius, radius, repeated.shape).astype(np.float32)
     else:
