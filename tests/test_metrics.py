@@ -484,3 +484,45 @@ def test_bad_input_names_the_function_the_value_and_the_fix(conv_model):
         r"Received: samples=0",
     ):
         kx.metrics.sensitivity_max(kx.Gradient(conv_model), x, samples=0)
+
+
+# =====================================================================================
+# evaluate: the table is the metrics, called directly
+# =====================================================================================
+def test_evaluate_rows_are_the_metrics_means():
+    helpers.seeded(2)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            layers.Conv2D(4, 3, activation="relu", name="conv"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(5, name="logits"),
+        ]
+    )
+    images, labels, masks = kx.datasets.shapes(4, size=16, seed=1)
+    rows = kx.metrics.evaluate(
+        model, images, {"gradient": {}, "grad_cam": {}}, labels, masks=masks, steps=8, verbose=0
+    )
+    assert [row["method"] for row in rows] == ["gradient", "grad_cam"]
+    for row in rows:
+        assert list(row) == ["method", "seconds_per_sample", *kx.metrics.METRICS]
+        relevance = kx.create_analyzer(row["method"], model).analyze(images, labels)
+        direct = {
+            "deletion_auc": kx.metrics.deletion(model, images, relevance, labels, steps=8).auc,
+            "insertion_auc": kx.metrics.insertion(model, images, relevance, labels, steps=8).auc,
+            "pointing_game": kx.metrics.pointing_game(relevance, masks),
+            "relevance_mass": kx.metrics.relevance_mass(relevance, masks),
+            "sparseness": kx.metrics.sparseness(relevance),
+            "infidelity": kx.metrics.infidelity(model, images, relevance, labels),
+            "sensitivity_max": kx.metrics.sensitivity_max(
+                kx.create_analyzer(row["method"], model), images, labels
+            ),
+        }
+        for metric, values in direct.items():
+            np.testing.assert_allclose(row[metric], np.nanmean(values), rtol=1e-5, err_msg=metric)
+    with pytest.raises(
+        ValueError,
+        match=r"evaluate: metric 'pointing_game' compares with "
+        r"ground-truth masks. Received: masks=None",
+    ):
+        kx.metrics.evaluate(model, images, ["gradient"], metrics=["pointing_game"])
