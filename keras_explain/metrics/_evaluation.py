@@ -14,6 +14,7 @@ receives numpy arrays of many rows at a time.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _validate
+from keras_explain import _batching, _validate
 from keras_explain._spatial import gaussian_blur, spatial_axes
 from keras_explain.analyzers.perturbation.engine import Perturbation
 
@@ -64,6 +65,9 @@ class _Evaluator(Perturbation):
     def call_params(self) -> dict[str, Any]:
         return self.job.params
 
+    def progress(self) -> _batching.Progress:
+        return _batching.Progress(self.verbose, "kx.metrics")
+
     def scores(self, outputs, target, indices):
         if self.probabilities:
             flat = tf.reshape(outputs, (tf.shape(outputs)[0], -1))
@@ -87,14 +91,25 @@ class _Evaluator(Perturbation):
         return [tf.stack(columns, axis=1)]
 
 
+#: Evaluators kept for reuse, most recent last: a metric called again on the same
+#: model (another batch, other attributions) reuses the compiled function.
+_EVALUATORS: collections.OrderedDict = collections.OrderedDict()
+_KEEP = 8
+
+
 def evaluate(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
     """Run ``job`` through ``model``; returns ``(indices, clean, scores)``.
+
+    The evaluator, and so its compiled function, is reused for the same model,
+    ``make`` function, copy count and options (the last :data:`_KEEP` of them);
+    only ``job.params`` change between such calls.
 
     Args:
         model: A Keras model or a callable ``f(x) -> scores``.
         x: The batch.
         target: As in :mod:`keras_explain.targets`.
-        job: The copies.
+        job: The copies; ``job.make`` should be a module-level function so that
+            calls can share a trace.
         **kwargs: ``probabilities``, and analyzer options (``output_index``,
             ``output_layer``, ``strip_softmax``, ``verbose``).
 
@@ -102,7 +117,22 @@ def evaluate(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
         ``indices`` (B,) int64 (-1 when the target is not an index),
         ``clean`` (B,) float32 ``f_t(x)`` and ``scores`` (B, count) float32.
     """
-    columns = _Evaluator(model, job, **kwargs).analyze(x, target)
+    key = (id(model), job.make, job.count, tuple(sorted(kwargs.items(), key=lambda i: i[0])))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable option (an output_layer object): no reuse
+        key = None
+    evaluator = _EVALUATORS.get(key) if key is not None else None
+    if evaluator is None or evaluator.model is not model:
+        evaluator = _Evaluator(model, job, **kwargs)
+        if key is not None:
+            _EVALUATORS[key] = evaluator
+            while len(_EVALUATORS) > _KEEP:
+                _EVALUATORS.popitem(last=False)
+    else:
+        evaluator.job = job
+        _EVALUATORS.move_to_end(key)
+    columns = evaluator.analyze(x, target)
     return columns[:, 0].astype(np.int64), columns[:, 1], columns[:, 2:]
 
 

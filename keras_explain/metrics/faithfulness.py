@@ -35,19 +35,41 @@ from keras_explain.metrics._evaluation import (
 ORDERS = ("morf", "lerf")
 
 
+def _removed_copies(x, params, start, size):
+    """Copies where the features of rank < cut are set to the baseline (deletion)."""
+    position = params["rank"][None]
+    cut = tf.reshape(params["cuts"][start : start + size], [-1] + [1] * (position.shape.rank - 1))
+    return keep_copies(x, tf.cast(params["baseline"], x.dtype), position >= cut)
+
+
+def _inserted_copies(x, params, start, size):
+    """Copies where only the features of rank < cut come from x (insertion)."""
+    position = params["rank"][None]
+    cut = tf.reshape(params["cuts"][start : start + size], [-1] + [1] * (position.shape.rank - 1))
+    return keep_copies(x, tf.cast(params["baseline"], x.dtype), position < cut)
+
+
+def _subset_copies(x, params, start, size):
+    """Copies with the random subsets ``removed[start:start + size]`` set to the baseline."""
+    keep = tf.logical_not(params["removed"][start : start + size])[:, None]
+    return keep_copies(x, tf.cast(params["baseline"], x.dtype), keep)
+
+
+def _given_copies(x, params, start, size):
+    """The precomputed copies ``copies[start:start + size]`` (infidelity's x - I)."""
+    return tf.cast(params["copies"][start : start + size], x.dtype)
+
+
+def _baseline_copy(x, params, start, size):
+    """The baseline itself, one copy."""
+    return tf.cast(params["baseline"], x.dtype)[None]
+
+
 def _ordered_curve(model, x, target, rank, cuts, baseline, insert, probabilities):
     """Scores of copies where features of rank < cut are perturbed (or inserted)."""
-
-    def make(x, params, start, size):
-        cut = params["cuts"][start : start + size]
-        position = params["rank"][None]
-        cut = tf.reshape(cut, [-1] + [1] * (position.shape.rank - 1))
-        keep = position < cut if insert else position >= cut
-        return keep_copies(x, tf.cast(params["baseline"], x.dtype), keep)
-
     job = Job(
         len(cuts),
-        make,
+        _inserted_copies if insert else _removed_copies,
         {"cuts": np.asarray(cuts, np.int32), "rank": rank, "baseline": baseline},
     )
     return evaluate(model, x, target, job, probabilities=probabilities)[2]
@@ -305,13 +327,11 @@ def faithfulness_correlation(
     draws = np.random.default_rng(seed).random((samples, features))
     removed = np.argsort(np.argsort(draws, axis=1), axis=1) < size  # (samples, n)
 
-    def make(x, params, start, count):
-        keep = tf.logical_not(params["removed"][start : start + count])[:, None]
-        return keep_copies(x, tf.cast(params["baseline"], x.dtype), keep)
-
     removed_maps = removed.reshape(samples, *maps.shape[1:])
     job = Job(
-        samples, make, {"removed": removed_maps, "baseline": baseline_of(baseline, x, function)}
+        samples,
+        _subset_copies,
+        {"removed": removed_maps, "baseline": baseline_of(baseline, x, function)},
     )
     _, clean, scores = evaluate(model, x, target, job)
     drops = clean[:, None].astype(np.float64) - scores
@@ -393,10 +413,7 @@ def infidelity(
         noise = np.random.default_rng(seed).normal(0.0, sigma, repeated.shape).astype(np.float32)
     copies = (repeated - noise).reshape(len(x), samples, *x.shape[1:]).swapaxes(0, 1)
 
-    def make(x, params, start, size):
-        return tf.cast(params["copies"][start : start + size], x.dtype)
-
-    _, clean, scores = evaluate(model, x, target, Job(samples, make, {"copies": copies}))
+    _, clean, scores = evaluate(model, x, target, Job(samples, _given_copies, {"copies": copies}))
     drops = clean[:, None].astype(np.float64) - scores  # (B, samples)
     dots = np.einsum(
         "bsi,bi->bs",
@@ -442,10 +459,7 @@ def completeness(model, x, attributions, target=None, baseline: Any = 0.0) -> np
     x = as_batch(x, function)
     full = attributions_like(attributions, x, function)
 
-    def make(x, params, start, size):
-        return tf.cast(params["baseline"], x.dtype)[None]
-
-    job = Job(1, make, {"baseline": baseline_of(baseline, x, function)})
+    job = Job(1, _baseline_copy, {"baseline": baseline_of(baseline, x, function)})
     _, clean, scores = evaluate(model, x, target, job)
     totals = full.reshape(len(x), -1).astype(np.float64).sum(axis=1)
     return (totals - (clean.astype(np.float64) - scores[:, 0])).astype(np.float32)
