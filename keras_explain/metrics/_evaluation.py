@@ -1,0 +1,331 @@
+"""What every metric shares: the batched evaluator, attribution shapes, baselines, curves.
+
+Every perturbed copy a metric needs goes through the model via
+:class:`~keras_explain.analyzers.perturbation.engine.Perturbation`, the engine of
+the model-agnostic analyzers: a metric describes its copies as a :class:`Job`
+(``make(x, params, start, size) -> (size, B, ...)`` copies, built inside the
+compiled function from per-sample ``params``), and :func:`evaluate` runs it like an
+analyzer runs its perturbations: the target is parsed and resolved exactly as
+``analyze`` does it (``None`` is the argmax of the clean input, then fixed), the
+copies go through the model in passes of :func:`keras_explain.config.rows_per_pass`
+rows inside one compiled ``tf.while_loop``, and a plain callable ``f(x) -> scores``
+receives numpy arrays of many rows at a time.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from keras_explain import _batching, _validate
+from keras_explain._spatial import gaussian_blur, spatial_axes
+from keras_explain.analyzers.perturbation.engine import Perturbation
+
+#: Names a ``baseline`` may take besides a number or an array.
+BASELINE_NAMES = ("blur", "mean")
+#: Gaussian σ (pixels) of the ``"blur"`` baseline (Petsiuk et al. 2018 blur with σ = 5).
+BLUR_SIGMA = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """The perturbed copies of one metric call.
+
+    Attributes:
+        count: Number of copies of each sample.
+        make: ``make(x, params, start, size)`` returns copies ``start ..
+            start + size - 1`` as a ``(size, B, ...)`` tensor (inside the
+            compiled function; ``params`` are the arrays below as tensors).
+        params: Per-call arrays the copies are made from (masks, ranks, baselines).
+    """
+
+    count: int
+    make: Callable[..., tf.Tensor]
+    params: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class _Evaluator(Perturbation):
+    """The engine driven by a :class:`Job` instead of an explanation method.
+
+    ``analyze(x, target)`` returns ``(B, 2 + count)`` float32 columns: the
+    resolved target index (-1 for ``"all"`` and callable targets), ``f_t(x)``,
+    then ``f_t`` of each copy.
+    """
+
+    def __init__(self, model, job: Job, *, probabilities: bool = False, **kwargs):
+        self.job = job
+        self.probabilities = probabilities
+        super().__init__(model, verbose=kwargs.pop("verbose", "auto"), **kwargs)
+
+    def call_params(self) -> dict[str, Any]:
+        return self.job.params
+
+    def progress(self) -> _batching.Progress:
+        return _batching.Progress(self.verbose, "kx.metrics")
+
+    def scores(self, outputs, target, indices):
+        if self.probabilities:
+            flat = tf.reshape(outputs, (tf.shape(outputs)[0], -1))
+            outputs = tf.nn.softmax(tf.cast(flat, tf.float32), axis=-1)
+        return super().scores(outputs, target, indices)
+
+    def _explain(self, inputs, target, indices, seed, params):
+        x = self.single_input(inputs)
+        target, indices, clean = self.fixed_target(x, target, indices)
+        columns = [
+            tf.fill(tf.shape(clean), -1.0) if indices is None else tf.cast(indices, tf.float32),
+            clean,
+        ]
+        if self.job.count:
+
+            def make(start, size):
+                return self.job.make(x, params, start, size), None
+
+            scores = self.evaluate(x, make, self.job.count, target, indices)
+            return [tf.concat([tf.stack(columns, axis=1), tf.transpose(scores)], axis=1)]
+        return [tf.stack(columns, axis=1)]
+
+
+#: Evaluators kept for reuse, most recent last: a metric called again on the same
+#: model (another batch, other attributions) reuses the compiled function.
+_EVALUATORS: collections.OrderedDict = collections.OrderedDict()
+_KEEP = 8
+
+
+def evaluate(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
+    """Run ``job`` through ``model``; returns ``(indices, clean, scores)``.
+
+    The evaluator, and so its compiled function, is reused for the same model,
+    ``make`` function, copy count and options (the last :data:`_KEEP` of them);
+    only ``job.params`` change between such calls.
+
+    Args:
+        model: A Keras model or a callable ``f(x) -> scores``.
+        x: The batch.
+        target: As in :mod:`keras_explain.targets`.
+        job: The copies; ``job.make`` should be a module-level function so that
+            calls can share a trace.
+        **kwargs: ``probabilities``, and analyzer options (``output_index``,
+            ``output_layer``, ``strip_softmax``, ``verbose``).
+
+    Returns:
+        ``indices`` (B,) int64 (-1 when the target is not an index),
+        ``clean`` (B,) float32 ``f_t(x)`` and ``scores`` (B, count) float32.
+    """
+    key = (id(model), job.make, job.count, tuple(sorted(kwargs.items(), key=lambda i: i[0])))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable option (an output_layer object): no reuse
+        key = None
+    evaluator = _EVALUATORS.get(key) if key is not None else None
+    if evaluator is None or evaluator.model is not model:
+        evaluator = _Evaluator(model, job, **kwargs)
+        if key is not None:
+            _EVALUATORS[key] = evaluator
+            while len(_EVALUATORS) > _KEEP:
+                _EVALUATORS.popitem(last=False)
+    else:
+        evaluator.job = job
+        _EVALUATORS.move_to_end(key)
+    columns = evaluator.analyze(x, target)
+    return columns[:, 0].astype(np.int64), columns[:, 1], columns[:, 2:]
+
+
+def fixed_target(analyzer: Any, x: np.ndarray, target: Any) -> Any:
+    """``target=None`` resolved to the clean argmax of an analyzer's explained output.
+
+    Metrics that explain many inputs derived from ``x`` (noisy copies, randomized
+    models) use it so that every explanation is of the same output. Other
+    targets, and explainers that are plain callables, are returned unchanged.
+    """
+    from keras_explain.analyzers.base import Analyzer
+
+    if target is not None or not isinstance(analyzer, Analyzer):
+        return target
+    indices, _, _ = evaluate(
+        analyzer.model,
+        x,
+        None,
+        Job(0, None),
+        output_index=analyzer.output_index,
+        output_layer=analyzer.output_layer,
+        strip_softmax=analyzer.strip_softmax,
+    )
+    return indices
+
+
+def as_batch(x: Any, function: str) -> np.ndarray:
+    """``x`` as a float32 numpy batch of rank >= 2.
+
+    Raises:
+        ValueError: For a rank below 2.
+    """
+    array = np.asarray(x.numpy() if isinstance(x, tf.Tensor) else x)
+    if array.ndim < 2:
+        raise ValueError(
+            f"{function} needs a batch x of shape (batch, features...). Received: x of "
+            f"shape {array.shape}. Add the batch axis, e.g. x[None]."
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def attributions_like(attributions: Any, x: np.ndarray, function: str) -> np.ndarray:
+    """Attributions broadcast to ``x``'s shape: CAM maps ``(B, H, W)`` go over channels.
+
+    Raises:
+        ValueError: For any other shape.
+    """
+    array = np.asarray(attributions, dtype=np.float32)
+    if array.shape == x.shape:
+        return array
+    if x.ndim >= 3 and array.shape == x.shape[:-1]:
+        return np.broadcast_to(array[..., None], x.shape)
+    maps = f" or maps shaped {x.shape[:-1]} (CAM)" if x.ndim >= 3 else ""
+    raise ValueError(
+        f"{function}: attributions must be shaped like x {x.shape}{maps}. Received: "
+        f"attributions of shape {array.shape}. Pass the output of analyze(x) for this x."
+    )
+
+
+def pixel_maps(attributions: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Attributions summed over channels: one value per feature ``(B, *spatial)``."""
+    return attributions if x.ndim == 2 else attributions.sum(axis=-1)
+
+
+def spatial_shape(x: np.ndarray) -> tuple[int, ...]:
+    """The shape of one sample's features: every axis but the batch and channel axes."""
+    return tuple(x.shape[a] for a in spatial_axes(x.ndim))
+
+
+def masks_like(masks: Any, x_or_maps_shape: tuple, function: str) -> np.ndarray:
+    """Ground-truth masks as a boolean array of the given ``(B, *spatial)`` shape.
+
+    Raises:
+        ValueError: For another shape.
+    """
+    array = np.asarray(masks)
+    if array.shape != tuple(x_or_maps_shape):
+        raise ValueError(
+            f"{function}: masks must have shape {tuple(x_or_maps_shape)}, one boolean map "
+            f"per sample at the attributions' resolution. Received: masks of shape "
+            f"{array.shape}."
+        )
+    return array.astype(bool)
+
+
+def baseline_of(baseline: Any, x: np.ndarray, function: str) -> np.ndarray:
+    """A baseline as an array shaped like ``x``.
+
+    Args:
+        baseline: A number, ``"blur"`` (Gaussian blur of x, σ = :data:`BLUR_SIGMA`
+            pixels), ``"mean"`` (each sample's per-channel mean over its
+            features), an array shaped like one sample or like the batch.
+
+    Raises:
+        ValueError: For an unknown name or an array of the wrong shape.
+    """
+    if isinstance(baseline, str):
+        if baseline == "blur":
+            return np.asarray(gaussian_blur(tf.constant(x), BLUR_SIGMA))
+        if baseline == "mean":
+            axes = tuple(spatial_axes(x.ndim))
+            return np.broadcast_to(x.mean(axis=axes, keepdims=True), x.shape).copy()
+        raise ValueError(
+            f"{function}: unknown baseline name. Received: baseline={baseline!r}. Use a "
+            f"number, one of {BASELINE_NAMES}, or an array shaped like one sample or the batch."
+        )
+    try:
+        value = _validate.baseline(baseline, x.shape[1:])
+    except ValueError as error:
+        raise ValueError(f"{function}: {error}") from None
+    if isinstance(value, float):
+        return np.full(x.shape, value, np.float32)
+    if value.ndim == x.ndim and value.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{function}: a batch-shaped baseline needs one row per sample, shape {x.shape}. "
+            f"Received: baseline of shape {value.shape}."
+        )
+    return np.broadcast_to(value, x.shape).astype(np.float32)
+
+
+def keep_copies(x: tf.Tensor, baseline: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    """Copies ``(n, B, ...)`` that keep x where ``keep`` (``(n, B, *spatial)``) is 1.
+
+    The mask spans all channels of a feature.
+    """
+    keep = tf.cast(keep, x.dtype)
+    if x.shape.rank > 2:
+        keep = keep[..., None]
+    return baseline[None] + (x - baseline)[None] * keep
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """A perturbation curve per sample: deletion, insertion or pixel flipping.
+
+    Attributes:
+        scores: ``(B, steps + 1)`` scores ``f_t`` of the perturbed inputs, from
+            the clean input (deletion, pixel flipping) or the baseline
+            (insertion) to the last step.
+        fractions: ``(steps + 1,)`` the fraction of the features perturbed at
+            each step (or of the steps taken, for pixel flipping), from 0 to 1.
+    """
+
+    scores: np.ndarray
+    fractions: np.ndarray
+
+    @property
+    def auc(self) -> np.ndarray:
+        """``(B,)`` area under each curve: trapezoid rule over ``fractions`` in [0, 1]."""
+        from scipy.integrate import trapezoid
+
+        return trapezoid(self.scores, self.fractions, axis=1).astype(np.float32)
+
+    @property
+    def aopc(self) -> np.ndarray:
+        """``(B,)`` area over the perturbation curve (Samek et al. 2017).
+
+        ``AOPC = 1 / (L + 1) * sum_{k=0..L} (f(x) - f(x^(k)))``, ``L`` steps,
+        ``x^(k)`` the input after ``k`` steps.
+        """
+        return np.mean(self.scores[:, :1] - self.scores, axis=1).astype(np.float32)
+
+
+def ranks(values: np.ndarray, descending: bool = True) -> np.ndarray:
+    """Each feature's position ``(B, *spatial)`` in its sample's order by ``values``.
+
+    Stable: ties keep the row-major order of the features.
+    """
+    flat = values.reshape(len(values), -1)
+    order = np.argsort(-flat if descending else flat, axis=1, kind="stable")
+    position = np.empty_like(order)
+    np.put_along_axis(position, order, np.arange(flat.shape[1])[None], axis=1)
+    return position.reshape(values.shape).astype(np.int32)
+
+
+def checked(function: str, check: Callable, *args: Any) -> Any:
+    """``check(*args)`` from :mod:`keras_explain._validate`, its error prefixed by ``function``."""
+    try:
+        return check(*args)
+    except ValueError as error:
+        raise ValueError(f"{function}: {error}") from None
+
+
+def positive_steps(steps: Any, features: int, function: str, what: str = "features") -> int:
+    """``steps`` as an int in ``[1, features]``.
+
+    Raises:
+        ValueError: Otherwise.
+    """
+    steps = checked(function, _validate.positive_int, steps, "steps")
+    if steps > features:
+        raise ValueError(
+            f"{function}: steps must be at most the number of {what} ({features}) of these "
+            f"inputs. Received: steps={steps}. Pass steps <= {features}."
+        )
+    return steps

@@ -1,0 +1,185 @@
+"""One table, method × metric: the library function behind ``keras-explain benchmark``."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from keras_explain._batching import VERBOSE
+from keras_explain._validate import one_of
+from keras_explain.analyzers.registry import create_analyzer
+from keras_explain.metrics._evaluation import as_batch, spatial_shape
+from keras_explain.metrics.faithfulness import deletion, infidelity, insertion
+from keras_explain.metrics.localisation import pointing_game, relevance_mass, sparseness
+from keras_explain.metrics.randomization import randomization
+from keras_explain.metrics.robustness import sensitivity_max
+
+#: Metric columns of :func:`evaluate`, in order; those marked need ``masks``.
+METRICS = (
+    "deletion_auc",
+    "insertion_auc",
+    "infidelity",
+    "sensitivity_max",
+    "pointing_game",
+    "relevance_mass",
+    "randomization",
+    "sparseness",
+)
+NEED_MASKS = ("pointing_game", "relevance_mass")
+
+
+def _methods(methods: Any) -> dict[str, tuple[str, dict]]:
+    if isinstance(methods, str):
+        methods = [methods]
+    if isinstance(methods, Mapping):
+        items = [(label, value) for label, value in methods.items()]
+    elif isinstance(methods, Sequence):
+        items = [(name, {}) for name in methods]
+    else:
+        items = None
+    if not items or not all(
+        isinstance(label, str) and isinstance(params, Mapping) for label, params in items
+    ):
+        raise ValueError(
+            "evaluate: methods must be a list of registry names or a dict {name: "
+            f"{{parameter: value}}}}. Received: methods={methods!r}."
+        )
+    return {label: (label, dict(params)) for label, params in items}
+
+
+def evaluate(
+    model,
+    x,
+    methods,
+    target=None,
+    *,
+    masks=None,
+    metrics: Sequence[str] | None = None,
+    steps: int = 100,
+    seed: int = 0,
+    verbose: Any = "auto",
+) -> list[dict[str, Any]]:
+    """Run every method on ``x`` and score it with every metric: one row per method.
+
+    Each row holds ``method``, ``seconds_per_sample`` (the wall-clock time of
+    ``analyze`` divided by the batch size) and the mean over the samples of each
+    metric: ``deletion_auc`` (zero baseline) and ``insertion_auc`` (blur baseline)
+    with ``min(steps, features)`` steps, ``infidelity`` (normalized, σ = 0.1),
+    ``sensitivity_max`` (radius 0.02), ``pointing_game`` and ``relevance_mass``
+    (with ``masks``), ``randomization`` (Spearman of ``|a|`` after cascading
+    randomization of every layer with weights, the last step) and ``sparseness``.
+    NaN values (a constant explanation) are left out of the means.
+
+    Args:
+        model: A Keras model.
+        x: The batch ``(B, ...)``.
+        methods: Registry names (``["gradient", "grad_cam"]``), or a dict
+            ``{name: {parameter: value}}``.
+        target: As in :mod:`keras_explain.targets` (``None``: the argmax).
+        masks: Ground-truth masks ``(B, H, W)`` for the localisation metrics.
+        metrics: The columns to compute (default: all of :data:`METRICS` that the
+            inputs allow; the localisation ones need ``masks``).
+        steps: Steps of the deletion and insertion curves (at most the number
+            of features).
+        seed: Seed of every random metric.
+        verbose: ``"auto"`` (a progress bar after two seconds), ``1`` or ``0``.
+
+    Returns:
+        A list of dict rows, one per method, in order.
+
+    Raises:
+        ValueError: For an unknown metric, a localisation metric without masks,
+            or bad methods.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+        ...                           keras.layers.Dense(2)])
+        >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 1)).astype("float32")
+        >>> rows = kx.metrics.evaluate(model, x, ["gradient"], metrics=["sparseness"],
+        ...                            verbose=0)
+        >>> sorted(rows[0])
+        ['method', 'seconds_per_sample', 'sparseness']
+    """
+    from tqdm import tqdm
+
+    function = "evaluate"
+    verbose = one_of(verbose, "verbose", VERBOSE)
+    x = as_batch(x, function)
+    if metrics is None:
+        metrics = [m for m in METRICS if masks is not None or m not in NEED_MASKS]
+    for metric in metrics:
+        if metric not in METRICS:
+            raise ValueError(
+                f"{function}: unknown metric. Received: {metric!r}. Expected some of {METRICS}."
+            )
+        if metric in NEED_MASKS and masks is None:
+            raise ValueError(
+                f"{function}: metric {metric!r} compares with ground-truth masks. Received: "
+                "masks=None. Pass masks=(B, H, W) booleans, e.g. from kx.datasets.shapes."
+            )
+    chosen = _methods(methods)
+    curve_steps = min(steps, math.prod(spatial_shape(x)))
+    rows = []
+    bar = tqdm(
+        total=len(chosen) * (1 + len(metrics)),
+        desc="evaluate",
+        disable=verbose == 0,
+        delay=0 if verbose == 1 else 2.0,
+    )
+    for label, (name, params) in chosen.items():
+        analyzer = create_analyzer(name, model, **{"verbose": 0, **params})
+        analyzer.analyze(x[:1], target if not _per_sample(target) else target[:1])  # trace
+        start = time.perf_counter()
+        attributions = analyzer.analyze(x, target)
+        row = {"method": label, "seconds_per_sample": (time.perf_counter() - start) / len(x)}
+        bar.update(1)
+        for metric in metrics:
+            row[metric] = float(
+                np.nanmean(
+                    _score(
+                        metric,
+                        model,
+                        analyzer,
+                        name,
+                        params,
+                        x,
+                        attributions,
+                        target,
+                        masks,
+                        curve_steps,
+                        seed,
+                    )
+                )
+            )
+            bar.update(1)
+        rows.append(row)
+    bar.close()
+    return rows
+
+
+def _per_sample(target) -> bool:
+    return target is not None and np.ndim(target) == 1 and not callable(target)
+
+
+def _score(metric, model, analyzer, name, params, x, attributions, target, masks, steps, seed):
+    if metric == "deletion_auc":
+        return deletion(model, x, attributions, target, steps=steps).auc
+    if metric == "insertion_auc":
+        return insertion(model, x, attributions, target, steps=steps).auc
+    if metric == "infidelity":
+        return infidelity(model, x, attributions, target, seed=seed)
+    if metric == "sensitivity_max":
+        return sensitivity_max(analyzer, x, target, seed=seed)
+    if metric == "pointing_game":
+        return pointing_game(attributions, masks)
+    if metric == "relevance_mass":
+        return relevance_mass(attributions, masks)
+    if metric == "randomization":
+        similarities = randomization(name, model, x, target, seed=seed, **{"verbose": 0, **params})
+        return list(similarities.values())[-1]
+    return sparseness(attributions)

@@ -1,0 +1,235 @@
+"""Model-parameter randomization: the sanity check of Adebayo et al. 2018.
+
+An explanation that does not change when the model's weights are replaced by
+random ones cannot be explaining what the model learned. :func:`randomization`
+re-initializes layers of a **clone** of the model (``keras.models.clone_model``
+plus a copy of the weights; the user's model is never touched), recomputes the
+explanation after each step, and compares it with the original one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_explain import _validate
+from keras_explain.analyzers.registry import create_analyzer
+from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
+
+MODES = ("cascading", "independent")
+SIMILARITIES = ("spearman_abs", "spearman", "pearson", "ssim")
+
+
+def similarity(first, second, measure: str = "spearman_abs") -> np.ndarray:
+    """Per-sample similarity of two batches of explanations.
+
+    - ``"spearman_abs"``: Spearman rank correlation of ``|a|`` and ``|b|`` (all
+      elements of a sample; scipy.stats.spearmanr);
+    - ``"spearman"``: Spearman rank correlation of ``a`` and ``b``;
+    - ``"pearson"``: Pearson correlation of ``a`` and ``b`` (scipy.stats.pearsonr);
+    - ``"ssim"``: structural similarity (scikit-image) of the maps ``|a|`` summed
+      over channels, each divided by its maximum (so in [0, 1], ``data_range=1``),
+      as Adebayo et al. compare normalized absolute maps.
+
+    Args:
+        first: ``(B, ...)`` explanations.
+        second: ``(B, ...)`` explanations of the same shape.
+        measure: One of ``"spearman_abs"``, ``"spearman"``, ``"pearson"``, ``"ssim"``.
+
+    Returns:
+        ``(B,)`` float32 similarities (NaN for a correlation with a constant side).
+
+    Raises:
+        ValueError: For an unknown measure or shapes that differ.
+        ImportError: For ``"ssim"`` without scikit-image.
+
+    Example:
+        >>> import numpy as np, keras_explain as kx
+        >>> a = np.array([[1.0, 2.0, 3.0, 4.0]])
+        >>> kx.metrics.similarity(a, -a, "spearman_abs"), kx.metrics.similarity(a, -a, "spearman")
+        (array([1.], dtype=float32), array([-1.], dtype=float32))
+    """
+    from scipy import stats
+
+    _known("similarity", measure)
+    first = np.asarray(first, dtype=np.float64)
+    second = np.asarray(second, dtype=np.float64)
+    if first.shape != second.shape or first.ndim < 2:
+        raise ValueError(
+            "similarity compares two batches (B, ...) of the same shape. Received: shapes "
+            f"{first.shape} and {second.shape}."
+        )
+    if measure == "ssim":
+        return _ssim(first, second)
+    if measure == "spearman_abs":
+        first, second = np.abs(first), np.abs(second)
+    flat_first = first.reshape(len(first), -1)
+    flat_second = second.reshape(len(second), -1)
+    correlate = stats.pearsonr if measure == "pearson" else stats.spearmanr
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for one, two in zip(flat_first, flat_second):
+            values.append(correlate(one, two).statistic)
+    return np.asarray(values, dtype=np.float32)
+
+
+_compare = similarity  # randomization's argument `similarity` shadows the function
+
+
+def _ssim(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    from keras_explain.analyzers.perturbation.segmentation import require
+
+    metrics = require("skimage.metrics", "metrics", "similarity='ssim'")
+
+    def maps(array):
+        array = np.abs(array)
+        array = array.sum(axis=-1) if array.ndim == 4 else array
+        if array.ndim != 3:
+            raise ValueError(
+                "similarity='ssim' compares images (B, H, W, C) or maps (B, H, W). "
+                f"Received: shape {first.shape}. Use a correlation for other inputs."
+            )
+        peak = array.reshape(len(array), -1).max(axis=1)
+        return array / np.where(peak > 0, peak, 1.0)[:, None, None]
+
+    return np.asarray(
+        [
+            metrics.structural_similarity(one, two, data_range=1.0)
+            for one, two in zip(maps(first), maps(second))
+        ],
+        dtype=np.float32,
+    )
+
+
+def _known(function: str, measure: str) -> None:
+    if measure not in SIMILARITIES:
+        raise ValueError(
+            f"{function}: unknown similarity. Received: similarity={measure!r}. Expected one "
+            f"of {SIMILARITIES}."
+        )
+
+
+def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
+    """The model's layers in order, nested models expanded."""
+    result = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            result.extend(_leaf_layers(layer))
+        else:
+            result.append(layer)
+    return result
+
+
+def _initializer_of(layer: keras.Layer, variable) -> keras.initializers.Initializer:
+    """The layer's own initializer of one of its variables (``kernel_initializer``, ...)."""
+    name = variable.name.split("/")[-1].split(":")[0]
+    for attribute in (f"{name}_initializer", f"{name.replace('_kernel', '')}_initializer"):
+        initializer = getattr(layer, attribute, None)
+        if initializer is not None:
+            return keras.initializers.get(initializer)
+    raise ValueError(
+        f"randomization: layer {layer.name!r} has no initializer for its variable {name!r} "
+        f"(looked for {name}_initializer). Pass layers=[...] without {layer.name!r}."
+    )
+
+
+def _reinitialize(layer: keras.Layer, seed: int) -> None:
+    """Draw fresh values for every variable of ``layer`` from its own initializers."""
+    for offset, variable in enumerate(layer.weights):
+        initializer = _initializer_of(layer, variable)
+        config = initializer.get_config()
+        if "seed" in config:
+            config["seed"] = int(seed) * 1009 + offset
+            initializer = type(initializer).from_config(config)
+        variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+
+
+def randomization(
+    analyzer_name: str,
+    model: keras.Model,
+    x,
+    target=None,
+    *,
+    mode: str = "cascading",
+    layers: list[str] | None = None,
+    similarity: str = "spearman_abs",
+    seed: int = 0,
+    **analyzer_params: Any,
+) -> dict[str, np.ndarray]:
+    """Model-parameter randomization test (Adebayo et al. 2018, "Sanity checks").
+
+    The layers with weights (nested models included) are re-initialized from the
+    top (output side) down, each with its own initializers
+    (``kernel_initializer``, ``bias_initializer``, ...; seeded from ``seed``), on
+    a clone of ``model``: ``"cascading"`` keeps the layers above randomized,
+    ``"independent"`` restores the trained weights before randomizing the next
+    layer. After each layer the explanation (of ``analyzer_name``, for the class
+    the trained model predicts when ``target=None``) is compared with the
+    original. A method that passes the check has similarities that drop as more
+    layers are randomized.
+
+    Args:
+        analyzer_name: A registry name (``kx.analyzers.names()``).
+        model: A Keras model (Sequential or Functional); it is not modified.
+        x: The batch ``(B, ...)``.
+        target: As in :mod:`keras_explain.targets`.
+        mode: ``"cascading"`` (default) or ``"independent"``.
+        layers: Names of the layers to randomize (default: every layer with
+            weights); always randomized top-down.
+        similarity: ``"spearman_abs"`` (default), ``"spearman"``, ``"pearson"`` or
+            ``"ssim"`` (see :func:`similarity`).
+        seed: Seed of the re-initialization.
+        **analyzer_params: Passed to :func:`keras_explain.create_analyzer`.
+
+    Returns:
+        ``{layer name: (B,) similarities}``, in the order randomized.
+
+    Raises:
+        ValueError: For an unknown mode, similarity or layer name.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="hidden"),
+        ...                           keras.layers.Dense(2, name="logits")])
+        >>> x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+        >>> result = kx.metrics.randomization("gradient", model, x, target=0)
+        >>> list(result), result["logits"].shape
+        (['logits', 'hidden'], (3,))
+    """
+    function = "randomization"
+    mode = checked(function, _validate.one_of, mode, "mode", MODES)
+    _known(function, similarity)
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{function} re-initializes a clone of a Keras model. Received: model of type "
+            f"{type(model).__name__}."
+        )
+    x = as_batch(x, function)
+    clone = keras.models.clone_model(model)
+    trained = model.get_weights()
+    clone.set_weights(trained)
+    candidates = [layer for layer in _leaf_layers(clone) if layer.weights]
+    if layers is not None:
+        names = [layer.name for layer in candidates]
+        unknown = [name for name in layers if name not in names]
+        if unknown:
+            raise ValueError(
+                f"{function}: unknown layer {unknown[0]!r}, or a layer without weights. "
+                f"Received: layers={list(layers)!r}. Layers with weights: {names}."
+            )
+        candidates = [layer for layer in candidates if layer.name in layers]
+    analyzer = create_analyzer(analyzer_name, clone, **analyzer_params)
+    target = fixed_target(analyzer, x, target)
+    original = analyzer.analyze(x, target)
+    results = {}
+    for index, layer in enumerate(reversed(candidates)):
+        if mode == "independent" and index:
+            clone.set_weights(trained)
+        _reinitialize(layer, seed * 7919 + index)
+        results[layer.name] = _compare(original, analyzer.analyze(x, target), similarity)
+    return results

@@ -1,0 +1,59 @@
+"""kx.datasets.shapes: seeded, and each mask is one object whose geometry matches its label."""
+
+import numpy as np
+import pytest
+from skimage import measure
+
+import keras_explain as kx
+
+
+def test_shapes_is_seeded_and_well_formed():
+    images, labels, masks = kx.datasets.shapes(40, size=48, seed=3)
+    again = kx.datasets.shapes(40, size=48, seed=3)
+    for first, second in zip((images, labels, masks), again):
+        np.testing.assert_array_equal(first, second)
+    other = kx.datasets.shapes(40, size=48, seed=4)
+    assert not np.array_equal(images, other[0])
+    assert images.shape == (40, 48, 48, 3) and images.dtype == np.float32
+    assert labels.shape == (40,) and masks.shape == (40, 48, 48) and masks.dtype == bool
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert set(labels) == set(range(len(kx.datasets.CLASSES)))
+
+
+def classify(mask):
+    """The class of one mask from rotation-invariant geometry (scikit-image regionprops).
+
+    Solidity (area / convex hull area) separates the convex shapes (~1) from star and
+    cross (~0.6); the area over the circle through the farthest pixel, pi r_max^2,
+    is 1 for a circle, 2 / pi = 0.64 for a square, 3 sqrt(3) / (4 pi) = 0.41 for a
+    triangle, and 0.42 (star) / 0.60 (cross) for the concave ones.
+    """
+    (region,) = measure.regionprops(mask.astype(np.uint8))
+    rows, columns = np.nonzero(mask)
+    centre_row, centre_column = region.centroid
+    farthest = np.sqrt((rows - centre_row) ** 2 + (columns - centre_column) ** 2).max() + 0.5
+    fill = region.area / (np.pi * farthest**2)
+    if region.solidity < 0.85:
+        return "star" if fill < 0.5 else "cross"
+    if fill > 0.85:
+        return "circle"
+    return "square" if fill > 0.52 else "triangle"
+
+
+def test_each_mask_is_the_object_of_its_class():
+    images, labels, masks = kx.datasets.shapes(60, size=64, seed=0)
+    for image, label, mask in zip(images, labels, masks):
+        assert (
+            measure.label(mask, connectivity=2).max() == 1
+        )  # one object (star tips touch diagonally)
+        assert classify(mask) == kx.datasets.CLASSES[label]
+        # the object is drawn last in one colour: every mask pixel has that colour
+        colours = image[mask]
+        np.testing.assert_array_equal(colours, np.broadcast_to(colours[0], colours.shape))
+
+
+def test_shapes_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"n must be a positive int. Received: n=0"):
+        kx.datasets.shapes(0)
+    with pytest.raises(ValueError, match=r"size must be >= 16. Received: size=8"):
+        kx.datasets.shapes(4, size=8)
