@@ -739,6 +739,73 @@ def gaussian_blur_reference(x, sigma):
     return result
 
 
+def colour_square_task(n, size=32, seed=0, side=None):
+    """Images whose class is the colour of one small uniform square: ground truth.
+
+    Each ``(size, size, 3)`` image in [0, 1] has a noisy background (every channel
+    uniform in [0.25, 0.75]), a uniform grey distractor square (0.5) and the deciding
+    square, pure red (class 0) or pure blue (class 1), both of side ``side``
+    (default ``max(2, size // 8)``) at random non-overlapping places.
+
+    Returns:
+        ``(images, labels, masks)``: float32 ``(n, size, size, 3)``, int ``(n,)`` and
+        the deciding square's bool mask ``(n, size, size)``.
+    """
+    rng = np.random.default_rng(seed)
+    side = side or max(2, size // 8)
+    images = rng.uniform(0.25, 0.75, (n, size, size, 3)).astype("float32")
+    labels = np.arange(n) % 2
+    masks = np.zeros((n, size, size), bool)
+    for image, label, mask in zip(images, labels, masks):
+        while True:
+            square, distractor = rng.integers(0, size - side + 1, (2, 2))
+            if np.abs(square - distractor).max() >= side:  # no overlap
+                break
+        image[distractor[0] : distractor[0] + side, distractor[1] : distractor[1] + side] = 0.5
+        where = (slice(square[0], square[0] + side), slice(square[1], square[1] + side))
+        image[where] = [1.0, 0.0, 0.0] if label == 0 else [0.0, 0.0, 1.0]
+        mask[where] = True
+    return images, labels, masks
+
+
+def colour_square_model(size=32):
+    """A one-layer CNN with set weights that classifies :func:`colour_square_task`.
+
+    ``Conv2D`` with a ``side x side`` window computes, per window, the mean redness
+    ``R - (G + B) / 2`` (channel 0) and blueness ``B - (R + G) / 2`` (channel 1),
+    minus 0.5, then ReLU; ``GlobalMaxPooling2D`` gives the two logits. A background
+    pixel's redness and blueness lie in [-0.5, 0.5] and the grey square's are 0, so
+    every window that misses the deciding square gives exactly 0 on both channels
+    (almost surely: equality needs every pixel at an end of its range). The window on
+    the deciding square gives 0.5 to its own colour's logit, and the other colour's
+    logit is 0 everywhere (a red pixel's blueness is -1). So the class is decided by
+    the deciding square's colour alone, and the explained logit is positive only
+    while that square is present.
+    """
+    side = max(2, size // 8)
+    colours = np.array([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]], "float32")  # (out, in)
+    kernel = np.broadcast_to(colours.T / side**2, (side, side, 3, 2))
+    inputs = keras.Input((size, size, 3))
+    conv = layers.Conv2D(2, side, activation="relu")
+    model = keras.Model(inputs, layers.GlobalMaxPooling2D()(conv(inputs)), name="colour_square")
+    conv.set_weights([np.array(kernel, "float32"), np.full(2, -0.5, "float32")])
+    return model
+
+
+def top_inside(attributions, masks):
+    """Per image: does the largest attribution lie inside the mask?
+
+    Attributions are summed over channels. Superpixel methods paint one value on many
+    pixels, so the maximum is often shared: an image counts as a hit when at least
+    half of the pixels that share the maximum are inside the mask (the chance that
+    the pixel of largest attribution, ties broken at random, is inside).
+    """
+    maps = np.asarray(attributions, np.float64).sum(-1).reshape(len(masks), -1)
+    top = np.isclose(maps, maps.max(1, keepdims=True), rtol=1e-6, atol=1e-12)
+    inside = (top & masks.reshape(len(masks), -1)).sum(1)
+    return inside >= 0.5 * top.sum(1)
+
+
 # =====================================================================================
 # References: CAM family
 # =====================================================================================

@@ -1,6 +1,7 @@
 """LIME and KernelSHAP wrappers: recovery of linear models, images, errors."""
 
 import sys
+import warnings
 
 import helpers
 import keras
@@ -312,3 +313,166 @@ def test_kernel_shap_seed_reproducibility_and_global_numpy_state():
     difference = np.tanh(x @ weights)[:, 0] - np.tanh(background @ weights)[:, 0].mean()
     for values in (first, other):
         np.testing.assert_allclose(values.sum(1), difference, rtol=1e-4, atol=1e-5)
+
+
+# -- superpixels at every image size, switched off by a value that can hide any region ----
+def segment_counts(analyzer):
+    """Superpixels per image of the last call: lime's label maps or shap's values."""
+    return [
+        len(np.unique(item.segments)) if hasattr(item, "segments") else len(item.values)
+        for item in analyzer.last_explanations
+    ]
+
+
+@pytest.mark.parametrize("algorithm", ["quickshift", "slic", "felzenszwalb"])
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_default_segmentations_give_tens_of_superpixels_at_small_sizes(algorithm, size):
+    # lime's and skimage's defaults gave 1-2 segments on these images at 32 and 64 pixels
+    images, _, _ = helpers.colour_square_task(2, size)
+    f = lambda z: np.asarray(z).reshape(len(z), -1).mean(1, keepdims=True)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no grid fallback at these sizes
+        analyzer = kx.Lime(f, segmentation=algorithm, samples=10, seed=0)
+        analyzer.analyze(images, target=0)
+    assert all(15 <= count <= 150 for count in segment_counts(analyzer))
+
+
+def test_given_segmentation_options_are_used_as_they_are():
+    images, _, _ = helpers.colour_square_task(2, 32)
+    f = lambda z: np.asarray(z).reshape(len(z), -1).mean(1, keepdims=True)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # few segments asked for: no fallback, no warning
+        analyzer = kx.KernelShap(
+            f, segmentation_options={"n_segments": 4, "sigma": 1.0}, samples=20, seed=0
+        )
+        analyzer.analyze(images, target=0)
+    assert all(count <= 4 for count in segment_counts(analyzer))
+    # quickshift with lime's options (made for 224 pixels) gives 1-2 segments here
+    lime = kx.Lime(
+        f,
+        segmentation_options={"kernel_size": 4, "max_dist": 200, "ratio": 0.2},
+        samples=10,
+        seed=0,
+    )
+    lime.analyze(images, target=0)
+    assert all(count < 8 for count in segment_counts(lime))
+
+
+FALLBACK = (
+    r"{owner}: segmentation='quickshift' with its default options gave \d segment\(s\) on "
+    r"{failed} of {batch} images of 8x8 pixels \(fewer than 8\); those images use a regular "
+    r"grid of 64 cells of 1x1 pixels instead. To choose the superpixels, pass "
+    r"segmentation_options= \(the scikit-image function's keyword arguments\) or "
+    r"segmentation= \(another algorithm, a callable image -> labels, or a label map\)."
+)
+
+
+def test_tiny_images_fall_back_to_a_grid_and_warn_once():
+    images, labels, masks = helpers.colour_square_task(10, 8)
+    model = helpers.colour_square_model(8)
+    analyzer = kx.Lime(model, seed=0)
+    with pytest.warns(UserWarning, match=FALLBACK.format(owner="Lime", failed=10, batch=10)):
+        result = analyzer.analyze(images)
+    pixels = np.arange(64).reshape(8, 8)  # about 50 cells: one pixel each at 8x8
+    for explanation in analyzer.last_explanations:
+        np.testing.assert_array_equal(explanation.segments, pixels)
+    assert helpers.top_inside(result, masks).mean() >= 0.9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per analyzer
+        analyzer.analyze(images[:2])
+    shapley = kx.ShapleySampling(model, segmentation="quickshift", samples=4, seed=0)
+    with pytest.warns(
+        UserWarning, match=FALLBACK.format(owner="ShapleySampling", failed=3, batch=3)
+    ):
+        shapley.analyze(images[:3])
+
+
+GROUND_TRUTH = {
+    "lime": lambda model: kx.Lime(model, seed=0),
+    "kernel_shap": lambda model: kx.KernelShap(model, seed=0),
+    "shapley_sampling": lambda model: kx.ShapleySampling(model, segmentation="slic", seed=0),
+}
+
+
+def check_ground_truth(method, size, count):
+    images, labels, masks = helpers.colour_square_task(count, size, seed=1)
+    model = helpers.colour_square_model(size)
+    np.testing.assert_array_equal(model(images).numpy().argmax(1), labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # default segmentation, no grid fallback
+        result = GROUND_TRUTH[method](model).analyze(images)
+    assert helpers.top_inside(result, masks).mean() >= 0.9
+
+
+@pytest.mark.parametrize("method", sorted(GROUND_TRUTH))
+@pytest.mark.parametrize("size", [32, 64])
+def test_defaults_find_the_square_that_decides_the_class(method, size):
+    # the model's class is the colour of one small uniform square (see helpers): the
+    # largest attribution must fall inside it on >= 90% of images, with default settings
+    check_ground_truth(method, size, count=8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(GROUND_TRUTH))
+@pytest.mark.parametrize("size", [32, 64])
+def test_defaults_find_the_square_that_decides_the_class_on_32_images(method, size):
+    check_ground_truth(method, size, count=32)
+
+
+@pytest.mark.parametrize("analyzer", [kx.Lime, kx.KernelShap])
+def test_the_default_switches_a_flat_superpixel_off(analyzer):
+    # one superpixel is exactly the deciding square: its own mean colour is its colour,
+    # so lime's hide_color=None never changes it; the image mean does
+    images, _, masks = helpers.colour_square_task(4, 32, seed=2)
+    model = helpers.colour_square_model(32)
+    cells = np.arange(32)[:, None] // 8 * 4 + np.arange(32)[None, :] // 8 + 1
+    results = {}
+    for baseline in ("mean", "superpixel_mean", None):
+        labels = np.where(masks, 0, cells[None]).astype(np.int32)
+        results[baseline] = analyzer(
+            model, segmentation=labels, samples=300, baseline=baseline, seed=0
+        ).analyze(images)
+    square = [results["mean"][i][masks[i]][0, 0] for i in range(4)]
+    outside = [np.abs(results["mean"][i][~masks[i]]).max() for i in range(4)]
+    assert all(s > o for s, o in zip(square, outside))
+    hidden = [results["superpixel_mean"][i][masks[i]][0, 0] for i in range(4)]
+    np.testing.assert_allclose(hidden, 0.0, atol=1e-6)  # the square never changes
+    np.testing.assert_array_equal(results[None], results["superpixel_mean"])
+
+
+def superpixel_means(image, labels):
+    result = np.zeros_like(image)
+    for segment in np.unique(labels):
+        result[labels == segment] = image[labels == segment].mean(0)
+    return result
+
+
+@pytest.mark.parametrize("analyzer", [kx.Lime, kx.KernelShap])
+@pytest.mark.parametrize("baseline", ["mean", "blur", "superpixel_mean", 0.25])
+def test_switched_off_superpixels_take_the_baseline_value(analyzer, baseline):
+    labels = grid_labels()
+    image = np.random.default_rng(5).uniform(0.0, 1.0, (12, 12, 3)).astype("float32")
+    expected = {
+        "mean": np.broadcast_to(image.mean((0, 1)), image.shape),
+        "blur": helpers.gaussian_blur_reference(image[None], 12 / 8)[0],  # sqrt(H W) / 8
+        "superpixel_mean": superpixel_means(image, labels),
+        0.25: np.full(image.shape, 0.25),
+    }[baseline]
+    recorded = []
+
+    def f(z):
+        recorded.append(np.asarray(z).copy())
+        return np.asarray(z).reshape(len(z), -1).mean(1, keepdims=True)
+
+    analyzer(f, segmentation=labels, samples=40, baseline=baseline, seed=0).analyze(image[None], 0)
+    perturbed = np.concatenate(recorded)[1:]  # after the clean image
+    kept = np.isclose(perturbed, image, atol=1e-6)
+    hidden = np.isclose(perturbed, expected, atol=1e-5)
+    assert np.all(kept | hidden) and (hidden & ~kept).any()
+
+
+def test_baseline_errors():
+    with pytest.raises(ValueError, match=r"Lime: unknown baseline. Received: baseline='median'"):
+        kx.Lime(lambda z: z, baseline="median")
+    with pytest.raises(TypeError, match=r"KernelShap: baseline \(the value of switched-off"):
+        kx.KernelShap(lambda z: z, baseline=np.zeros(3))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain.analyzers.perturbation import segmentation
+from keras_explain.analyzers.perturbation import segmentation, surrogate
 from keras_explain.analyzers.perturbation.surrogate import Surrogate, check_reference_rows
 from keras_explain.analyzers.registry import register
 
@@ -18,8 +18,8 @@ class KernelShap(Surrogate):
     Tabular inputs ``(B, features)`` are explained against ``background``
     data: the values sum to ``f_t(x) - mean f_t(background)``. Images
     ``(B, H, W, C)`` are explained over superpixels, a switched-off superpixel
-    taking the ``baseline`` value; each superpixel's value is painted onto its
-    pixels (all channels).
+    taking the ``baseline`` value (as in :class:`Lime`); each superpixel's value
+    is painted onto its pixels (all channels).
 
     Args:
         model: A Keras model or a callable ``f(x) -> scores``.
@@ -27,10 +27,14 @@ class KernelShap(Surrogate):
             ``"auto"``, ``2 * features + 2048``).
         background: ``(n, features)`` background data for tabular inputs
             (required; summarize large sets, e.g. with ``shap.kmeans``).
-        segmentation: Superpixels of images (default ``"slic"``); see
-            :class:`Lime`.
-        segmentation_options: Keyword arguments of the scikit-image function.
-        baseline: Value of switched-off superpixels (default 0).
+        segmentation: Superpixels of images (default ``"slic"``, about 50
+            superpixels at any size, a regular grid where it gives fewer than
+            8); see :class:`Lime`.
+        segmentation_options: Keyword arguments of the scikit-image function,
+            used as given.
+        baseline: Value of a switched-off superpixel: ``"mean"`` (default, the
+            image's per-channel mean), ``"blur"``, ``"superpixel_mean"`` (or
+            None) or a number; see :class:`Lime`.
         l1_reg: shap's feature selection (default False: plain KernelSHAP).
         seed: Seed; the same seed gives the same result.
         **kwargs: ``internal_batch_size``, ``verbose``, ``output_index``,
@@ -66,19 +70,19 @@ class KernelShap(Surrogate):
         background: Any = None,
         segmentation: Any = "slic",
         segmentation_options: dict | None = None,
-        baseline: float = 0.0,
+        baseline: float | str | None = "mean",
         l1_reg: Any = False,
         seed: int | None = None,
         **kwargs,
     ):
         self.background = None if background is None else np.asarray(background, np.float32)
-        self.baseline = float(baseline)
         self.l1_reg = l1_reg
         super().__init__(
             model,
             samples=samples,
             segmentation=segmentation,
             segmentation_options=segmentation_options,
+            baseline=baseline,
             seed=seed,
             **kwargs,
         )
@@ -121,9 +125,10 @@ class KernelShap(Surrogate):
         for row, (image, segments, index) in enumerate(zip(x, labels, indices)):
             count = int(segments.max()) + 1
             score = self.score_function(index)
+            off = surrogate.switched_off(image, segments, self.baseline)
 
-            def function(keep, image=image, segments=segments, score=score):
-                return score(self.masked(image, segments, self.baseline, keep))
+            def function(keep, image=image, segments=segments, score=score, off=off):
+                return score(self.masked(image, segments, off, keep))
 
             values, base = self._shap_values(
                 shap, function, np.zeros((1, count)), np.ones((1, count)), seed

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain.analyzers.perturbation import segmentation
+from keras_explain.analyzers.perturbation import segmentation, surrogate
 from keras_explain.analyzers.perturbation.surrogate import Surrogate, check_reference_rows
 from keras_explain.analyzers.registry import register
 
@@ -34,10 +34,18 @@ class Lime(Surrogate):
         segmentation: Superpixels of images: ``"quickshift"`` (default, as
             lime), ``"slic"``, ``"felzenszwalb"``, a callable ``image -> (H, W)``
             labels, or a precomputed int label map ``(H, W)`` or ``(B, H, W)``.
-        segmentation_options: Keyword arguments of the scikit-image function.
-        baseline: Value of switched-off superpixels: None (lime's default, each
-            superpixel's mean colour; the image mean for non-RGB images) or a
-            number.
+            A named algorithm's default options are scaled to the image size
+            (about 50 superpixels); where they still give fewer than 8, a
+            regular grid is used, with a warning (see
+            :func:`~keras_explain.analyzers.perturbation.segmentation.segment`).
+        segmentation_options: Keyword arguments of the scikit-image function,
+            used as given (they replace the scaled defaults, with no grid
+            fallback).
+        baseline: Value of a switched-off superpixel: ``"mean"`` (default, the
+            image's per-channel mean), ``"blur"`` (a Gaussian blur of the image,
+            σ = √(H·W) / 8), ``"superpixel_mean"`` or None (each superpixel's
+            own mean colour: lime's ``hide_color=None``, which cannot switch a
+            uniformly coloured superpixel off), or a number.
         training_data: ``(n, features)`` array for tabular inputs (required).
         kernel_width: Width of lime's exponential kernel (lime's defaults: 0.25
             for images, ``0.75 * sqrt(features)`` for tabular data).
@@ -76,14 +84,13 @@ class Lime(Surrogate):
         samples: int = 1000,
         segmentation: Any = "quickshift",
         segmentation_options: dict | None = None,
-        baseline: float | None = None,
+        baseline: float | str | None = "mean",
         training_data: Any = None,
         kernel_width: float | None = None,
         explainer_options: dict | None = None,
         seed: int | None = None,
         **kwargs,
     ):
-        self.baseline = baseline
         self.training_data = (
             None if training_data is None else np.asarray(training_data, np.float32)
         )
@@ -94,6 +101,7 @@ class Lime(Surrogate):
             samples=samples,
             segmentation=segmentation,
             segmentation_options=segmentation_options,
+            baseline=baseline,
             seed=seed,
             **kwargs,
         )
@@ -134,9 +142,7 @@ class Lime(Surrogate):
         )
         result = np.zeros_like(x)
         for row, (image, segments, index) in enumerate(zip(x, labels, indices)):
-            hide = self.baseline
-            if hide is None and image.shape[-1] != 3:
-                hide = float(image.mean())
+            hide = surrogate.switched_off(image, segments, self.baseline)
             score = self.score_function(index)
             count = int(segments.max()) + 1
             with self._quiet(lime_image):

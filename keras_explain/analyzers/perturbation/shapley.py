@@ -43,8 +43,12 @@ class ShapleySampling(Perturbation):
         segmentation: Superpixels computed per image instead of
             ``feature_mask``: ``"quickshift"``, ``"slic"``, ``"felzenszwalb"``
             or a callable ``image -> (H, W)`` labels (see
-            :func:`~keras_explain.analyzers.perturbation.segmentation.segment`).
-        segmentation_options: Keyword arguments of the scikit-image function.
+            :func:`~keras_explain.analyzers.perturbation.segmentation.segment`):
+            a named algorithm's default options are scaled to the image (about
+            50 superpixels), with a regular grid, and one warning, where they
+            give fewer than 8. A switched-off superpixel takes ``baseline``.
+        segmentation_options: Keyword arguments of the scikit-image function,
+            used as given (no grid fallback).
         baseline: The reference input: scalar, one sample or the batch (default 0).
         antithetic: Pair every sampled order with its reverse (default True).
         seed: Seed of the orders; the same seed gives the same result.
@@ -83,8 +87,11 @@ class ShapleySampling(Perturbation):
                 "Pass either feature_mask (groups shared by the batch) or segmentation "
                 "(superpixels per image), not both."
             )
+        self.superpixels = None
         if segmentation is not None:
-            segmentation_module.check_segmentation(segmentation)
+            self.superpixels = segmentation_module.Superpixels(
+                segmentation, segmentation_options, extra="lime", owner=type(self).__name__
+            )
         self.samples = _validate.positive_int(samples, "samples")
         self.feature_mask = None
         if feature_mask is not None:
@@ -137,7 +144,7 @@ class ShapleySampling(Perturbation):
 
     def _host_segment(self, x):
         def run(images):
-            return segmentation_module.segment(images, self.segmentation, self.segmentation_options)
+            return self.superpixels(images)
 
         if not tf.inside_function():
             return tf.constant(run(np.asarray(x)))

@@ -4,13 +4,15 @@ Both run on the host (the ``lime`` and ``shap`` packages are numpy code) and
 evaluate the model through :meth:`Perturbation.predict`: a Keras model in one
 compiled function, a plain callable on large numpy batches. Images
 (``(B, H, W, C)``) are explained over superpixels whose weights are painted
-back onto their pixels; 2-D inputs ``(B, features)`` are tabular. The packages'
+back onto their pixels; 2-D inputs ``(B, features)`` are tabular. A
+switched-off superpixel takes the ``baseline`` value (:func:`switched_off`). The packages'
 own explanation objects are kept in ``analyzer.last_explanations`` (one per
 sample) for their plots, and ``analyzer.last_timings`` says where the time went.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain import _validate
+from keras_explain._spatial import gaussian_blur
 from keras_explain.analyzers.perturbation import segmentation as segmentation_module
 from keras_explain.analyzers.perturbation.engine import Perturbation
 
@@ -28,11 +31,16 @@ class Surrogate(Perturbation):
     compiled = False
     extra = "lime"
 
-    def __init__(self, model, *, samples, segmentation, segmentation_options, seed, **kwargs):
-        segmentation_module.check_segmentation(segmentation)
+    def __init__(
+        self, model, *, samples, segmentation, segmentation_options, baseline, seed, **kwargs
+    ):
+        self.superpixels = segmentation_module.Superpixels(
+            segmentation, segmentation_options, extra=self.extra, owner=type(self).__name__
+        )
         self.samples = None if samples is None else _validate.positive_int(samples, "samples")
         self.segmentation = segmentation
         self.segmentation_options = segmentation_options
+        self.baseline = check_switched_off(baseline, type(self).__name__)
         self.last_explanations: list[Any] = []
         self.last_timings: dict[str, float] = {}
         super().__init__(model, seed=seed, **kwargs)
@@ -50,9 +58,7 @@ class Surrogate(Perturbation):
             result = self._tabular(np.asarray(x), np.asarray(indices), random_seed)
         elif x.shape.rank == 4:
             began = time.perf_counter()
-            labels = segmentation_module.segment(
-                np.asarray(x), self.segmentation, self.segmentation_options, extra=self.extra
-            )
+            labels = self.superpixels(np.asarray(x))
             self.last_timings["segmentation"] = time.perf_counter() - began
             result = self._images(np.asarray(x), labels, np.asarray(indices), random_seed)
         else:
@@ -83,6 +89,69 @@ class Surrogate(Perturbation):
         """Copies of ``image`` with the superpixels where ``keep == 0`` replaced."""
         mask = np.asarray(keep, np.float32)[:, labels][..., None]
         return baseline + mask * (image - baseline)
+
+
+def check_switched_off(baseline: Any, owner: str) -> Any:
+    """A checked ``baseline`` of switched-off superpixels: a name or a finite number.
+
+    Raises:
+        ValueError: For an unknown name or a non-finite number.
+        TypeError: For anything else (arrays included).
+    """
+    if baseline is None:
+        return None
+    if isinstance(baseline, str):
+        if baseline in segmentation_module.SWITCHED_OFF:
+            return baseline
+        raise ValueError(
+            f"{owner}: unknown baseline. Received: baseline={baseline!r}. Expected a number "
+            f"or one of {segmentation_module.SWITCHED_OFF}."
+        )
+    if not isinstance(baseline, int | float | np.number) or isinstance(baseline, bool):
+        raise TypeError(
+            f"{owner}: baseline (the value of switched-off superpixels) must be a number or "
+            f"one of {segmentation_module.SWITCHED_OFF}. Received: {type(baseline).__name__}."
+        )
+    if not math.isfinite(float(baseline)):
+        raise ValueError(f"{owner}: baseline must be finite. Received: baseline={baseline!r}.")
+    return float(baseline)
+
+
+def blur_sigma(height: int, width: int) -> float:
+    """The Gaussian blur of ``baseline="blur"``: ``sqrt(H * W) / 8`` pixels."""
+    return math.sqrt(height * width) / 8
+
+
+def switched_off(image: np.ndarray, labels: np.ndarray, baseline: Any) -> np.ndarray:
+    """What every pixel of ``image`` becomes when its superpixel is switched off.
+
+    Args:
+        image: ``(H, W, C)``.
+        labels: ``(H, W)`` int superpixel labels numbered 0 .. n-1.
+        baseline: A checked ``baseline``: a number (every channel), ``"mean"`` (the
+            image's per-channel mean), ``"blur"`` (a Gaussian blur of the image,
+            :func:`blur_sigma`), or ``"superpixel_mean"`` / None (each superpixel's
+            own mean colour, lime's ``hide_color=None``).
+
+    Returns:
+        float32 ``(H, W, C)``.
+    """
+    image = np.asarray(image, np.float32)
+    if not isinstance(baseline, str | None):
+        return np.full(image.shape, baseline, np.float32)
+    if baseline == "mean":
+        return np.broadcast_to(image.mean(axis=(0, 1)), image.shape).astype(np.float32)
+    if baseline == "blur":
+        sigma = blur_sigma(*image.shape[:2])
+        return np.asarray(gaussian_blur(tf.constant(image[None]), sigma)[0])
+    # "superpixel_mean" or None
+    flat = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    count = int(labels.max()) + 1
+    sums = np.stack(
+        [np.bincount(labels.ravel(), flat[:, c], count) for c in range(flat.shape[1])], 1
+    )
+    sizes = np.bincount(labels.ravel(), minlength=count)[:, None]
+    return (sums / np.maximum(sizes, 1))[labels].astype(np.float32)
 
 
 def check_reference_rows(data, x, needs: str, name: str) -> None:
