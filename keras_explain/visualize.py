@@ -432,7 +432,7 @@ def plot_explanations(
         from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - matplotlib is a core dependency
         raise ImportError(
-            'plot_explanations needs matplotlib: pip install "keras-explain".'
+            'plot_explanations needs matplotlib: pip install "keras-explainer".'
         ) from error
     if np.ndim(images) not in (3, 4):
         raise ValueError(
