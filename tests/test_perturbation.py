@@ -67,6 +67,20 @@ def test_occlusion_nonlinear_model_matches_hand_loop_and_callable_path():
     np.testing.assert_allclose(eager, result, rtol=1e-5, atol=1e-6)
 
 
+def test_occlusion_of_a_binary_model_explains_the_logit():
+    model, logits_model = helpers.binary_classifier("fused sigmoid")
+    x = helpers.data((6,), seed=3)
+
+    def logit(batch):
+        return logits_model(batch).numpy()[:, 0]
+
+    expected = helpers.occlusion_reference(logit, x, window=2, stride=2)
+    result = kx.Occlusion(model, window=2, stride=2).analyze(x, target=0)
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-6)
+    negative = kx.Occlusion(model, window=2, stride=2).analyze(x, target=lambda out: -out[:, 0])
+    np.testing.assert_allclose(negative, -expected, rtol=1e-4, atol=1e-6)
+
+
 def test_occlusion_none_target_is_clean_argmax_and_batch_invariant():
     model = helpers.conv_sequential()
     x = helpers.data((8, 8, 2), seed=3, batch=4)
