@@ -835,8 +835,12 @@ def layer_cam_reference(activations, gradient):
     return relu((relu(gradient) * activations).sum(axis=-1))
 
 
-def score_cam_reference(activations, x, scores_of):
-    """Wang et al. 2020: channel masks upsampled + min-max normalized, softmax over channels."""
+def score_cam_reference(activations, x, scores_of, baseline_scores=None):
+    """Wang et al. 2020: channel masks upsampled + min-max normalized, softmax over channels.
+
+    ``baseline_scores`` (one per sample): the paper's increase of confidence,
+    ``score(x * H_k) - score(x_b)``, is what the softmax then normalizes.
+    """
     batch, channels = activations.shape[0], activations.shape[-1]
     size = x.shape[1:-1]
     result = []
@@ -849,6 +853,8 @@ def score_cam_reference(activations, x, scores_of):
             masked = (x[b] * mask[..., None]).astype(np.float32)
             scores.append(scores_of(masked[None], b))
         scores = np.array(scores, np.float64)
+        if baseline_scores is not None:
+            scores = scores - baseline_scores[b]
         weights = np.exp(scores - scores.max())
         weights /= weights.sum()
         result.append(relu(np.einsum("...c,c->...", activations[b], weights)))
