@@ -150,9 +150,13 @@ class LayerMaps(Backpropagation):
         key = self.output_key
         keys = {key}
         step = self.plan.producer(key)
-        while step is not None and len(step.inputs) == 1 and (
-            step.op.kind in ("reshape", "activation", "softmax")
-            or isinstance(step.op.layer, RESAMPLING_LAYERS)
+        while (
+            step is not None
+            and len(step.inputs) == 1
+            and (
+                step.op.kind in ("reshape", "activation", "softmax")
+                or isinstance(step.op.layer, RESAMPLING_LAYERS)
+            )
         ):
             key = step.inputs[0]
             keys.add(key)
