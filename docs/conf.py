@@ -28,8 +28,9 @@ extensions = [
 ]
 
 # The tutorials live in ../tutorials (run by `pytest --nbmake tutorials/`); they
-# are copied here so that MyST-NB renders them as pages. Stored outputs are shown
-# as they are: the docs build never executes notebooks.
+# are copied here so that MyST-NB renders them as pages. They are stored without
+# outputs (tests/test_tutorials.py fails otherwise) and the docs build executes them,
+# so the pages always show what the current code prints.
 TUTORIALS = HERE / "tutorials"
 TUTORIALS.mkdir(exist_ok=True)
 for stale in TUTORIALS.glob("*.ipynb"):
@@ -37,7 +38,24 @@ for stale in TUTORIALS.glob("*.ipynb"):
 for notebook in sorted((ROOT / "tutorials").glob("*.ipynb")):
     shutil.copy2(notebook, TUTORIALS / notebook.name)
 
-nb_execution_mode = "off"
+# "cache": jupyter-cache re-executes a notebook only when its code changed
+# (docs/_build/.jupyter_cache); a clean build executes every notebook.
+nb_execution_mode = "cache"
+nb_execution_cache_path = str(HERE / "_build" / ".jupyter_cache")
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True  # a failing cell fails the build
+nb_execution_show_tb = True
+# Any stderr in a rendered notebook (a TensorFlow warning such as tf.function
+# retracing, a Python warning) is a Sphinx warning, so `sphinx-build -W` fails on it.
+# The one exception is TensorFlow's C++ start-up banner ("All log messages before
+# absl::InitializeLog() ...", oneDNN, CUDA), which TF 2.21 writes to stderr at import
+# whatever TF_CPP_MIN_LOG_LEVEL says: each notebook's import cell carries the
+# `remove-stderr` tag.
+nb_output_stderr = "warn"
+# Progress bars (tqdm, on stderr) appear only when a run lasts over two seconds, which
+# depends on the machine's load: the executed notebooks run without them (tqdm reads
+# TQDM_DISABLE from the environment the kernels inherit).
+os.environ.setdefault("TQDM_DISABLE", "1")
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}

@@ -23,7 +23,7 @@ def _require_tensorboard() -> None:
     except ImportError as error:
         raise ImportError(
             "ExplanationLogger writes TensorBoard summaries and needs the tensorboard "
-            'package: pip install "keras-explain[tensorboard]".'
+            'package: pip install "keras-explainer[tensorboard]".'
         ) from error
 
 

@@ -279,7 +279,7 @@ def demo(
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        print('TensorBoard logs skipped: pip install "keras-explain[tensorboard]".')
+        print('TensorBoard logs skipped: pip install "keras-explainer[tensorboard]".')
     else:
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=log_dir),

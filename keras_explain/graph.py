@@ -53,6 +53,9 @@ from keras_explain import _graph, _layer_views
 from keras_explain._layer_views import KINDS, Linear
 
 Key = _graph.Key
+#: Final activations that ``strip_softmax`` bypasses besides a softmax: they turn
+#: logits into probabilities (binary and multi-label classifiers).
+OUTPUT_SQUASHERS = ("sigmoid",)
 Hook = Callable[["Step", list], Any]
 
 __all__ = ["KINDS", "Key", "Linear", "Op", "Plan", "Step", "call_op"]
@@ -282,9 +285,19 @@ class Plan:
         return needed, wanted
 
     def strip_softmax(self, key: Key) -> Key:
-        """Follow ``key`` back through a final softmax, if there is one."""
+        """Follow ``key`` back through a final softmax or sigmoid, if there is one.
+
+        A binary (or multi-label) classifier's sigmoid plays the part of a
+        multi-class classifier's softmax: both turn logits into probabilities,
+        and the logits are what is explained (a fused
+        ``Dense(1, activation="sigmoid")``, an ``Activation("sigmoid")`` layer
+        or a raw ``keras.ops.sigmoid``).
+        """
         step = self.producer(key)
-        if step is not None and step.op.kind == "softmax":
+        if step is not None and (
+            step.op.kind == "softmax"
+            or (step.op.kind == "activation" and step.op.activation in OUTPUT_SQUASHERS)
+        ):
             return step.inputs[0]
         return key
 

@@ -162,6 +162,36 @@ def raw_ops(seed=0):
     return randomize_biases(keras.Model(inputs, outputs, name="raw_ops"))
 
 
+SIGMOID_FORMS = ("fused sigmoid", "Activation sigmoid", "raw sigmoid")
+
+
+def binary_classifier(form, seed=0):
+    """A one-logit binary classifier and its twin without the sigmoid, same weights.
+
+    ``form`` is one of :data:`SIGMOID_FORMS`: ``Dense(1, activation="sigmoid")``,
+    ``Dense(1)`` then ``Activation("sigmoid")``, or ``Dense(1)`` then
+    ``keras.ops.sigmoid``. Returns ``(model, logits_model)``; the logits model
+    ends in a plain ``Dense(1)`` holding the same weights.
+    """
+    seeded(seed)
+    inputs = keras.Input((6,))
+    hidden = layers.Dense(5, activation="relu")(inputs)
+    logit_layer = layers.Dense(1, name="logit")
+    logits = logit_layer(hidden)
+    logits_model = randomize_biases(keras.Model(inputs, logits, name="binary_logits"))
+    if form == "fused sigmoid":
+        fused = layers.Dense(1, activation="sigmoid", name="fused")
+        probability = fused(hidden)
+        fused.set_weights(logit_layer.get_weights())
+    elif form == "Activation sigmoid":
+        probability = layers.Activation("sigmoid")(logits)
+    elif form == "raw sigmoid":
+        probability = keras.ops.sigmoid(logits)
+    else:
+        raise ValueError(f"form must be one of {SIGMOID_FORMS}. Received: form={form!r}.")
+    return keras.Model(inputs, probability, name="binary"), logits_model
+
+
 def multi_input(seed=0):
     """Two inputs, two outputs."""
     seeded(seed)
@@ -872,8 +902,12 @@ def layer_cam_reference(activations, gradient):
     return relu((relu(gradient) * activations).sum(axis=-1))
 
 
-def score_cam_reference(activations, x, scores_of):
-    """Wang et al. 2020: channel masks upsampled + min-max normalized, softmax over channels."""
+def score_cam_reference(activations, x, scores_of, baseline_scores=None):
+    """Wang et al. 2020: channel masks upsampled + min-max normalized, softmax over channels.
+
+    ``baseline_scores`` (one per sample): the paper's increase of confidence,
+    ``score(x * H_k) - score(x_b)``, is what the softmax then normalizes.
+    """
     batch, channels = activations.shape[0], activations.shape[-1]
     size = x.shape[1:-1]
     result = []
@@ -886,6 +920,8 @@ def score_cam_reference(activations, x, scores_of):
             masked = (x[b] * mask[..., None]).astype(np.float32)
             scores.append(scores_of(masked[None], b))
         scores = np.array(scores, np.float64)
+        if baseline_scores is not None:
+            scores = scores - baseline_scores[b]
         weights = np.exp(scores - scores.max())
         weights /= weights.sum()
         result.append(relu(np.einsum("...c,c->...", activations[b], weights)))

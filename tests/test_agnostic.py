@@ -188,7 +188,7 @@ def test_missing_optional_package_names_the_extra(monkeypatch, blocked, analyzer
     if "segmentation" in kwargs:
         model, x = linear_image()
     kwargs = {key: data if value == "data" else value for key, value in kwargs.items()}
-    with pytest.raises(ImportError, match=rf'pip install "keras-explain\[{extra}\]"'):
+    with pytest.raises(ImportError, match=rf'pip install "keras-explainer\[{extra}\]"'):
         analyzer(model, samples=10, **kwargs).analyze(x[:1])
 
 

@@ -166,7 +166,7 @@ def test_missing_tensorboard_fails_before_the_first_epoch(tmp_path, monkeypatch)
     x, y = training_data()
     recorder = Recorder([], x[:1])
     logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path)
-    with pytest.raises(ImportError, match=r'pip install "keras-explain\[tensorboard\]"'):
+    with pytest.raises(ImportError, match=r'pip install "keras-explainer\[tensorboard\]"'):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder, logger])
     assert recorder.epochs_begun == 0
 

@@ -289,6 +289,29 @@ def test_score_cam_matches_reference(internal_batch_size):
     )
 
 
+def test_score_cam_equals_the_papers_increase_of_confidence():
+    """Algorithm 1 of Wang et al.: softmax over channels of score(x * H_k) - score(x_b)."""
+    model, x = gap_cnn(), images(batch=2)
+    front, back = sequential_split(model, "last_conv")
+    activations = front(tf.constant(x)).numpy().astype(np.float64)
+    logits = back(front(tf.constant(x))).numpy()
+    t = np.argmax(logits, 1)
+    zeros = np.zeros_like(x)  # the baseline input x_b
+    baseline_logits = back(front(tf.constant(zeros))).numpy()
+    assert np.abs(baseline_logits[np.arange(2), t]).min() > 1e-3  # a real offset
+
+    def scores_of(masked, b):
+        return float(back(front(tf.constant(masked))).numpy()[0, t[b]])
+
+    reference = helpers.score_cam_reference(
+        activations, x, scores_of, baseline_scores=baseline_logits[np.arange(2), t]
+    )
+    maps = kx.ScoreCAM(model).analyze(x)
+    np.testing.assert_allclose(
+        maps, helpers.resize_reference(reference, (8, 8)), rtol=1e-4, atol=1e-6
+    )
+
+
 # -- guided Grad-CAM -------------------------------------------------------------------
 @pytest.mark.parametrize("target", [None, 1])
 def test_guided_grad_cam_is_the_product_of_its_parts(target):
@@ -474,6 +497,54 @@ def test_grad_cam_on_segmentation_region(layer):
     assert maps.max() > 0
     # the last spatial layer that is not the explained output (the final logits)
     assert kx.GradCAM(model).layer.name == "decoder"
+
+
+def unet_with_head(head, seed=0):
+    """The U-Net's decoder with other heads: the logits convolution stays the output itself."""
+    helpers.seeded(seed)
+    inputs = keras.Input((8, 8, 2))
+    e1 = layers.Conv2D(4, 3, padding="same", activation="relu", name="enc")(inputs)
+    p = layers.MaxPooling2D(name="pool")(e1)
+    b = layers.Conv2D(6, 3, padding="same", activation="relu", name="bottleneck")(p)
+    u = layers.UpSampling2D(name="up")(b)
+    c = layers.Concatenate(name="skip")([u, e1])
+    d = layers.Conv2D(4, 3, padding="same", activation="relu", name="decoder")(c)
+    if head == "fused sigmoid":
+        outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask_logits")(d)
+    elif head == "upsampled logits":  # logits at half resolution, resized to the input
+        half = layers.MaxPooling2D(name="down")(d)
+        logits = layers.Conv2D(2, 1, name="mask_logits")(half)
+        outputs = layers.UpSampling2D(interpolation="bilinear", name="resize")(logits)
+    elif head == "reshape softmax":  # the older (B, H*W, classes) layout
+        logits = layers.Conv2D(2, 1, name="mask_logits")(d)
+        outputs = layers.Softmax()(layers.Reshape((64, 2))(logits))
+    else:  # "relu logits": a rectified map is still the prediction
+        outputs = layers.Conv2D(2, 1, activation="relu", name="mask_logits")(d)
+    return helpers.randomize_biases(keras.Model(inputs, outputs, name="unet_" + head[:4]))
+
+
+@pytest.mark.parametrize(
+    "head", ["fused sigmoid", "upsampled logits", "reshape softmax", "relu logits"]
+)
+def test_default_layer_is_never_the_output_itself(head):
+    model = unet_with_head(head)
+    for analyzer in (kx.GradCAM(model), kx.GradCAM(model, strip_softmax=False)):
+        assert analyzer.layer.name == "decoder"
+    # an explicit choice of the logits convolution is still allowed (with a fused
+    # sigmoid its output is the probability, which does not feed the logits)
+    strip = head != "fused sigmoid"
+    chosen = kx.GradCAM(model, layer="mask_logits", strip_softmax=strip).layer
+    assert chosen.name == "mask_logits"
+
+
+def test_default_layer_keeps_the_last_conv_of_a_classifier():
+    """A conv whose output reaches the logits through a Dense is not the output."""
+    helpers.seeded(0)
+    inputs = keras.Input((8, 8, 2))
+    h = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    h = layers.Flatten()(layers.MaxPooling2D()(h))
+    model = keras.Model(inputs, layers.Dense(3, activation="sigmoid")(h))
+    assert kx.GradCAM(model).layer.name == "conv"
 
 
 def test_integrated_gradients_completeness_on_segmentation_region():

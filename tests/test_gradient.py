@@ -357,6 +357,36 @@ def test_softmax_is_bypassed(kind, x6):
     np.testing.assert_allclose(model(x6).numpy().sum(-1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("form", helpers.SIGMOID_FORMS)
+def test_sigmoid_is_bypassed(form, x6):
+    model, logits_model = helpers.binary_classifier(form)
+    # the twin really is the same network before its sigmoid
+    np.testing.assert_allclose(
+        model(x6).numpy(), tf.sigmoid(logits_model(x6)).numpy(), rtol=1e-6, atol=1e-7
+    )
+    result = kx.Gradient(model).analyze(x6, target=0)
+    logit_gradient = helpers.tape_gradient(logits_model, x6, 0)
+    np.testing.assert_allclose(result, logit_gradient, rtol=1e-5, atol=1e-7)
+    kept = kx.Gradient(model, strip_softmax=False).analyze(x6, target=0)
+    probability_gradient = helpers.tape_gradient(lambda x: tf.sigmoid(logits_model(x)), x6, 0)
+    np.testing.assert_allclose(kept, probability_gradient, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(result, kept, atol=1e-3)  # sigma' < 1/4 shrinks the gradient
+
+
+@pytest.mark.parametrize("form", helpers.SIGMOID_FORMS)
+def test_negative_class_of_a_binary_model(form, x6):
+    model, _ = helpers.binary_classifier(form)
+    positive = kx.Gradient(model).analyze(x6, target=0)
+    negative = kx.Gradient(model).analyze(x6, target=lambda out: -out[:, 0])
+    # d(-z)/dx is -dz/dx bit for bit: negation is exact in floating point
+    np.testing.assert_array_equal(negative, -positive)
+    assert np.abs(positive).max() > 0
+    # relevance too: LRP starts from the selected score, -z, and each rule is odd in it
+    positive = kx.LRPEpsilon(model).analyze(x6, target=0)
+    negative = kx.LRPEpsilon(model).analyze(x6, target=lambda out: -out[:, 0])
+    np.testing.assert_allclose(negative, -positive, rtol=1e-6, atol=1e-7)
+
+
 # -- the model is never modified, functions are traced once --------------------
 @pytest.mark.parametrize("name", GRADIENT_FAMILY)
 def test_weights_bit_identical_after_analysis(name):

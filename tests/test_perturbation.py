@@ -6,6 +6,7 @@ import helpers
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_explain as kx
 
@@ -65,6 +66,20 @@ def test_occlusion_nonlinear_model_matches_hand_loop_and_callable_path():
         lambda z: model(z).numpy(), window=3, stride=2, baseline=0.5, internal_batch_size=7
     ).analyze(x, target=target)
     np.testing.assert_allclose(eager, result, rtol=1e-5, atol=1e-6)
+
+
+def test_occlusion_of_a_binary_model_explains_the_logit():
+    model, logits_model = helpers.binary_classifier("fused sigmoid")
+    x = helpers.data((6,), seed=3)
+
+    def logit(batch):
+        return logits_model(batch).numpy()[:, 0]
+
+    expected = helpers.occlusion_reference(logit, x, window=2, stride=2)
+    result = kx.Occlusion(model, window=2, stride=2).analyze(x, target=0)
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-6)
+    negative = kx.Occlusion(model, window=2, stride=2).analyze(x, target=lambda out: -out[:, 0])
+    np.testing.assert_allclose(negative, -expected, rtol=1e-4, atol=1e-6)
 
 
 def test_occlusion_none_target_is_clean_argmax_and_batch_invariant():
@@ -378,6 +393,33 @@ def test_meaningful_perturbation_softmax_option_changes_the_score():
     np.testing.assert_allclose(plain, 0.3, rtol=1e-4)  # lr * g / (|g| + 1e-8)
     with_softmax = one_step(model, x, 0, **common)  # softmax=True is the default
     np.testing.assert_array_equal(with_softmax, 0.0)
+
+
+def test_meaningful_perturbation_one_logit_scores_the_sigmoid():
+    # one logit z = sum(x) ~ 0.5: p = sigmoid(z), g = sigmoid'(z) x > 0, so the first
+    # step deletes everything (lr). A softmax of the single value would be the
+    # constant 1 (g = 0, nothing deleted).
+    model = linear_image_scorer(np.ones((8, 8, 1, 1)))
+    x = np.random.default_rng(0).uniform(0.005, 0.01, (2, 8, 8, 1)).astype("float32")
+    common = {"deletion": "constant", "baseline": 0.0}
+    np.testing.assert_allclose(one_step(model, x, 0, **common), 0.3, rtol=1e-4)
+    # the negative class as a probability, 1 - p = sigmoid(-z): g < 0, nothing deleted
+    negative = one_step(model, x, lambda out: tf.sigmoid(-out[:, 0]), **common)
+    np.testing.assert_array_equal(negative, 0.0)
+
+
+def test_meaningful_perturbation_of_a_sigmoid_model_equals_its_logits_twin():
+    """strip_softmax bypasses the sigmoid, and softmax=True puts the same sigmoid back."""
+    model, logits_model = helpers.binary_classifier("fused sigmoid")
+    x = helpers.data((6,), seed=4, batch=3)[:, :, None]  # (B, 6, 1): a 1-D signal
+    inputs = keras.Input((6, 1))
+    flat = keras.layers.Flatten()(inputs)
+    params = {"iterations": 20, "mask_size": 3, "deletion": "constant"}
+    on_model = kx.MeaningfulPerturbation(keras.Model(inputs, model(flat)), **params)
+    on_logits = kx.MeaningfulPerturbation(keras.Model(inputs, logits_model(flat)), **params)
+    result = on_model.analyze(x, target=0)
+    np.testing.assert_allclose(result, on_logits.analyze(x, target=0), rtol=1e-5, atol=1e-6)
+    assert result.max() > 0
 
 
 def test_meaningful_perturbation_blur_deletion_matches_a_numpy_blur():

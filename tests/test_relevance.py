@@ -419,6 +419,17 @@ def test_shared_layers_and_raw_ops_conserve(factory):
     np.testing.assert_allclose(result.sum(axis=1), model(x).numpy().max(axis=1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("form", helpers.SIGMOID_FORMS)
+def test_binary_model_conserves_its_logit(form):
+    model, logits_model = helpers.binary_classifier(form)
+    helpers.bias_free(model)
+    helpers.bias_free(logits_model)
+    x = helpers.data((6,))
+    result = kx.LRPZ(model).analyze(x, target=0)
+    # bias-free ReLU net: relevance sums to the logit, not to the probability
+    np.testing.assert_allclose(result.sum(axis=1), logits_model(x).numpy()[:, 0], rtol=1e-5)
+
+
 def test_softmax_output_kept_is_an_error():
     with pytest.raises(ValueError, match="comes out of the softmax.*keep strip_softmax=True"):
         kx.LRPEpsilon(helpers.dense_sequential(), strip_softmax=False)

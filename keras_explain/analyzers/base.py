@@ -66,8 +66,12 @@ class Analyzer:
         output_layer: A layer (name or object, nested models included) whose
             output is explained instead of the model output (neuron
             attribution); ``target`` then indexes its flattened output.
-        strip_softmax: Explain the pre-softmax logits when the explained output
-            comes out of a softmax (default True). The model is not modified.
+        strip_softmax: Explain the logits when the explained output comes out
+            of a final softmax or sigmoid (a ``Softmax``/``Activation`` layer, a
+            fused ``activation="softmax"`` or ``"sigmoid"``, or a raw
+            ``keras.ops`` call); default True. The model is not modified.
+            ``False`` explains the probabilities. For a one-logit binary model,
+            ``target=lambda out: -out[:, 0]`` explains the negative class.
         neuron_selection_mode: iNNvestigate compatibility: ``"max_activation"``,
             ``"index"`` or ``"all"``.
         verbose: Progress bars of long runs: ``"auto"`` (default; a bar once the

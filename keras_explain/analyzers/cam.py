@@ -123,15 +123,45 @@ class LayerMaps(Backpropagation):
         As in the Grad-CAM paper and Keras' Grad-CAM example: the output of the
         last convolutional block (VGG16's ``block5_conv3``, ResNet50's
         ``conv5_block3_out``, ConvNeXt's last residual ``add``), never the
-        explained output itself (a segmentation network's final logits).
+        explained output itself (a segmentation network's final logits
+        convolution), even when only resampling, reshaping or an element-wise
+        activation separates it from the output (:meth:`explained_output_keys`):
+        such a map would redraw the prediction, not explain it.
         """
+        itself = self.explained_output_keys()
         for layer in reversed(candidates):
             if isinstance(layer, RESAMPLING_LAYERS) or self._bookkeeping(layer):
                 continue
-            if self.plan.output_key_of(layer) == self.output_key:
+            if self.plan.output_key_of(layer) in itself:
                 continue
             return layer
         return None
+
+    def explained_output_keys(self) -> set:
+        """The explained output and the values it is a mere copy of.
+
+        Walks back from the explained output through single-input steps that
+        only resample (pooling, upsampling, resizing, cropping, padding), move
+        values (reshape, flatten) or apply an element-wise activation, so that a
+        segmentation network's 1x1 logits convolution counts as the output
+        whether it is followed by ``UpSampling2D``, a ``Reshape`` plus
+        ``Softmax`` or a sigmoid.
+        """
+        key = self.output_key
+        keys = {key}
+        step = self.plan.producer(key)
+        while (
+            step is not None
+            and len(step.inputs) == 1
+            and (
+                step.op.kind in ("reshape", "activation", "softmax")
+                or isinstance(step.op.layer, RESAMPLING_LAYERS)
+            )
+        ):
+            key = step.inputs[0]
+            keys.add(key)
+            step = self.plan.producer(key)
+        return keys
 
     def _select_layer(self, layer):
         candidates = self.spatial_layers()

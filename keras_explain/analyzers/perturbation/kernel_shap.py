@@ -48,7 +48,7 @@ class KernelShap(Surrogate):
 
     Raises:
         ImportError: If shap (or scikit-image, for images) is missing:
-            ``pip install "keras-explain[shap]"``.
+            ``pip install "keras-explainer[shap]"``.
         ValueError: For tabular inputs without ``background``, or inputs that
             are neither tabular nor images.
 

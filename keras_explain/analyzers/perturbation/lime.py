@@ -65,7 +65,7 @@ class Lime(Surrogate):
 
     Raises:
         ImportError: If lime (or scikit-image) is missing:
-            ``pip install "keras-explain[lime]"``.
+            ``pip install "keras-explainer[lime]"``.
         ValueError: For tabular inputs without ``training_data``, or inputs
             that are neither tabular nor images.
 

@@ -41,6 +41,11 @@ class MeaningfulPerturbation(Perturbation):
     radius with m and adds random jitter; this implementation blends with one
     fixed blur and does not jitter.)
 
+    Unlike the other model-agnostic methods it differentiates the model (the
+    mask is learned by gradient descent), so ``model`` must be a Keras model or
+    a callable built from TensorFlow ops, and by default it explains class
+    probabilities, not logits (see ``softmax``).
+
     Args:
         model: A Keras model or a differentiable callable built from
             TensorFlow ops.
@@ -56,9 +61,19 @@ class MeaningfulPerturbation(Perturbation):
         baseline: The constant of ``deletion="constant"`` (default 0).
         noise_scale: Noise standard deviation of ``deletion="noise"``, as a
             fraction of each sample's value range (default 0.2).
-        softmax: Score the softmax of the explained output for index targets
-            (default True), as the paper deletes evidence for the class
-            probability; set False for outputs that are already probabilities.
+        softmax: Score the class probability for int/``None`` targets
+            (default True): the softmax of the explained output (the logits,
+            once ``strip_softmax`` has bypassed a final softmax or sigmoid), or
+            its sigmoid when the output has one value per sample (a binary
+            classifier). This is the one method that does not explain the
+            logits by default, as in Fong & Vedaldi, who delete evidence for
+            the softmax probability: a probability is bounded below by 0, so
+            once the class is destroyed the L1 and total-variation terms keep
+            the deletion small, whereas a logit can be pushed down without
+            limit by deleting more. ``False`` scores the logit. A callable
+            target receives the output unchanged: return a probability (the
+            negative class of a binary model is
+            ``lambda out: tf.sigmoid(-out[:, 0])``).
         seed: Seed of the noise deletion.
         **kwargs: ``verbose``, ``output_index``, ``output_layer``,
             ``strip_softmax``, ``neuron_selection_mode``.
@@ -143,7 +158,9 @@ class MeaningfulPerturbation(Perturbation):
             keep = spread_over_channels(resize_maps(mask, lengths), rank)
             outputs = self.forward([keep * x + (1 - keep) * deleted])[0]
             if self.softmax and target.mode == "index":
-                outputs = tf.nn.softmax(tf.reshape(outputs, [batch, -1]))
+                flat = tf.reshape(outputs, [batch, -1])
+                # one logit: p = sigmoid(z) (a softmax of one value is constant 1)
+                outputs = tf.sigmoid(flat) if flat.shape[-1] == 1 else tf.nn.softmax(flat)
             score = tf.cast(self.scores(outputs, target, indices), tf.float32)
             sparsity = tf.reduce_sum(tf.abs(1 - mask), axis=list(range(1, mask.shape.rank)))
             variation = 0.0

@@ -72,7 +72,7 @@ def require(package: str, extra: str, purpose: str) -> Any:
     except ImportError as error:
         raise ImportError(
             f"{purpose} needs the optional package {package!r}. Install it with: "
-            f'pip install "keras-explain[{extra}]"'
+            f'pip install "keras-explainer[{extra}]"'
         ) from error
 
 
