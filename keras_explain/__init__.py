@@ -64,6 +64,7 @@ from keras_explain.analyzers import (
     VarGrad,
     create_analyzer,
 )
+from keras_explain.analyzers.layer_output import activations
 from keras_explain.callbacks import ExplanationLogger
 from keras_explain.lrp import canonizers, composites, rules
 
@@ -71,6 +72,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ExplanationLogger",
+    "activations",
     "callbacks",
     "visualize",
     "BoundedDeepTaylor",
