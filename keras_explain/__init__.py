@@ -12,6 +12,7 @@ from keras_explain import (
     config,
     graph,
     lrp,
+    representations,
     targets,
     visualize,
 )
@@ -73,6 +74,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ExplanationLogger",
     "activations",
+    "representations",
     "callbacks",
     "visualize",
     "BoundedDeepTaylor",
