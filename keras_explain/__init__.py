@@ -66,12 +66,13 @@ from keras_explain.analyzers import (
     create_analyzer,
 )
 from keras_explain.analyzers.layer_output import activations
-from keras_explain.callbacks import ExplanationLogger
+from keras_explain.callbacks import EmbeddingLogger, ExplanationLogger
 from keras_explain.lrp import canonizers, composites, rules
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EmbeddingLogger",
     "ExplanationLogger",
     "activations",
     "representations",

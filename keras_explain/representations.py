@@ -49,7 +49,11 @@ def _matrix(values: Any, name: str, function: str) -> np.ndarray:
             f"{name}[:, None]."
         )
     if not np.isfinite(array).all():
-        raise ValueError(f"{function}: {name} contains NaN or Inf values. Received: {name}.")
+        raise ValueError(
+            f"{function}: {name} contains NaN or Inf values (e.g. from NaN weights); "
+            f"similarities of non-finite activations are meaningless. Received: {name} "
+            f"with {int(np.sum(~np.isfinite(array)))} non-finite values."
+        )
     return array.reshape(len(array), -1)
 
 
