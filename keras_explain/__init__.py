@@ -9,6 +9,7 @@ Example:
 from keras_explain import (
     analyzers,
     callbacks,
+    concepts,
     config,
     graph,
     lrp,
@@ -76,6 +77,7 @@ __all__ = [
     "ExplanationLogger",
     "activations",
     "representations",
+    "concepts",
     "callbacks",
     "visualize",
     "BoundedDeepTaylor",
