@@ -176,11 +176,12 @@ def test_minibatch_cka_of_one_minibatch_equals_full_debiased_cka():
 def test_minibatch_cka_averages_hsic_over_minibatches():
     model_a, model_b = two_models()
     x = helpers.data((6,), batch=23)
+    inner = model_b.get_layer("backbone").layers[0]  # a layer inside the nested model
     matrix, _, _ = rep.similarity_matrix(
-        model_a, model_b, x, layers_a=["a1"], layers_b=["dense_4"], batch_size=8
+        model_a, model_b, x, layers_a=["a1"], layers_b=[inner], batch_size=8
     )
     acts_a = kx.activations(model_a, "a1", x).astype(np.float64)
-    acts_b = kx.activations(model_b, "dense_4", x).astype(np.float64)
+    acts_b = kx.activations(model_b, inner, x).astype(np.float64)
     # 23 // 8 = 2 minibatches of 12 and 11 samples: HSIC per minibatch (its own
     # n (n - 3) normalization), averaged, then the ratio
     terms = []
