@@ -9,11 +9,13 @@ Example:
 from keras_explain import (
     analyzers,
     callbacks,
+    concepts,
     config,
     datasets,
     graph,
     lrp,
     metrics,
+    representations,
     targets,
     visualize,
 )
@@ -66,13 +68,18 @@ from keras_explain.analyzers import (
     VarGrad,
     create_analyzer,
 )
-from keras_explain.callbacks import ExplanationLogger
+from keras_explain.analyzers.layer_output import activations
+from keras_explain.callbacks import EmbeddingLogger, ExplanationLogger
 from keras_explain.lrp import canonizers, composites, rules
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EmbeddingLogger",
     "ExplanationLogger",
+    "activations",
+    "representations",
+    "concepts",
     "callbacks",
     "visualize",
     "BoundedDeepTaylor",

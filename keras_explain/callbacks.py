@@ -1,4 +1,12 @@
-"""A Keras callback that logs explanation heatmaps to TensorBoard while a model trains."""
+"""Keras callbacks that log to TensorBoard while a model trains.
+
+:class:`ExplanationLogger` logs explanation heatmaps, :class:`EmbeddingLogger`
+a layer's embeddings for the projector.
+
+Both share one discipline: a bad configuration fails at ``on_train_begin``,
+before any epoch; an error in a later epoch becomes a ``RuntimeWarning`` and
+training goes on.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +18,39 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_explain import visualize
+from keras_explain import representations, visualize
 from keras_explain.analyzers.base import Analyzer
+from keras_explain.analyzers.layer_output import LayerOutputs
 from keras_explain.analyzers.registry import create_analyzer
 
 SUBDIRECTORY = "explanations"
 
 
-def _require_tensorboard() -> None:
+def _require_tensorboard(owner: str = "ExplanationLogger") -> None:
     try:
         import tensorboard  # noqa: F401
     except ImportError as error:
         raise ImportError(
-            "ExplanationLogger writes TensorBoard summaries and needs the tensorboard "
+            f"{owner} writes TensorBoard files and needs the tensorboard "
             'package: pip install "keras-explainer[tensorboard]".'
         ) from error
+
+
+def _check_freq(freq: Any) -> int:
+    if isinstance(freq, bool) or not isinstance(freq, int | np.integer) or freq < 1:
+        raise ValueError(
+            f"freq must be an int >= 1 (log every freq epochs). Received: freq={freq!r}."
+        )
+    return int(freq)
+
+
+def _warn(owner: str, what: str, error: Exception) -> None:
+    """Report an error of a later epoch; the training goes on."""
+    warnings.warn(
+        f"{owner} {what}; training continues. {type(error).__name__}: {error}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 class ExplanationLogger(keras.callbacks.Callback):
@@ -101,10 +127,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         overlay_options: Mapping[str, Any] | None = None,
     ):
         super().__init__()
-        if isinstance(freq, bool) or not isinstance(freq, int | np.integer) or freq < 1:
-            raise ValueError(
-                f"freq must be an int >= 1 (log every freq epochs). Received: freq={freq!r}."
-            )
+        freq = _check_freq(freq)
         if isinstance(analyzers, Mapping):
             specs = dict(analyzers)
             for tag, analyzer in specs.items():
@@ -141,7 +164,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         self.x = array
         self.target = target
         self.log_dir = os.fspath(log_dir)
-        self.freq = int(freq)
+        self.freq = freq
         self.overlay_options = dict(overlay_options or {})
         self.analyzers: dict[str, Analyzer] = {}
         self._writer = None
@@ -223,11 +246,7 @@ class ExplanationLogger(keras.callbacks.Callback):
 
     @staticmethod
     def _warn(what: str, error: Exception) -> None:
-        warnings.warn(
-            f"ExplanationLogger {what}; training continues. {type(error).__name__}: {error}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        _warn("ExplanationLogger", what, error)
 
     def on_train_end(self, logs=None):
         """Close the summary writer."""
@@ -241,3 +260,117 @@ class ExplanationLogger(keras.callbacks.Callback):
 
             self._writer = tf.summary.create_file_writer(self.summary_dir)
         return self._writer
+
+
+class EmbeddingLogger(keras.callbacks.Callback):
+    """Write a layer's activations on ``x`` as TensorBoard Projector embeddings while training.
+
+    At the end of every ``freq``-th epoch (epochs ``0, freq, 2 freq, ...``, as
+    :class:`ExplanationLogger`), the activations of ``layer`` on ``x`` (the
+    current weights, inference mode, :func:`keras_explain.activations`) are
+    written with :func:`keras_explain.representations.write_projector` into
+    ``log_dir`` as the embedding ``"{layer}_epoch{epoch}"``, with ``labels``
+    as metadata and ``images`` as sprite thumbnails. Every epoch stays in the
+    one ``projector_config.pbtxt``, so ``tensorboard --logdir log_dir`` shows them
+    side by side in the "Projector" tab (TensorBoard reads the config of the log
+    directory itself and of each run directory; use the same ``log_dir`` as
+    ``keras.callbacks.TensorBoard``).
+
+    The configuration is checked at ``on_train_begin``: the layer is looked up
+    in the trained model and the activations computed once; any error is
+    raised there, before the first epoch. An error in a later epoch (e.g. the
+    activations became NaN) is reported with ``warnings.warn`` and training goes
+    on; embeddings already written stay on disk.
+
+    Args:
+        layer: The layer (name or object, nested models included).
+        x: The inputs to embed, as the model takes them (an array, or a list of
+            arrays for a multi-input model). A few hundred to a few thousand.
+        labels: ``(N,)`` labels, or a dict ``{column: (N,) values}``, or None.
+        log_dir: The log directory (default ``"logs"``).
+        freq: Log every ``freq`` epochs (an int >= 1).
+        images: Optional ``(N, H, W[, C])`` thumbnails for the sprite (often ``x``).
+        batch_size: Samples per pass when computing the activations.
+
+    Raises:
+        ValueError: At construction, for a bad ``freq``, an empty ``x`` or
+            labels/images of another length than ``x``. At ``on_train_begin``,
+            for a layer not in the model or activations that cannot be computed
+            on ``x``.
+        ImportError: At ``on_train_begin``, if tensorboard is not installed.
+
+    Example:
+        >>> import keras, numpy as np, tempfile, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"),
+        ...                           keras.layers.Dense(2)])
+        >>> model.compile("adam", "mse")
+        >>> x, y = np.random.rand(32, 4), np.random.rand(32, 2)
+        >>> logger = kx.callbacks.EmbeddingLogger("hidden", x, y.argmax(1), tempfile.mkdtemp())
+        >>> _ = model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    """
+
+    def __init__(
+        self,
+        layer: str | keras.Layer,
+        x: Any,
+        labels: Any = None,
+        log_dir: str | os.PathLike = "logs",
+        freq: int = 1,
+        *,
+        images: Any = None,
+        batch_size: int | None = None,
+    ):
+        super().__init__()
+        self.freq = _check_freq(freq)
+        first = x[0] if isinstance(x, list | tuple) else x
+        count = len(first) if hasattr(first, "__len__") else 0
+        if count == 0:
+            raise ValueError(
+                "EmbeddingLogger needs a non-empty batch x to embed. Received: "
+                f"x of type {type(x).__name__} with {count} samples."
+            )
+        for name, value in (("labels", labels), ("images", images)):
+            if value is None:
+                continue
+            columns = value.values() if isinstance(value, Mapping) else [value]
+            if any(len(column) != count for column in columns):
+                raise ValueError(
+                    f"EmbeddingLogger: {name} must have one entry per sample of x ({count}). "
+                    f"Received: {name} with {[len(c) for c in columns]} entries."
+                )
+        self.layer = layer
+        self.x = x
+        self.labels = labels
+        self.images = images
+        self.log_dir = os.fspath(log_dir)
+        self.batch_size = batch_size
+        self._outputs = None
+
+    def embeddings(self) -> np.ndarray:
+        """The layer's activations on ``x`` for the current weights (float32)."""
+        return self._outputs.compute(self.x, self.batch_size)[0]
+
+    def on_train_begin(self, logs=None):
+        """Find the layer and compute its activations once; raise if that fails."""
+        _require_tensorboard("EmbeddingLogger")
+        try:
+            self._outputs = LayerOutputs(self.model, [self.layer])
+            self.embeddings()
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"EmbeddingLogger cannot compute the activations of layer {self.layer!r} "
+                f"of model {self.model.name!r} on x, so nothing could be logged; fix this "
+                f"before training. {type(error).__name__}: {error}"
+            ) from error
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Write the embedding of every ``freq``-th epoch."""
+        if epoch % self.freq != 0:
+            return
+        name = f"{self._outputs.layers[0].name}_epoch{epoch}"
+        try:
+            representations.write_projector(
+                self.log_dir, self.embeddings(), self.labels, self.images, name=name
+            )
+        except Exception as error:  # training must go on
+            _warn("EmbeddingLogger", f"could not write the embedding of epoch {epoch}", error)

@@ -251,3 +251,105 @@ def test_a_writer_failure_in_a_later_epoch_warns_and_training_continues(tmp_path
         )
     assert len(history.history["loss"]) == 2
     assert set(read_images(logger.summary_dir)) == {("input", 0), ("gradient", 0)}
+
+
+# -- EmbeddingLogger --------------------------------------------------------------------
+class ActivationRecorder(keras.callbacks.Callback):
+    """The flattened activations of a layer at every epoch end, by a hand-cut sub-model."""
+
+    def __init__(self, layer_index, x):
+        super().__init__()
+        self.layer_index, self.x = layer_index, x
+        self.expected = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        layer = self.model.layers[self.layer_index]
+        cut = keras.Model(self.model.inputs[0], layer.output)
+        self.expected[epoch] = cut(self.x).numpy().reshape(len(self.x), -1)
+
+
+def read_projector(log_dir):
+    from google.protobuf import text_format
+    from tensorboard.plugins import projector
+
+    config = projector.ProjectorConfig()
+    with open(os.path.join(log_dir, "projector_config.pbtxt")) as handle:
+        text_format.Parse(handle.read(), config)
+    return {item.tensor_name: item for item in config.embeddings}
+
+
+def test_embedding_logger_writes_the_layer_activations_of_every_freq_th_epoch(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    conv = model.layers[0]
+    recorder = ActivationRecorder(0, x[:10])
+    logger = kx.callbacks.EmbeddingLogger(
+        conv.name, x[:10], y[:10], tmp_path, freq=2, images=x[:10]
+    )
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[recorder, logger])
+    embeddings = read_projector(tmp_path)
+    assert sorted(embeddings) == [f"{conv.name}_epoch0", f"{conv.name}_epoch2"]
+    for epoch in (0, 2):
+        item = embeddings[f"{conv.name}_epoch{epoch}"]
+        values = np.loadtxt(tmp_path / item.tensor_path, delimiter="\t")
+        # the same float32 ops; the TSV keeps every float32 digit
+        np.testing.assert_allclose(values, recorder.expected[epoch], rtol=1e-5, atol=1e-6)
+        labels = (tmp_path / item.metadata_path).read_text().split()
+        assert labels == [str(label) for label in y[:10]]
+        assert list(item.sprite.single_image_dim) == [6, 6]
+    # the weights moved between the logged epochs, and so did the embedding
+    assert not np.allclose(recorder.expected[0], recorder.expected[2])
+
+
+def test_embedding_logger_bad_layer_fails_before_the_first_epoch(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    recorder = Recorder([], x[:1])
+    logger = kx.callbacks.EmbeddingLogger("nope", x[:4], log_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"EmbeddingLogger cannot compute.*'nope'.*No layer named"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder, logger])
+    assert recorder.epochs_begun == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"freq": 0}, r"freq must be an int >= 1.*Received: freq=0"),
+        ({"labels": [1, 2]}, r"labels must have one entry per sample of x \(4\).*\[2\]"),
+        ({"images": np.zeros((3, 6, 6))}, r"images must have one entry per sample of x \(4\)"),
+        ({"x": np.zeros((0, 6, 6, 1))}, r"needs a non-empty batch x"),
+    ],
+)
+def test_embedding_logger_bad_arguments_fail_at_construction(tmp_path, kwargs, match):
+    arguments = {"layer": "dense", "x": np.zeros((4, 6, 6, 1)), "log_dir": tmp_path}
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        kx.callbacks.EmbeddingLogger(**arguments)
+
+
+class PoisonHead(keras.callbacks.Callback):
+    """Sets the Dense head's kernel to NaN at the start of epoch 1 (a ReLU would hide it)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.layers[2].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_embedding_logger_failure_in_a_later_epoch_warns_and_training_continues(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    logger = kx.callbacks.EmbeddingLogger(model.layers[2], x[:6], log_dir=tmp_path)
+    with pytest.warns(RuntimeWarning) as caught:
+        history = model.fit(
+            x, y, epochs=3, batch_size=16, verbose=0, callbacks=[PoisonHead(), logger]
+        )
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    for epoch in (1, 2):
+        assert any(
+            f"could not write the embedding of epoch {epoch}; training continues" in m
+            and "NaN" in m
+            for m in messages
+        )
+    assert len(history.history["loss"]) == 3
+    assert list(read_projector(tmp_path)) == [f"{model.layers[2].name}_epoch0"]
