@@ -10,6 +10,8 @@ from keras_explain import (
     analyzers,
     callbacks,
     config,
+    datasets,
+    distributed,
     graph,
     lrp,
     targets,
@@ -65,6 +67,7 @@ from keras_explain.analyzers import (
     create_analyzer,
 )
 from keras_explain.callbacks import ExplanationLogger
+from keras_explain.datasets import explain_dataset, load_explanations
 from keras_explain.lrp import canonizers, composites, rules
 
 __version__ = "0.1.0"
@@ -128,4 +131,8 @@ __all__ = [
     "analyzers",
     "create_analyzer",
     "targets",
+    "datasets",
+    "distributed",
+    "explain_dataset",
+    "load_explanations",
 ]
