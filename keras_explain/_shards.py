@@ -147,23 +147,33 @@ def finished_shards(out_dir: str, results: int | None) -> list[int]:
 
 
 def consolidate(out_dir: str, sizes: list[int], outputs: list[dict[str, Any]]) -> None:
-    """Copy the shards, one at a time, into one ``.npy`` file per result (and ``ids.npy``)."""
+    """Append the shards, one at a time, to one ``.npy`` file per result (and ``ids.npy``).
+
+    Written as a stream (header, then each shard's bytes), not through a writable
+    memory map, so memory stays at one shard whatever the number of samples.
+    """
     total = sum(sizes)
     columns = [(index, tuple(spec["shape"]), spec["dtype"]) for index, spec in enumerate(outputs)]
     for result, shape, dtype in [*columns, (None, (), "int64")]:
         path = os.path.join(out_dir, "ids.npy") if result is None else final_path(out_dir, result)
-        temporary = f"{path}.partial"
-        target = np.lib.format.open_memmap(temporary, "w+", np.dtype(dtype), (total, *shape))
-        start = 0
-        for index, size in enumerate(sizes):
-            source = (
-                ids_path(out_dir, index) if result is None else shard_path(out_dir, index, result)
-            )
-            target[start : start + size] = np.load(source, mmap_mode="r")
-            start += size
-        target.flush()
-        del target
-        os.replace(temporary, path)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": (total, *shape),
+        }
+
+        def write(handle, result=result, header=header, dtype=dtype):
+            np.lib.format.write_array_header_2_0(handle, header)
+            for index in range(len(sizes)):
+                source = (
+                    ids_path(out_dir, index)
+                    if result is None
+                    else shard_path(out_dir, index, result)
+                )
+                shard = np.load(source, mmap_mode="r")
+                handle.write(np.ascontiguousarray(shard, dtype=np.dtype(dtype)).tobytes())
+
+        write_atomic(path, write)
 
 
 def load(out_dir: str, manifest: dict[str, Any]) -> np.ndarray | list[np.ndarray]:
