@@ -14,6 +14,7 @@ from keras_explain import (
     distributed,
     graph,
     lrp,
+    ray,
     targets,
     visualize,
 )
@@ -135,4 +136,5 @@ __all__ = [
     "distributed",
     "explain_dataset",
     "load_explanations",
+    "ray",
 ]
