@@ -90,8 +90,10 @@ def child(mode: str, size: int) -> None:
                 ids = batch["id"]
                 return {"id": ids, "x": images(int(ids[0]), int(ids[-1]) + 1)}
 
+            # materialized ids: no read task waits for a CPU that the actors hold
+            blocks = max(2, size // (4 * BATCH))
+            dataset = ray.data.range(size, override_num_blocks=blocks).materialize()
             begin = time.perf_counter()
-            dataset = ray.data.range(size, override_num_blocks=max(2, size // (4 * BATCH)))
             dataset = dataset.map_batches(make, batch_size=BATCH)
             explained = dataset.map_batches(
                 kx.ray.Explainer,

@@ -99,6 +99,7 @@ def explain_dataset(
     batch_size = _validate.positive_int(batch_size, "batch_size")
     verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
     analyzer, method_name, parameters = _analyzer(method, model, params)
+    run_batch = None if strategy is None else distributed.batch_runner(analyzer, strategy)
     out_dir = os.fspath(out_dir)
     if target is not None and not _is_labels(target) and _is_index_array(target):
         target = np.asarray(target)
@@ -123,7 +124,6 @@ def explain_dataset(
     else:
         _check_same_run(out_dir, manifest, identity)
     if not manifest["complete"]:
-        run_batch = None if strategy is None else distributed.batch_runner(analyzer, strategy)
         progress = _batching.Progress(verbose, method_name, unit="sample")
         saved_seed = getattr(analyzer, "seed", None)
         if manifest["seed"] is not None:  # the run's seed, the same after a resume

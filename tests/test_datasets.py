@@ -262,7 +262,8 @@ def test_strategy_must_be_a_strategy(conv, tmp_path):
         TypeError,
         match=r"strategy must be a tf.distribute.Strategy.*Received: strategy of type str",
     ):
-        kx.explain_dataset("gradient", model, x, out_dir=tmp_path, strategy="mirrored")
+        kx.explain_dataset("gradient", model, x, out_dir=tmp_path / "out", strategy="mirrored")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 # -- bad input --------------------------------------------------------------------------
