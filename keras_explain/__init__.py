@@ -10,11 +10,11 @@ from keras_explain import (
     analyzers,
     callbacks,
     config,
-    datasets,
     distributed,
     graph,
     lrp,
     ray,
+    streaming,
     targets,
     visualize,
 )
@@ -68,8 +68,8 @@ from keras_explain.analyzers import (
     create_analyzer,
 )
 from keras_explain.callbacks import ExplanationLogger
-from keras_explain.datasets import explain_dataset, load_explanations
 from keras_explain.lrp import canonizers, composites, rules
+from keras_explain.streaming import explain_dataset, load_explanations
 
 __version__ = "0.1.0"
 
@@ -132,7 +132,7 @@ __all__ = [
     "analyzers",
     "create_analyzer",
     "targets",
-    "datasets",
+    "streaming",
     "distributed",
     "explain_dataset",
     "load_explanations",
