@@ -12,10 +12,13 @@ from keras_explain import (
     concepts,
     config,
     datasets,
+    distributed,
     graph,
     lrp,
     metrics,
+    ray,
     representations,
+    streaming,
     targets,
     visualize,
 )
@@ -71,6 +74,7 @@ from keras_explain.analyzers import (
 from keras_explain.analyzers.layer_output import activations
 from keras_explain.callbacks import EmbeddingLogger, ExplanationLogger
 from keras_explain.lrp import canonizers, composites, rules
+from keras_explain.streaming import explain_dataset, load_explanations
 
 __version__ = "0.1.0"
 
@@ -139,4 +143,9 @@ __all__ = [
     "analyzers",
     "create_analyzer",
     "targets",
+    "streaming",
+    "distributed",
+    "explain_dataset",
+    "load_explanations",
+    "ray",
 ]

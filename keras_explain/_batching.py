@@ -29,12 +29,34 @@ class Progress:
             :data:`PROGRESS_DELAY` seconds), ``1`` (always) or ``0`` (never), as
             Keras' ``verbose``.
         description: The bar's label.
+        unit: What is counted: ``"pass"`` (:meth:`tick`) or e.g. ``"sample"``
+            (:meth:`advance`); tqdm shows the rate in units per second.
     """
 
-    def __init__(self, verbose: Any, description: str):
+    def __init__(self, verbose: Any, description: str, unit: str = "pass"):
         self.verbose = verbose
         self.description = description
+        self.unit = unit
         self._bar = None
+
+    def advance(self, count: int, total: int | None = None, done: int = 0) -> None:
+        """Record ``count`` more units done; the first call opens the bar.
+
+        Args:
+            count: Units just finished.
+            total: Units of the whole work, None when unknown (a stream).
+            done: Units finished before this bar opened (a resumed run).
+        """
+        if self.verbose == 0:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            delay = PROGRESS_DELAY if self.verbose == "auto" else 0.0
+            self._bar = tqdm(
+                total=total, initial=done, desc=self.description, unit=self.unit, delay=delay
+            )
+        self._bar.update(count)
 
     def tick(self, index: Any, total: Any) -> np.int32:
         """Record that pass ``index`` of ``total`` starts (runs on the host; returns 0)."""
@@ -55,7 +77,8 @@ class Progress:
     def finish(self) -> np.int32:
         """Complete and close the bar, if one is open (returns 0)."""
         if self._bar is not None:
-            self._bar.update(self._bar.total - self._bar.n)
+            if self._bar.total is not None:
+                self._bar.update(self._bar.total - self._bar.n)
             self._bar.close()
             self._bar = None
         return np.int32(0)

@@ -20,7 +20,11 @@ import ast
 import dataclasses
 import itertools
 import math
+import os
+import pathlib
 import re
+import subprocess
+import sys
 from typing import Any
 
 import keras
@@ -1004,6 +1008,27 @@ def pwcca_reference(x, y, side):
 
 
 # =====================================================================================
+# Subprocesses (a hard kill, devices that must be configured before TensorFlow starts)
+# =====================================================================================
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_python(code, timeout=300):
+    """Run ``code`` in a fresh Python with this checkout and ``tests/`` first on the path."""
+    paths = [str(REPO_ROOT), str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=str(REPO_ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# =====================================================================================
 # Private accessors: the only code that touches keras_explain's private modules and
 # attributes. The refactor re-points these functions; tests call nothing private.
 # =====================================================================================
@@ -1055,3 +1080,22 @@ def register_temporarily(monkeypatch, name, cls):
     from keras_explain.analyzers import registry
 
     monkeypatch.setitem(registry._REGISTRY, name, cls)
+
+
+def fail_file_writes_after(monkeypatch, count, error=None):
+    """Make explain_dataset's file writes raise ``error`` (a full disk) after ``count`` succeed."""
+    import errno
+
+    from keras_explain import _shards
+
+    error = error or OSError(errno.ENOSPC, "No space left on device")
+    original = _shards.save_array
+    calls = {"count": 0}
+
+    def save_array(path, array):
+        calls["count"] += 1
+        if calls["count"] > count:
+            raise error
+        original(path, array)
+
+    monkeypatch.setattr(_shards, "save_array", save_array)

@@ -226,7 +226,15 @@ class Analyzer:
             return self._analyze_dataset(x, target, batch_size)
         return self._analyze(x, target, batch_size, split=False)
 
-    def _analyze(self, x, target, batch_size, split):
+    def _analyze(self, x, target, batch_size, split, first_row=0, run_batch=None):
+        """Explain ``x`` in chunks of ``batch_size``.
+
+        ``first_row`` is the index of ``x``'s first sample in a larger input (its
+        seeds are those of that position); ``run_batch(batch, target, first_row)``
+        replaces :meth:`_run_batch` (``keras_explain.distributed`` splits batches
+        across devices with it).
+        """
+        run_batch = run_batch or self._run_batch
         inputs = self._standardize(x)
         total = int(inputs[0].shape[0])
         parsed = parse_target(target, total, self._output_size(inputs), self.neuron_selection_mode)
@@ -236,7 +244,7 @@ class Analyzer:
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
             batch = [tensor[start:stop] for tensor in inputs]
-            pieces.append(self._run_batch(batch, parsed.for_rows(start, stop), start))
+            pieces.append(run_batch(batch, parsed.for_rows(start, stop), first_row + start))
         results = [
             parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0) for parts in zip(*pieces)
         ]
@@ -351,6 +359,12 @@ class Analyzer:
         return self._input_count > 1
 
     def _run_batch(self, batch, target: Target, first_row: int):
+        function, arguments = self._prepare_batch(batch, target, first_row)
+        results = function(*arguments)
+        return [np.asarray(result.numpy(), dtype=np.float32) for result in results]
+
+    def _prepare_batch(self, batch, target: Target, first_row: int):
+        """The function of one batch and its arguments; a traceable analyzer's is traced here."""
         size = int(batch[0].shape[0])
         if target.mode == "index":
             indices = np.broadcast_to(target.indices, (size,))
@@ -368,8 +382,7 @@ class Analyzer:
             tf.constant([seed, first_row], tf.int64),
             params,
         )
-        results = self._compiled(key, arguments)(*arguments)
-        return [np.asarray(result.numpy(), dtype=np.float32) for result in results]
+        return self._compiled(key, arguments), arguments
 
     def _compiled(self, key, arguments) -> Callable:
         """The function for ``key``, as a concrete function per input signature.
