@@ -62,3 +62,18 @@ def copy_noise(seed: tf.Tensor, x: tf.Tensor, start, size, stream: int = 0) -> t
         parallel_iterations=32,
     )
     return noise[:, None]
+
+
+def copy_uniform(seed: tf.Tensor, start, size, width: int, stream: int = 0) -> tf.Tensor:
+    """``width`` uniform numbers in [0, 1) for each copy ``start .. start + size - 1``.
+
+    Copy ``k`` draws from the seed ``[user_seed * 7919 + stream, k]``, as
+    :func:`copy_noise` does, so its draws do not depend on the passes.
+    """
+    copies = tf.cast(start, tf.int64) + tf.range(tf.cast(size, tf.int64))
+    first = tf.fill(tf.shape(copies), seed[0] * 7919 + stream)
+    return tf.map_fn(
+        lambda pair: tf.random.stateless_uniform([width], seed=pair, dtype=tf.float64),
+        tf.stack([first, copies], axis=1),
+        fn_output_signature=tf.float64,
+    )

@@ -660,6 +660,36 @@ def dense_chain_lrp_reference(dense_layers, activation, target, rule: Ref):
     return relevance
 
 
+def deeplift_chain_reference(steps, x, baseline, target):
+    """DeepLIFT-Rescale (Shrikumar et al. 2017) of a chain of maps, in float64.
+
+    ``steps`` is a list of ``("dense", layer)`` (an affine map: the multiplier is the
+    kernel) and ``("act", f)`` (an element-wise numpy function: the multiplier is
+    ``(f(z) − f(z')) / (z − z')``). The reference and the input run through the chain
+    side by side; the multipliers of the explained unit are chained back to the input,
+    and the attribution is ``(x − x') · m``.
+    """
+    a = np.asarray(x, np.float64)
+    a0 = np.broadcast_to(np.asarray(baseline, np.float64), a.shape)
+    backward = []
+    for kind, part in steps:
+        if kind == "dense":
+            kernel, bias = _weights64(part)
+            a, a0 = a @ kernel + bias, a0 @ kernel + bias
+            backward.append(lambda g, kernel=kernel: g @ kernel.T)
+        else:
+            delta = a - a0
+            assert np.abs(delta).min() > 1e-9, "the reference needs |z - z'| > 0"
+            ratio = (part(a) - part(a0)) / delta
+            a, a0 = part(a), part(a0)
+            backward.append(lambda g, ratio=ratio: g * ratio)
+    g = np.zeros_like(a)
+    g[np.arange(len(a)), np.broadcast_to(target, (len(a),))] = 1.0
+    for step in reversed(backward):
+        g = step(g)
+    return (np.asarray(x, np.float64) - np.asarray(baseline, np.float64)) * g
+
+
 # =====================================================================================
 # References: perturbation methods
 # =====================================================================================

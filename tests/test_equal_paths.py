@@ -99,6 +99,12 @@ SUBCLASSED_PARAMS = {
     "squaregrad": {"samples": 4, "seed": 0},
     "vargrad": {"samples": 4, "seed": 0},
     "integrated_gradients": {"steps": 5},
+    "gradient_shap": {
+        "background": np.random.default_rng(1).uniform(size=(3, 6, 6, 2)),
+        "samples": 4,
+        "stddev": 0.1,
+        "seed": 0,
+    },
     "occlusion": {"window": 2},
     "shapley_sampling": {"samples": 5, "seed": 0},
     "rise": {"samples": 20, "cells": 2, "seed": 0},
@@ -115,6 +121,7 @@ def test_the_methods_that_need_a_graph_are_exactly_these():
     """A new registry name must be added to one list or the other, knowingly."""
     expected_graph_only = {"guided_backprop", "deconvnet", "guided_grad_cam", "score_cam"}
     expected_graph_only |= {"cam", "grad_cam", "grad_cam_pp", "layer_cam"}
+    expected_graph_only |= {"deeplift", "deeplift_shap"}
     expected_graph_only |= {n for n in kx.analyzers.names() if n.startswith(("lrp", "deep_"))}
     assert set(NEEDS_A_GRAPH) == expected_graph_only
     assert set(SUBCLASSED_PARAMS) <= set(kx.analyzers.names())

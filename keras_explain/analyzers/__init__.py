@@ -2,6 +2,7 @@
 
 from keras_explain.analyzers import (  # noqa: F401  (importing registers the names)
     cam,
+    deeplift,
     gradient,
     perturbation,
     relevance,
@@ -17,6 +18,7 @@ from keras_explain.analyzers.cam import (
     LayerCAM,
     ScoreCAM,
 )
+from keras_explain.analyzers.deeplift import DeepLift, DeepLiftShap, GradientShap
 from keras_explain.analyzers.gradient import (
     Deconvnet,
     Gradient,
@@ -69,6 +71,9 @@ from keras_explain.analyzers.wrappers import (
 
 __all__ = [
     "BoundedDeepTaylor",
+    "DeepLift",
+    "DeepLiftShap",
+    "GradientShap",
     "DeepTaylor",
     "LRP",
     "LRPAlpha1Beta0",

@@ -394,6 +394,13 @@ class PathIntegral(Wrapper):
             analyzer, internal_batch_size=internal_batch_size, verbose=verbose, **unexpected
         )
         name = type(self).__name__
+        if not getattr(analyzer, "path_integrable", True):
+            raise ValueError(
+                f"{name} integrates an analyzer's backward pass along a path; "
+                f"{type(analyzer).__name__} already explains the difference from its own "
+                "baseline, so its path integral means nothing. Received: "
+                f"{type(analyzer).__name__}. Use it alone, or PathIntegral(kx.Gradient(model))."
+            )
         if isinstance(analyzer, LayerMaps) or analyzer.at_layer is not None:
             what = (
                 f"at_layer={analyzer.at_layer.name!r}"

@@ -1,0 +1,493 @@
+"""DeepLIFT family: DeepLIFT (Rescale rule), DeepLiftShap and GradientShap.
+
+:class:`DeepLift` (Shrikumar et al. 2017, "Learning Important Features Through
+Propagating Activation Differences", arXiv:1704.02685) explains the difference
+``f_t(x) − f_t(x')`` from a baseline ``x'``. The model runs once, through the
+graph engine, on the stacked batch ``[x; x']``; every op's backward pass then
+carries *multipliers* ``m = Δy / Δx`` instead of derivatives:
+
+- element-wise activations (op kind ``"activation"``): the Rescale rule
+  ``m = (f(x) − f(x')) / (x − x')``, and the ordinary derivative ``f'(x)``
+  where ``|x − x'| < eps`` (Captum's ``eps``, default 1e-10);
+- max pooling and ``Maximum`` (kind ``"max_pool"``): Captum's rule, which
+  routes ``max(y, y') − y'`` to the input's maximum and ``y − max(y, y')`` to
+  the baseline's, then divides by ``Δx`` (gradient where ``|Δx| < eps``);
+- every other op (linear maps, BatchNormalization in inference, pooling sums,
+  reshapes) passes the gradient: for a linear op the multiplier *is* the
+  weight. Gates (``Multiply``), normalizations and softmaxes inside the network
+  also pass the gradient, so summation-to-delta is then approximate.
+
+The attribution is ``(x − x') ⊙ m``; it sums per sample to ``f_t(x) − f_t(x')``
+(summation-to-delta) on networks of linear maps, activations and max pooling.
+The rules are ``tf.custom_gradient`` closures made per call of an op, so a
+layer used twice (a shared ``ReLU``) gets the multipliers of each call
+(Captum's issue #1082 does not arise).
+
+:class:`DeepLiftShap` averages DeepLIFT over a background set of baselines
+(Captum's ``DeepLiftShap``); :class:`GradientShap` is Captum's ``GradientShap``
+(the expected-gradients estimator of Lundberg & Lee 2017).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from keras_explain import _batching, _random, _spatial, _validate
+from keras_explain.analyzers.backprop import Backpropagation
+from keras_explain.analyzers.registry import register
+from keras_explain.analyzers.wrappers import Wrapper, _AroundGradient
+from keras_explain.lrp.rules import vjp
+from keras_explain.targets import fix_target
+
+
+@register("deeplift")
+class DeepLift(Backpropagation):
+    """DeepLIFT with the Rescale rule (Shrikumar et al. 2017, arXiv:1704.02685).
+
+    See :mod:`keras_explain.analyzers.deeplift` for the rules of each op kind.
+
+    Args:
+        model: A Functional or Sequential Keras model with float inputs.
+        baseline: The reference input ``x'``: a scalar, an array shaped like
+            one sample, or an array shaped like the batch (default 0); a list
+            with one entry per input for a multi-input model.
+        eps: Where ``|x − x'| < eps`` at a non-linearity's input, its multiplier
+            is the ordinary derivative instead of ``Δy / Δx`` (default 1e-10,
+            Captum's; the limit of ``Δy / Δx`` as ``Δx → 0``).
+        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
+            ``neuron_selection_mode``, ``verbose``.
+
+    Returns:
+        ``analyze(x, target)`` returns attributions shaped like x that sum per
+        sample to ``f_t(x) − f_t(x')`` (summation-to-delta).
+
+    Raises:
+        TypeError: For a subclassed model (its non-linearities cannot be found).
+        ValueError: For ``at_layer``, integer (token) inputs, a negative ``eps``
+            or a baseline of the wrong shape.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...                           keras.layers.Dense(5, activation="relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> kx.DeepLift(model, baseline=0.0).analyze(np.ones((2, 4), "float32")).shape
+        (2, 4)
+    """
+
+    requires_graph = True
+    #: The stacked batch [x; x'] doubles the rows of every pass.
+    backward_memory_factor = 0.7
+    #: A path integral of multipliers means nothing (PathIntegral refuses it).
+    path_integrable = False
+
+    def __init__(self, model, *, baseline: Any = 0.0, eps: float = 1e-10, **kwargs: Any):
+        name = type(self).__name__
+        if kwargs.get("at_layer") is not None:
+            raise ValueError(
+                f"{name} explains f(x) - f(baseline) with a baseline in input space and does "
+                f"not support at_layer. Received: at_layer={kwargs['at_layer']!r}. Build a "
+                "sub-model that starts at that layer and explain its input instead."
+            )
+        super().__init__(model, **kwargs)
+        if any(self._embedded):
+            raise ValueError(
+                f"{name} needs float inputs: model {self.model.name!r} has an integer (token) "
+                "input, whose baseline has no meaning yet. Explain a sub-model that starts "
+                "at the Embedding output instead."
+            )
+        self.eps = _validate.non_negative(eps, "eps")
+        self.baseline = self._checked_baselines(baseline)
+
+    def _checked_baselines(self, baseline):
+        specs = self._input_specs()
+        single = not isinstance(baseline, list | tuple)
+        baselines = [baseline] * len(specs) if single else list(baseline)
+        if len(baselines) != len(specs):
+            raise ValueError(
+                f"{type(self).__name__}: baseline needs one entry per model input "
+                f"({len(specs)}). Received {len(baselines)}."
+            )
+        return [_validate.baseline(b, tuple(spec.shape[1:])) for b, spec in zip(baselines, specs)]
+
+    def _check_batch(self, shapes, split):
+        for base, shape in zip(self.baseline, shapes):
+            _validate.batch_baseline(base, shape, split)
+
+    # -- the rules --------------------------------------------------------------
+    def hook(self, step, inputs):
+        """Rescale at activations, Captum's rule at max pooling, the gradient elsewhere."""
+        if step.op.kind == "activation":
+            return _rescale(step.op.forward, inputs, self.eps)
+        if step.op.kind == "max_pool":
+            return _max_pool(step.op.forward, inputs, self.eps)
+        return step.op.forward(*inputs)
+
+    # -- the pass -----------------------------------------------------------------
+    def multipliers(self, inputs, baselines, target, indices) -> list[tf.Tensor]:
+        """Multipliers ``d(f_t(x) − f_t(x'))/d(Δx)`` from one pass over ``[x; x']``.
+
+        Args:
+            inputs: One ``(B, ...)`` tensor per model input.
+            baselines: One tensor per input, broadcast to the inputs' shapes.
+            target: A parsed target; ``indices`` its per-row indices.
+        """
+        batch = tf.shape(inputs[0])[0]
+        stacked = [tf.concat([x, tf.cast(b, x.dtype)], 0) for x, b in zip(inputs, baselines)]
+        with tf.GradientTape() as tape:
+            tape.watch(stacked)
+            output, _ = self.forward(stacked, self.hook)
+            scores = self.scores(output[:batch], target, indices)
+        grads = tape.gradient(scores, stacked)
+        return [tf.zeros_like(x) if g is None else g[:batch] for x, g in zip(inputs, grads)]
+
+    def deltas(self, inputs, baselines, target, indices) -> list[tf.Tensor]:
+        """The attributions ``(x − x') ⊙ m`` of one batch (float32, before :meth:`finish`)."""
+        multipliers = self.multipliers(inputs, baselines, target, indices)
+        return [
+            tf.cast((x - tf.cast(b, x.dtype)) * m, tf.float32)
+            for x, b, m in zip(inputs, baselines, multipliers)
+        ]
+
+    def attribute(self, inputs, target, indices):
+        """DeepLIFT from the analyzer's baseline (wrappers call it on copies)."""
+        baselines = [_spatial.broadcast_baseline(b, x) for b, x in zip(self.baseline, inputs)]
+        return self.deltas(inputs, baselines, target, indices)
+
+
+def _rescale(forward, inputs, eps):
+    """An element-wise activation on ``[x; x']`` whose backward pass is the Rescale rule."""
+
+    @tf.custom_gradient
+    def apply(stacked):
+        output = forward(stacked)
+
+        def grad(upstream, variables=None):
+            half = tf.shape(stacked)[0] // 2
+            delta_in = stacked[:half] - stacked[half:]
+            delta_out = tf.cast(output[:half] - output[half:], delta_in.dtype)
+            small = tf.abs(delta_in) < eps
+            ratio = delta_out / tf.where(small, tf.ones_like(delta_in), delta_in)
+            ratio = tf.concat([ratio, ratio], 0)
+            small = tf.concat([small, small], 0)
+            derivative = vjp(forward, [stacked], upstream)[0]
+            result = tf.where(small, derivative, tf.cast(upstream, ratio.dtype) * ratio)
+            if variables:  # PReLU reads its slopes
+                return result, [None] * len(variables)
+            return result
+
+        return output, grad
+
+    return apply(*inputs)
+
+
+def _max_pool(forward, inputs, eps):
+    """Max pooling (or ``Maximum``) on ``[x; x']`` with Captum's DeepLIFT rule.
+
+    With ``y = pool(x)``, ``y' = pool(x')`` and ``u = max(y, y')``, the
+    difference ``Δy = (u − y') + (y − u)`` is split: ``u − y' ≥ 0`` goes to the
+    input's maximum (the gradient of the pool at ``x``), ``y − u ≤ 0`` to the
+    baseline's (the gradient at ``x'``); dividing by ``Δx`` gives multipliers,
+    the gradient at ``x`` where ``|Δx| < eps``.
+    """
+
+    @tf.custom_gradient
+    def apply(*stacked):
+        output = forward(*stacked)
+
+        def grad(upstream, variables=None):
+            half = tf.shape(output)[0] // 2
+            actual = [s[:half] for s in stacked]
+            reference = [s[half:] for s in stacked]
+            y, y_ref = output[:half], output[half:]
+            top = tf.maximum(y, y_ref)
+            g = upstream[:half]
+            to_input = vjp(forward, actual, g * (top - y_ref))
+            to_reference = vjp(forward, reference, g * (y - top))
+            derivative = vjp(forward, list(stacked), upstream)
+            result = []
+            for x, x_ref, a, b, d in zip(actual, reference, to_input, to_reference, derivative):
+                delta_in = x - x_ref
+                small = tf.abs(delta_in) < eps
+                ratio = (a + b) / tf.where(small, tf.ones_like(delta_in), delta_in)
+                result.append(
+                    tf.where(tf.concat([small, small], 0), d, tf.concat([ratio, ratio], 0))
+                )
+            result = result if len(result) > 1 else result[0]
+            if variables:
+                return result, [None] * len(variables)
+            return result
+
+        return output, grad
+
+    return apply(*inputs)
+
+
+def checked_background(owner: str, background: Any, specs) -> list[np.ndarray]:
+    """A background set of baselines, one ``(N, *sample_shape)`` float32 array per input.
+
+    Raises:
+        ValueError: For a missing or empty background, the wrong number of
+            entries for a multi-input model, a shape that does not match one
+            sample of the model's input, or non-finite values.
+    """
+    count = 1 if specs is None else len(specs)
+    if background is None:
+        raise ValueError(
+            f"{owner} needs background=, an array of baselines shaped (N, *sample shape). "
+            "Received: background=None."
+        )
+    if count > 1:
+        if not isinstance(background, list | tuple) or len(background) != count:
+            received = len(background) if isinstance(background, list | tuple) else "an array"
+            raise ValueError(
+                f"{owner}: background needs one array per model input ({count}). "
+                f"Received: {received}."
+            )
+        items = list(background)
+    else:
+        items = [background]
+    arrays = []
+    for position, item in enumerate(items):
+        array = np.asarray(item, dtype=np.float32)
+        sample = None if specs is None else tuple(specs[position].shape[1:])
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise ValueError(
+                f"{owner}: background is empty. Received: background of shape {array.shape}. "
+                "Pass at least one baseline, shaped (N, *sample shape)."
+            )
+        if sample is not None and not _validate._matches(array.shape[1:], sample):
+            raise ValueError(
+                f"{owner}: background must be shaped (N, {', '.join(map(str, sample))}), a "
+                f"stack of baselines each shaped like one sample. Received: shape {array.shape}."
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"{owner}: background contains NaN or Inf values. Received: background of "
+                f"shape {array.shape}."
+            )
+        arrays.append(array)
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise ValueError(
+            f"{owner}: every input's background needs the same number of baselines. "
+            f"Received: {[a.shape[0] for a in arrays]}."
+        )
+    return arrays
+
+
+def _repeat(tensor, size):
+    """``(B, ...)`` -> ``(size * B, ...)``: ``size`` copies of the batch, copy-major."""
+    shape = tf.shape(tensor)
+    tiled = tf.broadcast_to(tensor[None], tf.concat([[size], shape], 0))
+    return tf.reshape(tiled, tf.concat([[-1], shape[1:]], 0))
+
+
+@register("deeplift_shap")
+class DeepLiftShap(DeepLift):
+    """DeepLIFT averaged over a background set of baselines (Captum's ``DeepLiftShap``).
+
+    ``(1/N) Σ_j DeepLift(x; x'_j)`` over the ``N`` rows of ``background``
+    (Lundberg & Lee 2017, "A Unified Approach to Interpreting Model
+    Predictions", arXiv:1705.07874); it sums per sample to
+    ``f_t(x) − mean_j f_t(x'_j)``. The background rows run in passes within
+    the memory budget (one ``tf.while_loop``), each pass stacking its copies of
+    the batch with their baselines; the target is fixed on the input.
+
+    Args:
+        model: A Functional or Sequential Keras model with float inputs.
+        background: Baselines shaped ``(N, *sample_shape)``; a list of such
+            arrays (same ``N``) for a multi-input model.
+        eps: As for :class:`DeepLift`.
+        internal_batch_size: Rows per pass (default: from the memory budget).
+        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
+            ``neuron_selection_mode``, ``verbose``.
+
+    Returns:
+        ``analyze(x, target)`` returns attributions shaped like x.
+
+    Raises:
+        TypeError: For ``baseline=`` (pass ``background=``).
+        ValueError: For an empty or misshapen background, as for :class:`DeepLift`.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...                           keras.layers.Dense(5, activation="relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> background = np.random.default_rng(0).normal(size=(8, 4))
+        >>> kx.DeepLiftShap(model, background=background).analyze(
+        ...     np.ones((2, 4), "float32")).shape
+        (2, 4)
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        background: Any = None,
+        eps: float = 1e-10,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ):
+        if "baseline" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__} averages over background=, an array of baselines "
+                f"shaped (N, *sample shape). Received: baseline={kwargs['baseline']!r}; use "
+                "kx.DeepLift for a single baseline."
+            )
+        super().__init__(model, eps=eps, **kwargs)
+        self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
+        self.background = checked_background(type(self).__name__, background, self._input_specs())
+
+    def _check_batch(self, shapes, split):
+        pass
+
+    def _explain(self, inputs, target, indices, seed, params):
+        target, indices = fix_target(self.forward(inputs)[0], target, indices)
+        background = [tf.constant(b, dtype=x.dtype) for b, x in zip(self.background, inputs)]
+        count = int(self.background[0].shape[0])
+        batch = inputs[0].shape[0] or 1
+        rows = self.rows_per_pass(
+            [tuple(x.shape[1:]) for x in inputs], backward=True, override=self.internal_batch_size
+        )
+        per_pass = max(1, rows // batch)  # the factor counts both halves of [x; x']
+
+        def body(start, size, totals):
+            copies = [_repeat(x, size) for x in inputs]
+            baselines = []
+            for x, base in zip(inputs, background):
+                rows_of_pass = base[start : start + size][:, None]  # (size, 1, ...)
+                shape = tf.concat([[size], tf.shape(x)], 0)
+                flat = tf.concat([[-1], tf.shape(x)[1:]], 0)
+                baselines.append(tf.reshape(tf.broadcast_to(rows_of_pass, shape), flat))
+            values = self.deltas(copies, baselines, target, tf.tile(indices, [size]))
+            return [
+                total + tf.reduce_sum(tf.reshape(v, tf.concat([[size], tf.shape(x)], 0)), axis=0)
+                for total, v, x in zip(totals, values, inputs)
+            ]
+
+        totals = _batching.run_in_passes(
+            count, per_pass, body, [tf.zeros(())] * len(inputs), self.progress(), relax=True
+        )
+        return self.finish([total / count for total in totals])
+
+
+@register("gradient_shap")
+class GradientShap(_AroundGradient, Wrapper):
+    """GradientShap (Captum's ``GradientShap``): expected gradients with random baselines.
+
+    Each sample gets ``samples`` copies; copy ``k`` draws a baseline ``x'_k``
+    uniformly from the rows of ``background``, Gaussian noise
+    ``x̃_k = x + N(0, stddev²)`` and a point ``α_k ~ U(0, 1)``, and contributes
+    ``(x̃_k − x'_k) ⊙ ∇f_t(x'_k + α_k (x̃_k − x'_k))``; the result is the mean
+    over copies (Lundberg & Lee 2017, arXiv:1705.07874; Erion et al. 2021's
+    expected gradients with noise). In expectation it sums to about
+    ``f_t(x) − E[f_t(x')]``; on a linear model every copy gives exactly
+    ``(x̃_k − x'_k) ⊙ w``. The draws of copy ``k`` come from the seed
+    ``[seed · 7919 + stream, k]`` and are shared by the samples of a batch
+    (each sample still gets ``samples`` independent draws), so a seed gives the
+    same result whatever ``batch_size`` and ``internal_batch_size``.
+
+    Args:
+        model: A Keras model (subclassed models work too).
+        background: Baselines shaped ``(N, *sample_shape)``; a list of such
+            arrays (same ``N``) for a multi-input model.
+        samples: Copies per sample (default 5, Captum's ``n_samples``).
+        stddev: Standard deviation of the noise added to the input (default
+            0.0, Captum's ``stdevs``), in the input's units.
+        seed: Seed of the draws (default: fresh every call).
+        internal_batch_size: Rows per pass (default: from the memory budget).
+        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
+            ``neuron_selection_mode``, ``verbose``.
+
+    Returns:
+        ``analyze(x, target)`` returns attributions shaped like x.
+
+    Raises:
+        ValueError: For an empty or misshapen background, ``samples < 1`` or
+            ``stddev < 0``.
+        TypeError: For an unexpected parameter.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> background = np.zeros((3, 4), "float32")
+        >>> kx.GradientShap(model, background=background, seed=0).analyze(
+        ...     np.ones((2, 4), "float32")).shape
+        (2, 4)
+    """
+
+    #: The stream of the baseline indices and path points (the noise uses 0, 1, ...).
+    draw_stream = 4099
+
+    def __init__(
+        self,
+        model,
+        *,
+        background: Any = None,
+        samples: int = 5,
+        stddev: float = 0.0,
+        seed: int | None = None,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ):
+        self.samples = _validate.positive_int(samples, "samples")
+        self.stddev = _validate.non_negative(stddev, "stddev", " (in the input's units)")
+        self.seed = seed
+        gradient = self._split(model, kwargs)
+        super().__init__(gradient, internal_batch_size=internal_batch_size, **kwargs)
+        self.background = checked_background(type(self).__name__, background, self._input_specs())
+
+    def call_params(self) -> dict[str, Any]:
+        """``samples`` and ``stddev``, read at every call (no retracing)."""
+        samples = _validate.positive_int(self.samples, "samples")
+        stddev = _validate.non_negative(self.stddev, "stddev")
+        return {"samples": np.int32(samples), "stddev": np.float32(stddev)}
+
+    def draws(self, inputs, seed, start, size, stddev):
+        """Path points and ``x̃ − x'`` of copies ``start .. start + size - 1``, ``(size, B, ...)``.
+
+        Args:
+            inputs: One tensor per model input.
+            seed: ``[user_seed, first_row]``, as the compiled function receives it.
+            start: The first copy.
+            size: The number of copies.
+            stddev: The noise's standard deviation.
+        """
+        count = int(self.background[0].shape[0])
+        uniform = _random.copy_uniform(seed, start, size, 2, stream=self.draw_stream)
+        rows = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
+        points, differences = [], []
+        for position, (x, base) in enumerate(zip(inputs, self.background)):
+            shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
+            alpha = tf.reshape(tf.cast(uniform[:, 1], x.dtype), shape)
+            baseline = tf.gather(tf.constant(base, dtype=x.dtype), rows)[:, None]
+            noise = _random.copy_noise(seed, x, start, size, stream=position)
+            noisy = x[None] + tf.cast(stddev, x.dtype) * noise
+            points.append(baseline + alpha * (noisy - baseline))
+            differences.append(noisy - baseline)
+        return points, differences
+
+    def _explain(self, inputs, target, indices, seed, params):
+        target, indices = self._fixed_target(inputs, target, indices)
+        count = params["samples"]
+
+        def make(start, size):
+            return self.draws(inputs, seed, start, size, params["stddev"])[0]
+
+        def evaluate(flat, target, indices):
+            return self.analyzer.backward(flat, target, indices)[0]
+
+        def accumulate(totals, values, start, size):
+            differences = self.draws(inputs, seed, start, size, params["stddev"])[1]
+            return [
+                total + tf.reduce_sum(tf.cast(d, tf.float32) * value, axis=0)
+                for total, d, value in zip(totals, differences, values)
+            ]
+
+        initial = [tf.zeros(())] * len(inputs)
+        totals = self._run(inputs, target, indices, count, make, evaluate, accumulate, initial)
+        return self.analyzer.finish([total / tf.cast(count, tf.float32) for total in totals])
