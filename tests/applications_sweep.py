@@ -80,6 +80,9 @@ def sweep(application: str, size: int) -> dict:
         "feature_mask": (half[:, None] * 2 + half[None, :]).astype(np.int32),
     }
     params["occlusion"] = {"window": size // 2}
+    background = np.stack([np.zeros_like(x[0]), batch[1]])
+    params["deeplift_shap"] = {"background": background}
+    params["gradient_shap"] = {"background": background, "samples": 2, "seed": 0}
     results = {}
     for name in kx.analyzers.names():
         try:
