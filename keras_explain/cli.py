@@ -1,4 +1,4 @@
-"""The ``keras-explain`` command: ``keras-explain demo`` and ``keras-explain methods``."""
+"""The ``keras-explain`` command: ``demo``, ``benchmark`` and ``methods``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing import Any
 
 def grid_segments(image) -> Any:
     """Superpixels for the 8x8 digits: a 4x4 grid of 2x2 cells (labels 0..15)."""
-    import numpy as np
+    from keras_explain.benchmark import grid_segments as cells
 
-    rows, columns = np.indices(np.shape(image)[:2])
-    return (rows // 2) * ((np.shape(image)[1] + 1) // 2) + columns // 2
+    return cells(image, cell=2)
 
 
 #: Parameters suited to 8x8 digit images, per registry name. Keyword arguments
@@ -87,11 +86,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="comma-separated registry names to draw (default: every registered method)",
     )
+    _add_benchmark(commands)
     commands.add_parser("methods", help="list every analyzer name")
     args = parser.parse_args(argv)
     if args.command == "methods":
         return _methods()
+    if args.command == "benchmark":
+        from keras_explain.benchmark import benchmark
+
+        return benchmark(
+            args.out,
+            methods=args.methods,
+            quick=args.quick,
+            samples=args.samples,
+            seed=args.seed,
+            train=args.train,
+            epochs=args.epochs,
+            size=args.size,
+        )
     return demo(args.out, epochs=args.epochs, samples=args.samples, methods=args.methods)
+
+
+def _add_benchmark(commands) -> None:
+    parser = commands.add_parser(
+        "benchmark",
+        help="rank the image methods on a CNN trained on shapes with ground-truth masks",
+        description=(
+            "Train a small CNN on kx.datasets.shapes (generated, no download), explain "
+            "held-out images with every image method and score each with kx.metrics.evaluate "
+            "(time, deletion, insertion, infidelity, sensitivity-max, pointing game, relevance "
+            "mass, randomization, sparseness). Prints the table and writes benchmark.csv, "
+            "benchmark.md and benchmark.png."
+        ),
+    )
+    parser.add_argument(
+        "--out", default="keras_explain_benchmark", help="output directory (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--methods",
+        type=_names,
+        default=None,
+        help="comma-separated registry names (default: every method but the slow "
+        "meaningful_perturbation, lime and kernel_shap)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 10 methods, 8 samples, 4,000 training images, 4 epochs",
+    )
+    parser.add_argument(
+        "--samples", type=_positive_int, default=None, help="held-out images (default: 32)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument(
+        "--train", type=_positive_int, default=None, help="training images (default: 20000)"
+    )
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=None, help="training epochs (default: 8)"
+    )
+    parser.add_argument(
+        "--size", type=_size, default=None, help="image side in pixels, >= 16 (default: 32)"
+    )
+
+
+def _size(text: str) -> int:
+    value = _positive_int(text)
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"must be at least 16 pixels, got {text}")
+    return value
 
 
 def _names(text: str) -> list[str]:
