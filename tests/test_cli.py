@@ -92,6 +92,11 @@ def test_demo_writes_grid_and_logs_and_reports_skipped(tmp_path, capsys, monkeyp
     assert f"TensorBoard logs: {(out / 'logs').resolve()}" in printed
     picture = matplotlib.image.imread(str(png))
     assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 200
+    shapes_png = out / "shapes.png"
+    assert f"Shapes grid (2 methods): {shapes_png.resolve()}" in printed
+    shapes_picture = matplotlib.image.imread(str(shapes_png))
+    assert shapes_picture.ndim == 3 and shapes_picture.shape[1] > 200
+    assert "images of 64x64" in printed
 
     assert "zz_broken: RuntimeError: broken on purpose" in printed
     assert "second line" not in printed
