@@ -61,7 +61,7 @@ QUICK_METHODS = (
     "occlusion",
 )
 #: The full run: training images, epochs, image size, explained samples.
-FULL = {"train": 20000, "epochs": 8, "size": 32, "samples": 32}
+FULL = {"train": 40000, "epochs": 5, "size": 32, "samples": 32}
 #: ``--quick``: less training (lower accuracy), fewer methods and samples.
 QUICK = {"train": 4000, "epochs": 4, "size": 32, "samples": 8}
 
@@ -180,7 +180,6 @@ def run_methods(
     """
     from tqdm import tqdm
 
-    from keras_explain.cli import _first_line
     from keras_explain.metrics import evaluate
 
     rows, skipped = [], {}
@@ -198,12 +197,19 @@ def run_methods(
                 verbose=0,
             )[0]
         except Exception as error:  # the table shows what works and says what did not
-            skipped[name] = f"{type(error).__name__}: {_first_line(error)}"
+            skipped[name] = f"{type(error).__name__}: {first_line(error)}"
             bar.write(f"  skipped {name}: {skipped[name]}")
             continue
         rows.append(row)
     bar.close()
     return rows, skipped
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters."""
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _format(value: float) -> str:
@@ -285,8 +291,8 @@ def benchmark(
         quick: Less training, fewer methods and samples (:data:`QUICK`).
         samples: Held-out images explained (default 32, 8 with ``quick``).
         seed: Seed of the data, the training and every random metric.
-        train: Training images (default 20,000, 4,000 with ``quick``).
-        epochs: Training epochs (default 8, 4 with ``quick``).
+        train: Training images (default 40,000, 4,000 with ``quick``).
+        epochs: Training epochs (default 5, 4 with ``quick``).
         size: Image side in pixels (default 32).
 
     Returns:

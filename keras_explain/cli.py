@@ -141,10 +141,10 @@ def _add_benchmark(commands) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument(
-        "--train", type=_positive_int, default=None, help="training images (default: 20000)"
+        "--train", type=_positive_int, default=None, help="training images (default: 40000)"
     )
     parser.add_argument(
-        "--epochs", type=_positive_int, default=None, help="training epochs (default: 8)"
+        "--epochs", type=_positive_int, default=None, help="training epochs (default: 5)"
     )
     parser.add_argument(
         "--size", type=_size, default=None, help="image side in pixels, >= 16 (default: 32)"
@@ -299,18 +299,14 @@ def explain_all(
             if not np.all(np.isfinite(relevance)):
                 raise ValueError("returned NaN or Inf values")
         except Exception as error:  # a demo shows what works and says what did not
-            skipped[name] = f"{type(error).__name__}: {_first_line(error)}"
+            from keras_explain.benchmark import first_line
+
+            skipped[name] = f"{type(error).__name__}: {first_line(error)}"
             log(f"  skipped {name}: {skipped[name]}")
             continue
         results[name] = relevance
         log(f"  {name:<28} {time.perf_counter() - start:6.2f} s")
     return results, skipped
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else ""
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def demo(

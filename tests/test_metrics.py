@@ -526,3 +526,29 @@ def test_evaluate_rows_are_the_metrics_means():
         r"ground-truth masks. Received: masks=None",
     ):
         kx.metrics.evaluate(model, images, ["gradient"], metrics=["pointing_game"])
+
+
+def test_evaluate_randomization_of_a_method_with_its_own_seed():
+    # smoothgrad's `seed` must not collide with randomization's re-initialization seed
+    helpers.seeded(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            layers.Conv2D(4, 3, activation="relu", name="conv"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(5, name="logits"),
+        ]
+    )
+    images, labels, _ = kx.datasets.shapes(3, size=16, seed=1)
+    images = images[:, :8, :8]
+    rows = kx.metrics.evaluate(
+        model,
+        images,
+        {"smoothgrad": {"samples": 4, "seed": 5}},
+        labels,
+        metrics=["randomization"],
+        seed=2,
+        verbose=0,
+    )
+    direct = kx.metrics.randomization("smoothgrad", model, images, labels, seed=2, samples=4)
+    np.testing.assert_allclose(rows[0]["randomization"], np.nanmean(direct["conv"]), rtol=1e-6)

@@ -197,8 +197,11 @@ def metric_values(
     if metric == "relevance_mass":
         return relevance_mass(attributions, masks)
     if metric == "randomization":
+        # randomization's `seed` seeds the re-initialization and the method's draws
+        # (the same for the original and every randomized explanation)
+        method_params = {key: value for key, value in params.items() if key != "seed"}
         similarities = randomization(
-            name, model, x, target, seed=seed, **{"verbose": 0, **dict(params)}
+            name, model, x, target, seed=seed, **{"verbose": 0, **method_params}
         )
         return list(similarities.values())[-1]
     return sparseness(attributions)

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.analyzers.registry import create_analyzer
+from keras_explain.analyzers.registry import analyzer_class, create_analyzer
 from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
 
 MODES = ("cascading", "independent")
@@ -114,6 +114,13 @@ def _known(function: str, measure: str) -> None:
         )
 
 
+def _takes_seed(analyzer_name: str) -> bool:
+    try:
+        return "seed" in analyzer_class(analyzer_name)[0].parameters()
+    except KeyError:  # create_analyzer explains an unknown name
+        return False
+
+
 def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
     """The model's layers in order, nested models expanded."""
     result = []
@@ -183,7 +190,9 @@ def randomization(
             weights); always randomized top-down.
         similarity: ``"spearman_abs"`` (default), ``"spearman"``, ``"pearson"`` or
             ``"ssim"`` (see :func:`similarity`).
-        seed: Seed of the re-initialization.
+        seed: Seed of the re-initialization, and of the method if it takes a
+            ``seed`` (SmoothGrad, occlusion, RISE, ...): the original and every
+            randomized explanation then use the same random draws.
         **analyzer_params: Passed to :func:`keras_explain.create_analyzer`.
 
     Returns:
@@ -223,6 +232,10 @@ def randomization(
                 f"Received: layers={list(layers)!r}. Layers with weights: {names}."
             )
         candidates = [layer for layer in candidates if layer.name in layers]
+    if _takes_seed(analyzer_name):
+        # a sampling method (smoothgrad, occlusion, ...) draws the same noise for the
+        # original and every randomized explanation, so only the weights differ
+        analyzer_params = {"seed": seed, **analyzer_params}
     analyzer = create_analyzer(analyzer_name, clone, **analyzer_params)
     target = fixed_target(analyzer, x, target)
     original = analyzer.analyze(x, target)
