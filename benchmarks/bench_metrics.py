@@ -96,7 +96,7 @@ def randomization_cases():
     weighted = sum(1 for layer in model.layers if layer.weights)
     print(f"\nrandomization, cascading: CNN with {weighted} weighted layers, 32 images 64x64")
     print(f"{'method':<34}{'explained':>10}{'metric ms':>12}{'explain ms':>12}{'ratio':>8}")
-    for name in ("gradient", "lrp.epsilon", "grad_cam"):
+    for name in ("gradient", "lrp.epsilon", "grad_cam", "integrated_gradients"):
         analyzer = kx.create_analyzer(name, model, verbose=0)
         analyzer.analyze(images, labels)  # traced: the reference is the explanations only
 

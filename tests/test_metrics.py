@@ -552,3 +552,23 @@ def test_evaluate_randomization_of_a_method_with_its_own_seed():
     )
     direct = kx.metrics.randomization("smoothgrad", model, images, labels, seed=2, samples=4)
     np.testing.assert_allclose(rows[0]["randomization"], np.nanmean(direct["conv"]), rtol=1e-6)
+
+
+def test_randomization_reuses_its_clone_but_reads_the_current_weights(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("keras_explain.metrics.randomization")
+    model = small_cnn()
+    x = helpers.data((12, 12, 1), seed=26)
+    first = kx.metrics.randomization("gradient", model, x, 0)
+    again = kx.metrics.randomization("gradient", model, x, 0)
+    for layer in first:
+        np.testing.assert_array_equal(first[layer], again[layer])
+    # new weights for the user's model: the reused clone must explain those
+    model.set_weights([w * 1.5 + 0.01 for w in model.get_weights()])
+    reused = kx.metrics.randomization("gradient", model, x, 0)
+    monkeypatch.setattr(module, "_CLONES", type(module._CLONES)())  # nothing to reuse
+    fresh = kx.metrics.randomization("gradient", model, x, 0)
+    for layer in fresh:
+        np.testing.assert_allclose(reused[layer], fresh[layer], rtol=1e-6)
+    assert not np.allclose(reused["logits"], first["logits"])
