@@ -572,3 +572,17 @@ def test_randomization_reuses_its_clone_but_reads_the_current_weights(monkeypatc
     for layer in fresh:
         np.testing.assert_allclose(reused[layer], fresh[layer], rtol=1e-6)
     assert not np.allclose(reused["logits"], first["logits"])
+
+
+def test_spearman_with_ties_is_scipys():
+    generator = np.random.default_rng(27)
+    first = np.round(generator.normal(size=(3, 300)), 1)  # many ties
+    first[0, :100] = 0.0  # a block of equal values (dead ReLUs)
+    second = first + generator.normal(size=(3, 300))
+    for measure, transform in (("spearman", np.asarray), ("spearman_abs", np.abs)):
+        expected = [
+            stats.spearmanr(transform(a), transform(b)).statistic for a, b in zip(first, second)
+        ]
+        result = kx.metrics.similarity(first, second, measure)
+        np.testing.assert_allclose(result, expected, rtol=1e-5)
+    assert np.isnan(kx.metrics.similarity(np.ones((1, 5)), first[:1, :5], "spearman")[0])

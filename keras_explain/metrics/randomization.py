@@ -68,7 +68,7 @@ def similarity(first, second, measure: str = "spearman_abs") -> np.ndarray:
 
 
 def _prepared(array: np.ndarray, measure: str) -> np.ndarray:
-    """Each sample flattened, as its correlation needs it: ``|a|``, ranks (scipy)."""
+    """Each sample flattened, as its correlation needs it: ``|a|``, average ranks (scipy)."""
     from scipy import stats
 
     flat = np.asarray(array, dtype=np.float64).reshape(len(array), -1)
