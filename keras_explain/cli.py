@@ -320,7 +320,9 @@ def demo(
 
     Then the same on 64x64 :func:`keras_explain.datasets.shapes`: a second small
     CNN (:func:`keras_explain.benchmark.shapes_cnn`) trained on
-    :data:`DEMO_SHAPES_TRAIN` images for ``epochs``, and a second grid.
+    :data:`DEMO_SHAPES_TRAIN` images for ``epochs``, and a second grid of
+    ``methods`` (default: one per family,
+    :data:`keras_explain.benchmark.QUICK_METHODS`).
 
     Args:
         out: Output directory; receives ``explanations.png``, ``shapes.png`` and
@@ -400,7 +402,7 @@ def _shapes_grid(out: str, epochs: int, samples: int, methods) -> tuple[str, int
     """The demo on 64x64 shapes: train, explain, draw; returns the PNG path and methods drawn."""
     import numpy as np
 
-    from keras_explain.benchmark import default_methods, train_shapes_cnn
+    from keras_explain.benchmark import QUICK_METHODS, train_shapes_cnn
     from keras_explain.benchmark import method_parameters as sized
     from keras_explain.datasets import CLASSES, shapes
     from keras_explain.visualize import plot_explanations
@@ -413,8 +415,8 @@ def _shapes_grid(out: str, epochs: int, samples: int, methods) -> tuple[str, int
     model, accuracy = train_shapes_cnn(DEMO_SHAPES_TRAIN, epochs, size, test=500)
     print(f"Test accuracy: {accuracy:.3f} (500 held-out images)")
     x, labels, _ = shapes(samples, size=size, seed=2)
-    if methods is None:  # the optimizing and surrogate methods take long at 64x64
-        methods = default_methods()
+    if methods is None:  # one per family: the digits grid above has every method
+        methods = list(QUICK_METHODS)
     print(f"Explaining {samples} shapes with {len(methods)} methods:")
     results, _ = explain_all(model, x, methods=methods, parameters=sized(size))
     png = os.path.join(out, "shapes.png")

@@ -124,7 +124,7 @@ def test_demo_draws_every_registered_method(tmp_path, capsys):
     timed = re.findall(r"^  (\S+) +\d+\.\d+ s$", digits, flags=re.MULTILINE)
     assert timed == analyzers.names()
     timed = re.findall(r"^  (\S+) +\d+\.\d+ s$", shapes, flags=re.MULTILINE)
-    assert timed == benchmark.default_methods()  # the slow three are left out at 64x64
+    assert timed == list(benchmark.QUICK_METHODS)  # one per family at 64x64
     assert "Skipped methods:" not in printed
     assert not re.search(r"^  skipped ", printed, flags=re.MULTILINE)
 
