@@ -7,6 +7,12 @@ timing (``_paired.py``: the two alternate, median of the per-pair ratios; target
 within 1.3x). The metric's time includes everything a user waits for: building
 the evaluator, tracing, ranking, making the copies and the curve.
 
+Randomization (cascading, every layer of a CNN with five weighted layers) against
+the explanations it recomputes: the original and one per randomized layer, by an
+analyzer already traced (target: within 1.5x). Its time includes cloning the
+model, building and tracing the analyzer on the clone, re-initializing each layer
+and the Spearman similarities.
+
 Run: python benchmarks/bench_metrics.py
 """
 
@@ -64,7 +70,52 @@ def main():
         )
 
 
+def five_layer_cnn(size=64):
+    """Four ReLU convolutions and a Dense layer: five layers with weights."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            layers.Conv2D(16, 3, activation="relu", padding="same"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(32, 3, activation="relu", padding="same"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(32, 3, activation="relu", padding="same"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu", padding="same"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(5),
+        ]
+    )
+
+
+def randomization_cases():
+    model = five_layer_cnn(64)
+    images, labels, _ = kx.datasets.shapes(32, size=64, seed=0)
+    weighted = sum(1 for layer in model.layers if layer.weights)
+    print(f"\nrandomization, cascading: CNN with {weighted} weighted layers, 32 images 64x64")
+    print(f"{'method':<34}{'explained':>10}{'metric ms':>12}{'explain ms':>12}{'ratio':>8}")
+    for name in ("gradient", "lrp.epsilon", "grad_cam", "integrated_gradients"):
+        analyzer = kx.create_analyzer(name, model, verbose=0)
+        analyzer.analyze(images, labels)  # traced: the reference is the explanations only
+
+        def explanations(analyzer=analyzer, count=weighted + 1):
+            for _ in range(count):
+                analyzer.analyze(images, labels)
+
+        def metric(name=name):
+            kx.metrics.randomization(name, model, images, labels, verbose=0)
+
+        timing = paired(metric, explanations, repeats=5, warmup=1)
+        print(
+            f"{name:<34}{weighted + 1:>10}{timing.method_ms:>12.0f}"
+            f"{timing.reference_ms:>12.0f}{timing.ratio:>8.2f}"
+        )
+
+
 if __name__ == "__main__":
     tf.get_logger().setLevel("ERROR")
     keras.config.disable_interactive_logging()
     main()
+    randomization_cases()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -53,6 +53,36 @@ def _warn(owner: str, what: str, error: Exception) -> None:
     )
 
 
+def _metrics(metrics: Any, masks: Any) -> dict[str, Any]:
+    """``{scalar name: metric}`` from names of ``kx.metrics.METRICS`` and callables."""
+    from keras_explain.metrics.evaluation import METRICS, NEED_MASKS
+
+    if metrics is None:
+        return {}
+    if isinstance(metrics, str) or callable(metrics) or not isinstance(metrics, Sequence):
+        raise TypeError(
+            "metrics must be a list of names from kx.metrics.METRICS or callables. "
+            f"Received: metrics={metrics!r}; wrap a single metric in a list."
+        )
+    chosen = {}
+    for metric in metrics:
+        if callable(metric):
+            chosen[getattr(metric, "__name__", type(metric).__name__)] = metric
+        elif metric in METRICS:
+            if metric in NEED_MASKS and masks is None:
+                raise ValueError(
+                    f"ExplanationLogger: metric {metric!r} compares with ground-truth masks. "
+                    "Received: masks=None. Pass masks=(B, H, W) booleans for x."
+                )
+            chosen[metric] = metric
+        else:
+            raise ValueError(
+                f"ExplanationLogger: unknown metric. Received: {metric!r}. Expected names "
+                f"from {METRICS} or a callable metric(model, x, attributions, target)."
+            )
+    return chosen
+
+
 class ExplanationLogger(keras.callbacks.Callback):
     """Log per-sample explanation overlays to TensorBoard during training.
 
@@ -68,6 +98,17 @@ class ExplanationLogger(keras.callbacks.Callback):
 
     Analyzers read the model's own variables, so they always explain the
     weights being trained; nothing is copied.
+
+    With ``metrics``, each analyzer's explanations are also scored at the same
+    epochs and the mean over the samples is written with ``tf.summary.scalar``
+    under the tag ``"{analyzer tag}/{metric}"``: watch deletion AUC or the
+    pointing game improve as the model trains. A metric is a column name of
+    :data:`keras_explain.metrics.METRICS` (computed as
+    :func:`keras_explain.metrics.evaluate` does: ``"deletion_auc"``,
+    ``"pointing_game"`` with ``masks``, ...) or a callable
+    ``metric(model, x, attributions, target)`` returning one value per sample
+    (or one float), logged under its ``__name__``. NaN values (a constant
+    explanation) are left out of the mean.
 
     The configuration is checked before the first epoch: the callback runs
     every analyzer once on ``x`` in ``on_train_begin`` and raises there if
@@ -94,12 +135,19 @@ class ExplanationLogger(keras.callbacks.Callback):
         overlay_options: Keyword arguments for
             :func:`keras_explain.visualize.overlay` (``alpha``, ``cmap``,
             ``percentile``, ``reduce``, ``value_range``).
+        metrics: Metric names from :data:`keras_explain.metrics.METRICS` or
+            callables, logged as scalars per analyzer (default: none).
+        masks: Ground-truth masks ``(B, H, W)`` of ``x``, for
+            ``"pointing_game"`` and ``"relevance_mass"``.
 
     Raises:
         ValueError: At construction, for a bad ``freq``, an empty
-            ``analyzers`` or an ``x`` that is not an image batch. At
+            ``analyzers``, an ``x`` that is not an image batch, an unknown
+            metric, or a localisation metric without ``masks``. At
             ``on_train_begin``, for an unknown analyzer name or an analyzer
-            that fails on ``x`` (wrong shape, bad target, unsupported model).
+            or metric that fails on ``x`` (wrong shape, bad target,
+            unsupported model, masks of the wrong shape); ``"randomization"``
+            needs analyzers given by registry name.
         TypeError: At construction, for ``analyzers`` of the wrong type.
         ImportError: At ``on_train_begin``, if tensorboard is not installed.
 
@@ -112,7 +160,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         >>> x, y = np.random.rand(16, 8, 8, 1), np.random.randint(0, 3, 16)
         >>> import tempfile
         >>> log_dir = tempfile.mkdtemp()
-        >>> logger = kx.callbacks.ExplanationLogger(["gradient"], x[:4], log_dir=log_dir)
+        >>> logger = kx.callbacks.ExplanationLogger(["gradient"], x[:4], log_dir=log_dir,
+        ...                                         metrics=["deletion_auc"])
         >>> _ = model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
     """
 
@@ -125,6 +174,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         freq: int = 1,
         *,
         overlay_options: Mapping[str, Any] | None = None,
+        metrics: Sequence[str | Callable] | None = None,
+        masks: Any = None,
     ):
         super().__init__()
         freq = _check_freq(freq)
@@ -166,6 +217,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.freq = freq
         self.overlay_options = dict(overlay_options or {})
+        self.metrics = _metrics(metrics, masks)
+        self.masks = masks
         self.analyzers: dict[str, Analyzer] = {}
         self._writer = None
         self._inputs_logged = False
@@ -180,13 +233,58 @@ class ExplanationLogger(keras.callbacks.Callback):
         return {tag: self._pictures(tag, analyzer) for tag, analyzer in self.analyzers.items()}
 
     def _pictures(self, tag: str, analyzer: Analyzer) -> np.ndarray:
-        relevance = analyzer.analyze(self.x, self.target)
+        return self._overlays(tag, analyzer.analyze(self.x, self.target))
+
+    def _overlays(self, tag: str, relevance: Any) -> np.ndarray:
         if isinstance(relevance, list):
             raise ValueError(
                 f"Analyzer {tag!r} returned one result per model input; ExplanationLogger "
                 "draws single-input image models only."
             )
         return visualize.to_uint8(visualize.overlay(self.x, relevance, **self.overlay_options))
+
+    def scores(self, tag: str, attributions: np.ndarray | None = None) -> dict[str, float]:
+        """The metrics of one analyzer for the current weights: ``{metric name: mean}``.
+
+        Args:
+            tag: An analyzer tag.
+            attributions: Its explanation of ``x`` (computed if not given).
+        """
+        analyzer = self.analyzers[tag]
+        if attributions is None:
+            attributions = analyzer.analyze(self.x, self.target)
+        return {
+            name: float(np.nanmean(self._metric(metric, tag, analyzer, attributions)))
+            for name, metric in self.metrics.items()
+        }
+
+    def _metric(self, metric, tag: str, analyzer: Analyzer, attributions) -> np.ndarray:
+        from keras_explain.metrics._evaluation import spatial_shape
+        from keras_explain.metrics.evaluation import metric_values
+
+        if callable(metric):
+            return np.asarray(metric(self.model, self.x, attributions, self.target), float)
+        spec = self.specs[tag]
+        if metric == "randomization" and not isinstance(spec, str):
+            raise ValueError(
+                f"metric 'randomization' rebuilds the analyzer on a randomized clone and "
+                f"needs its registry name. Received: analyzer {tag!r} given as an object; "
+                "pass analyzers as a list of names, e.g. ['gradient']."
+            )
+        x = np.asarray(self.x, np.float32)
+        return metric_values(
+            metric,
+            self.model,
+            x,
+            attributions,
+            self.target,
+            analyzer=analyzer,
+            name=spec if isinstance(spec, str) else None,
+            params={},
+            masks=self.masks,
+            steps=min(100, int(np.prod(spatial_shape(x)))),
+            seed=0,
+        )
 
     # -- Keras hooks -------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -208,13 +306,23 @@ class ExplanationLogger(keras.callbacks.Callback):
                 self.analyzers[tag] = spec
         for tag, analyzer in self.analyzers.items():
             try:
-                self._pictures(tag, analyzer)
+                relevance = analyzer.analyze(self.x, self.target)
+                self._overlays(tag, relevance)
             except Exception as error:
                 raise ValueError(
                     f"ExplanationLogger: analyzer {tag!r} fails on x of shape "
                     f"{self.x.shape} with target={self.target!r}, so nothing could be "
                     f"logged; fix this before training. {type(error).__name__}: {error}"
                 ) from error
+            if self.metrics:
+                try:
+                    self.scores(tag, relevance)
+                except Exception as error:
+                    raise ValueError(
+                        f"ExplanationLogger: the metrics {list(self.metrics)} fail for analyzer "
+                        f"{tag!r} on x of shape {self.x.shape}; fix this before training. "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
 
     def on_epoch_end(self, epoch, logs=None):
         """Write the overlays of every ``freq``-th epoch at ``step=epoch``."""
@@ -228,12 +336,26 @@ class ExplanationLogger(keras.callbacks.Callback):
                     self._inputs_logged = True
                 for tag, analyzer in self.analyzers.items():
                     try:
-                        self._write(tag, self._pictures(tag, analyzer))
+                        relevance = analyzer.analyze(self.x, self.target)
+                        self._write(tag, self._overlays(tag, relevance))
                     except Exception as error:  # one method failing must not stop the rest
                         self._warn(f"could not explain {tag!r} at epoch {epoch}", error)
+                        continue
+                    if self.metrics:
+                        self._write_scores(tag, epoch, relevance)
             writer.flush()
         except Exception as error:  # training must go on
             self._warn(f"could not write the summaries of epoch {epoch}", error)
+
+    def _write_scores(self, tag: str, epoch: int, attributions: np.ndarray) -> None:
+        import tensorflow as tf
+
+        for name, metric in self.metrics.items():
+            try:
+                values = self._metric(metric, tag, self.analyzers[tag], attributions)
+                tf.summary.scalar(f"{tag}/{name}", float(np.nanmean(values)))
+            except Exception as error:  # one metric failing must not stop the rest
+                self._warn(f"could not compute {name!r} of {tag!r} at epoch {epoch}", error)
 
     def _input_pictures(self) -> np.ndarray:
         value_range = self.overlay_options.get("value_range")

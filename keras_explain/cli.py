@@ -1,4 +1,4 @@
-"""The ``keras-explain`` command: ``keras-explain demo`` and ``keras-explain methods``."""
+"""The ``keras-explain`` command: ``demo``, ``benchmark`` and ``methods``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing import Any
 
 def grid_segments(image) -> Any:
     """Superpixels for the 8x8 digits: a 4x4 grid of 2x2 cells (labels 0..15)."""
-    import numpy as np
+    from keras_explain.benchmark import grid_segments as cells
 
-    rows, columns = np.indices(np.shape(image)[:2])
-    return (rows // 2) * ((np.shape(image)[1] + 1) // 2) + columns // 2
+    return cells(image, cell=2)
 
 
 #: Parameters suited to 8x8 digit images, per registry name. Keyword arguments
@@ -44,6 +43,8 @@ DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 
 DEMO_SAMPLES = 6
+#: Training images of the demo's second model, on 64x64 shapes.
+DEMO_SHAPES_TRAIN = 2000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,11 +88,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="comma-separated registry names to draw (default: every registered method)",
     )
+    _add_benchmark(commands)
     commands.add_parser("methods", help="list every analyzer name")
     args = parser.parse_args(argv)
     if args.command == "methods":
         return _methods()
+    if args.command == "benchmark":
+        from keras_explain.benchmark import benchmark
+
+        return benchmark(
+            args.out,
+            methods=args.methods,
+            quick=args.quick,
+            samples=args.samples,
+            seed=args.seed,
+            train=args.train,
+            epochs=args.epochs,
+            size=args.size,
+        )
     return demo(args.out, epochs=args.epochs, samples=args.samples, methods=args.methods)
+
+
+def _add_benchmark(commands) -> None:
+    parser = commands.add_parser(
+        "benchmark",
+        help="rank the image methods on a CNN trained on shapes with ground-truth masks",
+        description=(
+            "Train a small CNN on kx.datasets.shapes (generated, no download), explain "
+            "held-out images with every image method and score each with kx.metrics.evaluate "
+            "(time, deletion, insertion, infidelity, sensitivity-max, pointing game, relevance "
+            "mass, randomization, sparseness). Prints the table and writes benchmark.csv, "
+            "benchmark.md and benchmark.png."
+        ),
+    )
+    parser.add_argument(
+        "--out", default="keras_explain_benchmark", help="output directory (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--methods",
+        type=_names,
+        default=None,
+        help="comma-separated registry names (default: every method but the slow "
+        "meaningful_perturbation, lime and kernel_shap)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 10 methods, 8 samples, 4,000 training images, 4 epochs",
+    )
+    parser.add_argument(
+        "--samples", type=_positive_int, default=None, help="held-out images (default: 32)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument(
+        "--train", type=_positive_int, default=None, help="training images (default: 40000)"
+    )
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=None, help="training epochs (default: 5)"
+    )
+    parser.add_argument(
+        "--size", type=_size, default=None, help="image side in pixels, >= 16 (default: 32)"
+    )
+
+
+def _size(text: str) -> int:
+    value = _positive_int(text)
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"must be at least 16 pixels, got {text}")
+    return value
 
 
 def _names(text: str) -> list[str]:
@@ -201,22 +265,35 @@ def method_parameters(name: str) -> dict[str, Any]:
 
 
 def explain_all(
-    model, x, *, methods: Sequence[str] | None = None, log=print
+    model,
+    x,
+    *,
+    methods: Sequence[str] | None = None,
+    parameters: dict[str, dict[str, Any]] | None = None,
+    log=print,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run every registered method (or ``methods``) on ``x``; skip the ones that fail.
+
+    ``parameters`` maps names to their keyword arguments (default: the digits'
+    :data:`DEMO_PARAMETERS`).
 
     Returns:
         ``({name: relevance}, {skipped name: reason})``.
     """
     import numpy as np
 
+    from keras_explain import benchmark
     from keras_explain.analyzers import registry
 
     results, skipped = {}, {}
     for name in registry.names() if methods is None else methods:
         start = time.perf_counter()
         try:
-            analyzer = registry.create_analyzer(name, model, **method_parameters(name))
+            chosen = method_parameters(name) if parameters is None else parameters.get(name, {})
+            takes = registry.analyzer_class(name)[0].parameters()
+            if "background" in takes and "background" not in chosen:  # DeepLiftShap & co.
+                chosen = {**chosen, "background": benchmark.background(x.shape[1:])}
+            analyzer = registry.create_analyzer(name, model, **chosen)
             relevance = analyzer.analyze(x)
             if isinstance(relevance, list):
                 raise ValueError("returned one result per input")
@@ -226,18 +303,14 @@ def explain_all(
             if not np.all(np.isfinite(relevance)):
                 raise ValueError("returned NaN or Inf values")
         except Exception as error:  # a demo shows what works and says what did not
-            skipped[name] = f"{type(error).__name__}: {_first_line(error)}"
+            from keras_explain.benchmark import first_line
+
+            skipped[name] = f"{type(error).__name__}: {first_line(error)}"
             log(f"  skipped {name}: {skipped[name]}")
             continue
         results[name] = relevance
         log(f"  {name:<28} {time.perf_counter() - start:6.2f} s")
     return results, skipped
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else ""
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def demo(
@@ -249,8 +322,15 @@ def demo(
 ) -> int:
     """Train the digits CNN with the TensorBoard callbacks and draw every image method.
 
+    Then the same on 64x64 :func:`keras_explain.datasets.shapes`: a second small
+    CNN (:func:`keras_explain.benchmark.shapes_cnn`) trained on
+    :data:`DEMO_SHAPES_TRAIN` images for ``epochs``, and a second grid of
+    ``methods`` (default: one per family,
+    :data:`keras_explain.benchmark.QUICK_METHODS`).
+
     Args:
-        out: Output directory; receives ``explanations.png`` and ``logs/``.
+        out: Output directory; receives ``explanations.png``, ``shapes.png`` and
+            ``logs/``.
         epochs: Training epochs.
         samples: Number of test images explained.
         methods: Registry names to draw (default: every registered method).
@@ -305,17 +385,51 @@ def demo(
     png = os.path.join(out, "explanations.png")
     figure.savefig(png, dpi=100)
 
+    shapes_png, shapes_drawn = _shapes_grid(out, epochs, samples, methods)
+
     print(f"\n{len(results)} methods drawn, {len(skipped)} skipped.")
     if skipped:
         print("Skipped methods:")
         for name, reason in skipped.items():
             print(f"  {name}: {reason}")
     print(f"Explanation grid: {os.path.abspath(png)}")
+    if shapes_drawn:
+        print(f"Shapes grid ({shapes_drawn} methods): {os.path.abspath(shapes_png)}")
     if callbacks:
         print(f"TensorBoard logs: {os.path.abspath(log_dir)}")
         print(f"  view them with: tensorboard --logdir {log_dir}")
     print(f"Done in {time.perf_counter() - started:.1f} s.")
     return 0
+
+
+def _shapes_grid(out: str, epochs: int, samples: int, methods) -> tuple[str, int]:
+    """The demo on 64x64 shapes: train, explain, draw; returns the PNG path and methods drawn."""
+    import numpy as np
+
+    from keras_explain.benchmark import QUICK_METHODS, train_shapes_cnn
+    from keras_explain.benchmark import method_parameters as sized
+    from keras_explain.datasets import CLASSES, shapes
+    from keras_explain.visualize import plot_explanations
+
+    size = 64
+    print(
+        f"\nTraining a small CNN on kx.datasets.shapes ({DEMO_SHAPES_TRAIN} images of "
+        f"{size}x{size}, {epochs} epochs)"
+    )
+    model, accuracy = train_shapes_cnn(DEMO_SHAPES_TRAIN, epochs, size, test=500)
+    print(f"Test accuracy: {accuracy:.3f} (500 held-out images)")
+    x, labels, _ = shapes(samples, size=size, seed=2)
+    if methods is None:  # one per family: the digits grid above has every method
+        methods = list(QUICK_METHODS)
+    print(f"Explaining {samples} shapes with {len(methods)} methods:")
+    results, _ = explain_all(model, x, methods=methods, parameters=sized(size))
+    png = os.path.join(out, "shapes.png")
+    if results:
+        predictions = np.argmax(model.predict(x, verbose=0), axis=1)
+        titles = [f"{CLASSES[t]} / pred {CLASSES[p]}" for t, p in zip(labels, predictions)]
+        figure = plot_explanations(x, results, labels=titles, cell_size=1.3, max_columns=11)
+        figure.savefig(png, dpi=100)
+    return png, len(results)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -311,6 +311,73 @@ def test_embedding_logger_bad_layer_fails_before_the_first_epoch(tmp_path):
     assert recorder.epochs_begun == 0
 
 
+# =====================================================================================
+# Training-time metrics: scalars per epoch, equal to the metrics called directly
+# =====================================================================================
+def read_scalars(summary_dir):
+    """{(tag, step): float} from the event files' scalar summaries."""
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(summary_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
+def centre_masks(samples):
+    masks = np.zeros((samples, 6, 6), bool)
+    masks[:, 2:4, 2:4] = True
+    return masks
+
+
+class MetricRecorder(keras.callbacks.Callback):
+    """The metrics at every epoch end, called directly with an independent analyzer."""
+
+    def __init__(self, x, target, masks):
+        super().__init__()
+        self.x, self.target, self.masks = x, target, masks
+        self.expected = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        relevance = kx.Gradient(self.model).analyze(self.x, self.target)
+        deletion = kx.metrics.deletion(self.model, self.x, relevance, self.target, steps=36)
+        self.expected[epoch] = {
+            "gradient/deletion_auc": float(np.mean(deletion.auc)),
+            "gradient/pointing_game": float(
+                np.mean(kx.metrics.pointing_game(relevance, self.masks))
+            ),
+            "gradient/total": float(np.mean(relevance.sum(axis=(1, 2, 3)))),
+        }
+
+
+def total(model, x, attributions, target):
+    return attributions.sum(axis=(1, 2, 3))
+
+
+def test_metrics_are_logged_per_epoch_as_the_metrics_called_directly(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    shown, target, masks = x[:4], y[:4], centre_masks(4)
+    logger = ExplanationLogger(
+        ["gradient"],
+        shown,
+        target,
+        log_dir=tmp_path,
+        metrics=["deletion_auc", "pointing_game", total],
+        masks=masks,
+    )
+    recorder = MetricRecorder(shown, target, masks)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[logger, recorder])
+    scalars = read_scalars(logger.summary_dir)
+    assert set(scalars) == {(tag, epoch) for epoch in range(3) for tag in recorder.expected[0]}
+    for epoch, expected in recorder.expected.items():
+        for tag, value in expected.items():
+            np.testing.assert_allclose(scalars[(tag, epoch)], value, rtol=1e-5, atol=1e-7)
+    # the weights changed, so did the deletion AUC: the scalars are not one value repeated
+    assert len({scalars[("gradient/deletion_auc", epoch)] for epoch in range(3)}) == 3
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -353,3 +420,53 @@ def test_embedding_logger_failure_in_a_later_epoch_warns_and_training_continues(
         )
     assert len(history.history["loss"]) == 3
     assert list(read_projector(tmp_path)) == [f"{model.layers[2].name}_epoch0"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"metrics": ["delettion_auc"]}, r"unknown metric. Received: 'delettion_auc'"),
+        ({"metrics": ["pointing_game"]}, r"metric 'pointing_game' compares with ground-truth"),
+    ],
+)
+def test_bad_metrics_fail_at_construction(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExplanationLogger(["gradient"], training_data()[0][:2], log_dir=tmp_path, **kwargs)
+    with pytest.raises(TypeError, match=r"metrics must be a list of names"):
+        ExplanationLogger(["gradient"], training_data()[0][:2], metrics="deletion_auc")
+
+
+def test_metric_failures_before_training_raise(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    wrong_masks = ExplanationLogger(
+        ["gradient"], x[:2], log_dir=tmp_path, metrics=["pointing_game"], masks=np.ones((2, 5, 5))
+    )
+    with pytest.raises(ValueError, match=r"the metrics \['pointing_game'\] fail for analyzer"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[wrong_masks])
+    by_object = ExplanationLogger(
+        {"mine": kx.Gradient(model)}, x[:2], log_dir=tmp_path, metrics=["randomization"]
+    )
+    with pytest.raises(ValueError, match=r"needs its registry name"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[by_object])
+
+
+def test_metric_failure_in_a_later_epoch_warns_and_training_continues(tmp_path):
+    model = tiny_cnn()
+    x, y = training_data()
+    calls = []
+
+    def flaky(model, x, attributions, target):
+        calls.append(1)
+        if len(calls) == 3:  # on_train_begin, epoch 0, then epoch 1 fails
+            raise RuntimeError("flaky metric")
+        return np.ones(len(x))
+
+    logger = ExplanationLogger(["gradient"], x[:2], log_dir=tmp_path, metrics=[flaky])
+    with pytest.warns(RuntimeWarning, match=r"could not compute 'flaky' of 'gradient' at epoch 1"):
+        history = model.fit(x, y, epochs=3, verbose=0, callbacks=[logger])
+    assert len(history.history["loss"]) == 3
+    assert sorted(read_scalars(logger.summary_dir)) == [
+        ("gradient/flaky", 0),
+        ("gradient/flaky", 2),
+    ]

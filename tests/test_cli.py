@@ -1,5 +1,6 @@
 """The keras-explain command: method listing, the demo's grid and logs, argument errors."""
 
+import csv
 import glob
 import os
 import re
@@ -11,7 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from keras_explain import analyzers, cli
+from keras_explain import analyzers, benchmark, cli
 
 
 def test_methods_lists_the_registry(capsys):
@@ -91,6 +92,11 @@ def test_demo_writes_grid_and_logs_and_reports_skipped(tmp_path, capsys, monkeyp
     assert f"TensorBoard logs: {(out / 'logs').resolve()}" in printed
     picture = matplotlib.image.imread(str(png))
     assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 200
+    shapes_png = out / "shapes.png"
+    assert f"Shapes grid (2 methods): {shapes_png.resolve()}" in printed
+    shapes_picture = matplotlib.image.imread(str(shapes_png))
+    assert shapes_picture.ndim == 3 and shapes_picture.shape[1] > 200
+    assert "images of 64x64" in printed
 
     assert "zz_broken: RuntimeError: broken on purpose" in printed
     assert "second line" not in printed
@@ -114,8 +120,11 @@ def test_demo_draws_every_registered_method(tmp_path, capsys):
     assert status == 0 and (out / "explanations.png").is_file()
     # every registered method works on the demo CNN: all drawn, none skipped
     assert counts(printed) == (len(analyzers.names()), 0)
-    timed = re.findall(r"^  (\S+) +\d+\.\d+ s$", printed, flags=re.MULTILINE)
+    digits, shapes = printed.split("Training a small CNN on kx.datasets.shapes")
+    timed = re.findall(r"^  (\S+) +\d+\.\d+ s$", digits, flags=re.MULTILINE)
     assert timed == analyzers.names()
+    timed = re.findall(r"^  (\S+) +\d+\.\d+ s$", shapes, flags=re.MULTILINE)
+    assert timed == list(benchmark.QUICK_METHODS)  # one per family at 64x64
     assert "Skipped methods:" not in printed
     assert not re.search(r"^  skipped ", printed, flags=re.MULTILINE)
 
@@ -127,3 +136,94 @@ def test_digits_data_and_model():
     assert set(np.unique(y_train)) == set(range(10)) and len(y_test) == 360
     model = cli.digits_cnn()
     assert model.output_shape == (None, 10)
+
+
+# =====================================================================================
+# keras-explain benchmark
+# =====================================================================================
+def test_benchmark_writes_a_finite_table(tmp_path, capsys):
+    out = tmp_path / "bench"
+    status = cli.main(
+        [
+            "benchmark",
+            "--out",
+            str(out),
+            "--methods",
+            "gradient,grad_cam",
+            "--train",
+            "200",
+            "--epochs",
+            "1",
+            "--samples",
+            "4",
+            "--size",
+            "16",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+    accuracy = float(re.search(r"Test accuracy: (\d\.\d{3})", printed).group(1))
+    assert 0.0 <= accuracy <= 1.0
+    assert "2 methods evaluated, 0 skipped." in printed
+
+    with open(out / "benchmark.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["method"] for row in table] == ["gradient", "grad_cam"]
+    assert list(table[0]) == ["method", *benchmark.COLUMNS]
+    bounds = {
+        "seconds_per_sample": (0.0, np.inf),
+        "deletion_auc": (-np.inf, np.inf),
+        "insertion_auc": (-np.inf, np.inf),
+        "infidelity": (0.0, np.inf),
+        "sensitivity_max": (0.0, np.inf),
+        "pointing_game": (0.0, 1.0),
+        "relevance_mass": (0.0, 1.0),
+        "randomization": (-1.0, 1.0),
+        "sparseness": (0.0, 1.0),
+    }
+    assert set(bounds) == set(benchmark.COLUMNS)
+    for row in table:
+        for column, (low, high) in bounds.items():
+            value = float(row[column])
+            assert np.isfinite(value) and low <= value <= high, (row["method"], column, value)
+        # 4 samples: the pointing game's mean is a multiple of 1/4
+        assert float(row["pointing_game"]) * 4 == pytest.approx(
+            round(float(row["pointing_game"]) * 4)
+        )
+
+    markdown = (out / "benchmark.md").read_text().splitlines()
+    assert len(markdown) == 2 + len(table)
+    assert markdown[0].startswith("| method | seconds_per_sample ↓ | deletion_auc ↓")
+    assert all(line.count("|") == 2 + len(benchmark.COLUMNS) for line in markdown)
+    assert "\n".join(markdown) in printed  # the printed table is the saved one
+    picture = matplotlib.image.imread(str(out / "benchmark.png"))
+    assert picture.ndim == 3 and picture.shape[1] > 500
+
+
+def test_benchmark_defaults_and_parameters():
+    chosen = benchmark.default_methods()
+    assert chosen == [name for name in analyzers.names() if name not in benchmark.SLOW_METHODS]
+    assert set(benchmark.SLOW_METHODS) <= set(analyzers.names())
+    assert set(benchmark.QUICK_METHODS) <= set(chosen)
+    from keras_explain.analyzers import registry
+
+    for name, parameters in benchmark.method_parameters(32).items():
+        cls, _ = registry.analyzer_class(name)
+        assert set(parameters) <= set(cls.parameters()), name
+    segments = benchmark.method_parameters(32)["lime"]["segmentation"](np.zeros((32, 32, 3)))
+    assert segments.max() == 63 and np.all(np.bincount(segments.ravel()) == 16)
+
+
+def test_benchmark_markdown_formats_nan_and_small_values():
+    row = {"method": "m", **{column: 0.5 for column in benchmark.COLUMNS}}
+    row["randomization"], row["infidelity"] = float("nan"), 1.5e-5
+    lines = benchmark.markdown_table([row]).splitlines()
+    assert (
+        lines[2] == "| m | 0.500 | 0.500 | 0.500 | 1.50e-05 | 0.500 | 0.500 | 0.500 | nan | 0.500 |"
+    )
+
+
+def test_benchmark_rejects_small_images(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["benchmark", "--size", "8"])
+    assert "must be at least 16 pixels, got 8" in capsys.readouterr().err

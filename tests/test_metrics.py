@@ -526,3 +526,63 @@ def test_evaluate_rows_are_the_metrics_means():
         r"ground-truth masks. Received: masks=None",
     ):
         kx.metrics.evaluate(model, images, ["gradient"], metrics=["pointing_game"])
+
+
+def test_evaluate_randomization_of_a_method_with_its_own_seed():
+    # smoothgrad's `seed` must not collide with randomization's re-initialization seed
+    helpers.seeded(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            layers.Conv2D(4, 3, activation="relu", name="conv"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(5, name="logits"),
+        ]
+    )
+    images, labels, _ = kx.datasets.shapes(3, size=16, seed=1)
+    images = images[:, :8, :8]
+    rows = kx.metrics.evaluate(
+        model,
+        images,
+        {"smoothgrad": {"samples": 4, "seed": 5}},
+        labels,
+        metrics=["randomization"],
+        seed=2,
+        verbose=0,
+    )
+    direct = kx.metrics.randomization("smoothgrad", model, images, labels, seed=2, samples=4)
+    np.testing.assert_allclose(rows[0]["randomization"], np.nanmean(direct["conv"]), rtol=1e-6)
+
+
+def test_randomization_reuses_its_clone_but_reads_the_current_weights(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("keras_explain.metrics.randomization")
+    model = small_cnn()
+    x = helpers.data((12, 12, 1), seed=26)
+    first = kx.metrics.randomization("gradient", model, x, 0)
+    again = kx.metrics.randomization("gradient", model, x, 0)
+    for layer in first:
+        np.testing.assert_array_equal(first[layer], again[layer])
+    # new weights for the user's model: the reused clone must explain those
+    model.set_weights([w * 1.5 + 0.01 for w in model.get_weights()])
+    reused = kx.metrics.randomization("gradient", model, x, 0)
+    monkeypatch.setattr(module, "_CLONES", type(module._CLONES)())  # nothing to reuse
+    fresh = kx.metrics.randomization("gradient", model, x, 0)
+    for layer in fresh:
+        np.testing.assert_allclose(reused[layer], fresh[layer], rtol=1e-6)
+    assert not np.allclose(reused["logits"], first["logits"])
+
+
+def test_spearman_with_ties_is_scipys():
+    generator = np.random.default_rng(27)
+    first = np.round(generator.normal(size=(3, 300)), 1)  # many ties
+    first[0, :100] = 0.0  # a block of equal values (dead ReLUs)
+    second = first + generator.normal(size=(3, 300))
+    for measure, transform in (("spearman", np.asarray), ("spearman_abs", np.abs)):
+        expected = [
+            stats.spearmanr(transform(a), transform(b)).statistic for a, b in zip(first, second)
+        ]
+        result = kx.metrics.similarity(first, second, measure)
+        np.testing.assert_allclose(result, expected, rtol=1e-5)
+    assert np.isnan(kx.metrics.similarity(np.ones((1, 5)), first[:1, :5], "spearman")[0])

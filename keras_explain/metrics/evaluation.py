@@ -139,23 +139,20 @@ def evaluate(
         row = {"method": label, "seconds_per_sample": (time.perf_counter() - start) / len(x)}
         bar.update(1)
         for metric in metrics:
-            row[metric] = float(
-                np.nanmean(
-                    _score(
-                        metric,
-                        model,
-                        analyzer,
-                        name,
-                        params,
-                        x,
-                        attributions,
-                        target,
-                        masks,
-                        curve_steps,
-                        seed,
-                    )
-                )
+            values = metric_values(
+                metric,
+                model,
+                x,
+                attributions,
+                target,
+                analyzer=analyzer,
+                name=name,
+                params=params,
+                masks=masks,
+                steps=curve_steps,
+                seed=seed,
             )
+            row[metric] = float(np.nanmean(values))
             bar.update(1)
         rows.append(row)
     bar.close()
@@ -166,7 +163,27 @@ def _per_sample(target) -> bool:
     return target is not None and np.ndim(target) == 1 and not callable(target)
 
 
-def _score(metric, model, analyzer, name, params, x, attributions, target, masks, steps, seed):
+def metric_values(
+    metric: str,
+    model,
+    x: np.ndarray,
+    attributions: np.ndarray,
+    target,
+    *,
+    analyzer,
+    name: str | None,
+    params: Mapping[str, Any],
+    masks,
+    steps: int,
+    seed: int,
+) -> np.ndarray:
+    """The per-sample values of one :data:`METRICS` column, as :func:`evaluate` computes them.
+
+    ``analyzer`` produced ``attributions`` (sensitivity-max re-runs it); ``name``
+    and ``params`` rebuild it on the randomized clone (``"randomization"``);
+    ``steps`` are the deletion and insertion steps. ``ExplanationLogger`` logs
+    the same values while a model trains.
+    """
     if metric == "deletion_auc":
         return deletion(model, x, attributions, target, steps=steps).auc
     if metric == "insertion_auc":
@@ -180,6 +197,11 @@ def _score(metric, model, analyzer, name, params, x, attributions, target, masks
     if metric == "relevance_mass":
         return relevance_mass(attributions, masks)
     if metric == "randomization":
-        similarities = randomization(name, model, x, target, seed=seed, **{"verbose": 0, **params})
+        # randomization's `seed` seeds the re-initialization and the method's draws
+        # (the same for the original and every randomized explanation)
+        method_params = {key: value for key, value in params.items() if key != "seed"}
+        similarities = randomization(
+            name, model, x, target, seed=seed, **{"verbose": 0, **method_params}
+        )
         return list(similarities.values())[-1]
     return sparseness(attributions)

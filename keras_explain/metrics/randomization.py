@@ -9,14 +9,14 @@ explanation after each step, and compares it with the original one.
 
 from __future__ import annotations
 
-import warnings
+import collections
 from typing import Any
 
 import keras
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.analyzers.registry import create_analyzer
+from keras_explain.analyzers.registry import analyzer_class, create_analyzer
 from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
 
 MODES = ("cascading", "independent")
@@ -27,9 +27,11 @@ def similarity(first, second, measure: str = "spearman_abs") -> np.ndarray:
     """Per-sample similarity of two batches of explanations.
 
     - ``"spearman_abs"``: Spearman rank correlation of ``|a|`` and ``|b|`` (all
-      elements of a sample; scipy.stats.spearmanr);
+      elements of a sample; the value of scipy.stats.spearmanr: the Pearson
+      correlation of the average ranks of scipy.stats.rankdata);
     - ``"spearman"``: Spearman rank correlation of ``a`` and ``b``;
-    - ``"pearson"``: Pearson correlation of ``a`` and ``b`` (scipy.stats.pearsonr);
+    - ``"pearson"``: Pearson correlation of ``a`` and ``b`` (as
+      scipy.stats.pearsonr; computed for every sample at once);
     - ``"ssim"``: structural similarity (scikit-image) of the maps ``|a|`` summed
       over channels, each divided by its maximum (so in [0, 1], ``data_range=1``),
       as Adebayo et al. compare normalized absolute maps.
@@ -52,8 +54,6 @@ def similarity(first, second, measure: str = "spearman_abs") -> np.ndarray:
         >>> kx.metrics.similarity(a, -a, "spearman_abs"), kx.metrics.similarity(a, -a, "spearman")
         (array([1.], dtype=float32), array([-1.], dtype=float32))
     """
-    from scipy import stats
-
     _known("similarity", measure)
     first = np.asarray(first, dtype=np.float64)
     second = np.asarray(second, dtype=np.float64)
@@ -64,21 +64,38 @@ def similarity(first, second, measure: str = "spearman_abs") -> np.ndarray:
         )
     if measure == "ssim":
         return _ssim(first, second)
+    return _correlate(_prepared(first, measure), _prepared(second, measure))
+
+
+def _prepared(array: np.ndarray, measure: str) -> np.ndarray:
+    """Each sample flattened, as its correlation needs it: ``|a|``, average ranks (scipy)."""
+    from scipy import stats
+
+    flat = np.asarray(array, dtype=np.float64).reshape(len(array), -1)
     if measure == "spearman_abs":
-        first, second = np.abs(first), np.abs(second)
-    flat_first = first.reshape(len(first), -1)
-    flat_second = second.reshape(len(second), -1)
-    correlate = stats.pearsonr if measure == "pearson" else stats.spearmanr
-    values = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for one, two in zip(flat_first, flat_second):
-            values.append(correlate(one, two).statistic)
-    return np.asarray(values, dtype=np.float32)
+        flat = np.abs(flat)
+    if measure in ("spearman", "spearman_abs"):
+        flat = stats.rankdata(flat, axis=1)  # Spearman = Pearson of the average ranks
+    return flat
+
+
+def _correlate(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation of two ``(B, n)`` arrays; NaN for a constant row."""
+    first = first - first.mean(axis=1, keepdims=True)
+    second = second - second.mean(axis=1, keepdims=True)
+    scale = np.sqrt(np.einsum("ij,ij->i", first, first) * np.einsum("ij,ij->i", second, second))
+    product = np.einsum("ij,ij->i", first, second)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(scale > 0, np.clip(product / scale, -1.0, 1.0), np.nan)
+    return values.astype(np.float32)
 
 
 _compare = similarity  # randomization's argument `similarity` shadows the function
+
+#: Clones kept for reuse, with their analyzer, most recent last: a second
+#: randomization of the same model with the same method does not clone and trace again.
+_CLONES: collections.OrderedDict = collections.OrderedDict()
+_KEEP = 2
 
 
 def _ssim(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -112,6 +129,13 @@ def _known(function: str, measure: str) -> None:
             f"{function}: unknown similarity. Received: similarity={measure!r}. Expected one "
             f"of {SIMILARITIES}."
         )
+
+
+def _takes_seed(analyzer_name: str) -> bool:
+    try:
+        return "seed" in analyzer_class(analyzer_name)[0].parameters()
+    except KeyError:  # create_analyzer explains an unknown name
+        return False
 
 
 def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
@@ -183,7 +207,9 @@ def randomization(
             weights); always randomized top-down.
         similarity: ``"spearman_abs"`` (default), ``"spearman"``, ``"pearson"`` or
             ``"ssim"`` (see :func:`similarity`).
-        seed: Seed of the re-initialization.
+        seed: Seed of the re-initialization, and of the method if it takes a
+            ``seed`` (SmoothGrad, occlusion, RISE, ...): the original and every
+            randomized explanation then use the same random draws.
         **analyzer_params: Passed to :func:`keras_explain.create_analyzer`.
 
     Returns:
@@ -210,7 +236,11 @@ def randomization(
             f"{type(model).__name__}."
         )
     x = as_batch(x, function)
-    clone = keras.models.clone_model(model)
+    if _takes_seed(analyzer_name):
+        # a sampling method (smoothgrad, occlusion, ...) draws the same noise for the
+        # original and every randomized explanation, so only the weights differ
+        analyzer_params = {"seed": seed, **analyzer_params}
+    clone, analyzer = _clone_and_analyzer(model, analyzer_name, analyzer_params)
     trained = model.get_weights()
     clone.set_weights(trained)
     candidates = [layer for layer in _leaf_layers(clone) if layer.weights]
@@ -223,13 +253,39 @@ def randomization(
                 f"Received: layers={list(layers)!r}. Layers with weights: {names}."
             )
         candidates = [layer for layer in candidates if layer.name in layers]
-    analyzer = create_analyzer(analyzer_name, clone, **analyzer_params)
     target = fixed_target(analyzer, x, target)
     original = analyzer.analyze(x, target)
+    prepared = None if similarity == "ssim" else _prepared(original, similarity)
     results = {}
     for index, layer in enumerate(reversed(candidates)):
         if mode == "independent" and index:
             clone.set_weights(trained)
         _reinitialize(layer, seed * 7919 + index)
-        results[layer.name] = _compare(original, analyzer.analyze(x, target), similarity)
+        explanation = analyzer.analyze(x, target)
+        if prepared is None:
+            results[layer.name] = _compare(original, explanation, similarity)
+        else:  # the original's ranks are computed once
+            results[layer.name] = _correlate(prepared, _prepared(explanation, similarity))
+    clone.set_weights(trained)  # a reused clone starts from trained weights anyway
     return results
+
+
+def _clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -> tuple:
+    """A clone of ``model`` and the analyzer ``name`` on it, reused for the same arguments.
+
+    The analyzer reads the clone's variables, so assigning weights to the clone
+    needs no new trace; the clone is reused while ``model`` is the same object
+    with the same number of weights (its values are copied on every call).
+    """
+    key = (id(model), name, repr(sorted(params.items())))
+    entry = _CLONES.get(key)
+    if entry is not None and entry[0] is model and len(entry[1].weights) == len(model.weights):
+        _CLONES.move_to_end(key)
+        return entry[1], entry[2]
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    analyzer = create_analyzer(name, clone, **params)
+    _CLONES[key] = (model, clone, analyzer)
+    while len(_CLONES) > _KEEP:
+        _CLONES.popitem(last=False)
+    return clone, analyzer

@@ -1,0 +1,372 @@
+"""``keras-explain benchmark``: which method is right on a model with ground truth?
+
+A small CNN is trained on :func:`keras_explain.datasets.shapes` (the class is the
+shape of one object; its pixel mask is the ground truth), then every image
+method explains a held-out batch and :func:`keras_explain.metrics.evaluate`
+scores it. The table is printed, saved as CSV and Markdown, and plotted.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Columns of the table after ``method``, in order: the row keys of
+#: :func:`keras_explain.metrics.evaluate` with every metric.
+COLUMNS = (
+    "seconds_per_sample",
+    "deletion_auc",
+    "insertion_auc",
+    "infidelity",
+    "sensitivity_max",
+    "pointing_game",
+    "relevance_mass",
+    "randomization",
+    "sparseness",
+)
+#: Which direction is better, per column (shown in the Markdown header and the plot).
+BETTER = {
+    "seconds_per_sample": "lower",
+    "deletion_auc": "lower",
+    "insertion_auc": "higher",
+    "infidelity": "lower",
+    "sensitivity_max": "lower",
+    "pointing_game": "higher",
+    "relevance_mass": "higher",
+    "randomization": "lower",
+    "sparseness": "higher",
+}
+#: Methods left out by default because one evaluation re-explains the batch about
+#: twenty times (sensitivity-max, randomization) and each explanation optimizes
+#: or fits a surrogate per image; name them with ``--methods`` to include them.
+SLOW_METHODS = ("meaningful_perturbation", "lime", "kernel_shap")
+#: One method per family, for ``--quick``.
+QUICK_METHODS = (
+    "gradient",
+    "input_t_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "guided_backprop",
+    "grad_cam",
+    "lrp.epsilon",
+    "lrp.alpha_1_beta_0",
+    "deep_taylor",
+    "occlusion",
+)
+#: The full run: training images, epochs, image size, explained samples.
+FULL = {"train": 40000, "epochs": 5, "size": 32, "samples": 32}
+#: ``--quick``: less training (lower accuracy), fewer methods and samples.
+QUICK = {"train": 4000, "epochs": 4, "size": 32, "samples": 8}
+
+
+def grid_segments(image: Any, cell: int = 4) -> np.ndarray:
+    """Superpixels of square ``cell × cell`` pixel cells, labelled row-major from 0.
+
+    Example:
+        >>> from keras_explain.benchmark import grid_segments
+        >>> import numpy as np
+        >>> grid_segments(np.zeros((4, 6, 3)), cell=2)
+        array([[0, 0, 1, 1, 2, 2],
+               [0, 0, 1, 1, 2, 2],
+               [3, 3, 4, 4, 5, 5],
+               [3, 3, 4, 4, 5, 5]])
+    """
+    height, width = np.shape(image)[:2]
+    rows, columns = np.indices((height, width))
+    return (rows // cell) * (-(-width // cell)) + columns // cell
+
+
+def background(sample_shape: Sequence[int]) -> np.ndarray:
+    """The reference baselines of DeepLiftShap and GradientShap here: black and mid-grey.
+
+    Args:
+        sample_shape: The shape of one image (data in [0, 1]).
+
+    Returns:
+        ``(2, *sample_shape)`` float32.
+
+    Example:
+        >>> background((2, 2, 1))[:, 0, 0, 0]
+        array([0. , 0.5], dtype=float32)
+    """
+    return np.stack([np.zeros(sample_shape, "float32"), np.full(sample_shape, 0.5, "float32")])
+
+
+def method_parameters(size: int) -> dict[str, dict[str, Any]]:
+    """Parameters of the methods that depend on the image size, for ``size × size`` images.
+
+    Bounded methods get the data range [0, 1]; windows, cells and superpixels are
+    an eighth of the image side; sampling methods are seeded. Every other method
+    runs with its defaults.
+    """
+    cell = max(2, size // 8)
+    segments = functools.partial(grid_segments, cell=cell)
+    return {
+        "deep_taylor.bounded": {"low": 0.0, "high": 1.0},
+        "lrp.epsilon_gamma_box": {"low": 0.0, "high": 1.0},
+        "smoothgrad": {"seed": 0},
+        "squaregrad": {"seed": 0},
+        "vargrad": {"seed": 0},
+        "occlusion": {"window": cell, "stride": max(1, cell // 2), "baseline": 0.0},
+        "rise": {"samples": 1000, "cells": 8, "seed": 0},
+        "shapley_sampling": {"samples": 8, "segmentation": segments, "seed": 0},
+        "lime": {"samples": 300, "segmentation": segments, "seed": 0},
+        "kernel_shap": {"samples": 300, "segmentation": segments, "seed": 0},
+        "meaningful_perturbation": {"iterations": 100, "mask_size": cell, "seed": 0},
+        "deeplift_shap": {"background": background((size, size, 3))},
+        "gradient_shap": {"background": background((size, size, 3)), "seed": 0},
+    }
+
+
+def shapes_cnn(size: int = 32, seed: int = 0, *, train_steps: int = 1000):
+    """The benchmark's CNN for ``size × size × 3`` shapes: 4 convolutions, 5 logits.
+
+    Three blocks ``Conv2D → BatchNormalization → ReLU → MaxPooling2D`` (16, 32, 64
+    filters), a ``Conv2D(64)`` + ReLU, global average pooling and ``Dense(5)``
+    logits; Adam with a cosine-decayed learning rate over ``train_steps`` steps.
+    From 64 pixels on, the first convolution has stride 2, so training costs
+    about what it costs at half the size.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inputs = keras.Input((size, size, 3), name="image")
+    h = inputs
+    for index, filters in enumerate((16, 32, 64), start=1):
+        strides = 2 if index == 1 and size >= 64 else 1
+        h = layers.Conv2D(filters, 3, strides, padding="same", name=f"conv{index}")(h)
+        h = layers.BatchNormalization(name=f"norm{index}")(h)
+        h = layers.ReLU(name=f"relu{index}")(h)
+        h = layers.MaxPooling2D(name=f"pool{index}")(h)
+    h = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv4")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = layers.Dense(5, name="logits")(h)
+    model = keras.Model(inputs, outputs, name="shapes_cnn")
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, max(1, train_steps))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train_shapes_cnn(
+    train: int, epochs: int, size: int, seed: int = 0, *, test: int = 1000, verbose: int = 2
+):
+    """Train :func:`shapes_cnn` on fresh shapes; returns ``(model, test accuracy)``.
+
+    The training images use ``seed``, the test images ``seed + 1`` (never seen).
+    """
+    from keras_explain.datasets import shapes
+
+    batch_size = 64
+    x_train, y_train, _ = shapes(train, size=size, seed=seed)
+    x_test, y_test, _ = shapes(test, size=size, seed=seed + 1)
+    model = shapes_cnn(size, seed, train_steps=epochs * math.ceil(train / batch_size))
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    return model, float(accuracy)
+
+
+def run_methods(
+    model,
+    x,
+    target,
+    masks,
+    methods: Sequence[str],
+    parameters: dict[str, dict[str, Any]],
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """:func:`keras_explain.metrics.evaluate` method by method, with one progress bar.
+
+    A method that fails is left out of the table and reported, as the demo does.
+
+    Returns:
+        ``(rows, {skipped method: reason})``.
+    """
+    from tqdm import tqdm
+
+    from keras_explain.metrics import evaluate
+
+    rows, skipped = [], {}
+    bar = tqdm(methods, desc="benchmark", unit="method", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        try:
+            row = evaluate(
+                model,
+                x,
+                {name: parameters.get(name, {})},
+                target,
+                masks=masks,
+                seed=seed,
+                verbose=0,
+            )[0]
+        except Exception as error:  # the table shows what works and says what did not
+            skipped[name] = f"{type(error).__name__}: {first_line(error)}"
+            bar.write(f"  skipped {name}: {skipped[name]}")
+            continue
+        rows.append(row)
+    bar.close()
+    return rows, skipped
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters."""
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _format(value: float) -> str:
+    if not np.isfinite(value):
+        return "nan"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.2e}"
+    return f"{value:.3f}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a Markdown (GitHub pipe) table, arrows saying which way is better."""
+    arrow = {"lower": "↓", "higher": "↑"}
+    header = ["method", *(f"{column} {arrow[BETTER[column]]}" for column in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["method"], *(_format(row[column]) for column in COLUMNS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
+    """The rows as CSV, full precision, columns ``method`` then :data:`COLUMNS`."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["method", *COLUMNS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row[key] for key in ["method", *COLUMNS]})
+
+
+def plot_table(rows: Sequence[dict[str, Any]]):
+    """One horizontal bar chart per column, methods top to bottom; returns the Figure."""
+    from matplotlib.figure import Figure
+
+    names = [row["method"] for row in rows]
+    height = max(3.0, 0.22 * len(names) + 1.0)
+    figure = Figure(figsize=(16, 2 * height), layout="constrained")
+    axes = figure.subplots(3, 3, sharey=True).ravel()
+    positions = np.arange(len(names))
+    for axis, column in zip(axes, COLUMNS):
+        values = np.array([row[column] for row in rows], dtype=float)
+        axis.barh(positions, np.nan_to_num(values), color="tab:blue")
+        axis.set_title(f"{column} ({BETTER[column]} is better)", fontsize=9)
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.min() > 0 and finite.max() > 20 * finite.min():
+            axis.set_xscale("log")  # times and infidelities span decades
+        axis.tick_params(labelsize=7)
+    axes[0].set_yticks(positions, names)
+    axes[0].invert_yaxis()
+    return figure
+
+
+def default_methods() -> list[str]:
+    """Every registered method but :data:`SLOW_METHODS`, in registry order."""
+    from keras_explain.analyzers import names
+
+    return [name for name in names() if name not in SLOW_METHODS]
+
+
+def benchmark(
+    out: str = "keras_explain_benchmark",
+    *,
+    methods: Sequence[str] | None = None,
+    quick: bool = False,
+    samples: int | None = None,
+    seed: int = 0,
+    train: int | None = None,
+    epochs: int | None = None,
+    size: int | None = None,
+) -> int:
+    """Train the shapes CNN, evaluate the methods, print and save the table.
+
+    Writes ``benchmark.csv``, ``benchmark.md`` and ``benchmark.png`` to ``out``.
+
+    Args:
+        out: Output directory.
+        methods: Registry names (default: :func:`default_methods`, or
+            :data:`QUICK_METHODS` with ``quick``).
+        quick: Less training, fewer methods and samples (:data:`QUICK`).
+        samples: Held-out images explained (default 32, 8 with ``quick``).
+        seed: Seed of the data, the training and every random metric.
+        train: Training images (default 40,000, 4,000 with ``quick``).
+        epochs: Training epochs (default 5, 4 with ``quick``).
+        size: Image side in pixels (default 32).
+
+    Returns:
+        0, or 1 if no method worked.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.perf_counter()
+    import tensorflow as tf
+
+    from keras_explain.datasets import shapes
+
+    tf.get_logger().setLevel("ERROR")  # dozens of analyzers, each traced once
+    settings = dict(QUICK if quick else FULL)
+    given = {"train": train, "epochs": epochs, "size": size, "samples": samples}
+    settings.update({key: value for key, value in given.items() if value is not None})
+    if methods is None:
+        methods = list(QUICK_METHODS) if quick else default_methods()
+    os.makedirs(out, exist_ok=True)
+
+    print(
+        f"Training a small CNN on kx.datasets.shapes ({settings['train']} images of "
+        f"{settings['size']}x{settings['size']}, {settings['epochs']} epochs)"
+    )
+    model, accuracy = train_shapes_cnn(
+        settings["train"], settings["epochs"], settings["size"], seed
+    )
+    print(f"Test accuracy: {accuracy:.3f} (1000 held-out images)")
+
+    x, labels, masks = shapes(settings["samples"], size=settings["size"], seed=seed + 2)
+    print(
+        f"Evaluating {len(methods)} methods on {len(x)} held-out images (target: the true "
+        "class; masks: the object)"
+    )
+    if methods == default_methods():
+        print(f"  left out as slow (name them with --methods): {', '.join(SLOW_METHODS)}")
+    rows, skipped = run_methods(
+        model, x, labels, masks, methods, method_parameters(settings["size"]), seed=seed
+    )
+    if not rows:
+        print("No method worked on the benchmark model; no table written.")
+        return 1
+    table = markdown_table(rows)
+    print()
+    print(table)
+    paths = {suffix: os.path.join(out, f"benchmark.{suffix}") for suffix in ("csv", "md", "png")}
+    write_csv(rows, paths["csv"])
+    with open(paths["md"], "w") as handle:
+        handle.write(table)
+    figure = plot_table(rows)
+    figure.savefig(paths["png"], dpi=100)
+    print(f"{len(rows)} methods evaluated, {len(skipped)} skipped.")
+    if skipped:
+        print("Skipped methods:")
+        for name, reason in skipped.items():
+            print(f"  {name}: {reason}")
+    for path in paths.values():
+        print(f"Wrote {os.path.abspath(path)}")
+    print(f"Done in {time.perf_counter() - started:.1f} s.")
+    return 0
