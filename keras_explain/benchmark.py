@@ -18,19 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain.metrics.evaluation import METRICS
+
 #: Columns of the table after ``method``, in order: the row keys of
 #: :func:`keras_explain.metrics.evaluate` with every metric.
-COLUMNS = (
-    "seconds_per_sample",
-    "deletion_auc",
-    "insertion_auc",
-    "infidelity",
-    "sensitivity_max",
-    "pointing_game",
-    "relevance_mass",
-    "randomization",
-    "sparseness",
-)
+COLUMNS = ("seconds_per_sample", *METRICS)
 #: Which direction is better, per column (shown in the Markdown header and the plot).
 BETTER = {
     "seconds_per_sample": "lower",
