@@ -68,11 +68,11 @@ def grid_segments(image: Any, cell: int = 4) -> np.ndarray:
         array([[0, 0, 1, 1, 2, 2],
                [0, 0, 1, 1, 2, 2],
                [3, 3, 4, 4, 5, 5],
-               [3, 3, 4, 4, 5, 5]])
+               [3, 3, 4, 4, 5, 5]], dtype=int32)
     """
-    height, width = np.shape(image)[:2]
-    rows, columns = np.indices((height, width))
-    return (rows // cell) * (-(-width // cell)) + columns // cell
+    from keras_explain.analyzers.perturbation.segmentation import grid
+
+    return grid(*np.shape(image)[:2], cell=cell)
 
 
 def background(sample_shape: Sequence[int]) -> np.ndarray:

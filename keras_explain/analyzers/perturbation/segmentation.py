@@ -47,13 +47,15 @@ def default_options(name: str, height: int, width: int) -> dict:
     return {"scale": 100.0 * side / 224, "sigma": 0.5, "min_size": max(1, height * width // 100)}
 
 
-def grid(height: int, width: int) -> np.ndarray:
-    """A regular grid of about :data:`SEGMENTS` square cells, ``(H, W)`` int labels.
+def grid(height: int, width: int, cell: int | None = None) -> np.ndarray:
+    """A regular grid of square cells, ``(H, W)`` int labels, row-major from 0.
 
-    The cell side is ``round(sqrt(H * W / SEGMENTS))`` pixels, at least 1; cells at
-    the right and bottom edges may be smaller.
+    The cell side is ``cell`` pixels, by default ``round(sqrt(H * W / SEGMENTS))``
+    (about :data:`SEGMENTS` cells), at least 1; cells at the right and bottom edges
+    may be smaller.
     """
-    cell = max(1, round(math.sqrt(height * width / SEGMENTS)))
+    if cell is None:
+        cell = max(1, round(math.sqrt(height * width / SEGMENTS)))
     columns = -(-width // cell)
     rows, cols = np.arange(height) // cell, np.arange(width) // cell
     return (rows[:, None] * columns + cols[None, :]).astype(np.int32)
