@@ -41,11 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _paired import in_fresh_process  # noqa: E402
+
 SIZE = 32
 MINIBATCH = 256
 
@@ -193,10 +195,7 @@ def child_tcav(args) -> None:
 
 
 def run_child(argv: list[str]) -> dict:
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", *argv], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return in_fresh_process(__file__, argv)
 
 
 def main(argv=None) -> int:
