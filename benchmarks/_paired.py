@@ -8,7 +8,10 @@ medians taken at different times.
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,3 +63,14 @@ def paired(method: Callable, reference: Callable, repeats: int = 7, warmup: int 
     for index in range(repeats):
         pair(method, reference, repeats, result, index)
     return result
+
+
+def in_fresh_process(script: str, argv: list[str]) -> dict:
+    """Run ``script --child *argv`` in a new Python process; its last stdout line, as JSON.
+
+    For figures a process must measure from its own start (peak resident memory).
+    """
+    output = subprocess.run(
+        [sys.executable, script, "--child", *argv], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])

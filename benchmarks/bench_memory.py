@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _paired import in_fresh_process  # noqa: E402
+
 COUNTS = (16, 64, 128)
 METHODS = {"integrated_gradients": "steps", "smoothgrad": "samples"}
 
@@ -87,10 +89,7 @@ def child(args) -> None:
 
 
 def run_child(argv: list[str]) -> dict:
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", *argv], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return in_fresh_process(__file__, argv)
 
 
 def main(argv=None) -> int:

@@ -18,9 +18,10 @@
 Sign convention: the sensitivity is the gradient of the explained **logit**
 (``target`` as in :mod:`keras_explain.targets`; a final softmax is bypassed) as
 in Captum and Xplique. The original TCAV code differentiates the class's
-cross-entropy **loss** and counts ``∇loss · v < 0``; since the loss decreases
-where the logit increases, both count the same inputs up to the softmax
-coupling between classes.
+cross-entropy **loss** ``L = -log p_t`` and counts ``∇L · v < 0``. As
+``∇L = -Σ_{k≠t} p_k (∇f_t - ∇f_k)``, it counts where ``f_t`` grows along ``v``
+relative to the other logits, and this module where ``f_t`` itself grows: the two
+agree when ``v`` does not raise the other logits, and may differ when it does.
 """
 
 from __future__ import annotations

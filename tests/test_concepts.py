@@ -10,6 +10,7 @@ import helpers
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy import stats
 
 import keras_explain as kx
@@ -80,6 +81,35 @@ def test_tcav_equals_the_fraction_of_positive_tape_directional_derivatives():
         expected = np.mean(gradient @ cav.vector.astype(np.float64) > 0)
         assert 0 < expected < 1  # the check sees a fraction, not a constant
         assert concepts.tcav(model, "h", cav, x, target) == expected
+
+
+def test_scores_use_the_logit_gradient_not_the_original_codes_loss_gradient():
+    """The sign convention of the module docstring, on the read-out model.
+
+    The original TCAV code counts grad_h L . v < 0 with L = -log softmax(z)_t. For a
+    read-out z = h W + b, grad_h L = -(W_t - sum_k p_k W_k) (tape-checked below), so a
+    direction that raises logit t but raises another logit more scores 1 here and less
+    than 1 there, on the inputs where that other class is likely.
+    """
+    model, readout = readout_model()
+    weights = model.get_layer("logits").kernel.numpy().astype(np.float64)
+    # v raises logit 0 a little (W_0 . v = 0.1 |W_0|^2 > 0) and logit 1 a lot
+    shift = 0.1 - weights[:, 0] @ weights[:, 1] / (readout @ readout)
+    vector = weights[:, 1] + shift * weights[:, 0]
+    assert vector @ readout > 0 and vector @ weights[:, 1] > 10 * (vector @ readout)
+    cav = concepts.CAV((vector / np.linalg.norm(vector)).astype("float32"), 1.0, (4,))
+    x = 3 * helpers.data((4,), batch=64)
+    assert concepts.tcav(model, "h", cav, x, target=0) == 1.0
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)  # h = inputs (identity layer "h")
+        probabilities = model(inputs)
+        loss = keras.losses.sparse_categorical_crossentropy(np.zeros(64), probabilities)
+    loss_gradient = tape.gradient(loss, inputs).numpy().astype(np.float64)
+    p = probabilities.numpy().astype(np.float64)
+    np.testing.assert_allclose(loss_gradient, -(readout - p @ weights.T), rtol=1e-4, atol=1e-5)
+    original = np.mean(loss_gradient @ vector < 0)
+    assert 0 < original < 1  # the loss convention disagrees on some inputs
 
 
 # -- TCAV with statistical testing -----------------------------------------------------------

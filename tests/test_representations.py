@@ -47,6 +47,11 @@ def test_cka_demo_numbers(demo):
 def test_mean_squared_cca_demo_number_with_centered_columns(demo):
     x, y = demo
     assert round(float(np.mean(rep.cca(x, y) ** 2)), 5) == 0.54540
+    # the demo's own cca takes QR bases of the raw (uncentered) columns and prints
+    # 0.54312: the difference is the centering, nothing else
+    raw_x, raw_y = np.linalg.qr(x)[0], np.linalg.qr(y)[0]
+    uncentered = np.linalg.svd(raw_x.T @ raw_y, compute_uv=False)
+    assert round(float(np.mean(uncentered**2)), 5) == 0.54312
 
 
 def test_linear_cka_feature_and_gram_paths_equal_the_n_by_n_reference():
