@@ -1,4 +1,4 @@
-"""The ``keras-explain`` command: ``demo``, ``benchmark`` and ``methods``."""
+"""The ``keras-explain`` command: ``demo``, ``benchmark``, ``report`` and ``methods``."""
 
 from __future__ import annotations
 
@@ -89,10 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated registry names to draw (default: every registered method)",
     )
     _add_benchmark(commands)
+    _add_report(commands)
     commands.add_parser("methods", help="list every analyzer name")
     args = parser.parse_args(argv)
     if args.command == "methods":
         return _methods()
+    if args.command == "report":
+        return _report(args, parser)
     if args.command == "benchmark":
         from keras_explain.benchmark import benchmark
 
@@ -149,6 +152,74 @@ def _add_benchmark(commands) -> None:
     parser.add_argument(
         "--size", type=_size, default=None, help="image side in pixels, >= 16 (default: 32)"
     )
+
+
+def _add_report(commands) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="write one offline HTML page of a model's explanations (kx.report)",
+        description=(
+            "Explain the samples of a .npz file with a saved Keras model and write one "
+            "self-contained HTML page (kx.report): gallery, overlays per top class, metrics "
+            "table and curves. The .npz holds x (required) and optionally labels, masks, "
+            "class_names, tokens (one row of strings per sample) and feature_names."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="a saved model (.keras)")
+    parser.add_argument("--data", required=True, help="a .npz file with x and optional extras")
+    parser.add_argument(
+        "--methods", type=_names, required=True, help="comma-separated registry names"
+    )
+    parser.add_argument(
+        "--top-k", type=_positive_int, default=3, help="classes explained (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated metric columns, or 'none' (default: deletion_auc, "
+        "insertion_auc, sparseness, and the localisation metrics when the data has masks)",
+    )
+    parser.add_argument("--title", default=None, help="page title")
+    parser.add_argument("--out", default="report.html", help="output file (default: %(default)s)")
+
+
+#: Optional arrays of ``keras-explain report --data``, by kx.report argument.
+REPORT_KEYS = ("labels", "masks", "class_names", "tokens", "feature_names")
+
+
+def _report(args, parser) -> int:
+    import keras
+    import numpy as np
+
+    from keras_explain.report import report
+
+    with np.load(args.data, allow_pickle=False) as data:
+        if "x" not in data:
+            parser.error(
+                f"report: data.npz must hold the samples under the key 'x'. Received keys: "
+                f"{sorted(data.files)} in {args.data}."
+            )
+        extras = {key: data[key] for key in REPORT_KEYS if key in data}
+        x = data["x"]
+    for key in ("class_names", "tokens", "feature_names"):
+        if key in extras:
+            extras[key] = extras[key].astype(str).tolist()
+    metrics = None
+    if args.metrics is not None:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip() not in ("", "none")]
+    model = keras.models.load_model(args.model, compile=False)
+    path = report(
+        model,
+        x,
+        args.methods,
+        targets=args.top_k,
+        metrics=metrics,
+        out=args.out,
+        title=args.title,
+        **extras,
+    )
+    print(f"Report: {path}")
+    return 0
 
 
 def _size(text: str) -> int:

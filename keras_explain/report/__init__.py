@@ -113,7 +113,11 @@ def report(
             f"masks of shape {np.shape(masks)}; pass masks=None for text or tabular data."
         )
     tokens = _per_sample(tokens, samples, "tokens")
-    chosen = _methods(methods)
+    _check_names(kind, x, tokens, feature_names)
+    try:
+        chosen = _methods(methods)
+    except ValueError as error:
+        raise ValueError(str(error).replace("evaluate:", "report:", 1)) from None
     scores = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
     if scores.ndim != 2:
         raise ValueError(
@@ -205,6 +209,22 @@ def _per_sample(values, samples: int, name: str):
             f"{len(values)} {name}; pass {samples} or None."
         )
     return values if name == "tokens" else np.asarray(values)
+
+
+def _check_names(kind: str, x: np.ndarray, tokens, feature_names) -> None:
+    if tokens is not None:
+        lengths = sorted({len(row) for row in tokens} - {x.shape[1]})
+        if kind != "text" or lengths:
+            raise ValueError(
+                f"report: tokens must be {x.shape[1]} strings per sample of token ids x (B, T). "
+                f"Received: rows of {lengths or 'matching'} tokens for x of shape {x.shape} "
+                f"({kind} data); pass tokens only with integer token ids."
+            )
+    if feature_names is not None and (kind != "tabular" or len(feature_names) != x.shape[1]):
+        raise ValueError(
+            f"report: feature_names must name the {x.shape[-1]} features of tabular x (B, F). "
+            f"Received: {len(feature_names)} names for x of shape {x.shape} ({kind} data)."
+        )
 
 
 def _class_names(class_names, count: int) -> list[str]:
@@ -305,11 +325,6 @@ def _explanations(maps, x, kind, tokens, feature_names) -> dict[str, list[list[s
             ]
         else:
             names = feature_names or [f"x{i}" for i in range(x.shape[1])]
-            if len(names) != x.shape[1]:
-                raise ValueError(
-                    f"report: feature_names must name the {x.shape[1]} features. Received: "
-                    f"{len(names)} names; pass {x.shape[1]} names or None."
-                )
             scale = float(np.abs(stack).max())  # one axis per method, as plot_features
             result[label] = [
                 [_encode.bars_svg(m.tolist(), names, scale) for m in sample] for sample in per_class

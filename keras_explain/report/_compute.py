@@ -30,28 +30,31 @@ def explain(
 
     Returns:
         ``({label: maps (top_k, B, ...)}, {label: seconds}, {label: reason},
-        {label: analyzer})``. Image maps are ``(B, H, W)`` (channels summed),
-        token and feature maps ``(B, T)``.
+        {label: (analyzer, its attributions of the first column)})``. Image maps
+        are ``(B, H, W)`` (channels summed), token and feature maps ``(B, T)``;
+        the attributions are as the analyzer returned them (for the metrics).
     """
     maps, seconds, failed, analyzers = {}, {}, {}, {}
     for label, (name, params) in methods.items():
         start = time.perf_counter()
         try:
             analyzer = create_analyzer(name, model, **{"verbose": 0, **params})
-            per_class = [_reduced(analyzer.analyze(x, column), x, kind) for column in classes.T]
+            raw = [analyzer.analyze(x, column) for column in classes.T]
+            if any(isinstance(relevance, list) for relevance in raw):
+                raise ValueError("returned one result per input; a report needs one input")
+            raw = [np.asarray(relevance) for relevance in raw]
+            per_class = [_reduced(relevance, x, kind) for relevance in raw]
         except Exception as error:  # the page lists the method with the reason
             failed[label] = f"{type(error).__name__}: {first_line(error)}"
             continue
         seconds[label] = time.perf_counter() - start
         maps[label] = np.stack(per_class)
-        analyzers[label] = analyzer
+        analyzers[label] = (analyzer, raw[0])
     return maps, seconds, failed, analyzers
 
 
 def _reduced(relevance: Any, x: np.ndarray, kind: str) -> np.ndarray:
-    if isinstance(relevance, list):
-        raise ValueError("returned one result per input; a report needs a single-input model")
-    relevance = np.asarray(relevance, dtype=np.float32)
+    relevance = relevance.astype(np.float32)
     if kind == "image" and relevance.shape == x.shape:
         relevance = relevance.sum(axis=-1)
     elif kind != "image" and relevance.shape[:2] == x.shape[:2] and relevance.ndim > 2:
@@ -81,9 +84,9 @@ def evaluate_methods(
     """
     rows, curves, notes = [], {}, {}
     steps = min(CURVE_STEPS, math.prod(x.shape[1:3] if x.ndim == 4 else x.shape[1:2]))
-    for label, stack in maps.items():
+    for label in maps:
         name, params = methods[label]
-        attributions = stack[0]
+        analyzer, attributions = analyzers[label]
         row: dict[str, Any] = {"method": label}
         for metric in metrics:
             try:
@@ -101,7 +104,7 @@ def evaluate_methods(
                         x,
                         attributions,
                         target,
-                        analyzer=analyzers[label],
+                        analyzer=analyzer,
                         name=name,
                         params=params,
                         masks=masks,

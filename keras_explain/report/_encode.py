@@ -46,7 +46,7 @@ def png_uri(pixels: np.ndarray) -> str:
 def input_uris(x: np.ndarray) -> list[str]:
     """One PNG per image, min-max scaled per image (:func:`keras_explain.visualize.as_rgb`)."""
     pixels = visualize.to_uint8(visualize.as_rgb(x))
-    if x.shape[-1] == 1:
+    if x.shape[-1] != 3:  # gray (as_rgb averages other channel counts): one channel
         pixels = pixels[..., 0]
     return [png_uri(image) for image in pixels]
 
