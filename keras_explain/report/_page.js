@@ -200,6 +200,8 @@
     const shown = explanationNode(state.method, state.sample, state.rank);
     shown.node.id = "focus-view";
     $("focus").textContent = "";
+    const input = data.samples[state.sample].input;
+    if (input) $("focus").appendChild(element("img", { id: "focus-input", src: input, alt: "input" }));
     $("focus").appendChild(shown.node);
     return shown.done;
   }
