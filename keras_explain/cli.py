@@ -400,8 +400,9 @@ def demo(
     :data:`keras_explain.benchmark.QUICK_METHODS`).
 
     Args:
-        out: Output directory; receives ``explanations.png``, ``shapes.png`` and
-            ``logs/``.
+        out: Output directory; receives ``explanations.png``, ``report.html``
+            (:func:`keras_explain.report.report` of a few methods), ``shapes.png``
+            and ``logs/``.
         epochs: Training epochs.
         samples: Number of test images explained.
         methods: Registry names to draw (default: every registered method).
@@ -455,6 +456,7 @@ def demo(
     figure = plot_explanations(shown, results, labels=labels, cell_size=1.1, max_columns=11)
     png = os.path.join(out, "explanations.png")
     figure.savefig(png, dpi=100)
+    page = _demo_report(model, shown, y_test[:samples], list(results), out)
 
     shapes_png, shapes_drawn = _shapes_grid(out, epochs, samples, methods)
 
@@ -464,6 +466,7 @@ def demo(
         for name, reason in skipped.items():
             print(f"  {name}: {reason}")
     print(f"Explanation grid: {os.path.abspath(png)}")
+    print(f"Explanation report (open it in a browser): {page}")
     if shapes_drawn:
         print(f"Shapes grid ({shapes_drawn} methods): {os.path.abspath(shapes_png)}")
     if callbacks:
@@ -471,6 +474,28 @@ def demo(
         print(f"  view them with: tensorboard --logdir {log_dir}")
     print(f"Done in {time.perf_counter() - started:.1f} s.")
     return 0
+
+
+#: Methods of the demo's HTML report (those of them that worked on the digits).
+DEMO_REPORT_METHODS = ("gradient", "integrated_gradients", "grad_cam", "lrp.epsilon", "occlusion")
+
+
+def _demo_report(model, x, labels, worked: Sequence[str], out: str) -> str:
+    """The demo's kx.report page of the digits: a few methods, the top 3 classes."""
+    from keras_explain.report import report
+
+    chosen = [name for name in DEMO_REPORT_METHODS if name in worked] or list(worked)[:3]
+    methods = {name: method_parameters(name) for name in chosen}
+    digits = [str(digit) for digit in range(10)]
+    return report(
+        model,
+        x,
+        methods,
+        labels=labels,
+        class_names=digits,
+        out=os.path.join(out, "report.html"),
+        title="keras-explain demo: a small CNN on scikit-learn digits",
+    )
 
 
 def _shapes_grid(out: str, epochs: int, samples: int, methods) -> tuple[str, int]:
