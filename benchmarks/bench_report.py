@@ -36,6 +36,8 @@ from keras_explain.metrics.evaluation import _methods  # noqa: E402
 from keras_explain.report import _compute, _encode, _explanations  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(1, os.path.join(os.path.dirname(__file__), "..", "tests"))
+import helpers  # noqa: E402  (Debian's chromium with the tests' flags)
 from _paired import paired  # noqa: E402
 
 METHODS = (
@@ -48,16 +50,6 @@ METHODS = (
     "lrp.epsilon",
     "lrp.alpha_1_beta_0",
 )
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def open_times(path, pages=5):
@@ -65,9 +57,7 @@ def open_times(path, pages=5):
 
     times = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = helpers.launch_chromium(playwright)
         for _ in range(pages):
             page = browser.new_page()
             start = time.perf_counter()

@@ -1078,6 +1078,27 @@ def run_python(code, timeout=300):
 
 
 # =====================================================================================
+# A real browser: Debian's chromium, headless, for the report page (and its benchmark)
+# =====================================================================================
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def launch_chromium(playwright):
+    """Debian's chromium through Playwright (no downloaded browser), offline flags."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# =====================================================================================
 # Private accessors: the only code that touches keras_explain's private modules and
 # attributes. The refactor re-points these functions; tests call nothing private.
 # =====================================================================================

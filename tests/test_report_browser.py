@@ -19,25 +19,14 @@ from PIL import Image
 import keras_explain as kx
 from keras_explain import benchmark, datasets
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = helpers.REPO_ROOT / "docs" / "_static" / "report_screenshot.png"
 METHODS = ("gradient", "integrated_gradients", "grad_cam", "lrp.epsilon", "occlusion")
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium)",
+        not os.path.exists(helpers.CHROMIUM),
+        reason=f"no Chromium at {helpers.CHROMIUM}: apt-get install chromium (Debian)",
     ),
 ]
 sync_api = pytest.importorskip(
@@ -48,7 +37,7 @@ sync_api = pytest.importorskip(
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = helpers.launch_chromium(playwright)
         yield chromium
         chromium.close()
 
