@@ -46,7 +46,7 @@ def browser():
 def shapes_page(tmp_path_factory):
     """A report of a small CNN trained briefly on 32x32 shapes, with one failing method."""
     size = 32
-    model, _ = benchmark.train_shapes_cnn(1500, 3, size, test=100, verbose=0)
+    model, _ = benchmark.train_shapes_cnn(3000, 4, size, test=100, verbose=0)
     x, labels, masks = datasets.shapes(8, size=size, seed=5)
     parameters = benchmark.method_parameters(size)
     methods = {name: parameters.get(name, {}) for name in METHODS}
