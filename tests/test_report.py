@@ -52,6 +52,7 @@ def image_report(tmp_path_factory):
     masks = np.zeros((3, 8, 8), bool)
     masks[:, 2:5, 3:6] = True
     out = tmp_path_factory.mktemp("report") / "page.html"
+    weights = [w.copy() for w in model.get_weights()]
     path = kx.report(
         model,
         x,
@@ -62,6 +63,8 @@ def image_report(tmp_path_factory):
         out=str(out),
     )
     data, text = page_data(path)
+    for before, after in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)  # the model is never modified
     return model, x, masks, path, data, text
 
 

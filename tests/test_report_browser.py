@@ -128,6 +128,9 @@ def test_clicking_a_sample_and_a_method_shows_that_explanation(opened, shapes_pa
     assert shown == [data["explanations"][m][3][0] for m in METHODS]
     opened.page.click('.method[data-method="occlusion"]')
     assert opened.focus_src() == data["explanations"]["occlusion"][3][0]
+    opened.page.focus('.method[data-method="lrp.epsilon"]')  # the keyboard picks a method too
+    opened.page.keyboard.press("Enter")
+    assert opened.focus_src() == data["explanations"]["lrp.epsilon"][3][0]
 
 
 def decode(uri):

@@ -188,6 +188,12 @@
       const curve = curveSvg(method.name);
       if (curve) card.appendChild(curve);
       card.addEventListener("click", () => selectMethod(method.name));
+      card.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          selectMethod(method.name);
+        }
+      });
       container.appendChild(card);
     }
     pending.push(renderFocus());
