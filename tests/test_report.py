@@ -189,6 +189,30 @@ def test_colour_tables_are_matplotlibs(image_report):
         )
 
 
+class TiresAfterThreeCalls(kx.Gradient):
+    """A gradient that fails from its fourth call: the metric that re-explains fails."""
+
+    calls = 0
+
+    def analyze(self, x, target=None, **kwargs):
+        TiresAfterThreeCalls.calls += 1
+        if TiresAfterThreeCalls.calls > 3:
+            raise RuntimeError("tired")
+        return super().analyze(x, target, **kwargs)
+
+
+def test_a_metric_that_fails_leaves_an_empty_cell_with_the_reason(tmp_path, monkeypatch):
+    helpers.register_temporarily(monkeypatch, "zz_tired", TiresAfterThreeCalls)
+    model = helpers.conv_sequential()
+    x = helpers.data((8, 8, 2), seed=2, batch=2)
+    metrics = ["sparseness", "sensitivity_max"]
+    path = kx.report(model, x, ["zz_tired"], metrics=metrics, out=str(tmp_path / "r.html"))
+    data, _ = page_data(path)
+    (row,) = data["metrics"]["rows"]
+    assert row["sensitivity_max"] is None and 0 < row["sparseness"] < 1
+    assert data["metrics"]["notes"] == {"zz_tired sensitivity_max": "RuntimeError: tired"}
+
+
 def test_targets_list_explains_the_same_classes_for_every_sample(tmp_path):
     model = helpers.conv_sequential()
     x = helpers.data((8, 8, 2), seed=2, batch=2)

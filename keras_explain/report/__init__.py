@@ -333,7 +333,7 @@ def _explanations(maps, x, kind, tokens, feature_names) -> dict[str, list[list[s
 
 
 def _number(value):
-    if isinstance(value, str):
+    if value is None or isinstance(value, str):
         return value
     value = float(value)
     return value if math.isfinite(value) else None
