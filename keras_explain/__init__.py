@@ -77,11 +77,13 @@ from keras_explain.analyzers import (
 from keras_explain.analyzers.layer_output import activations
 from keras_explain.callbacks import EmbeddingLogger, ExplanationLogger
 from keras_explain.lrp import canonizers, composites, rules
+from keras_explain.report import report
 from keras_explain.streaming import explain_dataset, load_explanations
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "report",
     "EmbeddingLogger",
     "ExplanationLogger",
     "activations",

@@ -1,4 +1,4 @@
-"""The ``keras-explain`` command: ``demo``, ``benchmark`` and ``methods``."""
+"""The ``keras-explain`` command: ``demo``, ``benchmark``, ``report`` and ``methods``."""
 
 from __future__ import annotations
 
@@ -89,10 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated registry names to draw (default: every registered method)",
     )
     _add_benchmark(commands)
+    _add_report(commands)
     commands.add_parser("methods", help="list every analyzer name")
     args = parser.parse_args(argv)
     if args.command == "methods":
         return _methods()
+    if args.command == "report":
+        return _report(args, parser)
     if args.command == "benchmark":
         from keras_explain.benchmark import benchmark
 
@@ -149,6 +152,74 @@ def _add_benchmark(commands) -> None:
     parser.add_argument(
         "--size", type=_size, default=None, help="image side in pixels, >= 16 (default: 32)"
     )
+
+
+def _add_report(commands) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="write one offline HTML page of a model's explanations (kx.report)",
+        description=(
+            "Explain the samples of a .npz file with a saved Keras model and write one "
+            "self-contained HTML page (kx.report): gallery, overlays per top class, metrics "
+            "table and curves. The .npz holds x (required) and optionally labels, masks, "
+            "class_names, tokens (one row of strings per sample) and feature_names."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="a saved model (.keras)")
+    parser.add_argument("--data", required=True, help="a .npz file with x and optional extras")
+    parser.add_argument(
+        "--methods", type=_names, required=True, help="comma-separated registry names"
+    )
+    parser.add_argument(
+        "--top-k", type=_positive_int, default=3, help="classes explained (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated metric columns, or 'none' (default: deletion_auc, "
+        "insertion_auc, sparseness, and the localisation metrics when the data has masks)",
+    )
+    parser.add_argument("--title", default=None, help="page title")
+    parser.add_argument("--out", default="report.html", help="output file (default: %(default)s)")
+
+
+#: Optional arrays of ``keras-explain report --data``, by kx.report argument.
+REPORT_KEYS = ("labels", "masks", "class_names", "tokens", "feature_names")
+
+
+def _report(args, parser) -> int:
+    import keras
+    import numpy as np
+
+    from keras_explain.report import report
+
+    with np.load(args.data, allow_pickle=False) as data:
+        if "x" not in data:
+            parser.error(
+                f"report: data.npz must hold the samples under the key 'x'. Received keys: "
+                f"{sorted(data.files)} in {args.data}."
+            )
+        extras = {key: data[key] for key in REPORT_KEYS if key in data}
+        x = data["x"]
+    for key in ("class_names", "tokens", "feature_names"):
+        if key in extras:
+            extras[key] = extras[key].astype(str).tolist()
+    metrics = None
+    if args.metrics is not None:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip() not in ("", "none")]
+    model = keras.models.load_model(args.model, compile=False)
+    path = report(
+        model,
+        x,
+        args.methods,
+        targets=args.top_k,
+        metrics=metrics,
+        out=args.out,
+        title=args.title,
+        **extras,
+    )
+    print(f"Report: {path}")
+    return 0
 
 
 def _size(text: str) -> int:
@@ -329,8 +400,9 @@ def demo(
     :data:`keras_explain.benchmark.QUICK_METHODS`).
 
     Args:
-        out: Output directory; receives ``explanations.png``, ``shapes.png`` and
-            ``logs/``.
+        out: Output directory; receives ``explanations.png``, ``report.html``
+            (:func:`keras_explain.report.report` of a few methods), ``shapes.png``
+            and ``logs/``.
         epochs: Training epochs.
         samples: Number of test images explained.
         methods: Registry names to draw (default: every registered method).
@@ -384,6 +456,7 @@ def demo(
     figure = plot_explanations(shown, results, labels=labels, cell_size=1.1, max_columns=11)
     png = os.path.join(out, "explanations.png")
     figure.savefig(png, dpi=100)
+    page = _demo_report(model, shown, y_test[:samples], list(results), out)
 
     shapes_png, shapes_drawn = _shapes_grid(out, epochs, samples, methods)
 
@@ -393,6 +466,7 @@ def demo(
         for name, reason in skipped.items():
             print(f"  {name}: {reason}")
     print(f"Explanation grid: {os.path.abspath(png)}")
+    print(f"Explanation report (open it in a browser): {page}")
     if shapes_drawn:
         print(f"Shapes grid ({shapes_drawn} methods): {os.path.abspath(shapes_png)}")
     if callbacks:
@@ -400,6 +474,28 @@ def demo(
         print(f"  view them with: tensorboard --logdir {log_dir}")
     print(f"Done in {time.perf_counter() - started:.1f} s.")
     return 0
+
+
+#: Methods of the demo's HTML report (those of them that worked on the digits).
+DEMO_REPORT_METHODS = ("gradient", "integrated_gradients", "grad_cam", "lrp.epsilon", "occlusion")
+
+
+def _demo_report(model, x, labels, worked: Sequence[str], out: str) -> str:
+    """The demo's kx.report page of the digits: a few methods, the top 3 classes."""
+    from keras_explain.report import report
+
+    chosen = [name for name in DEMO_REPORT_METHODS if name in worked] or list(worked)[:3]
+    methods = {name: method_parameters(name) for name in chosen}
+    digits = [str(digit) for digit in range(10)]
+    return report(
+        model,
+        x,
+        methods,
+        labels=labels,
+        class_names=digits,
+        out=os.path.join(out, "report.html"),
+        title="keras-explain demo: a small CNN on scikit-learn digits",
+    )
 
 
 def _shapes_grid(out: str, epochs: int, samples: int, methods) -> tuple[str, int]:

@@ -99,6 +99,25 @@ def dense_sequential(softmax=True, seed=0):
     return randomize_biases(model)
 
 
+def token_classifier(seed=0, vocabulary=12, dimensions=3, classes=3):
+    """int tokens (T,) -> Embedding -> GlobalAveragePooling1D -> Dense: a linear text model.
+
+    The logit of class c is ``mean_t E[token_t] . W[:, c] + b_c``, so Input x Gradient
+    of token t (summed over the embedding axis) is ``E[token_t] . W[:, c] / T``.
+    """
+    seeded(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            layers.Embedding(vocabulary, dimensions, name="embedding"),
+            layers.GlobalAveragePooling1D(),
+            layers.Dense(classes, name="head"),
+        ],
+        name="token_classifier",
+    )
+    return randomize_biases(model)
+
+
 def conv_sequential(seed=0):
     seeded(seed)
     model = keras.Sequential(
@@ -1059,6 +1078,27 @@ def run_python(code, timeout=300):
 
 
 # =====================================================================================
+# A real browser: Debian's chromium, headless, for the report page (and its benchmark)
+# =====================================================================================
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def launch_chromium(playwright):
+    """Debian's chromium through Playwright (no downloaded browser), offline flags."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# =====================================================================================
 # Private accessors: the only code that touches keras_explain's private modules and
 # attributes. The refactor re-points these functions; tests call nothing private.
 # =====================================================================================
@@ -1129,3 +1169,17 @@ def fail_file_writes_after(monkeypatch, count, error=None):
         original(path, array)
 
     monkeypatch.setattr(_shards, "save_array", save_array)
+
+
+def fail_fsync(monkeypatch, error=None):
+    """Make the atomic writer's fsync raise ``error`` (a full disk) once the file is written."""
+    import errno
+
+    from keras_explain import _shards
+
+    error = error or OSError(errno.ENOSPC, "No space left on device")
+
+    def fsync(descriptor):
+        raise error
+
+    monkeypatch.setattr(_shards.os, "fsync", fsync)

@@ -89,6 +89,11 @@ def test_demo_writes_grid_and_logs_and_reports_skipped(tmp_path, capsys, monkeyp
     assert status == 0
     png = out / "explanations.png"
     assert f"Explanation grid: {png.resolve()}" in printed
+    page = out / "report.html"
+    assert f"Explanation report (open it in a browser): {page.resolve()}" in printed
+    # the report shows the demo's methods that worked (gradient, grad_cam), top 3 classes
+    assert page.read_text().count('"methods":[{"name":"gradient"') == 1
+    assert '{"name":"grad_cam","seconds":' in page.read_text()
     assert f"TensorBoard logs: {(out / 'logs').resolve()}" in printed
     picture = matplotlib.image.imread(str(png))
     assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 200

@@ -1,0 +1,119 @@
+"""The numbers of a report: predictions, explanations per top class, metrics and curves."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from keras_explain.analyzers.registry import create_analyzer
+from keras_explain.benchmark import first_line
+from keras_explain.metrics.evaluation import metric_values
+from keras_explain.metrics.faithfulness import deletion, insertion
+
+#: Steps of the deletion and insertion curves (as :func:`keras_explain.metrics.evaluate`).
+CURVE_STEPS = 100
+
+
+def top_classes(scores: np.ndarray, top_k: int) -> np.ndarray:
+    """``(B, top_k)`` class indices by decreasing score (ties: lower index first)."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :top_k].astype(np.int64)
+
+
+def explain(
+    model, x: np.ndarray, methods: Mapping[str, tuple[str, dict]], classes: np.ndarray, kind: str
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str], dict[str, Any]]:
+    """Run each method for each column of ``classes``; a method that fails is reported.
+
+    Returns:
+        ``({label: maps (top_k, B, ...)}, {label: seconds}, {label: reason},
+        {label: (analyzer, its attributions of the first column)})``. Image maps
+        are ``(B, H, W)`` (channels summed), token and feature maps ``(B, T)``;
+        the attributions are as the analyzer returned them (for the metrics).
+    """
+    maps, seconds, failed, analyzers = {}, {}, {}, {}
+    for label, (name, params) in methods.items():
+        start = time.perf_counter()
+        try:
+            analyzer = create_analyzer(name, model, **{"verbose": 0, **params})
+            raw = [analyzer.analyze(x, column) for column in classes.T]
+            if any(isinstance(relevance, list) for relevance in raw):
+                raise ValueError("returned one result per input; a report needs one input")
+            raw = [np.asarray(relevance) for relevance in raw]
+            per_class = [_reduced(relevance, x, kind) for relevance in raw]
+        except Exception as error:  # the page lists the method with the reason
+            failed[label] = f"{type(error).__name__}: {first_line(error)}"
+            continue
+        seconds[label] = time.perf_counter() - start
+        maps[label] = np.stack(per_class)
+        analyzers[label] = (analyzer, raw[0])
+    return maps, seconds, failed, analyzers
+
+
+def _reduced(relevance: Any, x: np.ndarray, kind: str) -> np.ndarray:
+    relevance = relevance.astype(np.float32)
+    if kind == "image" and relevance.shape == x.shape:
+        relevance = relevance.sum(axis=-1)
+    elif kind != "image" and relevance.shape[:2] == x.shape[:2] and relevance.ndim > 2:
+        relevance = relevance.reshape(relevance.shape[:2] + (-1,)).sum(axis=-1)
+    expected = x.shape[:3] if kind == "image" else x.shape[:2]
+    if relevance.shape != expected:
+        raise ValueError(f"returned shape {relevance.shape}, expected {expected} for {kind} input")
+    if not np.all(np.isfinite(relevance)):
+        raise ValueError("returned NaN or Inf values")
+    return relevance
+
+
+def evaluate_methods(
+    model,
+    x: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    analyzers: Mapping[str, Any],
+    methods: Mapping[str, tuple[str, dict]],
+    target: np.ndarray,
+    metrics: list[str],
+    masks: np.ndarray | None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """Metric rows (means over the samples) and per-sample curves, for the top class.
+
+    Returns:
+        ``(rows, {label: {"fractions", "deletion", "insertion"}}, {"label metric": reason})``.
+    """
+    rows, curves, notes = [], {}, {}
+    steps = min(CURVE_STEPS, math.prod(x.shape[1:3] if x.ndim == 4 else x.shape[1:2]))
+    for label in maps:
+        name, params = methods[label]
+        analyzer, attributions = analyzers[label]
+        row: dict[str, Any] = {"method": label}
+        for metric in metrics:
+            try:
+                if metric in ("deletion_auc", "insertion_auc"):
+                    curve = (deletion if metric == "deletion_auc" else insertion)(
+                        model, x, attributions, target, steps=steps
+                    )
+                    found = curves.setdefault(label, {"fractions": curve.fractions})
+                    found[metric.split("_")[0]] = curve.scores
+                    values = curve.auc
+                else:
+                    values = metric_values(
+                        metric,
+                        model,
+                        x,
+                        attributions,
+                        target,
+                        analyzer=analyzer,
+                        name=name,
+                        params=params,
+                        masks=masks,
+                        steps=steps,
+                        seed=0,
+                    )
+                row[metric] = float(np.nanmean(values))
+            except Exception as error:  # one cell empty, the page says why
+                row[metric] = None
+                notes[f"{label} {metric}"] = f"{type(error).__name__}: {first_line(error)}"
+        rows.append(row)
+    return rows, curves, notes
