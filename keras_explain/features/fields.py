@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -84,22 +84,36 @@ class ReceptiveField:
     offset: tuple[int, ...]
     input_shape: tuple[int | None, ...]
     output_shape: tuple[int | None, ...]
+    _key: Any = dataclasses.field(repr=False, compare=False, default=None)
+    _input: Any = dataclasses.field(repr=False, compare=False, default=None)
+    _windows: tuple = dataclasses.field(repr=False, compare=False, default=())
 
     @property
     def center(self) -> tuple[float, ...]:
         """Input coordinate of the centre of unit 0's field."""
         return tuple(o + (s - 1) / 2 for o, s in zip(self.offset, self.size))
 
-    def region(self, position: tuple[int, ...]) -> tuple[slice, ...]:
-        """The input slices seen by the unit at ``position``, clipped to the input."""
-        slices = []
-        for i, size, stride, offset, length in zip(
-            position, self.size, self.stride, self.offset, self.input_shape
-        ):
-            start = offset + int(i) * stride
-            stop = start + size
-            slices.append(slice(max(start, 0), stop if length is None else min(stop, length)))
-        return tuple(slices)
+    def region(self, position: Sequence[int]) -> tuple[slice, ...]:
+        """The input slices the unit at ``position`` depends on, exactly.
+
+        The window ``offset + i * stride`` ``+ [0, size)`` clipped to the input,
+        and further clipped wherever a layer on the way pads: cells of padding
+        read no input.
+        """
+        intervals = {self._key: [(int(i), int(i)) for i in position]}
+        for inputs, output, window in reversed(self._windows):
+            if output not in intervals:
+                continue
+            span = []
+            for (low, high), (k, s, d, p, n) in zip(intervals[output], window):
+                low, high = max(low * s - p, 0), high * s - p + (k - 1) * d
+                span.append((low, high if n is None else min(high, n - 1)))
+            if any(low > high for low, high in span):
+                continue  # the unit reads only padding here
+            for key in inputs:
+                old = intervals.get(key, span)
+                intervals[key] = [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(old, span)]
+        return tuple(slice(low, high + 1) for low, high in intervals[self._input])
 
 
 def receptive_field(model: keras.Model, layer: Any) -> ReceptiveField:
@@ -152,32 +166,48 @@ def receptive_field(model: keras.Model, layer: Any) -> ReceptiveField:
         )
     rank = len(input_shape) - 2
     fields = {plan.input_keys[0]: ((1,) * rank, (1,) * rank, (0,) * rank)}
+    windows = []
     needed, _ = plan.upstream([key])
     for step in plan.steps:
-        if step in needed:
-            fields[step.outputs[0]] = _step_field(plan, step, fields)
+        if step not in needed:
+            continue
+        inputs = [k for k in step.inputs if k in fields]
+        window = _step_window(plan, step, rank)
+        merged = _union([fields[k] for k in inputs], step.op.name)
+        fields[step.outputs[0]] = _apply(window, merged)
+        windows.append((tuple(inputs), step.outputs[0], window))
     size, stride, offset = fields[key]
-    return ReceptiveField(size, stride, offset, input_shape[1:-1], tuple(output_shape[1:-1]))
+    return ReceptiveField(
+        size,
+        stride,
+        offset,
+        input_shape[1:-1],
+        tuple(output_shape[1:-1]),
+        key,
+        plan.input_keys[0],
+        tuple(windows),
+    )
 
 
-def _step_field(plan: graph.Plan, step: graph.Step, fields: dict) -> tuple:
+def _step_window(plan: graph.Plan, step: graph.Step, rank: int) -> tuple:
+    """The op of ``step`` as one window per spatial axis.
+
+    Each axis gets ``(k, s, d, p, n)``: taps, stride, dilation, cells of padding
+    before the first element (negative: cropping) and input length (None: unknown).
+    """
     layer = step.op.layer
-    inputs = [fields[key] for key in step.inputs if key in fields]
-    if (
-        isinstance(layer, SEPARABLE)
-        and step.op.kind == "linear"
-        and not step.op.name.endswith("/0")
-    ):
-        return inputs[0]  # the pointwise half of a separable convolution
+    lengths = _spatial_shape(plan, _source(plan, step.inputs[0])) or (None,) * rank
+    identity = tuple((1, 1, 1, 0, n) for n in lengths)
+    if isinstance(layer, SEPARABLE) and step.op.kind == "linear" and "/0" not in step.op.name:
+        return identity  # the pointwise half of a separable convolution
     if isinstance(layer, WINDOWED) and step.op.kind != "activation":
-        return _window(plan, step, layer, inputs[0])
+        return _window(layer, lengths)
     if isinstance(layer, PADDING + CROPPING):
         amounts = layer.padding if isinstance(layer, PADDING) else layer.cropping
         sign = 1 if isinstance(layer, PADDING) else -1
-        size, stride, offset = inputs[0]
-        before = [pair[0] for pair in _pairs(amounts, len(size))]
-        return size, stride, tuple(o - sign * p * j for o, p, j in zip(offset, before, stride))
-    in_shape = _spatial_shape(plan, _source(plan, step.inputs[0]))
+        before = [pair[0] for pair in _pairs(amounts, rank)]
+        return tuple((1, 1, 1, sign * p, n) for p, n in zip(before, lengths))
+    in_shape = _spatial_shape(plan, step.inputs[0])
     out_shape = _spatial_shape(plan, step.outputs[0])
     pointwise = (
         step.op.kind in POINTWISE_KINDS
@@ -191,18 +221,16 @@ def _step_field(plan: graph.Plan, step: graph.Step, fields: dict) -> tuple:
             "input. Supported: convolutions, pooling, zero padding, cropping and ops on each "
             "position separately."
         )
-    return _union(inputs, step.op.name)
+    return identity
 
 
-def _window(plan, step, layer, field) -> tuple:
-    size, stride, offset = field
-    rank = len(size)
+def _window(layer, lengths) -> tuple:
+    rank = len(lengths)
     kernel = _per_axis(getattr(layer, "kernel_size", None) or layer.pool_size, rank)
     strides = _per_axis(layer.strides or kernel, rank)
     dilation = _per_axis(getattr(layer, "dilation_rate", 1), rank)
-    lengths = _spatial_shape(plan, _source(plan, step.inputs[0])) or (None,) * rank
-    result = ([], [], [])
-    for r, j, o, k, s, d, n in zip(size, stride, offset, kernel, strides, dilation, lengths):
+    result = []
+    for k, s, d, n in zip(kernel, strides, dilation, lengths):
         extent = (k - 1) * d + 1
         if layer.padding == "same":
             if n is None:
@@ -215,13 +243,23 @@ def _window(plan, step, layer, field) -> tuple:
             before = extent - 1
         else:
             before = 0
-        result[0].append(r + (k - 1) * d * j)
-        result[1].append(j * s)
-        result[2].append(o - before * j)
-    return tuple(tuple(values) for values in result)
+        result.append((k, s, d, before, n))
+    return tuple(result)
+
+
+def _apply(window: tuple, field: tuple) -> tuple:
+    """The field after one op: r + (k - 1) d j, j s, o - p j per axis."""
+    size, stride, offset = field
+    return (
+        tuple(r + (k - 1) * d * j for r, j, (k, _, d, _, _) in zip(size, stride, window)),
+        tuple(j * s for j, (_, s, _, _, _) in zip(stride, window)),
+        tuple(o - p * j for o, j, (_, _, _, p, _) in zip(offset, stride, window)),
+    )
 
 
 def _union(fields: list, name: str) -> tuple:
+    if len(fields) == 1:
+        return fields[0]
     strides = {field[1] for field in fields}
     if len(strides) != 1:
         raise ValueError(
