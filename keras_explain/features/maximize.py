@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,7 +135,6 @@ def maximize(
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build([params])
 
-    @tf.function
     def run():
         def body(step):
             with tf.GradientTape() as tape:
@@ -145,7 +145,10 @@ def maximize(
         tf.while_loop(lambda step: step < steps, body, (tf.constant(0),))
         return param.image(params)
 
-    return run().numpy().astype(np.float32)
+    # One trace per call. A partial has no __code__, so TensorFlow's frequent-retracing
+    # warning (keyed by code object) does not count the loops of separate calls together.
+    compiled = tf.function(functools.partial(run))
+    return compiled().numpy().astype(np.float32)
 
 
 def _steps(value: Any) -> int:
