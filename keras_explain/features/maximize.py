@@ -16,6 +16,9 @@ from keras_explain.features.parameterization import PARAMETERIZATIONS, Regulariz
 
 #: Image size when neither ``size`` nor the model's input fixes it.
 DEFAULT_SIZE = (128, 128)
+#: Compiled loops kept for later calls with the same model, objectives and options.
+CACHED_LOOPS = 4
+_LOOPS: dict = {}
 
 
 def maximize(
@@ -38,9 +41,11 @@ def maximize(
     ``objective(model(T(x))) - Σ regularizer(x)`` with Adam for ``steps`` steps,
     ``T`` being fresh random ``transforms`` at each step. Several objectives are
     optimized together: the batch holds ``batch`` images per objective, and the
-    whole optimization is one ``tf.function`` (one trace) running a
-    ``tf.while_loop``. The model is run by the graph engine up to the layers the
-    objectives read, in inference mode; it is not modified.
+    whole optimization is one ``tf.function`` running a ``tf.while_loop``,
+    traced once and kept for later calls with the same model, objectives and
+    options (the last 4; another ``seed`` or ``steps`` reuses it). The model is
+    run by the graph engine up to the layers the objectives read, in inference
+    mode; it is not modified.
 
     Args:
         model: A built Functional or Sequential model with one image input
@@ -96,7 +101,6 @@ def maximize(
             f"{model.name!r} has inputs {[tuple(s.shape) for s in plan.input_specs]}."
         )
     bound = [item.bind(plan) for item in objectives]
-    keys = list(dict.fromkeys(key for item_keys, _ in bound for key in item_keys))
     steps = _steps(steps)
     batch = _validate.positive_int(batch, "batch")
     learning_rate = _validate.positive(learning_rate, "learning_rate")
@@ -113,42 +117,95 @@ def maximize(
             "maximize: regularizers must be a list of features.total_variation(...), "
             f"features.l1(...) or features.l2(...). Received: regularizers={regularizers!r}."
         )
-    model_size = (model_h or size[0], model_w or size[1])
-    middle = (low + high) / 2
-    groups = np.repeat(np.eye(len(objectives), dtype=np.float32), batch, axis=0)  # (N, K)
-
-    def total(params, step):
-        images = param.image(params)
-        seen = (
-            images if transform is None else transform(images, tf.stack([seed, step + 1]), middle)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"maximize: seed must be an int. Received: seed={seed!r}.")
+    signature = (
+        id(model),
+        tuple(tuple(_term_key(term) for term in item.terms) for item in objectives),
+        batch,
+        learning_rate,
+        (low, high),
+        size,
+        kind,
+        transform,
+        tuple(penalties),
+    )
+    loop = _LOOPS.pop(signature, None)
+    if loop is None or loop.model is not model:
+        model_size = (model_h or size[0], model_w or size[1])
+        loop = _Loop(
+            model, plan, bound, param, transform, penalties, batch, model_size, learning_rate
         )
-        if tuple(seen.shape[1:3]) != tuple(model_size):
-            seen = tf.image.resize(seen, model_size)
-        values = plan.run([tf.cast(seen, plan.dtype_of(plan.input_keys[0]))], targets=keys)
-        scores = tf.stack([score(values) for _, score in bound], axis=1)  # (N, K)
-        per_image = tf.reduce_sum(scores * groups, axis=1)
-        for penalty in penalties:
-            per_image -= penalty(images, middle)
-        return tf.reduce_sum(per_image)
+    _LOOPS[signature] = loop  # most recently used last
+    while len(_LOOPS) > CACHED_LOOPS:
+        del _LOOPS[next(iter(_LOOPS))]
+    return loop(int(seed), steps)
 
-    params = tf.Variable(param.initial(seed))
-    optimizer = keras.optimizers.Adam(learning_rate)
-    optimizer.build([params])
 
-    def run():
-        def body(step):
-            with tf.GradientTape() as tape:
-                loss = -total(params, step)
-            optimizer.apply_gradients([(tape.gradient(loss, params), params)])
-            return (step + 1,)
+class _Loop:
+    """The compiled optimization of one set of objectives on one model (reused across calls).
 
-        tf.while_loop(lambda step: step < steps, body, (tf.constant(0),))
-        return param.image(params)
+    Its parameters and Adam's state are variables, reset from the seed at every
+    call; the seed and the step count are arguments, so a call with another
+    seed or number of steps runs the same trace.
+    """
 
-    # One trace per call. A partial has no __code__, so TensorFlow's frequent-retracing
-    # warning (keyed by code object) does not count the loops of separate calls together.
-    compiled = tf.function(functools.partial(run))
-    return compiled().numpy().astype(np.float32)
+    def __init__(self, model, plan, bound, param, transform, penalties, batch, model_size, rate):
+        self.model = model  # (the plan holds it too)
+        self.param = param
+        keys = list(dict.fromkeys(key for item_keys, _ in bound for key in item_keys))
+        groups = np.repeat(np.eye(len(bound), dtype=np.float32), batch, axis=0)  # (N, K)
+        middle = (param.low + param.high) / 2
+        dtype = plan.dtype_of(plan.input_keys[0])
+
+        def total(params, seed, step):
+            images = param.image(params)
+            seen = images
+            if transform is not None:
+                seen = transform(images, tf.stack([seed, step + 1]), middle)
+            if tuple(seen.shape[1:3]) != tuple(model_size):
+                seen = tf.image.resize(seen, model_size)
+            values = plan.run([tf.cast(seen, dtype)], targets=keys)
+            scores = tf.stack([score(values) for _, score in bound], axis=1)  # (N, K)
+            per_image = tf.reduce_sum(scores * groups, axis=1)
+            for penalty in penalties:
+                per_image -= penalty(images, middle)
+            return tf.reduce_sum(per_image)
+
+        self.params = tf.Variable(param.initial(0))
+        self.optimizer = keras.optimizers.Adam(rate)
+        self.optimizer.build([self.params])
+        self.fresh_state = [variable.numpy() for variable in self.optimizer.variables]
+
+        def run(seed, steps):
+            def body(step):
+                with tf.GradientTape() as tape:
+                    loss = -total(self.params, seed, step)
+                gradient = tape.gradient(loss, self.params)
+                self.optimizer.apply_gradients([(gradient, self.params)])
+                return (step + 1,)
+
+            tf.while_loop(lambda step: step < steps, body, (tf.constant(0),))
+            return param.image(self.params)
+
+        # A partial has no __code__, so TensorFlow's frequent-retracing warning (keyed
+        # by code object) does not count the traces of different loops together.
+        self.compiled = tf.function(functools.partial(run))
+
+    def __call__(self, seed: int, steps: int) -> np.ndarray:
+        self.params.assign(self.param.initial(seed))
+        for variable, value in zip(self.optimizer.variables, self.fresh_state):
+            variable.assign(value)
+        images = self.compiled(tf.constant(seed, tf.int32), tf.constant(steps, tf.int32))
+        return images.numpy().astype(np.float32)
+
+
+def _term_key(term) -> tuple:
+    layer = term.layer if term.layer is None or isinstance(term.layer, str) else id(term.layer)
+    argument = term.argument
+    if isinstance(argument, np.ndarray):
+        argument = argument.tobytes()
+    return term.kind, layer, argument, term.weight
 
 
 def _steps(value: Any) -> int:
