@@ -183,6 +183,20 @@ def test_same_seed_same_image_and_value_range():
     assert abs(float(first.mean())) < 0.2
 
 
+def test_init_starts_from_the_given_images():
+    model = small_cnn()
+    start = np.random.default_rng(5).uniform(0.2, 0.8, (2, 24, 24, 3)).astype("float32")
+    for parameterization in ("pixel", "fourier"):
+        same = features.maximize(
+            model, [features.logit(0)] * 2, steps=0, init=start, parameterization=parameterization
+        )
+        np.testing.assert_allclose(same, start, atol=1e-5)
+    one = features.maximize(model, features.logit(0), steps=0, init=start[0])
+    np.testing.assert_allclose(one[0], start[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"init must be finite images of shape \(1, 24, 24, 3\)"):
+        features.maximize(model, features.logit(0), init=np.zeros((24, 24)))
+
+
 def test_size_other_than_the_model_input_is_resized_for_it():
     model = small_cnn()
     images = features.maximize(model, features.channel("conv1", 0), size=(40, 32), steps=2)
