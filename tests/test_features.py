@@ -203,6 +203,33 @@ def test_size_other_than_the_model_input_is_resized_for_it():
     assert images.shape == (1, 40, 32, 3)
 
 
+def test_transforms_move_the_image_as_documented():
+    image = np.random.default_rng(6).uniform(0, 1, (1, 9, 9, 2)).astype("float32")
+    seed = tf.constant([0, 1])
+    still = features.Transforms(jitter=0, fine_jitter=0, scales=(1.0,), angles=(0,))
+    np.testing.assert_allclose(still(image, seed, 0.5), image, atol=1e-6)
+    # a quarter turn about the centre of a square image is a permutation of its pixels
+    turn = features.Transforms(jitter=0, fine_jitter=0, scales=(1.0,), angles=(90,))
+    turned = turn(image, seed, 0.5).numpy()
+    assert any(np.allclose(turned, np.rot90(image, k, axes=(1, 2)), atol=1e-5) for k in (1, 3))
+    # a shift by (dy, dx) moves the content and brings in the fill value
+    moved = features.Transforms(jitter=2, fine_jitter=0, scales=(1.0,), angles=(0,))
+    out = moved(image, seed, -1.0).numpy()[0]
+    shifts = [
+        (dy, dx)
+        for dy in range(-2, 3)
+        for dx in range(-2, 3)
+        if np.allclose(
+            out[max(dy, 0) : 9 + min(dy, 0), max(dx, 0) : 9 + min(dx, 0)],
+            image[0, max(-dy, 0) : 9 + min(-dy, 0), max(-dx, 0) : 9 + min(-dx, 0)],
+            atol=1e-5,
+        )
+    ]
+    assert len(shifts) == 1
+    dy, dx = shifts[0]
+    assert (dy, dx) != (0, 0) and np.all(out[: max(dy, 0)] == -1.0)
+
+
 # =====================================================================================
 # The Fourier parameterization
 # =====================================================================================

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import graph
+from keras_explain import _validate, graph
 from keras_explain.analyzers.layer_output import LayerOutputs, activations
 from keras_explain.analyzers.perturbation.occlusion import Occlusion
 
@@ -363,7 +363,7 @@ def top_patches(
     outputs = LayerOutputs(model, [layer])
     channels = outputs.plan.shape_of(outputs.keys[0])[-1]
     _check_channel(channel, channels, outputs.layers[0].name, "top_patches")
-    k = _positive(k, "k", "top_patches")
+    k = _validate.positive_int(k, "k")
     best: list[tuple] = []  # (activation, sample, position, patch)
     start = 0
     for inputs in _input_batches(x, batch_size):
@@ -508,7 +508,7 @@ def _input_batches(x: Any, batch_size: int | None) -> Iterator[np.ndarray]:
             yield np.asarray(element[0] if isinstance(element, tuple) else element)
         return
     x = np.asarray(x)
-    chunk = len(x) if batch_size is None else _positive(batch_size, "batch_size", "top_patches")
+    chunk = len(x) if batch_size is None else _validate.positive_int(batch_size, "batch_size")
     for start in range(0, len(x), chunk):
         yield x[start : start + chunk]
 
@@ -523,9 +523,3 @@ def _check_channel(channel: Any, channels: int, name: str, function: str) -> Non
             f"{function}: layer {name!r} has {channels} channels. Received: channel={channel!r}; "
             f"use 0 <= channel < {channels}."
         )
-
-
-def _positive(value: Any, name: str, function: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{function}: {name} must be a positive int. Received: {name}={value!r}.")
-    return int(value)

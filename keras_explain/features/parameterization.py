@@ -20,7 +20,6 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -141,21 +140,21 @@ PARAMETERIZATIONS = {"pixel": Pixel, "fourier": Fourier}
 class Transforms:
     """Random transforms applied to the images before the model sees them, every step.
 
-    Lucid's ``standard_transforms``: pad by ``pad`` (with the middle of the
-    value range), translate by up to ``jitter`` pixels, scale by one of
-    ``scales``, rotate by one of ``angles`` (degrees), translate by up to
-    ``fine_jitter``; here the four moves are one bilinear affine resample about
-    the image centre, and the centre ``H x W`` is kept.
+    Lucid's ``standard_transforms``: pad (with a constant), translate by up to
+    ``jitter`` pixels, scale by one of ``scales``, rotate by one of ``angles``
+    (degrees), translate by up to ``fine_jitter``. Here the four moves are one
+    bilinear resample of each image about its centre (TensorFlow's
+    ``ImageProjectiveTransformV3``) onto the same ``H x W`` grid, and whatever
+    comes into view from outside the image is the middle of the value range,
+    which is what Lucid's constant padding shows.
 
     Attributes:
-        pad: Pixels of padding on each side.
         jitter: Largest translation (pixels) of the first jitter.
         scales: The scale factors drawn from (uniformly).
         angles: The rotation angles drawn from, in degrees.
         fine_jitter: Largest translation of the second jitter.
     """
 
-    pad: int = 12
     jitter: int = 8
     scales: tuple[float, ...] = tuple(1 + (i - 5) / 50 for i in range(11))
     angles: tuple[float, ...] = tuple(range(-10, 11)) + (0,) * 5
@@ -169,17 +168,11 @@ class Transforms:
         def scaled(pixels):
             return max(1, round(pixels * factor))
 
-        return cls(pad=scaled(12), jitter=scaled(8), fine_jitter=scaled(4))
+        return cls(jitter=scaled(8), fine_jitter=scaled(4))
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor, fill: float) -> tf.Tensor:
         """Transform ``images`` (same size out) with the stateless ``seed`` (2 ints)."""
         n = tf.shape(images)[0]
-        height, width = images.shape[1], images.shape[2]
-        padded = tf.pad(
-            images,
-            [[0, 0], [self.pad, self.pad], [self.pad, self.pad], [0, 0]],
-            constant_values=fill,
-        )
         seeds = tf.random.experimental.stateless_split(seed, 4)
         shift = tf.cast(
             tf.random.stateless_uniform([n, 2], seeds[0], -self.jitter, self.jitter + 1, tf.int32)
@@ -196,18 +189,31 @@ class Transforms:
             tf.constant(self.angles, tf.float32) * (math.pi / 180),
             tf.random.stateless_uniform([n], seeds[3], 0, len(self.angles), tf.int32),
         )
-        # output pixel p reads input R(-angle) (p - c) / scale + c + shift (c: the centre)
-        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-        cy = (height + 2 * self.pad - 1) / 2
-        cx = (width + 2 * self.pad - 1) / 2
-        a2 = cx - cos * cx - sin * cy + shift[:, 1]
-        b2 = cy + sin * cx - cos * cy + shift[:, 0]
-        zeros = tf.zeros_like(cos)
-        transform = tf.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
-        moved = keras.ops.image.affine_transform(
-            padded, transform, interpolation="bilinear", fill_mode="nearest"
-        )
-        return moved[:, self.pad : self.pad + height, self.pad : self.pad + width]
+        return affine(images, angle, scale, shift, fill)
+
+
+def affine(images: tf.Tensor, angle, scale, shift, fill: float) -> tf.Tensor:
+    """Rotate by ``angle`` (radians), scale and shift ``(dy, dx)`` each image about its centre.
+
+    Output pixel ``p`` (``(x, y)``) reads the input at
+    ``R(-angle) (p - c) / scale + c - shift`` (``c`` the centre), bilinearly;
+    points outside the image read ``fill``.
+    """
+    height, width = images.shape[1], images.shape[2]
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    a2 = cx - cos * cx - sin * cy - shift[:, 1]
+    b2 = cy + sin * cx - cos * cy - shift[:, 0]
+    zeros = tf.zeros_like(cos)
+    transform = tf.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transform,
+        output_shape=[height, width],
+        fill_value=fill,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
