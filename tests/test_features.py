@@ -358,8 +358,9 @@ def test_receptive_field_equals_the_closed_form(name):
 
 
 def test_vgg16_fields_match_the_published_numbers():
-    # VGG16: block5_conv3 sees 196 x 196 pixels at a stride of 16, block5_pool 212 x 212
-    # at 32 (Araujo et al. 2019, "Computing receptive fields of CNNs", Distill, table)
+    # VGG16's field is 212 pixels at a stride of 32 after its last pooling layer (Araujo
+    # et al. 2019, "Computing Receptive Fields of Convolutional Neural Networks", Distill,
+    # table of architectures); block5_conv3, before that 2x2 pool at stride 16, sees 196
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(64, 64, 3))
     conv5 = features.receptive_field(model, "block5_conv3")
     pool5 = features.receptive_field(model, "block5_pool")
