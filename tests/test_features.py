@@ -443,7 +443,9 @@ def test_occlusion_field_of_a_linear_unit_is_input_times_gradient():
     sub = keras.Model(model.inputs[0], model.get_layer("unit").output)
     gradient = helpers.tape_gradient(sub, x, lambda out: out[:, 2, 1, 1])
     np.testing.assert_allclose(result.maps, (x * gradient).sum(axis=-1), atol=1e-5)
-    assert np.all(result.maps[:, 8:, :] == 0) and np.all(result.maps[:, :, 6:] == 0)
+    # outside the field the clean and occluded passes differ by float32 rounding at most
+    # (the two run in batches of different sizes, so the kernels may sum in another order)
+    assert np.abs(result.maps[:, 8:, :]).max() < 1e-5 and np.abs(result.maps[:, :, 6:]).max() < 1e-5
     np.testing.assert_array_equal(result.positions, [[2, 1], [2, 1]])
 
 
@@ -461,8 +463,8 @@ def test_occlusion_field_defaults_to_the_most_active_position():
         # windows starting at p - 1 .. q - 1 overlap a field [p, q) and cover pixels p - 1 .. q
         rows = slice(max(region[0].start - 1, 0), region[0].stop + 1)
         outside[rows, max(region[1].start - 1, 0) : region[1].stop + 1] = False
-        assert np.all(result.maps[sample][outside] == 0)
-        assert np.abs(result.maps[sample][~outside]).max() > 0
+        assert np.abs(result.maps[sample][outside]).max() < 1e-5  # float32 rounding
+        assert np.abs(result.maps[sample][~outside]).max() > 1e-2
 
 
 # =====================================================================================
