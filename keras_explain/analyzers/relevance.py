@@ -110,6 +110,14 @@ class LRP(Backpropagation):
             if step not in self._needed or self._is_mask(step):
                 continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
+            if rule is None and step.op.inner is not None:
+                # re-executed step by step, each primitive op under its own rule
+                for inner in step.op.inner.steps.values():
+                    inner_rule = self.composite.rule_for(inner)
+                    if inner_rule is None:
+                        raise ValueError(self._unsupported_message(inner))
+                    assigned[inner.op] = inner_rule
+                continue
             if rule is None:
                 raise ValueError(self._unsupported_message(step))
             assigned[step.op] = rule
@@ -127,6 +135,8 @@ class LRP(Backpropagation):
             )
         elif op.kind == "softmax":
             reason = f"{layer} is a softmax in the middle of the network, which has no LRP rule"
+        elif op.note:
+            reason = f"{layer} has no LRP rule in this configuration: {op.note}"
         else:
             reason = f"{layer} has no LRP rule (op kind {op.kind!r})"
         return (
@@ -140,6 +150,8 @@ class LRP(Backpropagation):
     def hook(self, step, inputs):
         """Run ``step`` under its composite rule."""
         rule = self._rules.get(step.op)
+        if rule is None and step.op.inner is not None:
+            return step.op.inner.run(inputs, self.hook)
         if rule is None:
             return step.op.forward(*inputs)
         return rule(step, inputs)
