@@ -85,6 +85,36 @@ def walk(model: keras.Model) -> Walk:
             key = aliases[key]
         return key
 
+    def produced() -> set[Key]:
+        return {key for call in result.calls for key in call.outputs} | set(input_keys)
+
+    def mask_key(prefix: Key, mask) -> Key:
+        """The key of a Keras mask, adding the ops that compute it when the graph lacks them.
+
+        A mask only an attention layer reads (from its input's ``_keras_mask``) is
+        computed by ops that are not nodes of the functional graph's traversal.
+        """
+        key = resolve(prefix + (id(mask),))
+        if key in produced():
+            return key
+        operation, node_index, _ = mask._keras_history
+        node = operation._inbound_nodes[node_index]
+        in_keys = tuple(mask_key(prefix, tensor) for tensor in node.input_tensors)
+        result.calls.append(
+            Call(
+                operation,
+                _forward(operation, node),
+                in_keys,
+                tuple(prefix + (id(t),) for t in node.outputs),
+                tuple(tuple(t.shape) for t in node.outputs),
+                tuple(str(t.dtype) for t in node.outputs),
+                False,
+                _input_names(operation, node),
+                tuple(str(t.dtype) for t in node.input_tensors),
+            )
+        )
+        return key
+
     def inline(graph, prefix: Key, keys: Sequence[Key]) -> None:
         for tensor, key in zip(graph._inputs, keys):
             if prefix + (id(tensor),) != key:
@@ -107,7 +137,7 @@ def walk(model: keras.Model) -> Walk:
                 continue
             names = _input_names(operation, node)
             masks = _implicit_masks(operation, node, names)
-            in_keys += tuple(resolve(prefix + (id(mask),)) for _, mask in masks)
+            in_keys += tuple(mask_key(prefix, mask) for _, mask in masks)
             names += tuple(name for name, _ in masks)
             options = {
                 name: value

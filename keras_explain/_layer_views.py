@@ -149,6 +149,7 @@ RESHAPE_LAYERS = (
     layers.RepeatVector,
     layers.UpSampling1D,
     layers.InputLayer,
+    layers.Masking,  # x * (the step is not padding): zeros where masked, x elsewhere
 )
 RAW_OP_KINDS = {  # keras.ops classes (raw ops in a functional graph)
     "Add": "sum_pool",
