@@ -131,6 +131,34 @@ def _matmul(x, kernel, bias):
     return z if bias is None else z + bias
 
 
+class _Once:
+    """Weights read once per run of a program, not once per time step.
+
+    Inside :meth:`hold` the wrapped ``weights()`` returns the tensors computed on
+    entry (outside the time loop, so the loop reads loop invariants instead of
+    concatenating and casting the kernels at every step); outside, it reads the
+    layer's variables as usual.
+    """
+
+    def __init__(self):
+        self.values: dict[int, Any] = {}
+
+    def wrap(self, weights: Callable) -> Callable:
+        def held():
+            value = self.values.get(id(weights))
+            return weights() if value is None else value
+
+        held.source = weights
+        return held
+
+    def hold(self, functions, body):
+        self.values = {id(f.source): f.source() for f in functions}
+        try:
+            return body()
+        finally:
+            self.values = {}
+
+
 def _linear_part(suffix: str, weights: Callable, layer=None) -> Part:
     linear = Linear(weights, _matmul)
 
@@ -176,9 +204,12 @@ def _scan(cell, apply, x, mask, states, go_backwards, zero_output, sequences):
         mask = None if mask is None else tf.reverse(mask, [0])
     length = tf.shape(inputs)[0]
     outputs = tf.TensorArray(x.dtype, size=length)
+    # read through a TensorArray: the gradient of inputs[time] would be a dense
+    # (T, B, F) tensor per step, O(T²) work in the backward loop
+    inputs = tf.TensorArray(x.dtype, size=length).unstack(inputs)
 
     def body(time, states, outputs):
-        output, new_states = cell(apply, inputs[time], states)
+        output, new_states = cell(apply, inputs.read(time), states)
         if mask is not None:
             keep = mask[time][:, None]
             new_states = [tf.where(keep, new, old) for new, old in zip(new_states, states)]
@@ -200,33 +231,38 @@ def _recurrent(layer, prefix: str, names: tuple) -> Inner:
     cell = layer.cell
     dtype = layer.compute_dtype
     units = cell.units
+    once = _Once()
     if isinstance(layer, keras.layers.LSTM):
-        parts, step = _lstm_cell(cell, dtype, prefix)
+        parts, step = _lstm_cell(cell, dtype, prefix, once)
     elif isinstance(layer, keras.layers.GRU):
-        parts, step = _gru_cell(cell, dtype, prefix, units)
+        parts, step = _gru_cell(cell, dtype, prefix, units, once)
     else:
-        parts, step = _simple_cell(cell, dtype, prefix)
+        parts, step = _simple_cell(cell, dtype, prefix, once)
     state_count = 2 if isinstance(layer, keras.layers.LSTM) else 1
+    weights = [part.linear.weights for part in parts.values() if part.linear is not None]
 
     def run(inputs, apply):
         x = tf.cast(inputs[0], dtype)
         mask = next((t for t in inputs[1:] if t.dtype == tf.bool), None)
         zeros = tf.zeros(tf.stack([tf.shape(x)[0], units]), dtype)
-        return _scan(
-            step,
-            apply,
-            x,
-            mask,
-            [zeros] * state_count,
-            layer.go_backwards,
-            bool(getattr(layer, "zero_output_for_mask", False)),
-            layer.return_sequences,
+        return once.hold(
+            weights,
+            lambda: _scan(
+                step,
+                apply,
+                x,
+                mask,
+                [zeros] * state_count,
+                layer.go_backwards,
+                bool(getattr(layer, "zero_output_for_mask", False)),
+                layer.return_sequences,
+            ),
         )
 
     return Inner(parts, run)
 
 
-def _lstm_cell(cell, dtype, prefix):
+def _lstm_cell(cell, dtype, prefix, once):
     """LSTM, gates in Keras' order i, f, c, o; ``c_t = f c_{t-1} + i g``, ``h_t = o act(c_t)``."""
 
     def weights():
@@ -234,7 +270,7 @@ def _lstm_cell(cell, dtype, prefix):
         return kernel, _cast(cell.bias, dtype) if cell.use_bias else None
 
     parts = {
-        prefix + "gates": _linear_part(f"/{prefix}gates", weights),
+        prefix + "gates": _linear_part(f"/{prefix}gates", once.wrap(weights)),
         prefix + "recurrent_activation": _activation_part(
             f"/{prefix}recurrent_activation", cell.recurrent_activation
         ),
@@ -246,8 +282,9 @@ def _lstm_cell(cell, dtype, prefix):
     def step(apply, x, states):
         h, c = states
         z = apply(prefix + "gates", [tf.concat([x, h], -1)])
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
-        i, f, o = (apply(prefix + "recurrent_activation", [z]) for z in (z_i, z_f, z_o))
+        z_if, z_c, z_o = tf.split(z, [2 * cell.units, cell.units, cell.units], axis=-1)
+        i, f = tf.split(apply(prefix + "recurrent_activation", [z_if]), 2, axis=-1)
+        o = apply(prefix + "recurrent_activation", [z_o])
         g = apply(prefix + "activation", [z_c])
         kept = apply(prefix + "gated", [c, f])
         written = apply(prefix + "gated", [g, i])
@@ -258,7 +295,7 @@ def _lstm_cell(cell, dtype, prefix):
     return parts, step
 
 
-def _gru_cell(cell, dtype, prefix, units):
+def _gru_cell(cell, dtype, prefix, units, once):
     """GRU (Keras' gate order z, r, h), ``reset_after`` True or False.
 
     ``h_t = z h_{t-1} + (1 − z) ĥ`` is a sum of two gated signals; the candidate's
@@ -301,7 +338,7 @@ def _gru_cell(cell, dtype, prefix, units):
         return kernel, input_weights()[1]
 
     parts = {
-        prefix + "gates": _linear_part(f"/{prefix}gates", gate_weights),
+        prefix + "gates": _linear_part(f"/{prefix}gates", once.wrap(gate_weights)),
         prefix + "recurrent_activation": _activation_part(
             f"/{prefix}recurrent_activation", cell.recurrent_activation
         ),
@@ -310,16 +347,21 @@ def _gru_cell(cell, dtype, prefix, units):
         prefix + "update": Part("sum_pool", f"/{prefix}update", _add),
     }
     if cell.reset_after:
-        parts[prefix + "input"] = _linear_part(f"/{prefix}input", input_weights)
-        parts[prefix + "recurrent"] = _linear_part(f"/{prefix}recurrent", recurrent_weights)
+        parts[prefix + "input"] = _linear_part(f"/{prefix}input", once.wrap(input_weights))
+        parts[prefix + "recurrent"] = _linear_part(
+            f"/{prefix}recurrent", once.wrap(recurrent_weights)
+        )
     else:
-        parts[prefix + "candidate"] = _linear_part(f"/{prefix}candidate", candidate_weights)
+        parts[prefix + "candidate"] = _linear_part(
+            f"/{prefix}candidate", once.wrap(candidate_weights)
+        )
 
     def step(apply, x, states):
         (h,) = states
-        z_z, z_r = tf.split(apply(prefix + "gates", [tf.concat([x, h], -1)]), 2, axis=-1)
-        z = apply(prefix + "recurrent_activation", [z_z])
-        r = apply(prefix + "recurrent_activation", [z_r])
+        gates = apply(
+            prefix + "recurrent_activation", [apply(prefix + "gates", [tf.concat([x, h], -1)])]
+        )
+        z, r = tf.split(gates, 2, axis=-1)
         if cell.reset_after:
             recurrent = apply(prefix + "gated", [apply(prefix + "recurrent", [h]), r])
             pre = apply(prefix + "update", [apply(prefix + "input", [x]), recurrent])
@@ -335,7 +377,7 @@ def _gru_cell(cell, dtype, prefix, units):
     return parts, step
 
 
-def _simple_cell(cell, dtype, prefix):
+def _simple_cell(cell, dtype, prefix, once):
     """SimpleRNN: ``h_t = act([x_t, h_{t-1}] [W; U] + b)``."""
 
     def weights():
@@ -343,7 +385,7 @@ def _simple_cell(cell, dtype, prefix):
         return kernel, _cast(cell.bias, dtype) if cell.use_bias else None
 
     parts = {
-        prefix + "linear": _linear_part(f"/{prefix}linear", weights),
+        prefix + "linear": _linear_part(f"/{prefix}linear", once.wrap(weights)),
         prefix + "activation": _activation_part(f"/{prefix}activation", cell.activation),
     }
 

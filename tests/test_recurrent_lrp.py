@@ -300,6 +300,45 @@ def test_a_whole_layer_can_take_one_rule():
     np.testing.assert_allclose(relevance, expected, rtol=1e-4, atol=1e-6)
 
 
+def test_a_layer_class_entry_with_a_linear_rule_covers_its_gate_maps():
+    helpers.seeded(16)
+    model = helpers.randomize(helpers.recurrent_classifier(layers.LSTM(4)))
+    x = helpers.data((5, 4), seed=16)
+    by_class = kx.composites.Composite(
+        [(layers.LSTM, kx.rules.Epsilon(0.01)), ("linear", kx.rules.Flat())]
+    )
+    by_family = kx.composites.Composite(
+        [("dense", kx.rules.Flat()), ("linear", kx.rules.Epsilon(0.01))]
+    )
+    np.testing.assert_allclose(
+        kx.LRP(model, by_class).analyze(x, target=0),
+        kx.LRP(model, by_family).analyze(x, target=0),
+        rtol=1e-6,
+        atol=1e-8,
+    )
+
+
+@pytest.mark.parametrize("name", ["lrp.flat", "lrp.w_square"])
+def test_input_independent_rules_inside_the_time_loop(name):
+    # Flat and WSquare redistribute over ones shaped like the input: inside the loop
+    # they must still reach it. One step of h = tanh([x, h0] [W; U]), then Dense V:
+    # the input's share of relevance is the rows of x in the chosen weights (the rows
+    # of the zero initial state h0 take the rest, which leaves the network).
+    helpers.seeded(17)
+    model = helpers.bias_free(helpers.recurrent_classifier(layers.SimpleRNN(3), steps=1))
+    x = helpers.data((1, 4), seed=17)
+    relevance = kx.create_analyzer(name, model).analyze(x, target=0)
+    kernel, recurrent = (w.astype(np.float64) for w in model.layers[1].get_weights()[:2])
+    dense = model.layers[2].get_weights()[0].astype(np.float64)
+    square = name == "lrp.w_square"
+    weigh = np.square if square else np.ones_like
+    joint, column = weigh(np.concatenate([kernel, recurrent])), weigh(dense[:, 0])
+    to_units = column / column.sum()  # the Dense's share per hidden unit
+    from_x = (joint[: len(kernel)] / joint.sum(axis=0)) @ to_units  # per input feature
+    logit = model(x).numpy()[:, :1]
+    np.testing.assert_allclose(relevance[:, 0], logit * from_x, rtol=1e-5, atol=1e-7)
+
+
 # -- every lrp.* analyzer runs ---------------------------------------------------------------
 SWEEP_MODELS = {
     "lstm": lambda: helpers.recurrent_classifier(layers.LSTM(3), steps=3, features=2),

@@ -110,8 +110,9 @@ class LRP(Backpropagation):
             if step not in self._needed or self._is_mask(step):
                 continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
-            if rule is None and step.op.inner is not None:
-                # re-executed step by step, each primitive op under its own rule
+            if step.op.inner is not None and (rule is None or isinstance(rule, rules.LinearRule)):
+                # re-executed step by step, each primitive op under its own rule (a
+                # non-linear rule, such as Gradient(), takes the whole layer instead)
                 for inner in step.op.inner.steps.values():
                     inner_rule = self.composite.rule_for(inner)
                     if inner_rule is None:
