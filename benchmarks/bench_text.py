@@ -112,7 +112,9 @@ def main():
         x = rng.normal(size=(BATCH, LENGTH, EMBEDDING)).astype("float32") * 0.05
         analyzer = kx.create_analyzer(method, model, verbose=0, **params)
         reference = plain_gradient(model, x, target, repeats)
-        result = paired(lambda a=analyzer, x=x: a.analyze(x, target), reference, args.runs, warmup=1)
+        result = paired(
+            lambda a=analyzer, x=x: a.analyze(x, target), reference, args.runs, warmup=1
+        )
         met = "met" if result.ratio <= goal else "NOT met"
         what = f"{repeats} plain gradient" + ("s" if repeats > 1 else "")
         print(

@@ -146,6 +146,17 @@ class Inner:
             ``"linear"``, ``"activation"``, ``"multiply"`` (with ``gates``
             set), ``"sum_pool"``.
         program: ``program(inputs, apply)``, see :meth:`run`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from keras_explain import graph
+        >>> model = keras.Sequential([keras.Input((3, 2)), keras.layers.SimpleRNN(4)])
+        >>> step = graph.Plan(model).steps[0]
+        >>> step.op.kind, sorted(step.op.inner.steps)
+        ('recurrent', ['activation', 'linear'])
+        >>> x = np.ones((1, 3, 2), "float32")
+        >>> bool(np.allclose(step.op.inner.run([x]), model(x), atol=1e-6))
+        True
     """
 
     steps: dict[str, Step]

@@ -29,7 +29,9 @@ SUPPORTED = (
     "(1D/2D/3D), Add, Subtract, Average, Multiply (gates), Maximum, Minimum, Concatenate, "
     "Flatten, Reshape, Permute, Dropout, ZeroPadding, Cropping, UpSampling, Resizing, "
     "Embedding, activations (fused, Activation, ReLU/LeakyReLU/ELU/PReLU layers, keras.ops), "
-    "raw keras.ops sums, products and reshapes, keras.applications' layer scale"
+    "raw keras.ops sums, products and reshapes, keras.applications' layer scale, "
+    "LSTM, GRU, SimpleRNN, Bidirectional (merge concat/sum/ave), TimeDistributed "
+    "(of a linear layer), MultiHeadAttention, Masking"
 )
 
 
