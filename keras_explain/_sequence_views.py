@@ -262,15 +262,20 @@ def _recurrent(layer, prefix: str, names: tuple) -> Inner:
     return Inner(parts, run)
 
 
-def _lstm_cell(cell, dtype, prefix, once):
-    """LSTM, gates in Keras' order i, f, c, o; ``c_t = f c_{t-1} + i g``, ``h_t = o act(c_t)``."""
+def _joint_weights(cell, dtype) -> Callable:
+    """``weights() -> ([W; U], b)``: the cell's map of ``[x_t, h_{t-1}]``."""
 
     def weights():
         kernel = tf.concat([_cast(cell.kernel, dtype), _cast(cell.recurrent_kernel, dtype)], 0)
         return kernel, _cast(cell.bias, dtype) if cell.use_bias else None
 
+    return weights
+
+
+def _lstm_cell(cell, dtype, prefix, once):
+    """LSTM, gates in Keras' order i, f, c, o; ``c_t = f c_{t-1} + i g``, ``h_t = o act(c_t)``."""
     parts = {
-        prefix + "gates": _linear_part(f"/{prefix}gates", once.wrap(weights)),
+        prefix + "gates": _linear_part(f"/{prefix}gates", once.wrap(_joint_weights(cell, dtype))),
         prefix + "recurrent_activation": _activation_part(
             f"/{prefix}recurrent_activation", cell.recurrent_activation
         ),
@@ -379,13 +384,8 @@ def _gru_cell(cell, dtype, prefix, units, once):
 
 def _simple_cell(cell, dtype, prefix, once):
     """SimpleRNN: ``h_t = act([x_t, h_{t-1}] [W; U] + b)``."""
-
-    def weights():
-        kernel = tf.concat([_cast(cell.kernel, dtype), _cast(cell.recurrent_kernel, dtype)], 0)
-        return kernel, _cast(cell.bias, dtype) if cell.use_bias else None
-
     parts = {
-        prefix + "linear": _linear_part(f"/{prefix}linear", once.wrap(weights)),
+        prefix + "linear": _linear_part(f"/{prefix}linear", once.wrap(_joint_weights(cell, dtype))),
         prefix + "activation": _activation_part(f"/{prefix}activation", cell.activation),
     }
 

@@ -151,30 +151,29 @@ def test_conservation_fails_when_biases_absorb_relevance():
 
 
 # -- the references of Arras et al. ------------------------------------------------------
-@pytest.mark.parametrize("steps", [1, 3])
-def test_lstm_lrp_epsilon_equals_arras_reference(steps):
+CELLS = {
+    "lstm": (lambda: layers.LSTM(4), helpers.lstm_lrp_reference),
+    "gru": (lambda: layers.GRU(4), helpers.gru_lrp_reference),
+}
+
+
+@pytest.mark.parametrize(
+    "cell, steps",
+    [("lstm", 1), ("lstm", 3), pytest.param("gru", 1, marks=pytest.mark.slow), ("gru", 3)],
+)
+def test_lrp_epsilon_equals_the_cell_references(cell, steps):
+    make, reference = CELLS[cell]
     helpers.seeded(5)
-    model = helpers.randomize(helpers.recurrent_classifier(layers.LSTM(4), steps=steps))
+    model = helpers.randomize(helpers.recurrent_classifier(make(), steps=steps))
     x = helpers.data((steps, 4), seed=5)
     relevance = kx.LRPEpsilon(model, epsilon=0.01).analyze(x, target=2)
-    lstm, dense = model.layers[1], model.layers[2]
-    expected = np.stack([helpers.lstm_lrp_reference(lstm, dense, s, 2, eps=0.01) for s in x])
+    layer, dense = model.layers[1], model.layers[2]
+    expected = np.stack([reference(layer, dense, sample, 2, eps=0.01) for sample in x])
     # float32 against float64 through a few dozen ops
     np.testing.assert_allclose(relevance, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
     # ε reaches the gates' linear maps: another ε gives other values
-    other = np.stack([helpers.lstm_lrp_reference(lstm, dense, s, 2, eps=0.5) for s in x])
+    other = np.stack([reference(layer, dense, sample, 2, eps=0.5) for sample in x])
     assert np.abs(other - expected).max() > 1e-3 * np.abs(expected).max()
-
-
-@pytest.mark.parametrize("steps", [pytest.param(1, marks=pytest.mark.slow), 3])
-def test_gru_lrp_epsilon_equals_reference(steps):
-    helpers.seeded(6)
-    model = helpers.randomize(helpers.recurrent_classifier(layers.GRU(4), steps=steps))
-    x = helpers.data((steps, 4), seed=6)
-    relevance = kx.LRPEpsilon(model, epsilon=0.01).analyze(x, target=0)
-    gru, dense = model.layers[1], model.layers[2]
-    expected = np.stack([helpers.gru_lrp_reference(gru, dense, s, 0, eps=0.01) for s in x])
-    np.testing.assert_allclose(relevance, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
 # -- masks -------------------------------------------------------------------------------
