@@ -719,17 +719,22 @@ def transformer_block(x, heads=2, key_dim=4, hidden=8, rms=False, causal=False):
     return norm()(layers.Add()([x, mlp]))
 
 
-def transformer_classifier(steps=5, features=8, blocks=2, classes=3, tokens=None, **block):
+def transformer_classifier(
+    steps=5, features=8, blocks=2, classes=3, tokens=None, width=None, **block
+):
     """A Transformer encoder classifier on floats ``(steps, features)``, or on token ids.
 
     With ``tokens`` (a vocabulary size) the input is integer ids embedded with
     ``Embedding(tokens, features, mask_zero=True)``, so padding (id 0) is masked.
+    ``width`` first projects the features to that many with a Dense layer.
     """
     if tokens:
         inputs = keras.Input((steps,), dtype="int32")
         x = layers.Embedding(tokens, features, mask_zero=True)(inputs)
     else:
         inputs = x = keras.Input((steps, features))
+    if width:
+        x = layers.Dense(width)(x)
     for _ in range(blocks):
         x = transformer_block(x, **block)
     return keras.Model(inputs, layers.Dense(classes)(layers.GlobalAveragePooling1D()(x)))

@@ -345,8 +345,9 @@ SWEEP_MODELS = {
     "bidirectional": lambda: helpers.recurrent_classifier(
         layers.Bidirectional(layers.LSTM(2)), steps=3, features=2
     ),
+    # a dense input projection: LayerNorm over 2 features would leave ±1 only
     "transformer": lambda: helpers.transformer_classifier(
-        steps=3, features=2, blocks=1, key_dim=2, hidden=4
+        steps=3, features=2, blocks=1, key_dim=2, hidden=4, width=4
     ),
 }
 LRP_NAMES = [name for name in kx.analyzers.names() if name.startswith(("lrp", "deep_taylor"))]
