@@ -11,11 +11,13 @@ structure is built on top of this in :mod:`keras_explain.graph`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 #: The name of one value of the graph (a tuple of ints).
 Key = tuple
@@ -34,6 +36,11 @@ class Call:
         output_dtypes: Their dtypes (``"bool"`` for a mask).
         constants: The call also reads floating-point operands that are not
             tensors of the graph (a raw ``x + 2.0``).
+        input_names: The call argument each input fills (``"query"``,
+            ``"mask"``, ...; None inside a nested structure).
+        input_dtypes: The dtypes of the inputs.
+        options: The call's keyword arguments that are not tensors
+            (``use_causal_mask=True``, ...).
     """
 
     operation: Any
@@ -43,6 +50,9 @@ class Call:
     output_shapes: tuple[tuple, ...]
     output_dtypes: tuple[str, ...]
     constants: bool
+    input_names: tuple[str | None, ...] = ()
+    input_dtypes: tuple[str, ...] = ()
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -75,6 +85,36 @@ def walk(model: keras.Model) -> Walk:
             key = aliases[key]
         return key
 
+    def produced() -> set[Key]:
+        return {key for call in result.calls for key in call.outputs} | set(input_keys)
+
+    def mask_key(prefix: Key, mask) -> Key:
+        """The key of a Keras mask, adding the ops that compute it when the graph lacks them.
+
+        A mask only an attention layer reads (from its input's ``_keras_mask``) is
+        computed by ops that are not nodes of the functional graph's traversal.
+        """
+        key = resolve(prefix + (id(mask),))
+        if key in produced():
+            return key
+        operation, node_index, _ = mask._keras_history
+        node = operation._inbound_nodes[node_index]
+        in_keys = tuple(mask_key(prefix, tensor) for tensor in node.input_tensors)
+        result.calls.append(
+            Call(
+                operation,
+                _forward(operation, node),
+                in_keys,
+                tuple(prefix + (id(t),) for t in node.outputs),
+                tuple(tuple(t.shape) for t in node.outputs),
+                tuple(str(t.dtype) for t in node.outputs),
+                False,
+                _input_names(operation, node),
+                tuple(str(t.dtype) for t in node.input_tensors),
+            )
+        )
+        return key
+
     def inline(graph, prefix: Key, keys: Sequence[Key]) -> None:
         for tensor, key in zip(graph._inputs, keys):
             if prefix + (id(tensor),) != key:
@@ -95,15 +135,28 @@ def walk(model: keras.Model) -> Walk:
                     aliases[outer] = resolve(inner_prefix + (id(inner_output),))
                 result.layer_outputs.setdefault(id(operation), resolve(out_keys[0]))
                 continue
+            names = _input_names(operation, node)
+            masks = _implicit_masks(operation, node, names)
+            in_keys += tuple(mask_key(prefix, mask) for _, mask in masks)
+            names += tuple(name for name, _ in masks)
+            options = {
+                name: value
+                for name, value in node.arguments.kwargs.items()
+                if not isinstance(value, keras.KerasTensor)
+            }
             result.calls.append(
                 Call(
                     operation,
-                    _forward(operation, node),
+                    _forward(operation, node, [name for name, _ in masks]),
                     in_keys,
                     out_keys,
                     tuple(tuple(t.shape) for t in node.outputs),
                     tuple(str(t.dtype) for t in node.outputs),
                     not isinstance(operation, keras.layers.Layer) and _reads_constants(node),
+                    names,
+                    tuple(str(t.dtype) for t in node.input_tensors)
+                    + tuple(str(mask.dtype) for _, mask in masks),
+                    options,
                 )
             )
             result.layer_outputs.setdefault(id(operation), out_keys[0])
@@ -166,14 +219,70 @@ def _reads_constants(node) -> bool:
     return False
 
 
-def _forward(operation, node) -> Callable:
-    """A function computing ``operation`` as called at ``node``, in inference mode."""
+def _input_names(operation, node) -> tuple[str | None, ...]:
+    """The call argument each of the node's input tensors fills."""
+    call = getattr(operation, "call", None)
+    try:
+        parameters = list(inspect.signature(call).parameters) if call else []
+    except (TypeError, ValueError):
+        parameters = []
+    names = []
+    flat = keras.tree.flatten_with_path((node.arguments.args, node.arguments.kwargs))
+    for path, value in flat:
+        if not isinstance(value, keras.KerasTensor):
+            continue
+        if path[0] == 1:  # a keyword argument
+            name = path[1] if len(path) == 2 else None
+        else:
+            position = path[1]
+            name = parameters[position] if len(path) == 2 and position < len(parameters) else None
+        names.append(name)
+    return tuple(names)
+
+
+#: Attention layers read their inputs' Keras masks inside ``call``: those masks become
+#: explicit inputs of the call, so a re-execution sees them whatever carries the tensors.
+_MASKED_ARGUMENTS = ("query", "value", "key")
+
+
+def _implicit_masks(operation, node, names) -> list[tuple[str, Any]]:
+    """``(argument_mask, mask)`` pairs for masks a layer reads from its inputs' tensors."""
+    if not isinstance(operation, keras.layers.MultiHeadAttention):
+        return []
+    masks = []
+    for name, tensor in zip(names, node.input_tensors):
+        mask = getattr(tensor, "_keras_mask", None)
+        wanted = f"{name}_mask"
+        if name in _MASKED_ARGUMENTS and mask is not None and wanted not in names:
+            if all(item[0] != wanted for item in masks):
+                masks.append((wanted, mask))
+    return masks
+
+
+def _forward(operation, node, mask_names=()) -> Callable:
+    """A function computing ``operation`` as called at ``node``, in inference mode.
+
+    ``mask_names`` name the Keras masks appended to the node's tensors as inputs
+    (see :func:`_implicit_masks`); they are passed as keyword arguments, and a
+    query mask is also set on the query tensor, where MultiHeadAttention reads it.
+    """
     arguments = node.arguments
     tensor_ids = [id(t) for t in node.input_tensors]
     takes_training = getattr(operation, "_call_has_training_arg", False)
+    count = len(tensor_ids)
 
     def forward(*tensors):
-        args, kwargs = arguments.fill_in(dict(zip(tensor_ids, tensors)))
+        args, kwargs = arguments.fill_in(dict(zip(tensor_ids, tensors[:count])))
+        for name, mask in zip(mask_names, tensors[count:]):
+            if name == "query_mask":
+                query = tf.identity(args[0] if args else kwargs["query"])
+                query._keras_mask = mask
+                if args:
+                    args = (query, *args[1:])
+                else:
+                    kwargs["query"] = query
+            else:
+                kwargs[name] = mask
         if takes_training:
             kwargs["training"] = False
         return operation(*args, **kwargs)

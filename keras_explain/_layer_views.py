@@ -38,6 +38,8 @@ KINDS = (
     "normalization",  # LayerNormalization & co.: linear once the scale is held constant
     "reshape",  # bookkeeping: the values move, unchanged
     "embedding",
+    "recurrent",  # LSTM, GRU, SimpleRNN, Bidirectional: a program of the kinds above
+    "attention",  # MultiHeadAttention: a program of the kinds above
     "other",
 )
 
@@ -62,7 +64,13 @@ class Linear:
 
 
 class Part(NamedTuple):
-    """One primitive op of a layer call, before it gets its place in the plan."""
+    """One primitive op of a layer call, before it gets its place in the plan.
+
+    ``gates`` names the gate inputs of a product known from the layer itself (an
+    LSTM's), ``layer`` the sublayer an op comes from (an attention's projections),
+    ``inner`` the program of a layer re-executed step by step
+    (:class:`keras_explain._sequence_views.Inner`), ``note`` why a layer has none.
+    """
 
     kind: str
     suffix: str
@@ -70,6 +78,10 @@ class Part(NamedTuple):
     activation: str | None = None
     linear: Linear | None = None
     linearized: Callable[..., Any] | None = None
+    gates: tuple[int, ...] = ()
+    layer: Any = None
+    inner: Any = None
+    note: str | None = None
 
 
 ACTIVATION_OPS = {  # keras.ops classes of element-wise activations
@@ -137,6 +149,7 @@ RESHAPE_LAYERS = (
     layers.RepeatVector,
     layers.UpSampling1D,
     layers.InputLayer,
+    layers.Masking,  # x * (the step is not padding): zeros where masked, x elsewhere
 )
 RAW_OP_KINDS = {  # keras.ops classes (raw ops in a functional graph)
     "Add": "sum_pool",
@@ -186,13 +199,14 @@ def decompose(layer: Any, forward: Callable, tensor_inputs: int) -> list[Part]:
     parts = []
     for index, linear in enumerate(maps):
 
-        def linear_forward(x, linear=linear):
+        def linear_forward(x, *masks, linear=linear):  # a Keras mask changes nothing here
             return linear.apply(ops.cast(x, dtype), *linear.weights())
 
         suffix = "" if len(maps) == 1 else f"/{index}"
         kind = "rescale" if isinstance(layer, PREPROCESSING_LAYERS) else "linear"
         parts.append(Part(kind, suffix, linear_forward, linear=linear))
-    function = getattr(layer, "activation", None)
+    inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+    function = getattr(inner, "activation", None)
     if function is not None and activation_name(function) != "linear":
         name = activation_name(function)
         kind = "softmax" if name == "softmax" else "activation"
@@ -279,6 +293,8 @@ def _cast(value, dtype):
 
 def linear_maps(layer) -> tuple[Linear, ...] | None:
     """The linear map(s) of a layer, in execution order, or None when it has none."""
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return _time_distributed(layer)
     dtype = layer.compute_dtype
     axis = 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
 
@@ -353,6 +369,28 @@ def linear_maps(layer) -> tuple[Linear, ...] | None:
         # keras.applications.ConvNeXt's layer scale: x * gamma
         return (Linear(lambda: (_cast(layer.gamma, dtype), None), _scale_shift, True),)
     return None
+
+
+def _time_distributed(layer) -> tuple[Linear, ...] | None:
+    """``TimeDistributed(layer)``: the wrapped layer's maps on ``(B * T, ...)``."""
+    maps = linear_maps(layer.layer)
+    if maps is None:
+        return None
+
+    def over_time(apply):
+        def apply_over_time(x, kernel, bias):
+            shape = tf.shape(x)
+            folded = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
+            z = apply(folded, kernel, bias)
+            result = tf.reshape(z, tf.concat([shape[:2], tf.shape(z)[1:]], 0))
+            result.set_shape(x.shape[:2].concatenate(z.shape[1:]))
+            return result
+
+        return apply_over_time
+
+    return tuple(
+        Linear(linear.weights, over_time(linear.apply), linear.elementwise) for linear in maps
+    )
 
 
 def _depthwise_groups(layer) -> bool:

@@ -28,6 +28,9 @@ Op kinds (``op.kind``), what a rule may rely on:
                           ``op.linearized`` is the op with its scale held constant
 ``"reshape"``             bookkeeping: values move unchanged (Flatten, padding, ...)
 ``"embedding"``           an ``Embedding`` lookup
+``"recurrent"``           LSTM, GRU, SimpleRNN, Bidirectional; ``op.inner`` re-executes
+                          it step by step from primitive ops (:class:`Inner`)
+``"attention"``           MultiHeadAttention; ``op.inner`` as for ``"recurrent"``
 ``"other"``               anything else (no rule applies by default)
 ========================  ==============================================================
 
@@ -49,7 +52,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_explain import _graph, _layer_views
+from keras_explain import _graph, _layer_views, _sequence_views
 from keras_explain._layer_views import KINDS, Linear
 
 Key = _graph.Key
@@ -58,7 +61,7 @@ Key = _graph.Key
 OUTPUT_SQUASHERS = ("sigmoid",)
 Hook = Callable[["Step", list], Any]
 
-__all__ = ["KINDS", "Key", "Linear", "Op", "Plan", "Step", "call_op"]
+__all__ = ["KINDS", "Inner", "Key", "Linear", "Op", "Plan", "Step", "call_op"]
 
 Linear.__module__ = __name__
 
@@ -80,6 +83,9 @@ class Op:
         constants: The op also reads floating-point operands that are not
             tensors of the graph (a raw ``x + 2.0``), so its output is not a
             function of its tensor inputs alone.
+        inner: For recurrent and attention layers, the :class:`Inner`
+            program that re-executes the layer from primitive ops.
+        note: Why an op of kind ``"other"`` has no program (for messages).
     """
 
     kind: str
@@ -90,6 +96,8 @@ class Op:
     linear: Linear | None = None
     linearized: Callable[..., Any] | None = None
     constants: bool = False
+    inner: Inner | None = None
+    note: str | None = None
 
     def __repr__(self) -> str:
         return f"Op({self.kind}, {self.name})"
@@ -126,6 +134,46 @@ class Step:
 
     def __repr__(self) -> str:
         return f"Step({self.op.kind}, {self.op.name})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Inner:
+    """A layer re-executed step by step from primitive ops (LSTM, attention, ...).
+
+    Attributes:
+        steps: The primitive steps by name (their ``inputs`` and ``outputs``
+            are empty: the program feeds them itself). Their ops have kinds
+            ``"linear"``, ``"activation"``, ``"multiply"`` (with ``gates``
+            set), ``"sum_pool"``.
+        program: ``program(inputs, apply)``, see :meth:`run`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from keras_explain import graph
+        >>> model = keras.Sequential([keras.Input((3, 2)), keras.layers.SimpleRNN(4)])
+        >>> step = graph.Plan(model).steps[0]
+        >>> step.op.kind, sorted(step.op.inner.steps)
+        ('recurrent', ['activation', 'linear'])
+        >>> x = np.ones((1, 3, 2), "float32")
+        >>> bool(np.allclose(step.op.inner.run([x]), model(x), atol=1e-6))
+        True
+    """
+
+    steps: dict[str, Step]
+    program: Callable[[list, Callable[[str, list], Any]], Any]
+
+    def run(self, inputs: Sequence[tf.Tensor], hook: Hook | None = None) -> Any:
+        """Re-execute the layer, calling ``hook(step, tensors)`` for every primitive op.
+
+        Args:
+            inputs: The tensors the layer's call reads (the step's inputs).
+            hook: As for :meth:`Plan.run`; default :func:`call_op`.
+
+        Returns:
+            The layer's output.
+        """
+        hook = hook or call_op
+        return self.program(list(inputs), lambda name, tensors: hook(self.steps[name], tensors))
 
 
 def call_op(step: Step, inputs: list) -> Any:
@@ -170,7 +218,9 @@ class Plan:
         }
         steps = []
         for call in walk.calls:
-            parts = _layer_views.decompose(call.operation, call.forward, len(call.inputs))
+            parts = _sequence_views.decompose(
+                call.operation, call.input_names, call.input_dtypes, call.options
+            ) or _layer_views.decompose(call.operation, call.forward, len(call.inputs))
             name = getattr(call.operation, "name", type(call.operation).__name__)
             self._shapes.update(zip(call.outputs, call.output_shapes))
             self._dtypes.update(zip(call.outputs, call.output_dtypes))
@@ -182,16 +232,9 @@ class Plan:
                     rest = {later.kind for later in parts[index + 1 :]}
                     known = rest <= {"activation", "softmax"}
                     self._shapes[outputs[0]] = call.output_shapes[0] if known else None
-                op = Op(
-                    part.kind,
-                    call.operation,
-                    name + part.suffix,
-                    part.forward,
-                    part.activation,
-                    part.linear,
-                    part.linearized,
-                    call.constants,
-                )
+                op = _op(part, call.operation, name, call.constants)
+                if part.forward is None:  # a layer with a program runs as itself
+                    op = dataclasses.replace(op, forward=call.forward)
                 steps.append(Step(op, current, outputs))
                 current = outputs
         self._set_steps(_mark_first_linear(steps))
@@ -355,6 +398,31 @@ class Plan:
         return values
 
 
+def _op(part: _layer_views.Part, layer: Any, name: str, constants: bool = False) -> Op:
+    """The Op of a part of a layer call (and of the parts of its program)."""
+    inner = None
+    if part.inner is not None:
+        inner = Inner(
+            {
+                key: Step(_op(inner_part, layer, name), (), (), gates=inner_part.gates)
+                for key, inner_part in part.inner.parts.items()
+            },
+            part.inner.run,
+        )
+    return Op(
+        part.kind,
+        layer if part.layer is None else part.layer,
+        name + part.suffix,
+        part.forward,
+        part.activation,
+        part.linear,
+        part.linearized,
+        constants,
+        inner,
+        part.note,
+    )
+
+
 def _itemsize(layer) -> int:
     dtype = getattr(layer, "compute_dtype", None) or "float32"
     return tf.as_dtype(dtype).size
@@ -367,6 +435,8 @@ def _mark_first_linear(steps: list[Step]) -> list[Step]:
     for step in steps:
         upstream = any(key in after for key in step.inputs)
         mixing = step.op.kind == "linear" and not step.op.linear.elementwise
+        if step.op.inner is not None:  # mixes inputs; its programs' ops are never "first"
+            after.update(step.outputs)
         if mixing and not upstream:
             step = step.replace(first_linear=True)
         if upstream or mixing:

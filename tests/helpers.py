@@ -710,6 +710,160 @@ def deeplift_chain_reference(steps, x, baseline, target):
 
 
 # =====================================================================================
+# Sequence models (recurrent, attention) and their LRP references
+# =====================================================================================
+def recurrent_classifier(layer, steps=5, features=4, classes=3, pooled=False, masking=False):
+    """``Input((steps, features))`` [-> Masking(0)] -> ``layer`` [-> mean over time] -> Dense.
+
+    Seeded by the caller (``seeded``); ``pooled`` averages a sequence output over time.
+    """
+    inputs = keras.Input((steps, features))
+    hidden = layers.Masking(0.0)(inputs) if masking else inputs
+    hidden = layer(hidden)
+    if pooled:
+        hidden = layers.GlobalAveragePooling1D()(hidden)
+    return keras.Model(inputs, layers.Dense(classes)(hidden))
+
+
+def transformer_block(x, heads=2, key_dim=4, hidden=8, rms=False, causal=False):
+    """Post-norm Transformer encoder block: attention, Add, LayerNorm, ReLU MLP, Add, LayerNorm.
+
+    ``rms`` uses ``RMSNormalization`` instead of ``LayerNormalization``.
+    """
+    norm = layers.RMSNormalization if rms else layers.LayerNormalization
+    attention = layers.MultiHeadAttention(heads, key_dim)
+    attended = attention(x, x, use_causal_mask=True) if causal else attention(x, x)
+    x = norm()(layers.Add()([x, attended]))
+    mlp = layers.Dense(x.shape[-1])(layers.Dense(hidden, activation="relu")(x))
+    return norm()(layers.Add()([x, mlp]))
+
+
+def transformer_classifier(
+    steps=5, features=8, blocks=2, classes=3, tokens=None, width=None, **block
+):
+    """A Transformer encoder classifier on floats ``(steps, features)``, or on token ids.
+
+    With ``tokens`` (a vocabulary size) the input is integer ids embedded with
+    ``Embedding(tokens, features, mask_zero=True)``, so padding (id 0) is masked.
+    ``width`` first projects the features to that many with a Dense layer.
+    """
+    if tokens:
+        inputs = keras.Input((steps,), dtype="int32")
+        x = layers.Embedding(tokens, features, mask_zero=True)(inputs)
+    else:
+        inputs = x = keras.Input((steps, features))
+    if width:
+        x = layers.Dense(width)(x)
+    for _ in range(blocks):
+        x = transformer_block(x, **block)
+    return keras.Model(inputs, layers.Dense(classes)(layers.GlobalAveragePooling1D()(x)))
+
+
+def token_recurrent_classifier(layer, steps=6, tokens=20, features=4, classes=3):
+    """Token ids -> ``Embedding(mask_zero=True)`` -> ``layer`` -> Dense."""
+    inputs = keras.Input((steps,), dtype="int32")
+    hidden = layers.Embedding(tokens, features, mask_zero=True)(inputs)
+    return keras.Model(inputs, layers.Dense(classes)(layer(hidden)))
+
+
+def _lrp_linear(x, matrix, bias, relevance, eps):
+    """LRP-ε through ``z = x W + b`` for one sample: ``R_i = Σ_j x_i W_ij / stab(z_j) R_j``."""
+    z = x @ matrix + (0.0 if bias is None else bias)
+    return (x[:, None] * matrix * (relevance / stab(z, eps))[None, :]).sum(axis=1)
+
+
+def lstm_lrp_reference(layer, dense, x, target, eps, sum_eps=1e-7):
+    """LRP-ε of ``LSTM -> Dense`` on one sample, straight from Arras et al. 2017.
+
+    Arras, Montavon, Müller & Samek, "Explaining Recurrent Neural Network Predictions
+    in Sentiment Analysis", WASSA 2017 (arXiv:1706.07206), section 3: gates (i, f, o:
+    Keras' gate order i, f, c, o) get no relevance; ``c_t = f c_{t-1} + i g`` splits its
+    relevance in proportion to the two terms; ``h_t = o tanh(c_t)`` gives all of it to
+    ``c_t``; ``g = tanh(W_g x_t + U_g h_{t-1} + b_g)`` takes the ε-rule. Float64.
+    """
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+    v, b_out = (np.asarray(w, np.float64) for w in dense.get_weights())
+    x = np.asarray(x, np.float64)
+    units = recurrent.shape[0]
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    h, c = np.zeros(units), np.zeros(units)
+    saved = []
+    for x_t in x:
+        z = x_t @ kernel + h @ recurrent + bias
+        i, f, o = sigmoid(z[:units]), sigmoid(z[units : 2 * units]), sigmoid(z[3 * units :])
+        g = np.tanh(z[2 * units : 3 * units])
+        saved.append((x_t, h, c, i, f, g))
+        c = f * c + i * g
+        h = o * np.tanh(c)
+    logits = h @ v + b_out
+    out = np.zeros_like(logits)
+    out[target] = logits[target]
+    relevance_h = _lrp_linear(h, v, b_out, out, eps)
+    relevance_c = np.zeros(units)
+    result = np.zeros_like(x)
+    for t in reversed(range(len(x))):
+        x_t, h_prev, c_prev, i, f, g = saved[t]
+        c_t = f * c_prev + i * g
+        relevance_c = relevance_c + relevance_h
+        relevance_g = i * g / stab(c_t, sum_eps) * relevance_c
+        relevance_c = f * c_prev / stab(c_t, sum_eps) * relevance_c
+        columns = slice(2 * units, 3 * units)
+        joint = np.concatenate([x_t, h_prev])
+        matrix = np.concatenate([kernel[:, columns], recurrent[:, columns]])
+        relevance_in = _lrp_linear(joint, matrix, bias[columns], relevance_g, eps)
+        result[t] = relevance_in[: len(x_t)]
+        relevance_h = relevance_in[len(x_t) :]
+    return result
+
+
+def gru_lrp_reference(layer, dense, x, target, eps, sum_eps=1e-7):
+    """LRP-ε of ``GRU(reset_after=True) -> Dense`` on one sample, by the same principles.
+
+    Keras' gate order z, r, h. ``h_t = z h_{t-1} + (1 − z) ĥ`` is a sum of two gated
+    signals; ``ĥ = tanh(a + r ⊙ b)``, ``a = x W_h + b_x``, ``b = h_{t-1} U_h + b_r``: the
+    pre-activation is a sum (split in proportion), ``r ⊙ b`` gives all of it to ``b``,
+    and ``a`` and ``b`` take the ε-rule. Float64.
+    """
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+    v, b_out = (np.asarray(w, np.float64) for w in dense.get_weights())
+    x = np.asarray(x, np.float64)
+    units = recurrent.shape[0]
+    input_bias, recurrent_bias = bias
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    h = np.zeros(units)
+    saved = []
+    for x_t in x:
+        from_x = x_t @ kernel + input_bias
+        from_h = h @ recurrent + recurrent_bias
+        z = sigmoid(from_x[:units] + from_h[:units])
+        r = sigmoid(from_x[units : 2 * units] + from_h[units : 2 * units])
+        a, b = from_x[2 * units :], from_h[2 * units :]
+        candidate = np.tanh(a + r * b)
+        saved.append((x_t, h, z, r, a, b, candidate))
+        h = z * h + (1 - z) * candidate
+    logits = h @ v + b_out
+    out = np.zeros_like(logits)
+    out[target] = logits[target]
+    relevance_h = _lrp_linear(h, v, b_out, out, eps)
+    result = np.zeros_like(x)
+    columns = slice(2 * units, None)
+    for t in reversed(range(len(x))):
+        x_t, h_prev, z, r, a, b, candidate = saved[t]
+        h_t = z * h_prev + (1 - z) * candidate
+        kept = z * h_prev / stab(h_t, sum_eps) * relevance_h
+        relevance_pre = (1 - z) * candidate / stab(h_t, sum_eps) * relevance_h
+        pre = a + r * b
+        relevance_a = a / stab(pre, sum_eps) * relevance_pre
+        relevance_b = r * b / stab(pre, sum_eps) * relevance_pre
+        result[t] = _lrp_linear(x_t, kernel[:, columns], input_bias[columns], relevance_a, eps)
+        from_b = _lrp_linear(
+            h_prev, recurrent[:, columns], recurrent_bias[columns], relevance_b, eps
+        )
+        relevance_h = kept + from_b
+    return result
+
+
+# =====================================================================================
 # References: perturbation methods
 # =====================================================================================
 def window_starts(length, window, stride):
@@ -1115,6 +1269,36 @@ def first_step(model):
 def marked_step(step, **flags):
     """A copy of an engine step with flags changed (``first_linear``, ``nonnegative``)."""
     return step.replace(**flags)
+
+
+def program_output(model, x):
+    """The model re-executed with every recurrent and attention layer run by its program.
+
+    Each step with an ``op.inner`` program runs it with its primitive ops unchanged,
+    the others run their op; returns the first output as numpy.
+    """
+    plan = plan_of(model)
+
+    def run(inputs):
+        values = dict(zip(plan.input_keys, inputs))
+        for step in plan.steps:
+            tensors = [values[key] for key in step.inputs]
+            if step.op.inner is not None:
+                values[step.outputs[0]] = step.op.inner.run(tensors)
+            else:
+                result = step.op.forward(*tensors)
+                if len(step.outputs) == 1:
+                    values[step.outputs[0]] = result
+                else:
+                    values.update(zip(step.outputs, keras.tree.flatten(result)))
+        return values[plan.output_keys[0]]
+
+    return tf.function(run)([tf.constant(x)]).numpy()
+
+
+def program_kinds(model):
+    """``{layer name: op kind}`` of the steps that have a program."""
+    return {s.op.name: s.op.kind for s in plan_of(model).steps if s.op.inner is not None}
 
 
 def analyzer_steps(analyzer):

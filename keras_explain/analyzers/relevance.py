@@ -29,7 +29,9 @@ SUPPORTED = (
     "(1D/2D/3D), Add, Subtract, Average, Multiply (gates), Maximum, Minimum, Concatenate, "
     "Flatten, Reshape, Permute, Dropout, ZeroPadding, Cropping, UpSampling, Resizing, "
     "Embedding, activations (fused, Activation, ReLU/LeakyReLU/ELU/PReLU layers, keras.ops), "
-    "raw keras.ops sums, products and reshapes, keras.applications' layer scale"
+    "raw keras.ops sums, products and reshapes, keras.applications' layer scale, "
+    "LSTM, GRU, SimpleRNN, Bidirectional (merge concat/sum/ave), TimeDistributed "
+    "(of a linear layer), MultiHeadAttention, Masking"
 )
 
 
@@ -110,6 +112,15 @@ class LRP(Backpropagation):
             if step not in self._needed or self._is_mask(step):
                 continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
+            if step.op.inner is not None and (rule is None or isinstance(rule, rules.LinearRule)):
+                # re-executed step by step, each primitive op under its own rule (a
+                # non-linear rule, such as Gradient(), takes the whole layer instead)
+                for inner in step.op.inner.steps.values():
+                    inner_rule = self.composite.rule_for(inner)
+                    if inner_rule is None:
+                        raise ValueError(self._unsupported_message(inner))
+                    assigned[inner.op] = inner_rule
+                continue
             if rule is None:
                 raise ValueError(self._unsupported_message(step))
             assigned[step.op] = rule
@@ -127,6 +138,8 @@ class LRP(Backpropagation):
             )
         elif op.kind == "softmax":
             reason = f"{layer} is a softmax in the middle of the network, which has no LRP rule"
+        elif op.note:
+            reason = f"{layer} has no LRP rule in this configuration: {op.note}"
         else:
             reason = f"{layer} has no LRP rule (op kind {op.kind!r})"
         return (
@@ -140,6 +153,8 @@ class LRP(Backpropagation):
     def hook(self, step, inputs):
         """Run ``step`` under its composite rule."""
         rule = self._rules.get(step.op)
+        if rule is None and step.op.inner is not None:
+            return step.op.inner.run(inputs, self.hook)
         if rule is None:
             return step.op.forward(*inputs)
         return rule(step, inputs)

@@ -20,7 +20,9 @@ A layer kind (the first element of an entry) is any of:
 - a linear layer family: ``"dense"`` (Dense, EinsumDense), ``"conv"`` (every
   convolution: Conv1D/2D/3D, depthwise, separable, transposed),
   ``"batch_norm"`` (BatchNormalization not folded by a canonizer);
-- a Keras layer class (matches that layer's ops, except a fused activation);
+- a Keras layer class (matches that layer's ops, except a fused activation; for a
+  recurrent or attention layer: the whole layer, and with a linear rule its own
+  linear maps, re-executed step by step);
 - a predicate ``f(step) -> bool``;
 - a tuple of the above (any of them).
 
@@ -59,6 +61,13 @@ LAYER_KINDS: dict[str, tuple[type, ...]] = {
     "batch_norm": (keras.layers.BatchNormalization,),
 }
 _LINEAR_LAYERS = tuple(cls for classes in LAYER_KINDS.values() for cls in classes)
+_PROGRAM_LAYERS = (
+    keras.layers.LSTM,
+    keras.layers.GRU,
+    keras.layers.SimpleRNN,
+    keras.layers.Bidirectional,
+    keras.layers.MultiHeadAttention,
+)
 
 #: What an op no entry matches gets (op kind -> rule); other kinds have no default.
 DEFAULT_RULES: dict[str, rules.Rule] = {
@@ -99,7 +108,12 @@ def matches(kind: LayerKind, step) -> bool:
         fused_activation = op.kind in ("activation", "softmax") and isinstance(
             op.layer, _LINEAR_LAYERS
         )
-        return not fused_activation
+        # a recurrent layer's class covers the layer and its linear maps, not its
+        # activations, gated products and sums (they keep their own defaults)
+        program_part = op.kind not in ("linear", "recurrent", "attention") and isinstance(
+            op.layer, _PROGRAM_LAYERS
+        )
+        return not (fused_activation or program_part)
     if callable(kind):
         return bool(kind(step))
     raise TypeError(

@@ -543,6 +543,16 @@ def _bias_map(apply, x, kernel, bias):
     return apply(tf.zeros_like(x[:1]), tf.zeros_like(kernel), bias)
 
 
+def _ones(x):
+    """Ones shaped like ``x``.
+
+    Not ``tf.ones_like``: inside a ``tf.while_loop`` body (a recurrent layer's
+    program), the vector-Jacobian product at a ``tf.ones_like`` tensor comes back
+    None in the loop's gradient (TF 2.21), and Flat and WSquare would give zeros.
+    """
+    return tf.ones(tf.shape(x), x.dtype)
+
+
 class WSquare(LinearRule):
     """LRP-w² (Montavon et al. 2017, doi:10.1016/j.patcog.2016.11.008): input-independent.
 
@@ -556,7 +566,7 @@ class WSquare(LinearRule):
 
     def shares(self, x, kernel, bias, nonnegative):
         """See :meth:`LinearRule.shares`."""
-        return [Share(1, [(tf.ones_like(x), tf.square(kernel))], sign=1)]
+        return [Share(1, [(_ones(x), tf.square(kernel))], sign=1)]
 
 
 class Flat(LinearRule):
@@ -572,7 +582,7 @@ class Flat(LinearRule):
 
     def shares(self, x, kernel, bias, nonnegative):
         """See :meth:`LinearRule.shares`."""
-        return [Share(1, [(tf.ones_like(x), tf.ones_like(kernel))], sign=1)]
+        return [Share(1, [(_ones(x), tf.ones_like(kernel))], sign=1)]
 
 
 class Proportional(Rule):
