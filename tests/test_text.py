@@ -196,7 +196,7 @@ def test_sequences_of_another_length_are_refused(length):
     tokens = np.ones((2, length), "int32")
     with pytest.raises(
         ValueError,
-        match=rf"DeepLift: input 0 of model .* must have shape "
+        match=rf"DeepLift: Input 0 of model .* must have shape "
         rf"\(batch, 12\)\. Received: shape \(2, {length}\)\. Pad or truncate .*"
         r"maxlen=12",
     ):

@@ -546,7 +546,7 @@ class Analyzer:
                         f"keras.utils.pad_sequences(x, maxlen={want}, padding='post')."
                     )
                 raise ValueError(
-                    f"{type(self).__name__}: input {position} of model {name!r} must have "
+                    f"{type(self).__name__}: Input {position} of model {name!r} must have "
                     f"shape (batch, {', '.join(str(d) for d in expected[1:])}). Received: "
                     f"shape {received}.{hint}"
                 )
