@@ -98,6 +98,10 @@ class Analyzer:
     #: Peak bytes of a pass per activation byte (``Plan.bytes_per_sample``), forward
     #: only and differentiated; measured on keras.applications models
     #: (benchmarks/bench_memory.py). See :func:`keras_explain.config.rows_per_pass`.
+    #: Whether integer-valued float arrays are accepted for token inputs (cast to the
+    #: input's dtype): perturbation methods and metrics blend token ids with a baseline
+    #: id as floats. Backpropagation analyzers refuse floats there.
+    float_tokens = False
     forward_memory_factor = 0.2
     backward_memory_factor = 0.35
 
@@ -455,7 +459,7 @@ class Analyzer:
                 self._check_shape(array, spec, position)
                 dtype_wanted = tf.as_dtype(spec.dtype)
                 if dtype_wanted.is_integer:
-                    self._check_tokens(array, dtype, position)
+                    array = self._check_tokens(array, dtype, position, spec)
                 if dtype_wanted.is_floating and isinstance(array, np.ndarray):
                     # stays numpy (no copy when already right): one host->device copy later
                     array = array.astype(dtype_wanted.as_numpy_dtype, copy=False)
@@ -494,18 +498,24 @@ class Analyzer:
                 return None
         return None
 
-    def _check_tokens(self, array, dtype, position):
+    def _check_tokens(self, array, dtype, position, spec):
         """Token ids for an integer input: integers within every Embedding's vocabulary."""
         name, owner = self.model.name, type(self).__name__
+        spec_dtype = tf.as_dtype(spec.dtype)
+        if not dtype.is_integer and self.float_tokens:
+            values = array if isinstance(array, np.ndarray) else array.numpy()
+            if np.array_equal(values, np.round(values)):
+                array = values.astype(spec_dtype.as_numpy_dtype)
+                dtype = spec_dtype
         if not dtype.is_integer:
             raise TypeError(
                 f"{owner}: input {position} of model {name!r} takes integer token ids "
-                f"(dtype {tf.as_dtype(self.plan.input_specs[position].dtype).name}). "
+                f"(dtype {spec_dtype.name}). "
                 f"Received: dtype {dtype.name}. Pass the token ids, e.g. x.astype('int32'), "
                 "not their embeddings or floats."
             )
         if self.plan is None:
-            return
+            return array
         key = self.plan.input_keys[position]
         sizes = [
             step.op.layer.input_dim
@@ -513,7 +523,7 @@ class Analyzer:
             if step.op.kind == "embedding"
         ]
         if not sizes:
-            return
+            return array
         values = array if isinstance(array, np.ndarray) else array.numpy()
         low, high, vocabulary = int(values.min()), int(values.max()), min(sizes)
         if low < 0 or high >= vocabulary:
@@ -523,6 +533,7 @@ class Analyzer:
                 "Map unknown words to an out-of-vocabulary id below the vocabulary size "
                 "(e.g. keras.layers.StringLookup's OOV index)."
             )
+        return array
 
     def _check_shape(self, array, spec, position):
         expected = tuple(spec.shape)
