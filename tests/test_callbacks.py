@@ -314,15 +314,20 @@ def test_embedding_logger_bad_layer_fails_before_the_first_epoch(tmp_path):
 # =====================================================================================
 # Training-time metrics: scalars per epoch, equal to the metrics called directly
 # =====================================================================================
-def read_scalars(summary_dir):
-    """{(tag, step): float} from the event files' scalar summaries."""
-    scalars = {}
+def read_summaries(summary_dir, plugin, decode):
+    """{(tag, step): decode(tensor proto)} of the event files' summaries of ``plugin``."""
+    summaries = {}
     for path in sorted(glob.glob(os.path.join(summary_dir, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-    return scalars
+                if value.metadata.plugin_data.plugin_name == plugin:
+                    summaries[(value.tag, event.step)] = decode(value.tensor)
+    return summaries
+
+
+def read_scalars(summary_dir):
+    """{(tag, step): float} from the event files' scalar summaries."""
+    return read_summaries(summary_dir, "scalars", lambda t: float(tf.make_ndarray(t)))
 
 
 def centre_masks(samples):
@@ -474,15 +479,10 @@ def test_metric_failure_in_a_later_epoch_warns_and_training_continues(tmp_path):
 
 # -- text models -------------------------------------------------------------------------
 def read_texts(summary_dir):
-    """{(tag, step): array of str} from the event files' text summaries."""
-    texts = {}
-    for path in sorted(glob.glob(os.path.join(summary_dir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == "text":
-                    strings = tf.make_ndarray(value.tensor).reshape(-1)
-                    texts[(value.tag, event.step)] = [s.decode() for s in strings]
-    return texts
+    """{(tag, step): list of str} from the event files' text summaries."""
+    return read_summaries(
+        summary_dir, "text", lambda t: [s.decode() for s in tf.make_ndarray(t).reshape(-1)]
+    )
 
 
 def test_text_model_logs_token_tables_with_words(tmp_path):

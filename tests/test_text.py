@@ -201,3 +201,33 @@ def test_sequences_of_another_length_are_refused(length):
         r"maxlen=12",
     ):
         kx.DeepLift(model).analyze(tokens)
+
+
+def test_deeplift_shap_and_deeplift_agree_on_a_single_padding_background():
+    model, _ = helpers.token_model("conv")
+    tokens = helpers.padded_tokens()
+    single = kx.DeepLift(model, baseline=0).analyze(tokens, target=TARGET)
+    # background token ids (embedded inside) vs a baseline id: the same [e; e'] pass
+    background = np.zeros((1, 12), "int32")
+    shap = kx.DeepLiftShap(model, background=background).analyze(tokens, target=TARGET)
+    np.testing.assert_allclose(shap, single, atol=1e-6)
+    rows = embed(model, np.zeros((1, 12), "int32"))[0]
+    by_array = kx.DeepLift(model, baseline=rows).analyze(tokens, target=TARGET)
+    np.testing.assert_allclose(by_array, single, atol=1e-6)
+
+
+def test_metrics_accept_whole_number_floats_for_tokens_and_refuse_fractions():
+    model, _ = helpers.token_model("lstm")
+    tokens = helpers.padded_tokens()
+    scores = kx.Gradient(model).analyze(tokens, target=TARGET)
+    as_ints = kx.metrics.deletion(model, tokens, scores, TARGET, baseline=0, steps=4)
+    as_floats = kx.metrics.deletion(
+        model, tokens.astype("float32"), scores, TARGET, baseline=0, steps=4
+    )
+    np.testing.assert_array_equal(as_floats.auc, as_ints.auc)
+    # deleting every token leaves f(all padding): the curve's last point
+    np.testing.assert_allclose(
+        as_ints.scores[:, -1], helpers.selected(model, np.zeros_like(tokens), TARGET), atol=1e-5
+    )
+    with pytest.raises(TypeError, match=r"input 0 of model .* takes integer token ids"):
+        kx.metrics.deletion(model, tokens + 0.5, scores, TARGET, baseline=0, steps=4)
