@@ -151,7 +151,7 @@ class Backpropagation(Analyzer):
     # -- token inputs ---------------------------------------------------------------
     def embedding_layer(self, position: int):
         """The ``Embedding`` layer reading token input ``position`` (None for a float input)."""
-        if not self._embedded or not self._embedded[position]:
+        if position >= len(self._embedded) or not self._embedded[position]:
             return None
         return self.plan.producer(self._sources[position]).op.layer
 
@@ -159,7 +159,7 @@ class Backpropagation(Analyzer):
         """Per input, the Embedding mask of its tokens (``(B, T)`` bool), or None."""
         masks = []
         for position, x in enumerate(inputs):
-            layer = self.embedding_layer(position) if position < len(self._embedded) else None
+            layer = self.embedding_layer(position)
             masks.append(layer.compute_mask(x) if layer is not None and layer.mask_zero else None)
         return masks
 

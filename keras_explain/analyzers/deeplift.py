@@ -50,10 +50,15 @@ class DeepLift(Backpropagation):
     See :mod:`keras_explain.analyzers.deeplift` for the rules of each op kind.
 
     Args:
-        model: A Functional or Sequential Keras model with float inputs.
+        model: A Functional or Sequential Keras model (float inputs, or
+            integer token ids feeding an ``Embedding``).
         baseline: The reference input ``x'``: a scalar, an array shaped like
             one sample, or an array shaped like the batch (default 0); a list
-            with one entry per input for a multi-input model.
+            with one entry per input for a multi-input model. For token inputs:
+            a token id (default 0, the padding id) or embeddings ``(T, D)`` or
+            ``(B, T, D)``; the result is per token ``(B, T)`` (the attribution
+            of the Embedding output summed over its last axis, 0 at masked
+            positions), both halves of ``[x; x']`` run with ``x``'s mask.
         eps: Where ``|x − x'| < eps`` at a non-linearity's input, its multiplier
             is the ordinary derivative instead of ``Δy / Δx`` (default 1e-10,
             Captum's; the limit of ``Δy / Δx`` as ``Δx → 0``).
@@ -66,8 +71,8 @@ class DeepLift(Backpropagation):
 
     Raises:
         TypeError: For a subclassed model (its non-linearities cannot be found).
-        ValueError: For ``at_layer``, integer (token) inputs, a negative ``eps``
-            or a baseline of the wrong shape.
+        ValueError: For ``at_layer``, a negative ``eps``, a baseline of the
+            wrong shape or a baseline token id outside the vocabulary.
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -411,7 +416,10 @@ class GradientShap(_AroundGradient, Wrapper):
     ``(x̃_k − x'_k) ⊙ w``. The draws of copy ``k`` come from the seed
     ``[seed · 7919 + stream, k]`` and are shared by the samples of a batch
     (each sample still gets ``samples`` independent draws), so a seed gives the
-    same result whatever ``batch_size`` and ``internal_batch_size``.
+    same result whatever ``batch_size`` and ``internal_batch_size``. For token
+    inputs ``background`` holds token ids ``(N, T)``; paths and noise run between
+    their embeddings and the explained tokens' (``stddev`` in embedding units),
+    with the explained tokens' mask.
 
     Args:
         model: A Keras model (subclassed models work too).
