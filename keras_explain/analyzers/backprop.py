@@ -137,7 +137,9 @@ class Backpropagation(Analyzer):
         Embedding's mask (``mask_zero=True``) is False.
         """
         embedded = self._embedded or [False] * len(attributions)
-        masks = self.token_masks(inputs) if inputs is not None else [None] * len(attributions)
+        masks = [None] * len(attributions)  # one per source (analyze_layers: many)
+        if inputs is not None:
+            masks[: len(inputs)] = self.token_masks(inputs)[: len(attributions)]
         results = []
         for attribution, emb, mask in zip(attributions, embedded, masks):
             attribution = tf.cast(
