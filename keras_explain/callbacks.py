@@ -139,10 +139,18 @@ class ExplanationLogger(keras.callbacks.Callback):
             callables, logged as scalars per analyzer (default: none).
         masks: Ground-truth masks ``(B, H, W)`` of ``x``, for
             ``"pointing_game"`` and ``"relevance_mass"``.
+        vocabulary: For text models (``x`` int token ids ``(B, T)``), the
+            words by id (e.g. ``TextVectorization.get_vocabulary()``); without
+            it the ids are shown. Token attributions are then written with
+            ``tf.summary.text`` (TensorBoard's Text tab), one Markdown table per
+            sample (token, score, a bar of ``|score| / max|score|``; padding id
+            0 left out), and the input sentences under ``"input"``.
 
     Raises:
         ValueError: At construction, for a bad ``freq``, an empty
-            ``analyzers``, an ``x`` that is not an image batch, an unknown
+            ``analyzers``, an ``x`` that is neither an image batch nor int token
+            ids ``(B, T)``, ``vocabulary`` without token ids, a token id outside
+            ``vocabulary``, an unknown
             metric, or a localisation metric without ``masks``. At
             ``on_train_begin``, for an unknown analyzer name or an analyzer
             or metric that fails on ``x`` (wrong shape, bad target,
@@ -176,6 +184,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         overlay_options: Mapping[str, Any] | None = None,
         metrics: Sequence[str | Callable] | None = None,
         masks: Any = None,
+        vocabulary: Sequence[str] | None = None,
     ):
         super().__init__()
         freq = _check_freq(freq)
@@ -206,11 +215,24 @@ class ExplanationLogger(keras.callbacks.Callback):
         if not specs:
             raise ValueError("analyzers is empty; give at least one analyzer or name.")
         array = np.asarray(x)
-        if array.ndim not in (3, 4) or array.shape[0] == 0:
+        self.text = array.ndim == 2 and np.issubdtype(array.dtype, np.integer)
+        if (array.ndim not in (3, 4) and not self.text) or array.shape[0] == 0:
             raise ValueError(
-                "ExplanationLogger draws images: x must be a non-empty batch shaped "
-                f"(batch, height, width[, channels]). Received: shape {array.shape}."
+                "ExplanationLogger draws images or token attributions: x must be a non-empty "
+                "batch of images shaped (batch, height, width[, channels]) or of int token "
+                f"ids shaped (batch, length). Received: shape {array.shape}, dtype {array.dtype}."
             )
+        if vocabulary is not None and not self.text:
+            raise ValueError(
+                "ExplanationLogger: vocabulary= maps token ids to words and needs x of int "
+                f"token ids shaped (batch, length). Received: x of shape {array.shape}, dtype "
+                f"{array.dtype}. Drop vocabulary=, or pass the token ids."
+            )
+        self.vocabulary = None if vocabulary is None else list(vocabulary)
+        self.words = None
+        if self.text:
+            # every id checked against the vocabulary now, not at the first epoch
+            self.words = [visualize.token_strings(row, self.vocabulary) for row in array]
         self.specs = specs
         self.x = array
         self.target = target
@@ -239,7 +261,18 @@ class ExplanationLogger(keras.callbacks.Callback):
         if isinstance(relevance, list):
             raise ValueError(
                 f"Analyzer {tag!r} returned one result per model input; ExplanationLogger "
-                "draws single-input image models only."
+                "draws single-input models only."
+            )
+        if self.text:
+            relevance = np.asarray(relevance)
+            if relevance.shape != self.x.shape:
+                raise ValueError(
+                    f"Analyzer {tag!r} returned attributions of shape {relevance.shape}, not "
+                    f"one score per token {self.x.shape}; use a method that explains the "
+                    "tokens (gradient, integrated_gradients, deeplift, lrp.*)."
+                )
+            return np.array(
+                [_token_table(w, t, r) for w, t, r in zip(self.words, self.x, relevance)]
             )
         return visualize.to_uint8(visualize.overlay(self.x, relevance, **self.overlay_options))
 
@@ -358,13 +391,23 @@ class ExplanationLogger(keras.callbacks.Callback):
                 self._warn(f"could not compute {name!r} of {tag!r} at epoch {epoch}", error)
 
     def _input_pictures(self) -> np.ndarray:
+        if self.text:
+            return np.array(
+                [
+                    " ".join(w for w, i in zip(words, ids) if i != 0)
+                    for words, ids in zip(self.words, self.x)
+                ]
+            )
         value_range = self.overlay_options.get("value_range")
         return visualize.to_uint8(visualize.as_rgb(self.x, value_range=value_range))
 
     def _write(self, tag: str, pictures: np.ndarray) -> None:
         import tensorflow as tf
 
-        tf.summary.image(tag, pictures, max_outputs=len(self.x))
+        if self.text:
+            tf.summary.text(tag, tf.constant(pictures))
+        else:
+            tf.summary.image(tag, pictures, max_outputs=len(self.x))
 
     @staticmethod
     def _warn(what: str, error: Exception) -> None:
@@ -382,6 +425,24 @@ class ExplanationLogger(keras.callbacks.Callback):
 
             self._writer = tf.summary.create_file_writer(self.summary_dir)
         return self._writer
+
+
+def _token_table(words: Sequence[str], ids: np.ndarray, scores: np.ndarray) -> str:
+    """One sample's token attributions as a Markdown table for TensorBoard's Text tab.
+
+    TensorBoard sanitizes the HTML of text summaries (no colours survive), so each
+    token gets its score and a bar of ``|score| / max|score|`` (10 blocks), ``+`` or
+    ``-``; padding (id 0) is left out. Markdown characters of the words are escaped.
+    """
+    kept = [(w, float(s)) for w, i, s in zip(words, ids, scores) if i != 0]
+    peak = max((abs(s) for _, s in kept), default=0.0) or 1.0
+    lines = ["| token | attribution | |", "|---|---:|---|"]
+    for word, score in kept:
+        bar = "█" * int(round(10 * abs(score) / peak))
+        sign = "+" if score > 0 else "-" if score < 0 else ""
+        escaped = "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>" else c for c in word)
+        lines.append(f"| {escaped} | {score:+.4g} | {sign} {bar} |")
+    return "\n".join(lines)
 
 
 class EmbeddingLogger(keras.callbacks.Callback):

@@ -390,7 +390,8 @@ class Plan:
         for step in self.steps:
             if needed is not None and step not in needed:
                 continue
-            result = hook(step, [values[key] for key in step.inputs])
+            arguments = [values[key] for key in step.inputs]
+            result = _graph.keep_mask(step.op.layer, arguments, hook(step, arguments))
             if len(step.outputs) == 1:
                 values[step.outputs[0]] = result
             else:

@@ -388,6 +388,73 @@ def reference_ig(function, x, baseline, target, alphas, weights):
     return (x - baseline) * total
 
 
+TOKEN_KINDS = ("conv", "lstm", "gru", "bilstm", "mha")
+
+
+def token_model(kind, seed=0, vocabulary=50, length=12, dim=8):
+    """A text classifier on int32 token ids, and its float tail.
+
+    ``Input((length,), int32) -> Embedding(vocabulary, dim, mask_zero=True) -> body ->
+    Dense(3)`` with body one of ``TOKEN_KINDS``: Conv1D + GlobalMaxPooling1D (drops
+    the mask), LSTM, GRU, Bidirectional(LSTM), MultiHeadAttention + residual +
+    LayerNormalization + GlobalAveragePooling1D. Returns ``(model, tail)`` where
+    ``tail(embeddings, mask)`` runs the same layers from the Embedding output with the
+    mask passed explicitly (``mask=``; for attention, ``attention_mask=`` = query mask
+    x value mask): the float sub-model a reference computes on.
+    """
+    import warnings
+
+    layers = keras.layers
+    keras.utils.set_random_seed(seed)
+    embedding = layers.Embedding(vocabulary, dim, mask_zero=True)
+    dense = layers.Dense(3)
+    if kind == "conv":
+        conv = layers.Conv1D(6, 3, padding="same", activation="relu")
+        pool = layers.GlobalMaxPooling1D()
+
+        def body(e, mask):
+            return pool(conv(e))
+    elif kind in ("lstm", "gru", "bilstm"):
+        recurrent = {
+            "lstm": lambda: layers.LSTM(6),
+            "gru": lambda: layers.GRU(6),
+            "bilstm": lambda: layers.Bidirectional(layers.LSTM(6)),
+        }[kind]()
+
+        def body(e, mask):
+            return recurrent(e) if mask is None else recurrent(e, mask=mask)
+    else:
+        attention = layers.MultiHeadAttention(2, 4)
+        norm, pool = layers.LayerNormalization(), layers.GlobalAveragePooling1D()
+
+        def body(e, mask):
+            if mask is None:
+                return pool(norm(attention(e, e) + e))
+            # Keras turns the query and value masks into this attention mask (and, in
+            # 3.15, reads query_mask= only from the tensor's Keras mask, so pass it so)
+            pairs = tf.logical_and(mask[:, :, None], mask[:, None, :])
+            return pool(norm(attention(e, e, attention_mask=pairs) + e))
+
+    tokens = keras.Input((length,), dtype="int32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Conv1D drops the mask, as documented
+        model = keras.Model(tokens, dense(body(embedding(tokens), None)))
+    randomize(model, seed, scale=0.5)
+
+    def tail(embeddings, mask):
+        return dense(body(tf.convert_to_tensor(embeddings), tf.convert_to_tensor(mask)))
+
+    return model, tail
+
+
+def padded_tokens(batch=4, length=12, vocabulary=50, seed=0):
+    """int32 token ids in [1, vocabulary) with padding (0) at the end of most rows."""
+    tokens = np.random.default_rng(seed).integers(1, vocabulary, (batch, length)).astype("int32")
+    for row, keep in enumerate([7, 3, 10, length][:batch]):
+        tokens[row, keep:] = 0
+    return tokens
+
+
 def trapezoid_rule(steps):
     """Points and weights of the trapezoid rule on [0, 1], written out."""
     weights = np.full(steps, 1.0 / (steps - 1))

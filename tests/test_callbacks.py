@@ -314,15 +314,20 @@ def test_embedding_logger_bad_layer_fails_before_the_first_epoch(tmp_path):
 # =====================================================================================
 # Training-time metrics: scalars per epoch, equal to the metrics called directly
 # =====================================================================================
-def read_scalars(summary_dir):
-    """{(tag, step): float} from the event files' scalar summaries."""
-    scalars = {}
+def read_summaries(summary_dir, plugin, decode):
+    """{(tag, step): decode(tensor proto)} of the event files' summaries of ``plugin``."""
+    summaries = {}
     for path in sorted(glob.glob(os.path.join(summary_dir, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-    return scalars
+                if value.metadata.plugin_data.plugin_name == plugin:
+                    summaries[(value.tag, event.step)] = decode(value.tensor)
+    return summaries
+
+
+def read_scalars(summary_dir):
+    """{(tag, step): float} from the event files' scalar summaries."""
+    return read_summaries(summary_dir, "scalars", lambda t: float(tf.make_ndarray(t)))
 
 
 def centre_masks(samples):
@@ -470,3 +475,54 @@ def test_metric_failure_in_a_later_epoch_warns_and_training_continues(tmp_path):
         ("gradient/flaky", 0),
         ("gradient/flaky", 2),
     ]
+
+
+# -- text models -------------------------------------------------------------------------
+def read_texts(summary_dir):
+    """{(tag, step): list of str} from the event files' text summaries."""
+    return read_summaries(
+        summary_dir, "text", lambda t: [s.decode() for s in tf.make_ndarray(t).reshape(-1)]
+    )
+
+
+def test_text_model_logs_token_tables_with_words(tmp_path):
+    model, _ = helpers.token_model("conv")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tokens = helpers.padded_tokens()
+    vocabulary = [""] + [f"w{i}" for i in range(1, 49)] + ["a|b"]
+    tokens[3, 0] = 49  # a word with a Markdown character
+    logger = ExplanationLogger(
+        ["gradient"], tokens, target=1, log_dir=tmp_path, vocabulary=vocabulary
+    )
+    model.fit(tokens, np.array([0, 1, 2, 1]), epochs=1, verbose=0, callbacks=[logger])
+    texts = read_texts(logger.summary_dir)
+    assert set(texts) == {("input", 0), ("gradient", 0)}
+    # the sentences without padding, one per sample
+    assert texts[("input", 0)][1] == " ".join(vocabulary[i] for i in tokens[1, :3])
+    # one table per sample: a row per non-padding token with the score of the weights
+    # of the moment (the analyzer runs on the trained model after the epoch)
+    expected = kx.Gradient(model).analyze(tokens, 1)
+    for row, table in enumerate(texts[("gradient", 0)]):
+        lines = table.split("\n")[2:]
+        kept = tokens[row] != 0
+        assert len(lines) == kept.sum()
+        peak = np.abs(expected[row][kept]).max()
+        for line, token, score in zip(lines, tokens[row][kept], expected[row][kept]):
+            word, value, bar = (cell.strip() for cell in line.strip("|").split(" | "))
+            assert word == vocabulary[token].replace("|", "\\|")
+            assert float(value) == pytest.approx(score, rel=1e-3, abs=1e-6)
+            assert bar.count("█") == int(round(10 * abs(score) / peak))
+
+
+def test_text_model_without_vocabulary_shows_ids_and_vocabulary_needs_tokens(tmp_path):
+    logger = ExplanationLogger(["gradient"], np.array([[3, 7, 0]]), log_dir=tmp_path)
+    assert logger.words == [["3", "7", "0"]]
+    with pytest.raises(
+        ValueError,
+        match=r"vocabulary= maps token ids to words and needs x of "
+        r"int token ids shaped \(batch, length\)\. Received: x of shape "
+        r"\(2, 6, 6, 1\)",
+    ):
+        ExplanationLogger(["gradient"], np.zeros((2, 6, 6, 1)), log_dir=tmp_path, vocabulary=["a"])
+    with pytest.raises(ValueError, match=r"token_strings: token id 5 is outside the vocabulary"):
+        ExplanationLogger(["gradient"], np.array([[1, 5]]), log_dir=tmp_path, vocabulary=["", "a"])

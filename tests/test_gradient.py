@@ -471,17 +471,6 @@ def test_integer_input_not_read_by_an_embedding_is_rejected():
         kx.InputTimesGradient(model)
 
 
-@pytest.mark.parametrize("cls", [kx.SmoothGrad, kx.IntegratedGradients])
-def test_methods_that_perturb_the_input_reject_integer_tokens(cls):
-    with pytest.raises(
-        ValueError,
-        match=rf"{cls.__name__} perturbs the input, which is impossible for the integer "
-        r"input of model 'tokens'; use at_layer=<the Embedding layer> with Gradient or "
-        r"InputTimesGradient instead\.",
-    ):
-        cls(token_model())
-
-
 def test_masked_embedding_gives_zero_to_masked_tokens():
     helpers.seeded(0)
     inputs = keras.Input((5,), dtype="int32")

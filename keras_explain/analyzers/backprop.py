@@ -11,9 +11,13 @@ wrappers (:mod:`keras_explain.analyzers.wrappers`) call it on many copies.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_explain import _spatial, _validate
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.graph import call_op
 
@@ -47,6 +51,7 @@ class Backpropagation(Analyzer):
             self.at_layer = self.plan.find_layer(at_layer, "at_layer")
             self.returns_maps = True
         self._sources, self._embedded = self._source_keys()
+        self._substitutes: dict = {}
 
     def hook(self, step, inputs):
         """The engine hook; the default runs every op unchanged."""
@@ -122,12 +127,141 @@ class Backpropagation(Analyzer):
         return self.attribution(*self.backward(inputs, target, indices))
 
     def _explain(self, inputs, target, indices, seed, params):
-        return self.finish(self.attribute(inputs, target, indices))
+        return self.finish(self.attribute(inputs, target, indices), inputs)
 
-    def finish(self, attributions):
-        """Sum embedding attributions over the embedding axis; cast to float32."""
+    def finish(self, attributions, inputs=None):
+        """Per-token attributions of token inputs; cast to float32.
+
+        The attributions of an ``Embedding`` output are summed over the embedding
+        axis, and, given the ``inputs`` (the tokens), set to exactly 0 where the
+        Embedding's mask (``mask_zero=True``) is False.
+        """
         embedded = self._embedded or [False] * len(attributions)
+        masks = [None] * len(attributions)  # one per source (analyze_layers: many)
+        if inputs is not None:
+            masks[: len(inputs)] = self.token_masks(inputs)[: len(attributions)]
+        results = []
+        for attribution, emb, mask in zip(attributions, embedded, masks):
+            attribution = tf.cast(
+                tf.reduce_sum(attribution, axis=-1) if emb else attribution, tf.float32
+            )
+            if mask is not None:
+                attribution = tf.where(mask, attribution, tf.zeros_like(attribution))
+            results.append(attribution)
+        return results
+
+    # -- token inputs ---------------------------------------------------------------
+    def embedding_layer(self, position: int):
+        """The ``Embedding`` layer reading token input ``position`` (None for a float input)."""
+        if position >= len(self._embedded) or not self._embedded[position]:
+            return None
+        return self.plan.producer(self._sources[position]).op.layer
+
+    def token_masks(self, inputs) -> list:
+        """Per input, the Embedding mask of its tokens (``(B, T)`` bool), or None."""
+        masks = []
+        for position, x in enumerate(inputs):
+            layer = self.embedding_layer(position)
+            masks.append(layer.compute_mask(x) if layer is not None and layer.mask_zero else None)
+        return masks
+
+    def embed(self, inputs) -> list[tf.Tensor]:
+        """The values the analyzer attributes: the Embedding output of token inputs.
+
+        Float inputs are returned as they are; token inputs ``(B, T)`` become
+        their embeddings ``(B, T, D)``, where wrappers put noise and paths.
+        """
         return [
-            tf.cast(tf.reduce_sum(a, axis=-1) if emb else a, tf.float32)
-            for a, emb in zip(attributions, embedded)
+            x if self.embedding_layer(i) is None else self._embedding_forward(i, x)
+            for i, x in enumerate(inputs)
         ]
+
+    def _embedding_forward(self, position: int, tokens):
+        return self.plan.producer(self._sources[position]).op.forward(tokens)
+
+    @contextlib.contextmanager
+    def substituted(self, points):
+        """Within the block, Embedding outputs take the values ``points`` (one per input).
+
+        The model runs on the tokens it is given (they set the Keras masks, as in
+        ``model(x)``) with the output of each Embedding replaced by the input's
+        entry of ``points``; float inputs' entries are ignored.
+        """
+        self._substitutes = {
+            key: point
+            for key, point, emb in zip(self._sources or [], points, self._embedded)
+            if emb
+        }
+        try:
+            yield
+        finally:
+            self._substitutes = {}
+
+    def forward(self, inputs, hook=None, watch=()):
+        """Run the model (see :meth:`Analyzer.forward`), with any substituted embeddings."""
+        if not self._substitutes:
+            return super().forward(inputs, hook, watch)
+        inner, substitutes = hook or call_op, self._substitutes
+
+        def substituting(step, args):
+            key = step.outputs[0]
+            return substitutes[key] if key in substitutes else inner(step, args)
+
+        return super().forward(inputs, substituting, watch)
+
+    def checked_token_baselines(self, owner: str, baselines: list) -> list:
+        """Check the baselines of token inputs when the analyzer is built.
+
+        A token input's baseline is a token id (an int in ``[0, input_dim)``;
+        0, the padding id, by default) or an embedding array ``(T, D)`` or
+        ``(B, T, D)``; float inputs' baselines are returned unchanged.
+
+        Raises:
+            ValueError: For a token id out of the vocabulary, a non-integer
+                scalar, or an array of another shape.
+        """
+        checked = []
+        for position, baseline in enumerate(baselines):
+            layer = self.embedding_layer(position)
+            if layer is None:
+                checked.append(baseline)
+                continue
+            array = np.asarray(baseline)
+            if array.ndim == 0:
+                if not float(array).is_integer() or not 0 <= int(array) < layer.input_dim:
+                    raise ValueError(
+                        f"{owner}: the baseline of token input {position} is a token id of "
+                        f"Embedding {layer.name!r}, an int in [0, {layer.input_dim}). "
+                        f"Received: baseline={baseline!r}. Pass a token id (0, the padding "
+                        "id, by default) or an embedding array shaped (T, D) or (B, T, D)."
+                    )
+                checked.append(int(array))
+                continue
+            length = self.plan.input_specs[position].shape[1]
+            checked.append(_validate.baseline(array, (length, layer.output_dim), name="baseline"))
+        return checked
+
+    def baseline_points(self, baselines: list, inputs, points) -> list[tf.Tensor]:
+        """Baselines broadcast to ``points`` (:meth:`embed`); token ids become embeddings."""
+        result = []
+        for position, (baseline, x, point) in enumerate(zip(baselines, inputs, points)):
+            layer = self.embedding_layer(position)
+            if layer is not None and isinstance(baseline, int):
+                tokens = tf.fill(tf.shape(x), tf.cast(baseline, x.dtype))
+                baseline = self._embedding_forward(position, tokens)
+            result.append(_spatial.broadcast_baseline(baseline, point))
+        return result
+
+    def batch_shapes(self, shapes: list[tuple]) -> list[tuple]:
+        """The shapes of the attributed values of a batch of ``shapes`` (tokens get ``D``)."""
+        return [
+            shape
+            if self.embedding_layer(i) is None
+            else (*shape, self.embedding_layer(i).output_dim)
+            for i, shape in enumerate(shapes)
+        ]
+
+
+def tile_rows(x: tf.Tensor, copies) -> tf.Tensor:
+    """``copies`` copies of a batch, copy-major (row ``c * B + b`` is row ``b``)."""
+    return tf.tile(x, tf.concat([[copies], tf.ones([tf.rank(x) - 1], tf.int32)], 0))

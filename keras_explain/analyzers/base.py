@@ -98,6 +98,10 @@ class Analyzer:
     #: Peak bytes of a pass per activation byte (``Plan.bytes_per_sample``), forward
     #: only and differentiated; measured on keras.applications models
     #: (benchmarks/bench_memory.py). See :func:`keras_explain.config.rows_per_pass`.
+    #: Whether integer-valued float arrays are accepted for token inputs (cast to the
+    #: input's dtype): perturbation methods and metrics blend token ids with a baseline
+    #: id as floats. Backpropagation analyzers refuse floats there.
+    float_tokens = False
     forward_memory_factor = 0.2
     backward_memory_factor = 0.35
 
@@ -454,6 +458,8 @@ class Analyzer:
             if spec is not None:
                 self._check_shape(array, spec, position)
                 dtype_wanted = tf.as_dtype(spec.dtype)
+                if dtype_wanted.is_integer:
+                    array = self._check_tokens(array, dtype, position, spec)
                 if dtype_wanted.is_floating and isinstance(array, np.ndarray):
                     # stays numpy (no copy when already right): one host->device copy later
                     array = array.astype(dtype_wanted.as_numpy_dtype, copy=False)
@@ -492,6 +498,43 @@ class Analyzer:
                 return None
         return None
 
+    def _check_tokens(self, array, dtype, position, spec):
+        """Token ids for an integer input: integers within every Embedding's vocabulary."""
+        name, owner = self.model.name, type(self).__name__
+        spec_dtype = tf.as_dtype(spec.dtype)
+        if not dtype.is_integer and self.float_tokens:
+            values = array if isinstance(array, np.ndarray) else array.numpy()
+            if np.array_equal(values, np.round(values)):
+                array = values.astype(spec_dtype.as_numpy_dtype)
+                dtype = spec_dtype
+        if not dtype.is_integer:
+            raise TypeError(
+                f"{owner}: input {position} of model {name!r} takes integer token ids "
+                f"(dtype {spec_dtype.name}). "
+                f"Received: dtype {dtype.name}. Pass the token ids, e.g. x.astype('int32'), "
+                "not their embeddings or floats."
+            )
+        if self.plan is None:
+            return array
+        key = self.plan.input_keys[position]
+        sizes = [
+            step.op.layer.input_dim
+            for step in self.plan.consumers(key)
+            if step.op.kind == "embedding"
+        ]
+        if not sizes:
+            return array
+        values = array if isinstance(array, np.ndarray) else array.numpy()
+        low, high, vocabulary = int(values.min()), int(values.max()), min(sizes)
+        if low < 0 or high >= vocabulary:
+            raise ValueError(
+                f"{owner}: input {position} of model {name!r} holds token ids outside the "
+                f"Embedding vocabulary [0, {vocabulary}). Received: ids from {low} to {high}. "
+                "Map unknown words to an out-of-vocabulary id below the vocabulary size "
+                "(e.g. keras.layers.StringLookup's OOV index)."
+            )
+        return array
+
     def _check_shape(self, array, spec, position):
         expected = tuple(spec.shape)
         received = tuple(array.shape)
@@ -507,9 +550,16 @@ class Analyzer:
             )
         for got, want in zip(received[1:], expected[1:]):
             if want is not None and got != want:
+                hint = ""
+                if tf.as_dtype(spec.dtype).is_integer and len(expected) == 2:
+                    hint = (
+                        f" Pad or truncate the token sequences to length {want}, e.g. "
+                        f"keras.utils.pad_sequences(x, maxlen={want}, padding='post')."
+                    )
                 raise ValueError(
-                    f"Input {position} of model {name!r} must have shape (batch, "
-                    f"{', '.join(str(d) for d in expected[1:])}). Received: shape {received}."
+                    f"{type(self).__name__}: Input {position} of model {name!r} must have "
+                    f"shape (batch, {', '.join(str(d) for d in expected[1:])}). Received: "
+                    f"shape {received}.{hint}"
                 )
 
     def _output_size(self, inputs) -> int | None:

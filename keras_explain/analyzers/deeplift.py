@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _batching, _random, _spatial, _validate
+from keras_explain import _batching, _random, _validate
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.registry import register
 from keras_explain.analyzers.wrappers import Wrapper, _AroundGradient
@@ -50,10 +50,15 @@ class DeepLift(Backpropagation):
     See :mod:`keras_explain.analyzers.deeplift` for the rules of each op kind.
 
     Args:
-        model: A Functional or Sequential Keras model with float inputs.
+        model: A Functional or Sequential Keras model (float inputs, or
+            integer token ids feeding an ``Embedding``).
         baseline: The reference input ``x'``: a scalar, an array shaped like
             one sample, or an array shaped like the batch (default 0); a list
-            with one entry per input for a multi-input model.
+            with one entry per input for a multi-input model. For token inputs:
+            a token id (default 0, the padding id) or embeddings ``(T, D)`` or
+            ``(B, T, D)``; the result is per token ``(B, T)`` (the attribution
+            of the Embedding output summed over its last axis, 0 at masked
+            positions), both halves of ``[x; x']`` run with ``x``'s mask.
         eps: Where ``|x − x'| < eps`` at a non-linearity's input, its multiplier
             is the ordinary derivative instead of ``Δy / Δx`` (default 1e-10,
             Captum's; the limit of ``Δy / Δx`` as ``Δx → 0``).
@@ -66,8 +71,8 @@ class DeepLift(Backpropagation):
 
     Raises:
         TypeError: For a subclassed model (its non-linearities cannot be found).
-        ValueError: For ``at_layer``, integer (token) inputs, a negative ``eps``
-            or a baseline of the wrong shape.
+        ValueError: For ``at_layer``, a negative ``eps``, a baseline of the
+            wrong shape or a baseline token id outside the vocabulary.
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -93,12 +98,6 @@ class DeepLift(Backpropagation):
                 "sub-model that starts at that layer and explain its input instead."
             )
         super().__init__(model, **kwargs)
-        if any(self._embedded):
-            raise ValueError(
-                f"{name} needs float inputs: model {self.model.name!r} has an integer (token) "
-                "input, whose baseline has no meaning yet. Explain a sub-model that starts "
-                "at the Embedding output instead."
-            )
         self.eps = _validate.non_negative(eps, "eps")
         self.baseline = self._checked_baselines(baseline)
 
@@ -111,10 +110,14 @@ class DeepLift(Backpropagation):
                 f"{type(self).__name__}: baseline needs one entry per model input "
                 f"({len(specs)}). Received {len(baselines)}."
             )
-        return [_validate.baseline(b, tuple(spec.shape[1:])) for b, spec in zip(baselines, specs)]
+        baselines = self.checked_token_baselines(type(self).__name__, baselines)
+        return [
+            b if self.embedding_layer(i) is not None else _validate.baseline(b, spec)
+            for i, (b, spec) in enumerate(zip(baselines, (tuple(s.shape[1:]) for s in specs)))
+        ]
 
     def _check_batch(self, shapes, split):
-        for base, shape in zip(self.baseline, shapes):
+        for base, shape in zip(self.baseline, self.batch_shapes(shapes)):
             _validate.batch_baseline(base, shape, split)
 
     # -- the rules --------------------------------------------------------------
@@ -132,30 +135,50 @@ class DeepLift(Backpropagation):
 
         Args:
             inputs: One ``(B, ...)`` tensor per model input.
-            baselines: One tensor per input, broadcast to the inputs' shapes.
+            baselines: One tensor per input, shaped like :meth:`embed` of the
+                inputs (token inputs: embeddings ``(B, T, D)``).
             target: A parsed target; ``indices`` its per-row indices.
+
+        Token inputs are differentiated at their Embedding output; both halves
+        of the stacked batch run with the explained tokens' mask.
         """
         batch = tf.shape(inputs[0])[0]
-        stacked = [tf.concat([x, tf.cast(b, x.dtype)], 0) for x, b in zip(inputs, baselines)]
+        points = self.embed(inputs)
+        stacked = [tf.concat([x, tf.cast(b, x.dtype)], 0) for x, b in zip(points, baselines)]
+        model_inputs = [
+            tf.concat([x, x], 0) if emb else values
+            for x, values, emb in zip(inputs, stacked, self._embedded or [False] * len(inputs))
+        ]
         with tf.GradientTape() as tape:
             tape.watch(stacked)
-            output, _ = self.forward(stacked, self.hook)
+            with self.substituted(stacked):
+                output, _ = self.forward(model_inputs, self.hook)
             scores = self.scores(output[:batch], target, indices)
         grads = tape.gradient(scores, stacked)
-        return [tf.zeros_like(x) if g is None else g[:batch] for x, g in zip(inputs, grads)]
+        return [tf.zeros_like(x) if g is None else g[:batch] for x, g in zip(points, grads)]
 
     def deltas(self, inputs, baselines, target, indices) -> list[tf.Tensor]:
-        """The attributions ``(x − x') ⊙ m`` of one batch (float32, before :meth:`finish`)."""
+        """The attributions ``(x − x') ⊙ m`` of one batch (float32, before :meth:`finish`).
+
+        A token input's baseline is given as embeddings, or as token ids (embedded here).
+        """
+        baselines = [
+            self._embedding_forward(i, b)
+            if self.embedding_layer(i) is not None and b.dtype.is_integer
+            else b
+            for i, b in enumerate(baselines)
+        ]
         multipliers = self.multipliers(inputs, baselines, target, indices)
         return [
             tf.cast((x - tf.cast(b, x.dtype)) * m, tf.float32)
-            for x, b, m in zip(inputs, baselines, multipliers)
+            for x, b, m in zip(self.embed(inputs), baselines, multipliers)
         ]
 
     def attribute(self, inputs, target, indices):
         """DeepLIFT from the analyzer's baseline (wrappers call it on copies)."""
-        baselines = [_spatial.broadcast_baseline(b, x) for b, x in zip(self.baseline, inputs)]
-        return self.deltas(inputs, baselines, target, indices)
+        return self.deltas(
+            inputs, self.baseline_points(self.baseline, inputs, self.embed(inputs)), target, indices
+        )
 
 
 def _rescale(forward, inputs, eps):
@@ -252,7 +275,8 @@ def checked_background(owner: str, background: Any, specs) -> list[np.ndarray]:
         items = [background]
     arrays = []
     for position, item in enumerate(items):
-        array = np.asarray(item, dtype=np.float32)
+        integer = specs is not None and tf.as_dtype(specs[position].dtype).is_integer
+        array = np.asarray(item, dtype=np.int32 if integer else np.float32)  # tokens stay ids
         sample = None if specs is None else tuple(specs[position].shape[1:])
         if array.ndim == 0 or array.shape[0] == 0:
             raise ValueError(
@@ -347,7 +371,7 @@ class DeepLiftShap(DeepLift):
 
     def _explain(self, inputs, target, indices, seed, params):
         target, indices = fix_target(self.forward(inputs)[0], target, indices)
-        background = [tf.constant(b, dtype=x.dtype) for b, x in zip(self.background, inputs)]
+        background = [tf.cast(tf.constant(b), x.dtype) for b, x in zip(self.background, inputs)]
         count = int(self.background[0].shape[0])
         batch = inputs[0].shape[0] or 1
         rows = self.rows_per_pass(
@@ -365,14 +389,17 @@ class DeepLiftShap(DeepLift):
                 baselines.append(tf.reshape(tf.broadcast_to(rows_of_pass, shape), flat))
             values = self.deltas(copies, baselines, target, tf.tile(indices, [size]))
             return [
-                total + tf.reduce_sum(tf.reshape(v, tf.concat([[size], tf.shape(x)], 0)), axis=0)
+                total
+                + tf.reduce_sum(
+                    tf.reshape(v, tf.concat([[size, tf.shape(x)[0]], tf.shape(v)[1:]], 0)), axis=0
+                )
                 for total, v, x in zip(totals, values, inputs)
             ]
 
         totals = _batching.run_in_passes(
             count, per_pass, body, [tf.zeros(())] * len(inputs), self.progress(), relax=True
         )
-        return self.finish([total / count for total in totals])
+        return self.finish([total / count for total in totals], inputs)
 
 
 @register("gradient_shap")
@@ -389,7 +416,10 @@ class GradientShap(_AroundGradient, Wrapper):
     ``(x̃_k − x'_k) ⊙ w``. The draws of copy ``k`` come from the seed
     ``[seed · 7919 + stream, k]`` and are shared by the samples of a batch
     (each sample still gets ``samples`` independent draws), so a seed gives the
-    same result whatever ``batch_size`` and ``internal_batch_size``.
+    same result whatever ``batch_size`` and ``internal_batch_size``. For token
+    inputs ``background`` holds token ids ``(N, T)``; paths and noise run between
+    their embeddings and the explained tokens' (``stddev`` in embedding units),
+    with the explained tokens' mask.
 
     Args:
         model: A Keras model (subclassed models work too).
@@ -447,24 +477,27 @@ class GradientShap(_AroundGradient, Wrapper):
         stddev = _validate.non_negative(self.stddev, "stddev")
         return {"samples": np.int32(samples), "stddev": np.float32(stddev)}
 
-    def draws(self, inputs, seed, start, size, stddev):
+    def draws(self, inputs, seed, start, size, stddev, background=None):
         """Path points and ``x̃ − x'`` of copies ``start .. start + size - 1``, ``(size, B, ...)``.
 
         Args:
-            inputs: One tensor per model input.
+            inputs: One tensor per model input (token inputs: their embeddings).
             seed: ``[user_seed, first_row]``, as the compiled function receives it.
             start: The first copy.
             size: The number of copies.
             stddev: The noise's standard deviation.
+            background: The background as tensors shaped like ``inputs``' rows
+                (default: ``self.background``).
         """
-        count = int(self.background[0].shape[0])
+        background = self.background if background is None else background
+        count = int(background[0].shape[0])
         uniform = _random.copy_uniform(seed, start, size, 2, stream=self.draw_stream)
         rows = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
         points, differences = [], []
-        for position, (x, base) in enumerate(zip(inputs, self.background)):
+        for position, (x, base) in enumerate(zip(inputs, background)):
             shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
             alpha = tf.reshape(tf.cast(uniform[:, 1], x.dtype), shape)
-            baseline = tf.gather(tf.constant(base, dtype=x.dtype), rows)[:, None]
+            baseline = tf.gather(tf.cast(base, x.dtype), rows)[:, None]
             noise = _random.copy_noise(seed, x, start, size, stream=position)
             noisy = x[None] + tf.cast(stddev, x.dtype) * noise
             points.append(baseline + alpha * (noisy - baseline))
@@ -474,15 +507,19 @@ class GradientShap(_AroundGradient, Wrapper):
     def _explain(self, inputs, target, indices, seed, params):
         target, indices = self._fixed_target(inputs, target, indices)
         count = params["samples"]
+        points = self.analyzer.embed(inputs)  # token inputs: paths between embeddings
+        background = self.analyzer.embed([tf.constant(b) for b in self.background])
 
         def make(start, size):
-            return self.draws(inputs, seed, start, size, params["stddev"])[0]
+            return self.draws(points, seed, start, size, params["stddev"], background)[0]
 
         def evaluate(flat, target, indices):
-            return self.analyzer.backward(flat, target, indices)[0]
+            return self._at_points(
+                flat, inputs, lambda x: self.analyzer.backward(x, target, indices)[0]
+            )
 
         def accumulate(totals, values, start, size):
-            differences = self.draws(inputs, seed, start, size, params["stddev"])[1]
+            differences = self.draws(points, seed, start, size, params["stddev"], background)[1]
             return [
                 total + tf.reduce_sum(tf.cast(d, tf.float32) * value, axis=0)
                 for total, d, value in zip(totals, differences, values)
@@ -490,4 +527,6 @@ class GradientShap(_AroundGradient, Wrapper):
 
         initial = [tf.zeros(())] * len(inputs)
         totals = self._run(inputs, target, indices, count, make, evaluate, accumulate, initial)
-        return self.analyzer.finish([total / tf.cast(count, tf.float32) for total in totals])
+        return self.analyzer.finish(
+            [total / tf.cast(count, tf.float32) for total in totals], inputs
+        )

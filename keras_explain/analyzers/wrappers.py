@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _batching, _random, _spatial, _validate
-from keras_explain.analyzers.backprop import Backpropagation
+from keras_explain import _batching, _random, _validate
+from keras_explain.analyzers.backprop import Backpropagation, tile_rows
 from keras_explain.analyzers.base import Analyzer, keyword_parameters
 from keras_explain.analyzers.cam import LayerMaps
 from keras_explain.analyzers.gradient import Gradient
@@ -90,8 +90,10 @@ class Wrapper(Analyzer):
     Raises:
         TypeError: If ``analyzer`` is not a backpropagation analyzer, or for
             an unexpected parameter.
-        ValueError: For a bad ``internal_batch_size``, or an analyzer whose
-            explained inputs are integers (token ids cannot be perturbed).
+        ValueError: For a bad ``internal_batch_size``.
+
+    Token inputs (integer ids feeding an ``Embedding``) are perturbed at the
+    Embedding output, with the Keras mask of the explained tokens.
     """
 
     def __init__(
@@ -109,12 +111,6 @@ class Wrapper(Analyzer):
                 f"{name} wraps a backpropagation analyzer (gradient, guided_backprop, "
                 f"deconvnet, lrp.*, ...). Received: {type(analyzer).__name__}. "
                 "Model-agnostic methods have their own sampling parameters."
-            )
-        if any(analyzer._embedded):
-            raise ValueError(
-                f"{name} perturbs the input, which is impossible for the integer input of "
-                f"model {analyzer.model.name!r}; use at_layer=<the Embedding layer> with "
-                "Gradient or InputTimesGradient instead."
             )
         self.analyzer = analyzer
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
@@ -157,6 +153,23 @@ class Wrapper(Analyzer):
             return target, indices
         return fix_target(self.forward(inputs)[0], target, indices)
 
+    def _at_points(self, flat, inputs, run):
+        """``run(model_inputs)`` on copies ``flat`` of the analyzer's attributed values.
+
+        For token inputs ``flat`` holds embeddings: the model runs on the tokens,
+        tiled once per copy (they set the masks), with the Embedding outputs
+        replaced by ``flat``.
+        """
+        if not any(self.analyzer._embedded):
+            return run(flat)
+        copies = tf.shape(flat[0])[0] // tf.shape(inputs[0])[0]
+        model_inputs = [
+            tile_rows(x, copies) if emb else values
+            for x, values, emb in zip(inputs, flat, self.analyzer._embedded)
+        ]
+        with self.analyzer.substituted(flat):
+            return run(model_inputs)
+
     def _copies_per_pass(self, inputs) -> int:
         batch = inputs[0].shape[0] or 1
         rows = self.analyzer.rows_per_pass(
@@ -195,6 +208,8 @@ class NoiseTunnel(Wrapper):
 
     Each sample gets ``samples`` copies ``x + N(0, σ²)`` with
     ``σ = noise_scale * (max(x) − min(x))`` per sample (Smilkov et al. 2017);
+    for token inputs, ``x`` is the Embedding output (the noise is added to the
+    embeddings, the per-token attributions of each copy are combined);
     the wrapped analyzer explains every copy (the target is fixed on the clean
     input), and the attributions ``a_k`` are combined:
 
@@ -282,18 +297,24 @@ class NoiseTunnel(Wrapper):
             inputs: One tensor per model input.
             seed: ``[user_seed, first_row]``, as the compiled function receives it.
         """
-        return self.noise(inputs, seed, 0, self.samples, self.noise_scale)
+        points = self.analyzer.embed(inputs)
+        return self.noise(points, seed, 0, self.samples, self.noise_scale)
 
     def _explain(self, inputs, target, indices, seed, params):
         target, indices = self._fixed_target(inputs, target, indices)
         count = params["samples"]
         outputs = self.analyzer.output_count(len(inputs))
+        points = self.analyzer.embed(inputs)
 
         def make(start, size):
-            return self.noise(inputs, seed, start, size, params["noise_scale"])
+            return self.noise(points, seed, start, size, params["noise_scale"])
 
         def evaluate(flat, target, indices):
-            return self.analyzer._explain(flat, target, indices, seed, params["analyzer"])
+            return self._at_points(
+                flat,
+                inputs,
+                lambda x: self.analyzer._explain(x, target, indices, seed, params["analyzer"]),
+            )
 
         if self.kind == "vargrad":
             initial = (tf.zeros(()), [tf.zeros(())] * outputs, [tf.zeros(())] * outputs)
@@ -353,7 +374,12 @@ class PathIntegral(Wrapper):
             ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
         baseline: The reference input ``x'``: a scalar, an array shaped like one
             sample, or an array shaped like the batch (default 0); a list with
-            one entry per input for a multi-input model.
+            one entry per input for a multi-input model. For token inputs
+            (integer ids feeding an ``Embedding``) the path runs between
+            embeddings: ``baseline`` is a token id (default 0, the padding id)
+            or an embedding array ``(T, D)`` or ``(B, T, D)``, as Captum's
+            ``LayerIntegratedGradients`` on the embedding layer; the Keras mask
+            of the explained tokens is kept along the path.
         internal_batch_size: Rows per pass (default: from the memory budget); at
             least one copy of every sample.
         verbose: Progress bars (``"auto"``, ``0``, ``1``).
@@ -427,7 +453,11 @@ class PathIntegral(Wrapper):
                 f"baseline needs one entry per model input ({len(specs)}). Received "
                 f"{len(baselines)}."
             )
-        return [_validate.baseline(b, tuple(spec.shape[1:])) for b, spec in zip(baselines, specs)]
+        baselines = self.analyzer.checked_token_baselines(type(self).__name__, baselines)
+        return [
+            b if self.analyzer.embedding_layer(i) is not None else _validate.baseline(b, spec)
+            for i, (b, spec) in enumerate(zip(baselines, (tuple(s.shape[1:]) for s in specs)))
+        ]
 
     def call_params(self) -> dict[str, Any]:
         """``steps`` and ``method``, read at every call (no retracing)."""
@@ -441,8 +471,8 @@ class PathIntegral(Wrapper):
                 f"baseline needs one entry per model input ({len(shapes)}). Received "
                 f"{len(baselines)}."
             )
-        for base, shape in zip(baselines, shapes):
-            if not isinstance(base, float):
+        for base, shape in zip(baselines, self.analyzer.batch_shapes(shapes)):
+            if not isinstance(base, float | int):
                 base = _validate.baseline(base, shape[1:])
             _validate.batch_baseline(base, shape, split)
 
@@ -451,7 +481,8 @@ class PathIntegral(Wrapper):
         baselines = (
             self.baseline if isinstance(self.baseline, list) else [self.baseline] * len(inputs)
         )
-        baselines = [_spatial.broadcast_baseline(b, x) for b, x in zip(baselines, inputs)]
+        points = self.analyzer.embed(inputs)
+        baselines = self.analyzer.baseline_points(baselines, inputs, points)
         alphas, weights = tf.numpy_function(
             quadrature,
             [params["method"], params["steps"]],
@@ -459,17 +490,21 @@ class PathIntegral(Wrapper):
             stateful=False,
         )
 
+        values = points
+
         def make(start, size):
             points = alphas[start : start + size]
             copies = []
-            for x, base in zip(inputs, baselines):
+            for x, base in zip(values, baselines):
                 shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
                 alpha = tf.reshape(tf.cast(points, x.dtype), shape)
                 copies.append(base[None] + alpha * (x - base)[None])
             return copies
 
         def evaluate(flat, target, indices):
-            return self.analyzer.backward(flat, target, indices)[0]
+            return self._at_points(
+                flat, inputs, lambda x: self.analyzer.backward(x, target, indices)[0]
+            )
 
         def accumulate(totals, values, start, size):
             weight = tf.cast(weights[start : start + size], tf.float32)
@@ -484,8 +519,9 @@ class PathIntegral(Wrapper):
         return self.analyzer.finish(
             [
                 tf.cast(x - base, tf.float32) * total
-                for x, base, total in zip(inputs, baselines, totals)
-            ]
+                for x, base, total in zip(values, baselines, totals)
+            ],
+            inputs,
         )
 
 
@@ -607,7 +643,9 @@ class IntegratedGradients(_AroundGradient, PathIntegral):
             ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
         baseline: The reference input ``x'``: a scalar, an array shaped like one
             sample, or an array shaped like the batch (default 0). A list for
-            a multi-input model.
+            a multi-input model. For token inputs: a token id (default 0, the
+            padding id) or an embedding array ``(T, D)`` or ``(B, T, D)``; the
+            result is per token ``(B, T)``, 0 at masked positions.
         internal_batch_size: Rows per backward pass (default: as many as fit in
             :func:`keras_explain.config.memory_budget`).
         **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,

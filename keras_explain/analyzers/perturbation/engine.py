@@ -52,6 +52,7 @@ class Perturbation(Analyzer):
     """
 
     accepts_callable = True
+    float_tokens = True
     #: Evaluate plain callables on numpy arrays outside ``tf.function``.
     host_callables = True
     #: Whether ``_explain`` may run inside ``tf.function`` for Keras models.
