@@ -842,7 +842,8 @@ def text_heatmap(
         for word, score, colour in zip(words, row, colours):
             ink = "#000000" if _luminance(colour) > 0.45 else "#ffffff"
             spans.append(
-                f'<span title="{score:.4g}" style="background-color: {to_hex(colour)}; '
+                f'<span class="kx-token" title="{score:.4g}" '
+                f'style="background-color: {to_hex(colour)}; '
                 f'color: {ink}; padding: 1px 3px; margin: 1px; border-radius: 3px">'
                 f"{html_module.escape(word)}</span>"
             )

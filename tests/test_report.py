@@ -240,15 +240,16 @@ def test_text_report_shows_escaped_tokens_coloured_by_input_times_gradient(tmp_p
         for rank, c in enumerate(data["samples"][sample]["classes"]):
             markup = data["explanations"]["input_t_gradient"][sample][rank]
             spans = re.findall(
-                r'<span class="tok" style="([^"]*)" title="([^"]*)">([^<]*)</span>', markup
+                r'<span class="kx-token" title="([^"]*)" style="([^"]*)">([^<]*)</span>', markup
             )
             assert [html.unescape(text) for _, _, text in spans] == words[sample]
+            spans = [(style, title, text) for title, style, text in spans]
             expected = embeddings[ids[sample]] @ weights[:, c] / 4  # closed form, linear model
             np.testing.assert_allclose([float(t) for _, t, _ in spans], expected, rtol=2e-3)
             # the most positive token is drawn in the most saturated red of bwr
             strongest = int(np.argmax(expected / np.abs(expected).max()))
             if expected[strongest] == np.abs(expected).max():
-                assert spans[strongest][0] == "background:rgb(255,0,0)"
+                assert spans[strongest][0].startswith("background-color: #ff0000;")
 
 
 def test_tabular_report_draws_bars_proportional_to_the_attributions(tmp_path):

@@ -229,7 +229,10 @@ def test_text_and_tabular_pages_work(browser, tmp_path):
         ["gradient", "lrp.epsilon"],
         out=str(tmp_path / "tabular.html"),
     )
-    for path, selector, count in ((text, "#focus-view .tok", 4), (tabular, "#focus-view rect", 6)):
+    for path, selector, count in (
+        (text, "#focus-view .kx-token", 4),
+        (tabular, "#focus-view rect", 6),
+    ):
         page = Opened(browser, path)
         assert page.page.locator(selector).count() == count
         page.page.keyboard.press("ArrowRight")

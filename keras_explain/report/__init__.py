@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain import visualize
 from keras_explain._shards import write_atomic
 from keras_explain.benchmark import BETTER
 from keras_explain.metrics.evaluation import METRICS, NEED_MASKS, _methods
@@ -320,7 +321,7 @@ def _explanations(maps, x, kind, tokens, feature_names) -> dict[str, list[list[s
         elif kind == "text":
             words = tokens if tokens is not None else [[str(i) for i in row] for row in x]
             result[label] = [
-                [_encode._token_html(words[index], m) for m in sample]
+                [visualize.text_heatmap(words[index], m) for m in sample]
                 for index, sample in enumerate(per_class)
             ]
         else:

@@ -64,24 +64,6 @@ def _colour(value: float) -> str:
     return f"rgb({red},{green},{blue})"
 
 
-def _token_html(tokens: Sequence[str], scores: Sequence[float]) -> str:
-    """Tokens as ``<span>``s on a bwr background: red for positive, blue for negative evidence.
-
-    Scores are divided by their largest magnitude (a zero vector stays white);
-    the raw score is the span's tooltip. ``kx.visualize.text_heatmap`` can take
-    this function's place.
-    """
-    scores = np.asarray(scores, dtype=np.float32)
-    largest = float(np.abs(scores).max()) if scores.size else 0.0
-    scale = largest if largest > 0 else 1.0
-    spans = [
-        f'<span class="tok" style="background:{_colour(score / scale)}" '
-        f'title="{score:.4g}">{html.escape(str(token))}</span>'
-        for token, score in zip(tokens, scores.tolist())
-    ]
-    return '<div class="tokens">' + " ".join(spans) + "</div>"
-
-
 def bars_svg(values: Sequence[float], names: Sequence[str], scale: float) -> str:
     """Signed horizontal bars, one per feature, from a centre line; ``scale`` is full width.
 
