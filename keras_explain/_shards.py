@@ -15,20 +15,27 @@ Every file is written to a temporary name in the same directory and renamed with
 ``os.replace`` (atomic on POSIX and Windows), so a crash leaves either a whole file
 or none. A shard is finished when its last result file exists; ids are written
 first.
+
+``explain_dataset.lock`` holds the process id of the run writing the directory
+(:func:`lock`): a second run on the same directory is refused while the first is
+alive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 
 MANIFEST = "manifest.json"
+LOCK = "explain_dataset.lock"
 FORMAT = 1
 _SHARD = re.compile(r"^shard-(\d{6})-(\d+)\.npy$")
 
@@ -111,6 +118,46 @@ def write_atomic(path: str, write) -> None:
 
 def save_array(path: str, array: np.ndarray) -> None:
     write_atomic(path, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+@contextlib.contextmanager
+def lock(out_dir: str) -> Iterator[None]:
+    """Hold ``out_dir``'s lock file while the body runs; refuse a directory in use.
+
+    An exclusive ``fcntl.flock`` on ``explain_dataset.lock``, which records the
+    holder's process id. The operating system releases the lock when the process
+    ends, however it ends, so the lock of a killed run is stale at once and the next
+    run takes it over (and writes its own id); the file itself is left in place
+    (removing it would let two runs lock two different files). Without ``fcntl``
+    (Windows) no lock is taken.
+
+    Raises:
+        RuntimeError: If another process (or another call in this one) holds the
+            lock; the message names the directory and the holder's process id.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; the guide says so
+        yield
+        return
+    path = os.path.join(out_dir, LOCK)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise RuntimeError(
+                f"explain_dataset: {out_dir!r} is in use by another explain_dataset run "
+                f"(process {holder} holds {LOCK}). Two runs never write one directory: "
+                "wait for that run to finish (a call with the same arguments then resumes "
+                "or reads its result), or pass another out_dir."
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def read_manifest(out_dir: str) -> dict[str, Any] | None:

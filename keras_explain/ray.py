@@ -14,7 +14,9 @@ from Ray; Ray calls :class:`Explainer` (a callable class) in its actors::
     )
 
 Each actor loads the ``.keras`` file once (the model is never pickled) and explains
-the batches of its blocks.
+the batches of its blocks. An actor process that dies mid-run is restarted and its
+batches are run again given ``max_restarts=-1, max_task_retries=-1`` in
+``map_batches`` (Ray Data's defaults; see the guide's *Whole datasets* page).
 """
 
 from __future__ import annotations

@@ -84,6 +84,9 @@ def explain_dataset(
             of an unsupported type.
         OSError: If ``out_dir`` cannot be written; the shards finished before
             are intact and a new call resumes from them.
+        RuntimeError: If another run (another process, or another call in this
+            one) is writing ``out_dir``; the message names its process id. The lock
+            of a run that died is taken over.
 
     Example:
         >>> import tempfile, keras, numpy as np, keras_explain as kx
@@ -116,6 +119,14 @@ def explain_dataset(
         "inputs": stream.input_specs(),
     }
     _make_directory(out_dir)
+    with _shards.lock(out_dir):
+        return _explain(
+            analyzer, method_name, stream, target, out_dir, identity, run_batch, verbose
+        )
+
+
+def _explain(analyzer, method_name, stream, target, out_dir, identity, run_batch, verbose):
+    """The run, under ``out_dir``'s lock: read or write the manifest, explain what is left."""
     manifest = _shards.read_manifest(out_dir)
     if manifest is None:
         manifest = {"format": _shards.FORMAT, **identity, "outputs": None, "complete": False}

@@ -4,7 +4,9 @@ Used by ``test_applications.py`` (slow step), one fresh process per family::
 
     python tests/applications_sweep.py EfficientNetB0 64
 
-The model is built with ``weights=None`` (nothing downloaded). Every registry name
+The model is built with ``weights=None`` (nothing downloaded); the deep families
+with fewer repeats of each block (:func:`build`; the reason is in the test's
+docstring). Every registry name
 runs with small settings (2 noise samples, 3 path steps, ...; the code paths are the
 same); CAM may refuse a model whose head is not global average pooling + Dense, with
 its documented error. A result must have the contract's shape, be finite (except the
@@ -60,11 +62,89 @@ def calibrate(model: keras.Model, batch: np.ndarray) -> None:
     model(batch, training=True)
 
 
+def _shallow_builders() -> dict:
+    """Builders of the deep families with fewer repeats of each block (Keras' own code).
+
+    Every block type and every stage of the family is there (a ResNetV2 stage keeps its
+    projection block and a strided block, ConvNeXt each stage's downsampling and one
+    block, EfficientNet each stage's MBConv with its stride and expansion),
+    but repeats of the same block are dropped: they trace the same code again, and
+    tracing (TensorFlow builds every analyzer's graph layer by layer) is nearly all of
+    a family's time. The builders are Keras' private ones (``keras.src``); in a Keras
+    without them the family runs on the full model.
+    """
+    try:
+        from keras.src.applications import (
+            convnext,
+            densenet,
+            efficientnet,
+            inception_resnet_v2,
+            nasnet,
+            resnet,
+        )
+    except ImportError:
+        return {}
+
+    def resnet_stacks(stack, strides):  # two blocks per stage: projection + identity
+        def stack_fn(x):
+            for filters, stride, stage in zip((64, 128, 256, 512), strides, (2, 3, 4, 5)):
+                x = stack(x, filters, 2, stride1=stride, name=f"conv{stage}")
+            return x
+
+        return stack_fn
+
+    def one_block_each(**kw):
+        """InceptionResNetV2 with one block35, block17 and block8 (+ the last block8).
+
+        Keras writes the repeats as ``for block_idx in range(1, n)`` loops (its only
+        uses of ``range``); a module-level ``range`` that yields the first index only
+        shortens them while the model is built, with Keras' code otherwise unchanged.
+        """
+        inception_resnet_v2.range = lambda start, stop: iter((start,))
+        try:
+            return inception_resnet_v2.InceptionResNetV2(**kw)
+        finally:
+            del inception_resnet_v2.range
+
+    return {
+        "ConvNeXtTiny": lambda **kw: convnext.ConvNeXt(
+            [1, 1, 1, 1], [96, 192, 384, 768], name="convnext_tiny", **kw
+        ),
+        "DenseNet121": lambda **kw: densenet.DenseNet([1, 1, 1, 1], name="densenet121", **kw),
+        # depth 0.3: one block per stage, two in the sixth (its residual Add)
+        "EfficientNetB0": lambda **kw: efficientnet.EfficientNet(
+            1.0, 0.3, 224, name="efficientnetb0", **kw
+        ),
+        "InceptionResNetV2": one_block_each,
+        "NASNetMobile": lambda **kw: nasnet.NASNet(
+            penultimate_filters=1056,
+            num_blocks=1,
+            stem_block_filters=32,
+            skip_reduction=False,
+            filter_multiplier=2,
+            default_size=224,
+            name="nasnet_mobile",
+            **kw,
+        ),
+        "ResNet50V2": lambda **kw: resnet.ResNet(
+            resnet_stacks(resnet.stack_residual_blocks_v2, (2, 2, 2, 1)),
+            True,
+            True,
+            name="resnet50v2",
+            **kw,
+        ),
+    }
+
+
+def build(application: str, size: int) -> keras.Model:
+    """The family's model at ``size`` with random weights: shallow where Keras allows."""
+    builder = _shallow_builders().get(application, getattr(keras.applications, application))
+    return builder(weights=None, input_shape=(size, size, 3), classes=4)
+
+
 def sweep(application: str, size: int) -> dict:
     keras.utils.set_random_seed(0)
-    model = getattr(keras.applications, application)(
-        weights=None, input_shape=(size, size, 3), classes=4
-    )
+    model = build(application, size)
     batch = np.random.default_rng(0).uniform(0, 1, (8, size, size, 3)).astype("float32")
     calibrate(model, batch)
     x = batch[:1]

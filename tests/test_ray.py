@@ -1,5 +1,7 @@
 """kx.ray.Explainer on a local Ray (slow step): equal to analyze after sorting by id."""
 
+import os
+
 import helpers
 import numpy as np
 import pytest
@@ -48,6 +50,49 @@ def test_explainer_equals_analyze_after_sorting_by_id(local_ray, tmp_path, metho
     # the same samples in batches of the same rows (blocks of 6 ids): same arithmetic;
     # allclose at float32 rounding in case Ray regroups rows across blocks
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_killed_actor_is_restarted_and_its_batch_explained_again(local_ray, tmp_path):
+    """An actor process that dies mid-run (os._exit: no exception, no cleanup, as when
+    the OOM killer or a preempted node takes it) is restarted by Ray, which loads the
+    model again and re-runs the batches the dead process held; the result has every id
+    once and equals analyze. The retry options are the ones the guide tells users to
+    pass (Ray Data's defaults since at least Ray 2.60, explicit for older versions)."""
+    marker = tmp_path / "killed"
+
+    class DiesOnce(kx.ray.Explainer):  # local: pickled by value into the actors
+        def __call__(self, batch):
+            if batch["id"][0] >= 12:  # the first actor to reach the second half dies once
+                try:
+                    handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    pass
+                else:
+                    os.write(handle, str(os.getpid()).encode())
+                    os.close(handle)
+                    os._exit(1)
+            return super().__call__(batch)
+
+    model = helpers.randomize(helpers.conv_sequential())
+    x = helpers.data((8, 8, 2), seed=6, batch=24)
+    model.save(tmp_path / "model.keras")
+    items = [{"id": i, "x": x[i]} for i in range(len(x))]
+    explained = ray.data.from_items(items, override_num_blocks=4).map_batches(
+        DiesOnce,
+        fn_constructor_kwargs={"model_path": str(tmp_path / "model.keras"), "method": "gradient"},
+        compute=ray.data.ActorPoolStrategy(size=2),
+        batch_size=6,
+        max_restarts=-1,  # ray_remote_args: restart a dead actor, without limit
+        max_task_retries=-1,  # and re-run the batches it held
+    )
+    rows = sorted(explained.take_all(), key=lambda row: row["id"])
+    dead = int(marker.read_text())  # an actor did die
+    assert dead != os.getpid()
+    assert [row["id"] for row in rows] == list(range(24))  # nothing lost or duplicated
+    expected = kx.Gradient(model).analyze(x, batch_size=6)
+    np.testing.assert_allclose(
+        np.stack([row["explanation"] for row in rows]), expected, rtol=1e-5, atol=1e-7
+    )
 
 
 def test_missing_column_names_the_columns(tmp_path):

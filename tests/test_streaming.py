@@ -8,6 +8,7 @@ data: the same batches, so the same arithmetic, and results must be exactly equa
 import json
 import os
 import signal
+import sys
 
 import helpers
 import keras
@@ -172,6 +173,7 @@ x = np.load({data!r})
 def batches():
     for number, start in enumerate(range(0, len(x), 4)):
         if number == 3:  # shards 0, 1, 2 are on disk: a hard kill, no clean-up runs
+            print(os.getpid(), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         yield x[start:start + 4]
 
@@ -194,6 +196,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(conv, tmp_path):
     assert finished == [f"shard-{k:06d}{end}" for k in range(3) for end in ("-0.npy", ".ids.npy")]
     before = {name: os.stat(out_dir / name).st_mtime_ns for name in finished}
     (out_dir / "shard-000003-0.npy.partial").write_bytes(b"torn write")  # a write cut short
+    lock = out_dir / "explain_dataset.lock"
+    assert lock.read_text().strip() == process.stdout.strip()  # the dead run's lock
 
     result = kx.explain_dataset("smoothgrad", model, x, out_dir=out_dir, batch_size=4, samples=3)
     seed = json.loads((out_dir / "manifest.json").read_text())["seed"]
@@ -204,6 +208,83 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(conv, tmp_path):
     assert not np.allclose(other, expected)  # the seed matters on this fixture
     for name, mtime in before.items():
         assert os.stat(out_dir / name).st_mtime_ns == mtime
+    assert lock.read_text().strip() == str(os.getpid())  # taken over
+
+
+HOLDING_RUN = """
+import os, time
+import keras, numpy as np
+import keras_explain as kx
+
+model = keras.saving.load_model({model!r})
+x = np.load({data!r})
+
+def batches():
+    yield x[:4]
+    print(os.getpid(), flush=True)  # the lock is held: tell the test, then hang
+    time.sleep(120)
+    yield x[4:]
+
+kx.explain_dataset("gradient", model, batches(), out_dir={out_dir!r}, batch_size=4)
+"""
+SECOND_RUN = """
+import keras, numpy as np
+import keras_explain as kx
+
+model = keras.saving.load_model({model!r})
+kx.explain_dataset("gradient", model, np.load({data!r}), out_dir={out_dir!r}, batch_size=4)
+"""
+
+
+@pytest.mark.slow  # two processes importing TensorFlow: about 30 s on a loaded machine
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: no lock on Windows")
+def test_two_processes_on_one_out_dir(conv, tmp_path):
+    """A second process is refused while the first holds out_dir; once the first is
+    killed, its stale lock is taken over and the run finishes as if never shared."""
+    model, x = conv
+    model.save(tmp_path / "model.keras")
+    np.save(tmp_path / "x.npy", x)
+    out_dir = tmp_path / "out"
+    paths = {"model": str(tmp_path / "model.keras"), "data": str(tmp_path / "x.npy")}
+    first = helpers.start_python(HOLDING_RUN.format(out_dir=str(out_dir), **paths))
+    try:
+        holder = first.stdout.readline().strip()  # the first run holds the lock now
+        assert holder == str(first.pid), "the first run did not reach its second batch"
+        second = helpers.run_python(SECOND_RUN.format(out_dir=str(out_dir), **paths))
+    finally:
+        first.kill()
+        first.communicate()
+    assert second.returncode == 1
+    assert (
+        f"RuntimeError: explain_dataset: '{out_dir}' is in use by another explain_dataset run "
+        f"(process {first.pid} holds explain_dataset.lock)"
+    ) in second.stderr, second.stderr[-2000:]
+    assert shard_files(out_dir) == ["shard-000000-0.npy", "shard-000000.ids.npy"]  # the first's
+
+    result = kx.explain_dataset("gradient", model, x, out_dir=out_dir, batch_size=4)
+    np.testing.assert_array_equal(result, kx.Gradient(model).analyze(x, batch_size=4))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: no lock on Windows")
+def test_a_second_call_in_the_same_process_is_refused(conv, tmp_path):
+    model, x = conv
+    error = []
+
+    def batches():
+        yield x[:4]
+        with pytest.raises(RuntimeError) as raised:  # the outer call holds the lock
+            kx.explain_dataset("gradient", model, x, out_dir=tmp_path, batch_size=4)
+        error.append(str(raised.value))
+        yield x[4:]
+
+    result = kx.explain_dataset("gradient", model, batches(), out_dir=tmp_path, batch_size=4)
+    np.testing.assert_array_equal(result, kx.Gradient(model).analyze(x, batch_size=4))
+    assert error == [
+        f"explain_dataset: '{tmp_path}' is in use by another explain_dataset run (process "
+        f"{os.getpid()} holds explain_dataset.lock). Two runs never write one directory: wait "
+        "for that run to finish (a call with the same arguments then resumes or reads its "
+        "result), or pass another out_dir."
+    ]
 
 
 STRATEGY_RUN = """
