@@ -62,7 +62,7 @@ def open_times(path, pages=5):
             page = browser.new_page()
             start = time.perf_counter()
             page.goto(f"file://{path}")
-            page.wait_for_function("window.kxReady === true", timeout=60_000)
+            page.wait_for_function("() => window.kxReady === true", timeout=60_000)
             times.append(time.perf_counter() - start)
             page.close()
         browser.close()

@@ -76,7 +76,7 @@ class Opened:
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.route("**/*", self._route)
         self.page.goto(f"file://{path}")
-        self.page.wait_for_function("window.kxReady === true")
+        self.page.wait_for_function("() => window.kxReady === true")
 
     def _route(self, route):
         if route.request.url.startswith(("file://", "data:")):
@@ -88,7 +88,7 @@ class Opened:
     def rendered(self):
         """Wait until every overlay on the page is drawn."""
         self.page.wait_for_function(
-            "[...document.querySelectorAll('canvas.overlay')].every(c => c.dataset.rendered)"
+            "() => [...document.querySelectorAll('canvas.overlay')].every(c => c.dataset.rendered)"
         )
 
     def focus_src(self):
