@@ -22,8 +22,8 @@ from keras_explain.features.fields import (
     receptive_field,
     top_patches,
 )
-from keras_explain.features.maximize import maximize
 from keras_explain.features.objectives import Objective, channel, direction, logit, neuron
+from keras_explain.features.optimization import maximize
 from keras_explain.features.parameterization import (
     COLOR_CORRELATION,
     Fourier,
