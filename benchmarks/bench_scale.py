@@ -6,8 +6,8 @@ Usage::
     python benchmarks/bench_scale.py --sizes 2000 --ray     # also Ray Data, 1 and 2 actors
 
 Model: the benchmark CNN of ``bench_analyzers.py`` (64x64x3 input), seeded; method
-LRP-epsilon; ``batch_size=256``. Images are uniform noise generated batch by batch from
-the seed of their position, so every mode explains the same samples.
+LRP-epsilon; ``batch_size=256``. Images are uniform noise, each seeded by its sample id, so
+every mode explains the same samples.
 
 Each case runs in a fresh subprocess and prints a JSON line; its peak resident memory
 is the process's ``ru_maxrss``:
@@ -40,12 +40,17 @@ BATCH = 256
 SHAPE = (64, 64, 3)
 
 
-def images(start: int, stop: int):
-    """Samples ``start .. stop - 1``: uniform noise, each batch seeded by its position."""
+def images(ids):
+    """The samples of the given ids: uniform noise, each sample seeded by its id.
+
+    Per-sample seeds make a sample the same whichever batch it arrives in (Ray Data
+    may put rows of several blocks, in any order, into one batch).
+    """
     import numpy as np
 
-    rng = np.random.default_rng(start)
-    return rng.uniform(0.0, 1.0, (stop - start, *SHAPE)).astype("float32")
+    return np.stack(
+        [np.random.default_rng(int(i)).uniform(0.0, 1.0, SHAPE).astype("float32") for i in ids]
+    )
 
 
 def child(mode: str, size: int) -> None:
@@ -60,17 +65,17 @@ def child(mode: str, size: int) -> None:
     import keras_explain as kx
 
     model = cnn()
-    model(images(0, 2))
+    model(images(range(2)))
     starts = range(0, size, BATCH)
     warm = kx.LRPEpsilon(model, verbose=0)
-    warm.analyze(images(0, BATCH))  # trace outside the timing, in every mode
+    warm.analyze(images(range(BATCH)))  # trace outside the timing, in every mode
     begin = time.perf_counter()
     if mode == "analyze":
-        x = np.concatenate([images(s, min(s + BATCH, size)) for s in starts])
+        x = np.concatenate([images(range(s, min(s + BATCH, size))) for s in starts])
         begin = time.perf_counter()
         result = warm.analyze(x, batch_size=BATCH)
     elif mode == "explain_dataset":
-        batches = (images(s, min(s + BATCH, size)) for s in starts)
+        batches = (images(range(s, min(s + BATCH, size))) for s in starts)
         with tempfile.TemporaryDirectory() as out_dir:
             result = kx.explain_dataset(
                 warm, model, batches, out_dir=out_dir, batch_size=BATCH, verbose=0
@@ -87,8 +92,7 @@ def child(mode: str, size: int) -> None:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
             def make(batch):
-                ids = batch["id"]
-                return {"id": ids, "x": images(int(ids[0]), int(ids[-1]) + 1)}
+                return {"id": batch["id"], "x": images(batch["id"])}
 
             # materialized ids: no read task waits for a CPU that the actors hold
             blocks = max(2, size // (4 * BATCH))
