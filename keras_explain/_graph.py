@@ -18,7 +18,6 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.backend.common.masking import get_keras_mask, set_keras_mask
 
 #: The name of one value of the graph (a tuple of ints).
 Key = tuple
@@ -193,22 +192,6 @@ def functional_of(model: Any, strict: bool = True):
             "(`occlusion`, ...) analyzer."
         )
     return None
-
-
-def keep_mask(operation, inputs: Sequence[Any], result: Any) -> Any:
-    """Give ``result`` the Keras mask an ``Embedding`` call attaches to its output.
-
-    Keras passes masks from layer to layer on a private tensor attribute. A hook
-    that returns another tensor for an ``Embedding`` call (a substituted value, a
-    ``tf.custom_gradient`` output) would drop it, and layers reading it (an
-    attention layer, an RNN) would run unmasked; this puts the mask back, as
-    ``model(x)`` computes it.
-    """
-    if not isinstance(operation, keras.layers.Embedding) or not operation.mask_zero:
-        return result
-    if get_keras_mask(result) is None:
-        set_keras_mask(result, operation.compute_mask(inputs[0]))
-    return result
 
 
 def is_graph_model(model: Any) -> bool:

@@ -391,7 +391,7 @@ class Plan:
             if needed is not None and step not in needed:
                 continue
             arguments = [values[key] for key in step.inputs]
-            result = _graph.keep_mask(step.op.layer, arguments, hook(step, arguments))
+            result = hook(step, arguments)
             if len(step.outputs) == 1:
                 values[step.outputs[0]] = result
             else:
