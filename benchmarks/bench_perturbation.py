@@ -62,7 +62,7 @@ def occlusion_row(model, x):
             mask = np.outer(rows, cols)[None, :, :, None]
             copies.append(x * (1 - mask))
     copies = np.concatenate(copies).astype("float32")  # same count; order irrelevant
-    per_chunk = max(1, analyzer.rows_per_call(x.shape[1:]) // len(x)) * len(x)
+    per_chunk = analyzer.copies_per_pass([x], backward=False) * len(x)
     timing = paired(lambda: analyzer.analyze(x), chunked_model_call(model, copies, per_chunk))
     return timing, len(copies)
 
@@ -72,7 +72,7 @@ def rise_row(model, x, samples):
     rng = np.random.default_rng(0)
     masks = rng.random((samples, *x.shape[1:3], 1)).astype("float32")
     copies = (x[None] * masks[:, None]).reshape(-1, *x.shape[1:])
-    per_chunk = max(1, analyzer.rows_per_call(x.shape[1:]) // len(x)) * len(x)
+    per_chunk = analyzer.copies_per_pass([x], backward=False) * len(x)
     timing = paired(lambda: analyzer.analyze(x), chunked_model_call(model, copies, per_chunk))
     return timing, len(copies)
 

@@ -17,6 +17,7 @@ from keras_explain import (
     graph,
     lrp,
     metrics,
+    random,
     ray,
     representations,
     streaming,
@@ -158,4 +159,5 @@ __all__ = [
     "explain_dataset",
     "load_explanations",
     "ray",
+    "random",
 ]

@@ -128,8 +128,8 @@ def baseline(value: Any, sample_shape: Sequence[int | None], name: str = "baseli
             f"{name} contains NaN or Inf values. Received: {name} of shape {array.shape}."
         )
     sample = tuple(sample_shape)
-    if _matches(array.shape, sample) or (
-        len(array.shape) == len(sample) + 1 and _matches(array.shape[1:], sample)
+    if matches(array.shape, sample) or (
+        len(array.shape) == len(sample) + 1 and matches(array.shape[1:], sample)
     ):
         return array
     raise ValueError(
@@ -156,7 +156,7 @@ def batch_baseline(value: Any, batch_shape: Sequence[int], split: bool, name: st
         )
 
 
-def _matches(shape: Sequence[int], expected: Sequence[int | None]) -> bool:
+def matches(shape: Sequence[int], expected: Sequence[int | None]) -> bool:
     return len(shape) == len(expected) and all(
         want is None or got == want for got, want in zip(shape, expected)
     )
@@ -168,3 +168,56 @@ def _shape(shape: Sequence[int | None]) -> str:
         + ", ".join("batch" if d is None else str(d) for d in shape)
         + (",)" if len(shape) == 1 else ")")
     )
+
+
+def background_set(owner: str, background: Any, specs) -> list[np.ndarray]:
+    """A background set of baselines, one ``(N, *sample_shape)`` float32 array per input.
+
+    Raises:
+        ValueError: For a missing or empty background, the wrong number of
+            entries for a multi-input model, a shape that does not match one
+            sample of the model's input, or non-finite values.
+    """
+    count = 1 if specs is None else len(specs)
+    if background is None:
+        raise ValueError(
+            f"{owner} needs background=, an array of baselines shaped (N, *sample shape). "
+            "Received: background=None."
+        )
+    if count > 1:
+        if not isinstance(background, list | tuple) or len(background) != count:
+            received = len(background) if isinstance(background, list | tuple) else "an array"
+            raise ValueError(
+                f"{owner}: background needs one array per model input ({count}). "
+                f"Received: {received}."
+            )
+        items = list(background)
+    else:
+        items = [background]
+    arrays = []
+    for position, item in enumerate(items):
+        integer = specs is not None and np.issubdtype(np.dtype(specs[position].dtype), np.integer)
+        array = np.asarray(item, dtype=np.int32 if integer else np.float32)  # tokens stay ids
+        sample = None if specs is None else tuple(specs[position].shape[1:])
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise ValueError(
+                f"{owner}: background is empty. Received: background of shape {array.shape}. "
+                "Pass at least one baseline, shaped (N, *sample shape)."
+            )
+        if sample is not None and not matches(array.shape[1:], sample):
+            raise ValueError(
+                f"{owner}: background must be shaped (N, {', '.join(map(str, sample))}), a "
+                f"stack of baselines each shaped like one sample. Received: shape {array.shape}."
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"{owner}: background contains NaN or Inf values. Received: background of "
+                f"shape {array.shape}."
+            )
+        arrays.append(array)
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise ValueError(
+            f"{owner}: every input's background needs the same number of baselines. "
+            f"Received: {[a.shape[0] for a in arrays]}."
+        )
+    return arrays

@@ -104,12 +104,8 @@ class Explainer:
             for name in columns
         ]
         target = None if self.target_column is None else np.asarray(batch[self.target_column])
-        result = self.analyzer._analyze(
-            inputs if len(inputs) > 1 else inputs[0],
-            target,
-            None,
-            split=True,
-            first_row=self._first_row(batch),
+        result = self.analyzer.analyze_part(
+            inputs if len(inputs) > 1 else inputs[0], target, first_row=self._first_row(batch)
         )
         results = result if isinstance(result, list) else [result]
         names = [self.output_column] + [f"{self.output_column}_{i}" for i in range(1, len(results))]

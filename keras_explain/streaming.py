@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _batching, _shards, _validate, distributed
+from keras_explain import _batching, _shards, _validate, distributed, random
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.analyzers.registry import create_analyzer
 
@@ -102,7 +102,8 @@ def explain_dataset(
     batch_size = _validate.positive_int(batch_size, "batch_size")
     verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
     analyzer, method_name, parameters = _analyzer(method, model, params)
-    run_batch = None if strategy is None else distributed.batch_runner(analyzer, strategy)
+    if strategy is not None:
+        distributed.batch_runner(analyzer, strategy)  # a bad strategy fails before any file
     out_dir = os.fspath(out_dir)
     if target is not None and not _is_labels(target) and _is_index_array(target):
         target = np.asarray(target)
@@ -120,12 +121,10 @@ def explain_dataset(
     }
     _make_directory(out_dir)
     with _shards.lock(out_dir):
-        return _explain(
-            analyzer, method_name, stream, target, out_dir, identity, run_batch, verbose
-        )
+        return _explain(analyzer, method_name, stream, target, out_dir, identity, strategy, verbose)
 
 
-def _explain(analyzer, method_name, stream, target, out_dir, identity, run_batch, verbose):
+def _explain(analyzer, method_name, stream, target, out_dir, identity, strategy, verbose):
     """The run, under ``out_dir``'s lock: read or write the manifest, explain what is left."""
     manifest = _shards.read_manifest(out_dir)
     if manifest is None:
@@ -140,7 +139,7 @@ def _explain(analyzer, method_name, stream, target, out_dir, identity, run_batch
         if manifest["seed"] is not None:  # the run's seed, the same after a resume
             analyzer.seed = manifest["seed"]
         try:
-            _run(analyzer, stream, target, out_dir, manifest, run_batch, progress)
+            _run(analyzer, stream, target, out_dir, manifest, strategy, progress)
         finally:
             progress.finish()
             if hasattr(analyzer, "seed"):
@@ -148,19 +147,17 @@ def _explain(analyzer, method_name, stream, target, out_dir, identity, run_batch
     return _shards.load(out_dir, manifest)
 
 
-def _run(analyzer, stream, target, out_dir, manifest, run_batch, progress):
+def _run(analyzer, stream, target, out_dir, manifest, strategy, progress):
     """Explain the batches not on disk yet, one shard each, then merge the shards."""
     outputs = manifest["outputs"]
     sizes = _shards.finished_shards(out_dir, None if outputs is None else len(outputs))
     for first, inputs, labels in stream.batches(skip=sum(sizes)):
         size = len(inputs[0])
-        result = analyzer._analyze(
+        result = analyzer.analyze_part(
             inputs if len(inputs) > 1 else inputs[0],
             _batch_target(target, labels, first, size),
-            None,
-            split=True,
             first_row=first,
-            run_batch=run_batch,
+            strategy=strategy,
         )
         results = result if isinstance(result, list) else [result]
         if outputs is None:  # recorded before any shard file exists
@@ -250,7 +247,7 @@ def _run_seed(analyzer) -> int | None:
     """The seed of a stochastic run: the analyzer's, or a new one recorded for resuming."""
     if not hasattr(analyzer, "seed"):
         return None
-    return analyzer.seed if analyzer.seed is not None else int(np.random.randint(2**31 - 1))
+    return analyzer.seed if analyzer.seed is not None else random.fresh_seed()
 
 
 def _check_same_run(out_dir, manifest, identity):

@@ -108,7 +108,7 @@ def test_memory_budget_bounds_the_passes(conv_model, capsys):
         kx.config.set_memory_budget(4096)
         bounded = kx.IntegratedGradients(conv_model, steps=16, verbose=1)
         result = bounded.analyze(x)
-        per_pass = bounded._copies_per_pass([tf.constant(x)])
+        per_pass = bounded.copies_per_pass([tf.constant(x)], backward=True)
     finally:
         kx.config.set_memory_budget(previous)
     np.testing.assert_allclose(result, whole, rtol=1e-5, atol=1e-7)

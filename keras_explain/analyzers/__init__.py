@@ -4,6 +4,7 @@ from keras_explain.analyzers import (  # noqa: F401  (importing registers the na
     cam,
     deeplift,
     gradient,
+    gradient_wrappers,
     perturbation,
     relevance,
     wrappers,
@@ -18,12 +19,19 @@ from keras_explain.analyzers.cam import (
     LayerCAM,
     ScoreCAM,
 )
-from keras_explain.analyzers.deeplift import DeepLift, DeepLiftShap, GradientShap
+from keras_explain.analyzers.deeplift import DeepLift, DeepLiftShap
 from keras_explain.analyzers.gradient import (
     Deconvnet,
     Gradient,
     GuidedBackprop,
     InputTimesGradient,
+)
+from keras_explain.analyzers.gradient_wrappers import (
+    GradientShap,
+    IntegratedGradients,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
 )
 from keras_explain.analyzers.perturbation import (
     RISE,
@@ -59,15 +67,7 @@ from keras_explain.analyzers.relevance import (
     LRPZPlus,
     LRPZPlusFast,
 )
-from keras_explain.analyzers.wrappers import (
-    IntegratedGradients,
-    NoiseTunnel,
-    PathIntegral,
-    SmoothGrad,
-    SquareGrad,
-    VarGrad,
-    quadrature,
-)
+from keras_explain.analyzers.wrappers import NoiseTunnel, PathIntegral, quadrature
 
 __all__ = [
     "BoundedDeepTaylor",

@@ -50,15 +50,21 @@ class Backpropagation(Analyzer):
                 )
             self.at_layer = self.plan.find_layer(at_layer, "at_layer")
             self.returns_maps = True
-        self._sources, self._embedded = self._source_keys()
+        # source_keys: the keys of the values attributed (the model inputs, the
+        # Embedding outputs behind token inputs, or at_layer's output; None without
+        # a graph); embedded: per source, whether it is a token input's embedding
+        self.source_keys, self.embedded = self.attributed_values()
         self._substitutes: dict = {}
 
     def hook(self, step, inputs):
         """The engine hook; the default runs every op unchanged."""
         return call_op(step, inputs)
 
-    def _source_keys(self):
-        """Keys of the values attributed, and which of them are embeddings."""
+    def attributed_values(self) -> tuple[list | None, list[bool]]:
+        """Keys of the values attributed, and which of them are embeddings.
+
+        Subclasses that attribute other values (CAM: a layer's output) override it.
+        """
         if self.plan is None:
             return None, []
         if self.at_layer is not None:
@@ -94,15 +100,17 @@ class Backpropagation(Analyzer):
             ``(gradients, source_values)``, one per source.
         """
         with tf.GradientTape(persistent=False) as tape:
-            if self._sources is None:
+            if self.source_keys is None:
                 tape.watch(inputs)
                 output, _ = self.forward(inputs)
                 sources = inputs
             else:
                 floats = [x for x in inputs if x.dtype.is_floating]
                 tape.watch(floats)
-                output, values = self.forward(inputs, self.hook, watch=(tape, set(self._sources)))
-                sources = [values.get(key, None) for key in self._sources]
+                output, values = self.forward(
+                    inputs, self.hook, watch=(tape, set(self.source_keys))
+                )
+                sources = [values.get(key, None) for key in self.source_keys]
                 sources = [inputs[i] if s is None else s for i, s in enumerate(sources)]
         with tf.GradientTape() as seed_tape:
             seed_tape.watch(output)
@@ -120,13 +128,14 @@ class Backpropagation(Analyzer):
 
     def output_count(self, input_count: int) -> int:
         """How many tensors :meth:`_explain` returns for a model with ``input_count`` inputs."""
-        return input_count if self._sources is None else len(self._sources)
+        return input_count if self.source_keys is None else len(self.source_keys)
 
     def attribute(self, inputs: list[tf.Tensor], target, indices) -> list[tf.Tensor]:
         """The attributions of one batch, before :meth:`finish` (wrappers call it on copies)."""
         return self.attribution(*self.backward(inputs, target, indices))
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The backward pass's attributions of the sources, finished (per token, masked)."""
         return self.finish(self.attribute(inputs, target, indices), inputs)
 
     def finish(self, attributions, inputs=None):
@@ -136,7 +145,7 @@ class Backpropagation(Analyzer):
         axis, and, given the ``inputs`` (the tokens), set to exactly 0 where the
         Embedding's mask (``mask_zero=True``) is False.
         """
-        embedded = self._embedded or [False] * len(attributions)
+        embedded = self.embedded or [False] * len(attributions)
         masks = [None] * len(attributions)  # one per source (analyze_layers: many)
         if inputs is not None:
             masks[: len(inputs)] = self.token_masks(inputs)[: len(attributions)]
@@ -153,9 +162,9 @@ class Backpropagation(Analyzer):
     # -- token inputs ---------------------------------------------------------------
     def embedding_layer(self, position: int):
         """The ``Embedding`` layer reading token input ``position`` (None for a float input)."""
-        if position >= len(self._embedded) or not self._embedded[position]:
+        if position >= len(self.embedded) or not self.embedded[position]:
             return None
-        return self.plan.producer(self._sources[position]).op.layer
+        return self.plan.producer(self.source_keys[position]).op.layer
 
     def token_masks(self, inputs) -> list:
         """Per input, the Embedding mask of its tokens (``(B, T)`` bool), or None."""
@@ -177,7 +186,7 @@ class Backpropagation(Analyzer):
         ]
 
     def _embedding_forward(self, position: int, tokens):
-        return self.plan.producer(self._sources[position]).op.forward(tokens)
+        return self.plan.producer(self.source_keys[position]).op.forward(tokens)
 
     @contextlib.contextmanager
     def substituted(self, points):
@@ -189,7 +198,7 @@ class Backpropagation(Analyzer):
         """
         self._substitutes = {
             key: point
-            for key, point, emb in zip(self._sources or [], points, self._embedded)
+            for key, point, emb in zip(self.source_keys or [], points, self.embedded)
             if emb
         }
         try:
@@ -260,8 +269,3 @@ class Backpropagation(Analyzer):
             else (*shape, self.embedding_layer(i).output_dim)
             for i, shape in enumerate(shapes)
         ]
-
-
-def tile_rows(x: tf.Tensor, copies) -> tf.Tensor:
-    """``copies`` copies of a batch, copy-major (row ``c * B + b`` is row ``b``)."""
-    return tf.tile(x, tf.concat([[copies], tf.ones([tf.rank(x) - 1], tf.int32)], 0))

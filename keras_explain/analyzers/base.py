@@ -1,10 +1,19 @@
 """The analyzer contract shared by every method: inputs, targets, batching, tracing.
 
-Subclasses implement one method, :meth:`Analyzer._explain`, which runs inside a
-``tf.function`` on one batch and returns one tensor per model input. Everything
-else (checking the model, the parameters and the input, ``target``,
+A method implements one function, :meth:`Analyzer.explain_batch`, which runs
+inside a ``tf.function`` on one batch and returns one tensor per model input.
+Everything else (checking the model, the parameters and the input, ``target``,
 ``batch_size`` chunking, ``tf.data`` inputs, seeds, conversion to float32 numpy)
-is written here once.
+is written here once, as is what every multiplying method shares: the target
+fixed on the clean input (:meth:`Analyzer.fixed_target`), and the copies of a
+batch run through the model in passes within the memory budget
+(:meth:`Analyzer.run_copies`).
+
+The batch contract, for callers that explain a larger whole piece by piece
+(``kx.explain_dataset``, ``kx.ray.Explainer``, :mod:`keras_explain.distributed`):
+:meth:`Analyzer.analyze_part` explains a part of a larger input with the seeds of
+its positions, and :meth:`Analyzer.prepare_batch` gives one batch's compiled
+function and its arguments without running it.
 """
 
 from __future__ import annotations
@@ -19,11 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _batching, _graph, _validate, config
+from keras_explain import _batching, _graph, _validate, config, distributed, random
 from keras_explain.graph import Plan, call_op
-from keras_explain.targets import Target, parse_target, target_scores
+from keras_explain.targets import Target, fix_target, parse_target, target_scores
 
 ModelLike = keras.Model | Callable[..., Any]
+#: How an analyzer's :meth:`~Analyzer.explain_batch` runs (:attr:`Analyzer.execution`).
+EXECUTIONS = ("compiled", "compiled_models", "host")
 
 
 def keyword_parameters(classes) -> list[str]:
@@ -50,9 +61,13 @@ def keyword_parameters(classes) -> list[str]:
 def _explain_entry(analyzer, target, variant, inputs, indices, seed, params):
     analyzer._variant = variant  # read by active_plan() while the function is traced
     try:
-        return analyzer._explain(list(inputs), target, indices, seed, params)
+        return analyzer.explain_batch(list(inputs), target, indices, seed, params)
     finally:
         analyzer._variant = None
+
+
+def _outputs_entry(analyzer, inputs):
+    return analyzer.forward(list(inputs))[0]
 
 
 class Analyzer:
@@ -86,24 +101,33 @@ class Analyzer:
             take (the message lists the valid ones).
     """
 
-    #: Whether the analyzer needs to walk the model's layer graph.
+    #: Whether the analyzer needs to walk the model's layer graph (rule-based
+    #: methods: a subclassed model is refused at construction).
     requires_graph = False
     #: Whether the analyzer accepts a plain callable ``f(x) -> scores``.
     accepts_callable = False
+    #: How :meth:`explain_batch` runs, one of :data:`EXECUTIONS`: ``"compiled"``
+    #: (inside ``tf.function``; a plain callable model must then be TensorFlow
+    #: code), ``"compiled_models"`` (a Keras model inside ``tf.function``, a plain
+    #: callable eagerly on numpy arrays, e.g. a scikit-learn pipeline) or ``"host"``
+    #: (eagerly, for numpy packages such as lime and shap; the model's forward
+    #: passes still run compiled, through :meth:`predict`). :attr:`compiled` says
+    #: what it means for this analyzer's model.
+    execution = "compiled"
     #: Whether ``analyze`` returns one map per sample instead of x's shape.
     returns_maps = False
-    #: Whether ``_explain`` runs inside ``tf.function``. False runs it eagerly,
-    #: for a callable that cannot be traced (numpy-only, e.g. scikit-learn).
-    traceable = True
-    #: Peak bytes of a pass per activation byte (``Plan.bytes_per_sample``), forward
-    #: only and differentiated; measured on keras.applications models
-    #: (benchmarks/bench_memory.py). See :func:`keras_explain.config.rows_per_pass`.
     #: Whether integer-valued float arrays are accepted for token inputs (cast to the
     #: input's dtype): perturbation methods and metrics blend token ids with a baseline
     #: id as floats. Backpropagation analyzers refuse floats there.
     float_tokens = False
+    #: Peak bytes of a pass per activation byte (``Plan.bytes_per_sample``), forward
+    #: only and differentiated; measured on keras.applications models
+    #: (benchmarks/bench_memory.py). See :func:`keras_explain.config.rows_per_pass`.
     forward_memory_factor = 0.2
     backward_memory_factor = 0.35
+    #: Rows per pass of :meth:`run_copies` (None: from the memory budget); methods
+    #: that evaluate many copies take it as a parameter.
+    internal_batch_size: int | None = None
 
     def __init__(
         self,
@@ -121,18 +145,32 @@ class Analyzer:
         self.output_index = output_index
         self.strip_softmax = strip_softmax
         self.neuron_selection_mode = neuron_selection_mode
-        self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
         if neuron_selection_mode is not None:
             parse_target(
                 None if neuron_selection_mode != "index" else 0, None, None, neuron_selection_mode
             )
         self.plan = self._make_plan(model)
         self.output_key = self._explained_key(output_layer)
+        self._start(verbose)
+
+    def _start(self, verbose: Any) -> None:
+        """The state of the runs: progress bars, compiled functions (wrappers share it)."""
+        self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
         self._functions: dict[Any, Callable] = {}
         self._concrete: dict[Any, Callable] = {}
         self._num_outputs: int | None = None
-        self._input_count = 1
         self._variant = None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`explain_batch` runs inside ``tf.function`` for this model."""
+        if self.execution == "compiled_models":
+            return isinstance(self.model, keras.Model)
+        return self.execution == "compiled"
+
+    def host_model(self) -> bool:
+        """Whether the model is a plain callable evaluated eagerly on numpy arrays."""
+        return not isinstance(self.model, keras.Model) and self.execution != "compiled"
 
     @classmethod
     def parameters(cls) -> list[str]:
@@ -226,18 +264,61 @@ class Analyzer:
                     f"target={target!r}, neuron_selection={neuron_selection!r}."
                 )
             target = neuron_selection
-        if isinstance(x, tf.data.Dataset):
-            return self._analyze_dataset(x, target, batch_size)
-        return self._analyze(x, target, batch_size, split=False)
+        if not isinstance(x, tf.data.Dataset):
+            return self._analyze(x, target, batch_size, split=False)
+        pieces = [
+            self._analyze(part, part_target, batch_size, split=True, first_row=first_row)
+            for first_row, part, part_target in _batching.dataset_parts(x, target)
+        ]
+        if not pieces:
+            raise ValueError("The dataset passed as x yielded no batches.")
+        pieces = [piece if isinstance(piece, list) else [piece] for piece in pieces]
+        results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
+        return results if len(results) > 1 else results[0]
+
+    def analyze_part(
+        self,
+        x: Any,
+        target: Any = None,
+        *,
+        first_row: int = 0,
+        strategy: tf.distribute.Strategy | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Explain ``x`` as one part of a larger input, in one batch.
+
+        The contract of callers that explain a whole dataset piece by piece
+        (:func:`keras_explain.explain_dataset`, :class:`keras_explain.ray.Explainer`):
+        sample ``i`` of ``x`` gets the seeds of position ``first_row + i`` of the
+        whole, so the parts together equal one :meth:`analyze` of the whole, and a
+        baseline shaped like a batch is refused (it cannot follow the parts).
+
+        Args:
+            x: Arrays or tensors, as for :meth:`analyze` (no dataset).
+            target: As for :meth:`analyze`, for the samples of ``x``.
+            first_row: The position of ``x``'s first sample in the whole input.
+            strategy: A ``tf.distribute`` strategy: the batch is split across its
+                replicas (:mod:`keras_explain.distributed`); results keep the order.
+
+        Returns:
+            As :meth:`analyze`.
+
+        Raises:
+            ValueError, TypeError: As :meth:`analyze`.
+
+        Example:
+            >>> import keras, numpy as np, keras_explain as kx
+            >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+            >>> x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+            >>> smooth = kx.SmoothGrad(model, samples=4, seed=0)
+            >>> parts = [smooth.analyze_part(x[i : i + 2], first_row=i) for i in (0, 2, 4)]
+            >>> bool(np.allclose(np.concatenate(parts), smooth.analyze(x), atol=1e-6))
+            True
+        """
+        run_batch = None if strategy is None else distributed.batch_runner(self, strategy)
+        return self._analyze(x, target, None, split=True, first_row=first_row, run_batch=run_batch)
 
     def _analyze(self, x, target, batch_size, split, first_row=0, run_batch=None):
-        """Explain ``x`` in chunks of ``batch_size``.
-
-        ``first_row`` is the index of ``x``'s first sample in a larger input (its
-        seeds are those of that position); ``run_batch(batch, target, first_row)``
-        replaces :meth:`_run_batch` (``keras_explain.distributed`` splits batches
-        across devices with it).
-        """
+        """Explain ``x`` in chunks of ``batch_size``; ``split``: part of a larger input."""
         run_batch = run_batch or self._run_batch
         inputs = self._standardize(x)
         total = int(inputs[0].shape[0])
@@ -252,10 +333,10 @@ class Analyzer:
         results = [
             parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0) for parts in zip(*pieces)
         ]
-        return results if self._multi_input() and not self.returns_maps else results[0]
+        return results if self._multi_input(len(inputs)) and not self.returns_maps else results[0]
 
-    # -- subclass API ------------------------------------------------------
-    def _explain(
+    # -- the method's contract -------------------------------------------------
+    def explain_batch(
         self,
         inputs: list[tf.Tensor],
         target: Target,
@@ -263,12 +344,24 @@ class Analyzer:
         seed: tf.Tensor,
         params: dict[str, tf.Tensor],
     ) -> list[tf.Tensor]:
-        """Explain one batch inside a ``tf.function``; one tensor per input.
+        """Explain one batch; the one function a method implements.
 
-        ``seed`` is ``[user_seed, first_row]``, the index of the batch's first
-        sample in the whole input: draw randomness with :mod:`keras_explain._random`
-        so that results do not depend on ``batch_size``. ``params`` holds
-        :meth:`call_params` as tensors.
+        It runs inside the analyzer's compiled function (see :attr:`execution`),
+        once per input signature, target mode and :meth:`trace_variant`.
+
+        Args:
+            inputs: One tensor per model input, ``(B, ...)``.
+            target: The parsed target (:class:`~keras_explain.targets.Target`).
+            indices: ``(B,)`` int64 target indices (used when ``target.mode ==
+                "index"``).
+            seed: ``[user_seed, first_row]``, ``first_row`` being the index of the
+                batch's first sample in the whole input: draw randomness with
+                :mod:`keras_explain.random` so that results do not depend on
+                ``batch_size``.
+            params: :meth:`call_params` as tensors.
+
+        Returns:
+            One tensor per model input (per attributed source), or one map.
         """
         raise NotImplementedError
 
@@ -300,18 +393,162 @@ class Analyzer:
             split: Whether the call is split into several batches.
         """
 
-    def rows_per_pass(self, sample_shapes: Sequence[tuple], *, backward: bool, override=None):
+    def rows_per_pass(self, sample_shapes: Sequence[tuple], *, backward: bool) -> int:
         """Rows of one pass through the model within :func:`keras_explain.config.memory_budget`.
 
         Args:
             sample_shapes: Shapes of one sample of each input (no batch axis).
             backward: Whether the pass is differentiated.
-            override: An ``internal_batch_size`` given by the user.
+
+        Returns:
+            :attr:`internal_batch_size` when set, else the estimate of
+            :func:`keras_explain.config.rows_per_pass` for this model.
         """
         per_row = None if self.plan is None else self.plan.bytes_per_sample()
         elements = sum(math.prod(d or 1 for d in shape) for shape in sample_shapes)
         factor = self.backward_memory_factor if backward else self.forward_memory_factor
-        return config.rows_per_pass(per_row, elements, factor=factor, override=override)
+        return config.rows_per_pass(
+            per_row, elements, factor=factor, override=self.internal_batch_size
+        )
+
+    def run_copies(
+        self,
+        inputs: Sequence[tf.Tensor],
+        count: Any,
+        make: Callable,
+        evaluate: Callable,
+        accumulate: Callable | None = None,
+        initial: Any = None,
+        *,
+        backward: bool,
+    ) -> Any:
+        """Evaluate ``count`` copies of the batch ``inputs`` in passes within the memory budget.
+
+        The one copy loop of every multiplying method (noise, path points, baselines,
+        perturbations, masked inputs); see :func:`keras_explain._batching.run_copies`
+        for ``make``, ``evaluate`` and ``accumulate``. A pass holds
+        :meth:`copies_per_pass` copies of each of the ``B`` samples.
+
+        Args:
+            inputs: The batch, one tensor per input.
+            count: Copies of each sample (int or scalar tensor).
+            make: ``make(start, size) -> (copies, aux)``.
+            evaluate: ``evaluate(flat, size) -> values``.
+            accumulate: ``accumulate(accumulator, values, aux, start, size)``; None
+                keeps every value (``(count, B, ...)``).
+            initial: The initial accumulator.
+            backward: Whether the evaluation is differentiated (the pass size).
+
+        Returns:
+            The accumulator, or the values of every copy.
+        """
+        per_pass = self.copies_per_pass(inputs, backward=backward)
+        return _batching.run_copies(
+            count, per_pass, make, evaluate, accumulate, initial, self.progress()
+        )
+
+    def copies_per_pass(self, inputs: Sequence[Any], *, backward: bool) -> int:
+        """Copies of each sample of the batch ``inputs`` that one pass of :meth:`run_copies` holds.
+
+        ``max(1, rows // B)`` with ``rows`` from :meth:`rows_per_pass`: a pass never
+        holds fewer than ``B`` rows (``batch_size`` bounds that floor).
+        """
+        rows = self.rows_per_pass([tuple(x.shape[1:]) for x in inputs], backward=backward)
+        return max(1, rows // (inputs[0].shape[0] or 1))
+
+    def fixed_target(self, inputs: Sequence[tf.Tensor], target: Target, indices, outputs=None):
+        """The target every copy of the batch explains (inside the compiled function).
+
+        Methods that evaluate many copies of an input (noise, paths, baselines,
+        perturbations) explain the output selected on the clean input at every
+        copy: ``None`` (argmax) becomes the index of the clean argmax.
+
+        Args:
+            inputs: The clean batch.
+            target: The parsed target.
+            indices: ``(B,)`` target indices.
+            outputs: The explained output of ``inputs``, if already computed.
+
+        Returns:
+            ``(target, indices, outputs)``: the fixed target and indices (any
+            target but the argmax unchanged), and the clean explained output.
+        """
+        if outputs is None:
+            outputs = self.forward(list(inputs))[0]
+        target, indices = fix_target(outputs, target, indices)
+        return target, indices, outputs
+
+    def resolve_target(self, x: Any, target: Any = None) -> Any:
+        """``target=None`` resolved to the per-sample argmax of the clean output, on the host.
+
+        Metrics that explain many inputs derived from ``x`` (noisy copies,
+        randomized models) use it so that every explanation is of the same output.
+
+        Args:
+            x: The clean inputs (arrays or tensors).
+            target: As for :meth:`analyze`; only None is resolved.
+
+        Returns:
+            ``target`` unchanged, or for None an int64 array ``(B,)``.
+
+        Example:
+            >>> import keras, numpy as np, keras_explain as kx
+            >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, use_bias=False)])
+            >>> model.set_weights([np.eye(2)])
+            >>> kx.Gradient(model).resolve_target(np.array([[0.0, 1.0], [3.0, 1.0]])).tolist()
+            [1, 0]
+        """
+        if target is not None:
+            return target
+        outputs = tf.constant(self.predict(x))
+        return np.asarray(fix_target(outputs, Target("max"), None)[1], np.int64)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The explained output for arrays of any number of rows, on the host.
+
+        The output of :attr:`output_key` (the logits when ``strip_softmax``; an
+        ``output_layer``'s output), in passes within the memory budget: a Keras
+        model through one compiled function per input shape (the analyzer's,
+        shared with every explanation), a plain callable on numpy arrays.
+
+        Args:
+            x: A numpy array, a tensor, or a list of them (multi-input models).
+
+        Returns:
+            The outputs, ``(N, ...)``.
+
+        Raises:
+            ValueError: If a callable model does not return one row per input row,
+                and for the input errors of :meth:`analyze`.
+        """
+        if self.host_model():
+            items = [np.asarray(item) for item in (x if isinstance(x, list | tuple) else [x])]
+        else:
+            items = self._standardize(x)
+        rows = self.rows_per_pass([tuple(item.shape[1:]) for item in items], backward=False)
+        pieces = []
+        for start in range(0, int(items[0].shape[0]), rows):
+            chunk = [item[start : start + rows] for item in items]
+            if self.host_model():
+                pieces.append(self._call_callable(np.asarray(chunk[0])))
+                continue
+            arguments = (tuple(tf.convert_to_tensor(item) for item in chunk),)
+            function = self._compiled(("outputs",), arguments)
+            pieces.append(np.asarray(function(*arguments)))
+        return np.concatenate(pieces, axis=0)
+
+    def _call_callable(self, chunk: np.ndarray) -> np.ndarray:
+        result = self.model(chunk)
+        if isinstance(result, list | tuple):
+            result = result[self.output_index or 0]
+        result = np.asarray(result, dtype=np.float32)
+        if result.ndim == 0 or result.shape[0] != len(chunk):
+            raise ValueError(
+                "The model callable must return one row of scores per input row, shape "
+                f"(n, ...) for n inputs. Received: shape {result.shape} for an input of "
+                f"shape {chunk.shape}."
+            )
+        return result[:, None] if result.ndim == 1 else result
 
     def progress(self) -> _batching.Progress:
         """A progress bar for this analyzer's long runs (see ``verbose``)."""
@@ -331,8 +568,10 @@ class Analyzer:
             The explained output tensor and the dict of computed values (empty
             for models without a graph).
         """
+        if self.host_model():
+            return tf.convert_to_tensor(self.predict(list(inputs))), {}
         if self.plan is None:
-            outputs = self.model(inputs if self._multi_input() else inputs[0])
+            outputs = self.model(inputs if len(inputs) > 1 else inputs[0])
             if isinstance(outputs, list | tuple):
                 outputs = outputs[self.output_index or 0]
             return outputs, {}
@@ -356,26 +595,30 @@ class Analyzer:
         """Per-sample scores of the explained output."""
         return target_scores(outputs, target, indices)
 
-    # -- internals ---------------------------------------------------------
-    def _multi_input(self) -> bool:
-        if self.plan is not None:
-            return len(self.plan.input_keys) > 1
-        return self._input_count > 1
+    # -- the batch contract: one batch's compiled function ------------------------
+    def prepare_batch(self, batch: Sequence[Any], target: Target, first_row: int):
+        """The function that explains one batch, and its arguments, without running it.
 
-    def _run_batch(self, batch, target: Target, first_row: int):
-        function, arguments = self._prepare_batch(batch, target, first_row)
-        results = function(*arguments)
-        return [np.asarray(result.numpy(), dtype=np.float32) for result in results]
+        A compiled analyzer's function is traced here (once per input signature,
+        target mode and :meth:`trace_variant`), in the calling thread;
+        :mod:`keras_explain.distributed` prepares one slice per replica this way.
 
-    def _prepare_batch(self, batch, target: Target, first_row: int):
-        """The function of one batch and its arguments; a traceable analyzer's is traced here."""
+        Args:
+            batch: One standardized array or tensor per model input.
+            target: The parsed target of the batch's samples.
+            first_row: The position of the batch's first sample in the whole input.
+
+        Returns:
+            ``(function, arguments)``: ``function(*arguments)`` returns one tensor
+            per result of :meth:`explain_batch`.
+        """
         size = int(batch[0].shape[0])
         if target.mode == "index":
             indices = np.broadcast_to(target.indices, (size,))
         else:
             indices = np.zeros((size,), np.int64)
         seed = getattr(self, "seed", None)
-        seed = np.random.randint(2**31 - 1) if seed is None else seed
+        seed = random.fresh_seed() if seed is None else seed
         tensors = tuple(tf.convert_to_tensor(item) for item in batch)
         variant = self.trace_variant(tensors)
         key = target.trace_key() if variant is None else (target.trace_key(), variant)
@@ -388,6 +631,17 @@ class Analyzer:
         )
         return self._compiled(key, arguments), arguments
 
+    # -- internals ---------------------------------------------------------
+    def _multi_input(self, count: int) -> bool:
+        if self.plan is not None:
+            return len(self.plan.input_keys) > 1
+        return count > 1
+
+    def _run_batch(self, batch, target: Target, first_row: int):
+        function, arguments = self.prepare_batch(batch, target, first_row)
+        results = function(*arguments)
+        return [np.asarray(result.numpy(), dtype=np.float32) for result in results]
+
     def _compiled(self, key, arguments) -> Callable:
         """The function for ``key``, as a concrete function per input signature.
 
@@ -395,7 +649,7 @@ class Analyzer:
         (a few hundred microseconds, much of a small model's gradient).
         """
         function = self._function_for(key)
-        if not self.traceable:
+        if not self.compiled and key != ("outputs",):
             return function
         signature = (key, *((t.shape, t.dtype) for t in tf.nest.flatten(arguments)))
         concrete = self._concrete.get(signature)
@@ -404,6 +658,8 @@ class Analyzer:
         return concrete
 
     def _function_for(self, key):
+        if key == ("outputs",) and key not in self._functions:  # the explained output
+            self._functions[key] = tf.function(functools.partial(_outputs_entry, self))
         if key not in self._functions:
             trace_key, variant = key if isinstance(key, tuple) else (key, None)
             mode, function = (
@@ -414,31 +670,11 @@ class Analyzer:
             # function's code object, which all analyzers' closures would share,
             # and would warn about "retracing" when a user creates several.
             explain = functools.partial(_explain_entry, self, target, variant)
-            self._functions[key] = tf.function(explain) if self.traceable else explain
+            self._functions[key] = tf.function(explain) if self.compiled else explain
         return self._functions[key]
-
-    def _analyze_dataset(self, dataset, target, batch_size):
-        target_array = None
-        if target is not None and not isinstance(target, str) and not callable(target):
-            target_array = np.asarray(target)
-        pieces, offset = [], 0
-        for element in dataset:
-            x = element[0] if isinstance(element, tuple) else element
-            size = int(keras.tree.flatten(x)[0].shape[0])
-            batch_target = target
-            if target_array is not None and target_array.ndim == 1:
-                batch_target = target_array[offset : offset + size]
-            result = self._analyze(x, batch_target, batch_size, split=True)
-            pieces.append(result if isinstance(result, list) else [result])
-            offset += size
-        if not pieces:
-            raise ValueError("The dataset passed as x yielded no batches.")
-        results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
-        return results if len(results) > 1 else results[0]
 
     def _standardize(self, x) -> list[tf.Tensor | np.ndarray]:
         items = list(x) if isinstance(x, list | tuple) else [x]
-        self._input_count = len(items)
         specs = self._input_specs()
         if specs is not None and len(items) != len(specs):
             raise ValueError(

@@ -26,7 +26,6 @@ from keras_explain._spatial import resize
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.gradient import GuidedBackprop
 from keras_explain.analyzers.registry import register
-from keras_explain.targets import fix_target
 
 GLOBAL_AVERAGE_POOLING = (
     keras.layers.GlobalAveragePooling1D,
@@ -88,7 +87,7 @@ class LayerMaps(Backpropagation):
         self._image_input = self._input_for_upsampling()
 
     # -- construction ------------------------------------------------------
-    def _source_keys(self):
+    def attributed_values(self):
         """The chosen layer's output is the one value the maps are made of."""
         self.layer = self._select_layer(self._layer_argument)
         key = self.plan.output_key_of(self.layer)
@@ -234,7 +233,8 @@ class LayerMaps(Backpropagation):
         """One map per sample."""
         return 1
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The maps of one batch: :meth:`combine` of the layer's gradients and values."""
         gradients, sources = self.backward(inputs, target, indices)
         activations = tf.cast(sources[0], tf.float32)
         maps = self.combine(tf.cast(gradients[0], tf.float32), activations)
@@ -441,8 +441,9 @@ class CAM(LayerMaps):
                     return layer
         return super().default_layer(candidates)
 
-    def _source_keys(self):
-        keys, embedded = super()._source_keys()
+    def attributed_values(self):
+        """The layer's output and the pooled features after it (the head's input)."""
+        keys, embedded = super().attributed_values()
         return keys + [self._pooled_key(keys[0])], embedded + [False]
 
     def _pooled_key(self, key):
@@ -478,7 +479,8 @@ class CAM(LayerMaps):
             )
         return pooled.outputs[0]
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """``sum_c W[c, t] A_c``, ``W`` read as the gradient at the pooled features."""
         gradients, sources = self.backward(inputs, target, indices)
         activations = tf.cast(sources[0], tf.float32)
         weights = tf.reshape(tf.cast(gradients[1], tf.float32), (tf.shape(activations)[0], -1))
@@ -553,12 +555,13 @@ class ScoreCAM(LayerMaps):
                 f"ScoreCAM multiplies the input by masks, impossible for the integer "
                 f"input {self._image_input} of model {self.model.name!r}. Use grad_cam."
             )
-        self._channels = self.plan.shape_of(self._sources[0])[-1]
+        self._channels = self.plan.shape_of(self.source_keys[0])[-1]
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """Softmax over channels of the masked inputs' scores, then the weighted map."""
         output, values = self.forward(inputs)
-        activations = tf.cast(values[self._sources[0]], tf.float32)
-        target, indices = fix_target(output, target, indices)
+        activations = tf.cast(values[self.source_keys[0]], tf.float32)
+        target, indices, _ = self.fixed_target(inputs, target, indices, output)
         scores = self.masked_scores(inputs, activations, target, indices)
         weights = tf.nn.softmax(scores, axis=1)
         return [self.finish_maps(_weighted_sum(weights, activations), inputs)]
@@ -566,44 +569,35 @@ class ScoreCAM(LayerMaps):
     def masked_scores(self, inputs, activations, target, indices) -> tf.Tensor:
         """Target scores ``(B, C)`` of the input masked by each normalized channel.
 
-        The masked inputs run in passes of at most ``internal_batch_size`` rows
+        The masked inputs are the copies of :meth:`Analyzer.run_copies
+        <keras_explain.analyzers.base.Analyzer.run_copies>` (copy ``k``: the input
+        masked by channel ``k``), in passes of at most ``internal_batch_size`` rows
         (default: from the memory budget), inside one ``tf.while_loop``.
         """
-        channels = self._channels
-        batch = tf.shape(activations)[0]
-        rows = self.rows_per_pass(
-            [tuple(x.shape[1:]) for x in inputs], backward=False, override=self.internal_batch_size
-        )
-        per_pass = max(1, rows // (inputs[0].shape[0] or 1))
         size = self.input_size(inputs)
         axes = self._spatial_axes()
         rank = activations.shape.rank
 
-        def body(start, count, scores):
+        def make(start, count):
             chosen = tf.range(start, start + count)
             masks = resize(tf.gather(activations, chosen, axis=-1), size)
             low = tf.reduce_min(masks, axis=axes, keepdims=True)
             high = tf.reduce_max(masks, axis=axes, keepdims=True)
             masks = tf.math.divide_no_nan(masks - low, high - low)
             masks = tf.transpose(masks, [rank - 1] + list(range(rank - 1)))  # (count, B, ...)
-            masked = []
-            for position, x in enumerate(inputs):
-                if position == self._image_input:
-                    product = x[None] * tf.cast(masks[..., None], x.dtype)
-                    masked.append(tf.reshape(product, tf.concat([[-1], tf.shape(x)[1:]], 0)))
-                else:
-                    masked.append(
-                        tf.tile(x, tf.concat([[count], tf.ones([x.shape.rank - 1], tf.int32)], 0))
-                    )
-            tiled = None if indices is None else tf.tile(indices, [count])
-            output, _ = self.forward(masked)
-            values = tf.cast(self.scores(output, target, tiled), tf.float32)
-            return tf.tensor_scatter_nd_update(
-                scores, chosen[:, None], tf.reshape(values, tf.stack([count, batch]))
-            )
+            masked = [
+                x[None] * tf.cast(masks[..., None], x.dtype)
+                if position == self._image_input
+                else _batching.copies(x, count)
+                for position, x in enumerate(inputs)
+            ]
+            return masked, None
 
-        initial = tf.zeros(tf.stack([channels, batch]))
-        scores = _batching.run_in_passes(channels, per_pass, body, initial, self.progress())
+        def evaluate(flat, count):
+            output, _ = self.forward(flat)
+            return [self.scores(output, target, _batching.repeat(indices, count))]
+
+        scores = self.run_copies(inputs, self._channels, make, evaluate, backward=False)
         return tf.transpose(scores)
 
 
@@ -666,9 +660,10 @@ class GuidedGradCAM(GradCAM):
         """Shaped like the input(s)."""
         return input_count
 
-    def _explain(self, inputs, target, indices, seed, params):
-        maps = super()._explain(inputs, target, indices, seed, params)[0]
-        result = list(self.guided._explain(inputs, target, indices, seed, params))
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """Guided backprop of the input times the upsampled Grad-CAM map."""
+        maps = super().explain_batch(inputs, target, indices, seed, params)[0]
+        result = list(self.guided.explain_batch(inputs, target, indices, seed, params))
         guided = result[self._image_input]
         if guided.shape.rank > maps.shape.rank:
             maps = maps[..., None]

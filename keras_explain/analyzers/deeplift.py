@@ -1,4 +1,4 @@
-"""DeepLIFT family: DeepLIFT (Rescale rule), DeepLiftShap and GradientShap.
+"""DeepLIFT family: DeepLIFT (Rescale rule) and DeepLiftShap.
 
 :class:`DeepLift` (Shrikumar et al. 2017, "Learning Important Features Through
 Propagating Activation Differences", arXiv:1704.02685) explains the difference
@@ -24,23 +24,20 @@ layer used twice (a shared ``ReLU``) gets the multipliers of each call
 (Captum's issue #1082 does not arise).
 
 :class:`DeepLiftShap` averages DeepLIFT over a background set of baselines
-(Captum's ``DeepLiftShap``); :class:`GradientShap` is Captum's ``GradientShap``
-(the expected-gradients estimator of Lundberg & Lee 2017).
+(Captum's ``DeepLiftShap``). Captum's ``GradientShap`` is a wrapper around the
+gradient: :class:`~keras_explain.analyzers.gradient_wrappers.GradientShap`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
-from keras_explain import _batching, _random, _validate
+from keras_explain import _batching, _validate
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.registry import register
-from keras_explain.analyzers.wrappers import Wrapper, _AroundGradient
 from keras_explain.lrp.rules import vjp
-from keras_explain.targets import fix_target
 
 
 @register("deeplift")
@@ -147,7 +144,7 @@ class DeepLift(Backpropagation):
         stacked = [tf.concat([x, tf.cast(b, x.dtype)], 0) for x, b in zip(points, baselines)]
         model_inputs = [
             tf.concat([x, x], 0) if emb else values
-            for x, values, emb in zip(inputs, stacked, self._embedded or [False] * len(inputs))
+            for x, values, emb in zip(inputs, stacked, self.embedded or [False] * len(inputs))
         ]
         with tf.GradientTape() as tape:
             tape.watch(stacked)
@@ -249,66 +246,6 @@ def _max_pool(forward, inputs, eps):
     return apply(*inputs)
 
 
-def checked_background(owner: str, background: Any, specs) -> list[np.ndarray]:
-    """A background set of baselines, one ``(N, *sample_shape)`` float32 array per input.
-
-    Raises:
-        ValueError: For a missing or empty background, the wrong number of
-            entries for a multi-input model, a shape that does not match one
-            sample of the model's input, or non-finite values.
-    """
-    count = 1 if specs is None else len(specs)
-    if background is None:
-        raise ValueError(
-            f"{owner} needs background=, an array of baselines shaped (N, *sample shape). "
-            "Received: background=None."
-        )
-    if count > 1:
-        if not isinstance(background, list | tuple) or len(background) != count:
-            received = len(background) if isinstance(background, list | tuple) else "an array"
-            raise ValueError(
-                f"{owner}: background needs one array per model input ({count}). "
-                f"Received: {received}."
-            )
-        items = list(background)
-    else:
-        items = [background]
-    arrays = []
-    for position, item in enumerate(items):
-        integer = specs is not None and tf.as_dtype(specs[position].dtype).is_integer
-        array = np.asarray(item, dtype=np.int32 if integer else np.float32)  # tokens stay ids
-        sample = None if specs is None else tuple(specs[position].shape[1:])
-        if array.ndim == 0 or array.shape[0] == 0:
-            raise ValueError(
-                f"{owner}: background is empty. Received: background of shape {array.shape}. "
-                "Pass at least one baseline, shaped (N, *sample shape)."
-            )
-        if sample is not None and not _validate._matches(array.shape[1:], sample):
-            raise ValueError(
-                f"{owner}: background must be shaped (N, {', '.join(map(str, sample))}), a "
-                f"stack of baselines each shaped like one sample. Received: shape {array.shape}."
-            )
-        if not np.isfinite(array).all():
-            raise ValueError(
-                f"{owner}: background contains NaN or Inf values. Received: background of "
-                f"shape {array.shape}."
-            )
-        arrays.append(array)
-    if len({a.shape[0] for a in arrays}) > 1:
-        raise ValueError(
-            f"{owner}: every input's background needs the same number of baselines. "
-            f"Received: {[a.shape[0] for a in arrays]}."
-        )
-    return arrays
-
-
-def _repeat(tensor, size):
-    """``(B, ...)`` -> ``(size * B, ...)``: ``size`` copies of the batch, copy-major."""
-    shape = tf.shape(tensor)
-    tiled = tf.broadcast_to(tensor[None], tf.concat([[size], shape], 0))
-    return tf.reshape(tiled, tf.concat([[-1], shape[1:]], 0))
-
-
 @register("deeplift_shap")
 class DeepLiftShap(DeepLift):
     """DeepLIFT averaged over a background set of baselines (Captum's ``DeepLiftShap``).
@@ -364,169 +301,35 @@ class DeepLiftShap(DeepLift):
             )
         super().__init__(model, eps=eps, **kwargs)
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
-        self.background = checked_background(type(self).__name__, background, self._input_specs())
+        self.background = _validate.background_set(
+            type(self).__name__, background, self._input_specs()
+        )
 
     def _check_batch(self, shapes, split):
         pass
 
-    def _explain(self, inputs, target, indices, seed, params):
-        target, indices = fix_target(self.forward(inputs)[0], target, indices)
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The mean of DeepLIFT over the background rows, in passes of copies."""
+        target, indices, _ = self.fixed_target(inputs, target, indices)
         background = [tf.cast(tf.constant(b), x.dtype) for b, x in zip(self.background, inputs)]
-        count = int(self.background[0].shape[0])
-        batch = inputs[0].shape[0] or 1
-        rows = self.rows_per_pass(
-            [tuple(x.shape[1:]) for x in inputs], backward=True, override=self.internal_batch_size
-        )
-        per_pass = max(1, rows // batch)  # the factor counts both halves of [x; x']
-
-        def body(start, size, totals):
-            copies = [_repeat(x, size) for x in inputs]
-            baselines = []
-            for x, base in zip(inputs, background):
-                rows_of_pass = base[start : start + size][:, None]  # (size, 1, ...)
-                shape = tf.concat([[size], tf.shape(x)], 0)
-                flat = tf.concat([[-1], tf.shape(x)[1:]], 0)
-                baselines.append(tf.reshape(tf.broadcast_to(rows_of_pass, shape), flat))
-            values = self.deltas(copies, baselines, target, tf.tile(indices, [size]))
-            return [
-                total
-                + tf.reduce_sum(
-                    tf.reshape(v, tf.concat([[size, tf.shape(x)[0]], tf.shape(v)[1:]], 0)), axis=0
-                )
-                for total, v, x in zip(totals, values, inputs)
-            ]
-
-        totals = _batching.run_in_passes(
-            count, per_pass, body, [tf.zeros(())] * len(inputs), self.progress(), relax=True
-        )
-        return self.finish([total / count for total in totals], inputs)
-
-
-@register("gradient_shap")
-class GradientShap(_AroundGradient, Wrapper):
-    """GradientShap (Captum's ``GradientShap``): expected gradients with random baselines.
-
-    Each sample gets ``samples`` copies; copy ``k`` draws a baseline ``x'_k``
-    uniformly from the rows of ``background``, Gaussian noise
-    ``x̃_k = x + N(0, stddev²)`` and a point ``α_k ~ U(0, 1)``, and contributes
-    ``(x̃_k − x'_k) ⊙ ∇f_t(x'_k + α_k (x̃_k − x'_k))``; the result is the mean
-    over copies (Lundberg & Lee 2017, arXiv:1705.07874; Erion et al. 2021's
-    expected gradients with noise). In expectation it sums to about
-    ``f_t(x) − E[f_t(x')]``; on a linear model every copy gives exactly
-    ``(x̃_k − x'_k) ⊙ w``. The draws of copy ``k`` come from the seed
-    ``[seed · 7919 + stream, k]`` and are shared by the samples of a batch
-    (each sample still gets ``samples`` independent draws), so a seed gives the
-    same result whatever ``batch_size`` and ``internal_batch_size``. For token
-    inputs ``background`` holds token ids ``(N, T)``; paths and noise run between
-    their embeddings and the explained tokens' (``stddev`` in embedding units),
-    with the explained tokens' mask.
-
-    Args:
-        model: A Keras model (subclassed models work too).
-        background: Baselines shaped ``(N, *sample_shape)``; a list of such
-            arrays (same ``N``) for a multi-input model.
-        samples: Copies per sample (default 5, Captum's ``n_samples``).
-        stddev: Standard deviation of the noise added to the input (default
-            0.0, Captum's ``stdevs``), in the input's units.
-        seed: Seed of the draws (default: fresh every call).
-        internal_batch_size: Rows per pass (default: from the memory budget).
-        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
-            ``neuron_selection_mode``, ``verbose``.
-
-    Returns:
-        ``analyze(x, target)`` returns attributions shaped like x.
-
-    Raises:
-        ValueError: For an empty or misshapen background, ``samples < 1`` or
-            ``stddev < 0``.
-        TypeError: For an unexpected parameter.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> background = np.zeros((3, 4), "float32")
-        >>> kx.GradientShap(model, background=background, seed=0).analyze(
-        ...     np.ones((2, 4), "float32")).shape
-        (2, 4)
-    """
-
-    #: The stream of the baseline indices and path points (the noise uses 0, 1, ...).
-    draw_stream = 4099
-
-    def __init__(
-        self,
-        model,
-        *,
-        background: Any = None,
-        samples: int = 5,
-        stddev: float = 0.0,
-        seed: int | None = None,
-        internal_batch_size: int | None = None,
-        **kwargs: Any,
-    ):
-        self.samples = _validate.positive_int(samples, "samples")
-        self.stddev = _validate.non_negative(stddev, "stddev", " (in the input's units)")
-        self.seed = seed
-        gradient = self._split(model, kwargs)
-        super().__init__(gradient, internal_batch_size=internal_batch_size, **kwargs)
-        self.background = checked_background(type(self).__name__, background, self._input_specs())
-
-    def call_params(self) -> dict[str, Any]:
-        """``samples`` and ``stddev``, read at every call (no retracing)."""
-        samples = _validate.positive_int(self.samples, "samples")
-        stddev = _validate.non_negative(self.stddev, "stddev")
-        return {"samples": np.int32(samples), "stddev": np.float32(stddev)}
-
-    def draws(self, inputs, seed, start, size, stddev, background=None):
-        """Path points and ``x̃ − x'`` of copies ``start .. start + size - 1``, ``(size, B, ...)``.
-
-        Args:
-            inputs: One tensor per model input (token inputs: their embeddings).
-            seed: ``[user_seed, first_row]``, as the compiled function receives it.
-            start: The first copy.
-            size: The number of copies.
-            stddev: The noise's standard deviation.
-            background: The background as tensors shaped like ``inputs``' rows
-                (default: ``self.background``).
-        """
-        background = self.background if background is None else background
-        count = int(background[0].shape[0])
-        uniform = _random.copy_uniform(seed, start, size, 2, stream=self.draw_stream)
-        rows = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
-        points, differences = [], []
-        for position, (x, base) in enumerate(zip(inputs, background)):
-            shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
-            alpha = tf.reshape(tf.cast(uniform[:, 1], x.dtype), shape)
-            baseline = tf.gather(tf.cast(base, x.dtype), rows)[:, None]
-            noise = _random.copy_noise(seed, x, start, size, stream=position)
-            noisy = x[None] + tf.cast(stddev, x.dtype) * noise
-            points.append(baseline + alpha * (noisy - baseline))
-            differences.append(noisy - baseline)
-        return points, differences
-
-    def _explain(self, inputs, target, indices, seed, params):
-        target, indices = self._fixed_target(inputs, target, indices)
-        count = params["samples"]
-        points = self.analyzer.embed(inputs)  # token inputs: paths between embeddings
-        background = self.analyzer.embed([tf.constant(b) for b in self.background])
 
         def make(start, size):
-            return self.draws(points, seed, start, size, params["stddev"], background)[0]
+            # copies of the batch, then each copy's baseline row for every sample
+            rows = [base[start : start + size][:, None] for base in background]
+            shapes = [tf.concat([[size], tf.shape(x)], 0) for x in inputs]
+            baselines = [tf.broadcast_to(row, shape) for row, shape in zip(rows, shapes)]
+            return [_batching.copies(x, size) for x in inputs] + baselines, None
 
-        def evaluate(flat, target, indices):
-            return self._at_points(
-                flat, inputs, lambda x: self.analyzer.backward(x, target, indices)[0]
-            )
+        def evaluate(flat, size):
+            count = len(inputs)
+            rows = _batching.repeat(indices, size)
+            return self.deltas(flat[:count], flat[count:], target, rows)
 
-        def accumulate(totals, values, start, size):
-            differences = self.draws(points, seed, start, size, params["stddev"], background)[1]
-            return [
-                total + tf.reduce_sum(tf.cast(d, tf.float32) * value, axis=0)
-                for total, d, value in zip(totals, differences, values)
-            ]
+        def accumulate(totals, values, aux, start, size):
+            return [total + tf.reduce_sum(value, axis=0) for total, value in zip(totals, values)]
 
+        count = int(self.background[0].shape[0])
         initial = [tf.zeros(())] * len(inputs)
-        totals = self._run(inputs, target, indices, count, make, evaluate, accumulate, initial)
-        return self.analyzer.finish(
-            [total / tf.cast(count, tf.float32) for total in totals], inputs
-        )
+        # the backward memory factor counts both halves of the stacked [x; x'] batch
+        totals = self.run_copies(inputs, count, make, evaluate, accumulate, initial, backward=True)
+        return self.finish([total / count for total in totals], inputs)

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _validate
+from keras_explain import _batching, _validate
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.targets import parse_target
 
@@ -53,7 +53,8 @@ class LayerOutputs(Analyzer):
         self.layers = [self.plan.find_layer(layer) for layer in layers]
         self.keys = [self.plan.output_key_of(layer) for layer in self.layers]
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The requested layers' outputs, as float32."""
         values = self.plan.run(inputs, targets=self.keys)
         return [tf.cast(values[key], tf.float32) for key in self.keys]
 
@@ -73,15 +74,11 @@ class LayerOutputs(Analyzer):
             batch_size, "batch_size", "the whole input in one batch"
         )
         target = parse_target(None, None, None)
-        if isinstance(x, tf.data.Dataset):
-            offset = 0
-            for element in x:
-                part = element[0] if isinstance(element, tuple) else element
-                for outputs in self._array_batches(part, batch_size, target, offset):
-                    offset += len(outputs[0])
-                    yield outputs
+        if not isinstance(x, tf.data.Dataset):
+            yield from self._array_batches(x, batch_size, target, 0)
             return
-        yield from self._array_batches(x, batch_size, target, 0)
+        for first_row, part, _ in _batching.dataset_parts(x, None):
+            yield from self._array_batches(part, batch_size, target, first_row)
 
     def _array_batches(self, x, batch_size, target, offset):
         inputs = self._standardize(x)

@@ -94,7 +94,7 @@ class LRP(Backpropagation):
         if canonizers is None:
             canonizers = [canonizers_module.BatchNormFold()]
         self.canonizers = list(canonizers)
-        keep = {self.output_key, *self._sources}
+        keep = {self.output_key, *self.source_keys}
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
         self._needed = self.plan.upstream([self.output_key])[0]  # steps the output needs
         self._rules = self._assign_rules()  # by op: the same in every variant of the plan
@@ -244,24 +244,24 @@ class LRP(Backpropagation):
     @contextlib.contextmanager
     def _layerwise_mode(self, keys):
         saved = (
-            self._sources,
-            self._embedded,
+            self.source_keys,
+            self.embedded,
             self._functions,
             self._concrete,
             self.returns_maps,
         )
-        self._sources, self._embedded = list(keys), [False] * len(keys)
+        self.source_keys, self.embedded = list(keys), [False] * len(keys)
         self._functions, self._concrete = self._layer_functions.setdefault(tuple(keys), ({}, {}))
         self._layerwise, self.returns_maps = True, False
         try:
             yield
         finally:
-            self._sources, self._embedded, self._functions, self._concrete = saved[:4]
+            self.source_keys, self.embedded, self._functions, self._concrete = saved[:4]
             self.returns_maps = saved[4]
             self._layerwise = False
 
-    def _multi_input(self) -> bool:
-        return self._layerwise or super()._multi_input()
+    def _multi_input(self, count: int) -> bool:
+        return self._layerwise or super()._multi_input(count)
 
 
 @register("lrp.z")

@@ -7,13 +7,15 @@ analyzer's backward pass along the straight path from a baseline to the input
 backpropagation analyzer: gradient, guided backprop, deconvnet, every LRP
 analyzer, CAM maps (NoiseTunnel only). :class:`SmoothGrad`,
 :class:`SquareGrad`, :class:`VarGrad` and :class:`IntegratedGradients` are
-these wrappers around :class:`~keras_explain.analyzers.gradient.Gradient`.
+these wrappers around :class:`~keras_explain.analyzers.gradient.Gradient`
+(:mod:`keras_explain.analyzers.gradient_wrappers`).
 
 Memory does not grow with ``samples`` or ``steps``: the copies of a batch run
-in passes of at most ``internal_batch_size`` rows (default: as many as fit in
-:func:`keras_explain.config.memory_budget`), inside one ``tf.while_loop`` of
-the analyzer's compiled function, and are accumulated as running sums (VarGrad
-as running means and sums of squared deviations, merged as Chan et al. 1979).
+through :meth:`~keras_explain.analyzers.base.Analyzer.run_copies` in passes of at
+most ``internal_batch_size`` rows (default: as many as fit in
+:func:`keras_explain.config.memory_budget`), inside one ``tf.while_loop`` of the
+analyzer's compiled function, and are accumulated as running sums (VarGrad as
+running means and sums of squared deviations, merged as Chan et al. 1979).
 ``samples`` and ``steps`` are passed to the compiled function as tensors:
 changing them between calls does not retrace.
 """
@@ -25,13 +27,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_explain import _batching, _random, _validate
-from keras_explain.analyzers.backprop import Backpropagation, tile_rows
+from keras_explain import _batching, _validate, random
+from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.base import Analyzer, keyword_parameters
 from keras_explain.analyzers.cam import LayerMaps
-from keras_explain.analyzers.gradient import Gradient
-from keras_explain.analyzers.registry import register
-from keras_explain.targets import fix_target
 
 QUADRATURES = ("trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 NOISE_KINDS = ("smoothgrad", "squaregrad", "vargrad")
@@ -76,6 +75,13 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return (k + offset) / steps, np.full(steps, 1.0 / steps)
 
 
+def _bound(name: str) -> property:
+    """An attribute of the wrapped analyzer, read through the wrapper."""
+    return property(
+        lambda self: getattr(self.analyzer, name), doc=f"The wrapped analyzer's ``{name}``."
+    )
+
+
 class Wrapper(Analyzer):
     """Base of the wrappers: the analyze contract is the wrapped analyzer's.
 
@@ -114,24 +120,18 @@ class Wrapper(Analyzer):
             )
         self.analyzer = analyzer
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
-        self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
-        # the contract (model, explained output, target checks) is the wrapped analyzer's
-        for attribute in (
-            "model",
-            "plan",
-            "output_key",
-            "output_layer",
-            "output_index",
-            "strip_softmax",
-            "neuron_selection_mode",
-            "returns_maps",
-        ):
-            setattr(self, attribute, getattr(analyzer, attribute))
-        self._functions = {}
-        self._concrete = {}
-        self._num_outputs = None
-        self._input_count = 1
-        self._variant = None
+        self._start(verbose)
+
+    # the contract (model, explained output, target checks) is the wrapped analyzer's
+    model = _bound("model")
+    plan = _bound("plan")
+    output_key = _bound("output_key")
+    output_layer = _bound("output_layer")
+    output_index = _bound("output_index")
+    strip_softmax = _bound("strip_softmax")
+    neuron_selection_mode = _bound("neuron_selection_mode")
+    returns_maps = _bound("returns_maps")
+    backward_memory_factor = _bound("backward_memory_factor")
 
     @classmethod
     def parameters(cls) -> list[str]:
@@ -142,65 +142,29 @@ class Wrapper(Analyzer):
         """Run the model (see :meth:`Analyzer.forward`), through the wrapped analyzer."""
         return self.analyzer.forward(inputs, hook, watch)
 
-    def _standardize(self, x):
-        inputs = super()._standardize(x)
-        self.analyzer._input_count = self._input_count
-        return inputs
+    def at_points(self, points, inputs, size, run):
+        """``run(model_inputs)`` on ``size`` copies ``points`` of the attributed values.
 
-    def _fixed_target(self, inputs, target, indices):
-        """The clean input's argmax for ``target=None``: every copy explains the same output."""
-        if target.mode != "max":
-            return target, indices
-        return fix_target(self.forward(inputs)[0], target, indices)
+        Args:
+            points: One ``(size * B, ...)`` tensor per input, copy-major: copies of
+                the wrapped analyzer's attributed values (:meth:`Backpropagation.embed`).
+            inputs: The batch, ``(B, ...)`` per input.
+            size: Copies per sample.
+            run: ``run(model_inputs) -> values``.
 
-    def _at_points(self, flat, inputs, run):
-        """``run(model_inputs)`` on copies ``flat`` of the analyzer's attributed values.
-
-        For token inputs ``flat`` holds embeddings: the model runs on the tokens,
-        tiled once per copy (they set the masks), with the Embedding outputs
-        replaced by ``flat``.
+        For token inputs ``points`` holds embeddings: the model runs on the tokens,
+        repeated once per copy (they set the masks), with the Embedding outputs
+        replaced by ``points``.
         """
-        if not any(self.analyzer._embedded):
-            return run(flat)
-        copies = tf.shape(flat[0])[0] // tf.shape(inputs[0])[0]
+        embedded = self.analyzer.embedded
+        if not any(embedded):
+            return run(points)
         model_inputs = [
-            tile_rows(x, copies) if emb else values
-            for x, values, emb in zip(inputs, flat, self.analyzer._embedded)
+            _batching.repeat(x, size) if emb else values
+            for x, values, emb in zip(inputs, points, embedded)
         ]
-        with self.analyzer.substituted(flat):
+        with self.analyzer.substituted(points):
             return run(model_inputs)
-
-    def _copies_per_pass(self, inputs) -> int:
-        batch = inputs[0].shape[0] or 1
-        rows = self.analyzer.rows_per_pass(
-            [tuple(x.shape[1:]) for x in inputs], backward=True, override=self.internal_batch_size
-        )
-        return max(1, rows // batch)
-
-    def _run(self, inputs, target, indices, count, make, evaluate, accumulate, initial):
-        """Evaluate ``count`` copies of every sample in passes; returns the accumulator.
-
-        ``make(start, size)`` returns the copies of a pass, one ``(size, B, ...)``
-        tensor per input; ``evaluate(flat, target, indices)`` their values, one
-        ``(size * B, ...)`` tensor per source; ``accumulate(acc, values, start,
-        size)`` folds the values, reshaped ``(size, B, ...)``, into the running
-        accumulator (which starts as scalars and takes its shape on the first pass).
-        """
-        batch = tf.shape(inputs[0])[0]
-
-        def body(start, size, acc):
-            copies = make(start, size)
-            flat = [tf.reshape(c, tf.concat([[-1], tf.shape(c)[2:]], 0)) for c in copies]
-            values = evaluate(flat, target, tf.tile(indices, [size]))
-            values = [
-                tf.reshape(tf.cast(v, tf.float32), tf.concat([[size, batch], tf.shape(v)[1:]], 0))
-                for v in values
-            ]
-            return accumulate(acc, values, start, size)
-
-        return _batching.run_in_passes(
-            count, self._copies_per_pass(inputs), body, initial, self.progress(), relax=True
-        )
 
 
 class NoiseTunnel(Wrapper):
@@ -286,7 +250,7 @@ class NoiseTunnel(Wrapper):
             axes = list(range(1, x.shape.rank))
             spread = tf.reduce_max(x, axes, keepdims=True) - tf.reduce_min(x, axes, keepdims=True)
             sigma = tf.cast(noise_scale, x.dtype) * spread
-            noise = _random.copy_noise(seed, x, start, size, stream=position)
+            noise = random.copy_noise(seed, x, start, size, stream=position)
             copies.append(x[None] + noise * sigma[None])
         return copies
 
@@ -300,42 +264,45 @@ class NoiseTunnel(Wrapper):
         points = self.analyzer.embed(inputs)
         return self.noise(points, seed, 0, self.samples, self.noise_scale)
 
-    def _explain(self, inputs, target, indices, seed, params):
-        target, indices = self._fixed_target(inputs, target, indices)
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The combined attributions of the noisy copies (mean, mean square or variance)."""
+        target, indices, _ = self.fixed_target(inputs, target, indices)
         count = params["samples"]
         outputs = self.analyzer.output_count(len(inputs))
         points = self.analyzer.embed(inputs)
 
         def make(start, size):
-            return self.noise(points, seed, start, size, params["noise_scale"])
+            return self.noise(points, seed, start, size, params["noise_scale"]), None
 
-        def evaluate(flat, target, indices):
-            return self._at_points(
+        def evaluate(flat, size):
+            rows = _batching.repeat(indices, size)
+            return self.at_points(
                 flat,
                 inputs,
-                lambda x: self.analyzer._explain(x, target, indices, seed, params["analyzer"]),
+                size,
+                lambda x: self.analyzer.explain_batch(x, target, rows, seed, params["analyzer"]),
             )
 
         if self.kind == "vargrad":
             initial = (tf.zeros(()), [tf.zeros(())] * outputs, [tf.zeros(())] * outputs)
-            _, _, squares = self._run(
-                inputs, target, indices, count, make, evaluate, _merge_moments, initial
+            _, _, squares = self.run_copies(
+                inputs, count, make, evaluate, _merge_moments, initial, backward=True
             )
             return [m2 / tf.cast(count, tf.float32) for m2 in squares]
         square = self.kind == "squaregrad"
 
-        def accumulate(totals, values, start, size):
+        def accumulate(totals, values, aux, start, size):
             return [
                 total + tf.reduce_sum(tf.square(v) if square else v, axis=0)
                 for total, v in zip(totals, values)
             ]
 
         initial = [tf.zeros(())] * outputs
-        totals = self._run(inputs, target, indices, count, make, evaluate, accumulate, initial)
+        totals = self.run_copies(inputs, count, make, evaluate, accumulate, initial, backward=True)
         return [total / tf.cast(count, tf.float32) for total in totals]
 
 
-def _merge_moments(acc, values, start, size):
+def _merge_moments(acc, values, aux, start, size):
     """Fold a pass's values into running (count, means, sums of squared deviations).
 
     Chan, Golub & LeVeque 1979: exact, and stable where ``E[a²] − E[a]²`` is not.
@@ -476,8 +443,9 @@ class PathIntegral(Wrapper):
                 base = _validate.baseline(base, shape[1:])
             _validate.batch_baseline(base, shape, split)
 
-    def _explain(self, inputs, target, indices, seed, params):
-        target, indices = self._fixed_target(inputs, target, indices)
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """``(x − x') ⊙ Σ_k w_k G(x' + α_k (x − x'))`` over the quadrature points."""
+        target, indices, _ = self.fixed_target(inputs, target, indices)
         baselines = (
             self.baseline if isinstance(self.baseline, list) else [self.baseline] * len(inputs)
         )
@@ -499,22 +467,23 @@ class PathIntegral(Wrapper):
                 shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
                 alpha = tf.reshape(tf.cast(points, x.dtype), shape)
                 copies.append(base[None] + alpha * (x - base)[None])
-            return copies
+            return copies, None
 
-        def evaluate(flat, target, indices):
-            return self._at_points(
-                flat, inputs, lambda x: self.analyzer.backward(x, target, indices)[0]
+        def evaluate(flat, size):
+            rows = _batching.repeat(indices, size)
+            return self.at_points(
+                flat, inputs, size, lambda x: self.analyzer.backward(x, target, rows)[0]
             )
 
-        def accumulate(totals, values, start, size):
+        def accumulate(totals, values, aux, start, size):
             weight = tf.cast(weights[start : start + size], tf.float32)
             return [
                 total + tf.tensordot(weight, value, axes=1) for total, value in zip(totals, values)
             ]
 
         initial = [tf.zeros(())] * len(inputs)
-        totals = self._run(
-            inputs, target, indices, params["steps"], make, evaluate, accumulate, initial
+        totals = self.run_copies(
+            inputs, params["steps"], make, evaluate, accumulate, initial, backward=True
         )
         return self.analyzer.finish(
             [
@@ -522,175 +491,4 @@ class PathIntegral(Wrapper):
                 for x, base, total in zip(values, baselines, totals)
             ],
             inputs,
-        )
-
-
-# -- the gradient methods, as wrappers around Gradient ---------------------------------------
-class _AroundGradient:
-    """Mixin: a wrapper built from ``model`` and Gradient's keyword arguments."""
-
-    @classmethod
-    def parameters(cls) -> list[str]:
-        """The wrapper's own parameters and Gradient's."""
-        own = [name for name in super().parameters() if name != "kind"]
-        return own + [name for name in Gradient.parameters() if name not in own]
-
-    @classmethod
-    def _split(cls, model, kwargs: dict) -> Gradient:
-        _validate.unexpected_parameters(
-            cls.__name__, set(kwargs) - set(cls.parameters()), cls.parameters()
-        )
-        gradient_kwargs = {
-            key: kwargs.pop(key) for key in list(kwargs) if key in Gradient.parameters()
-        }
-        if "verbose" in gradient_kwargs:
-            kwargs["verbose"] = gradient_kwargs.pop("verbose")
-        return Gradient(model, **gradient_kwargs)
-
-
-_NOISE_DOC = """
-
-    A :class:`NoiseTunnel` of kind ``"{kind}"`` around
-    :class:`~keras_explain.analyzers.gradient.Gradient`.
-
-    Args:
-        model: A Keras model (subclassed models work too).
-        samples: Number of noisy copies per input (default 50).
-        noise_scale: Noise standard deviation as a fraction of each sample's
-            value range: ``sigma = noise_scale * (max(x) - min(x))`` (default 0.1).
-        seed: Seed; the same seed gives the same result, whatever ``batch_size``.
-        internal_batch_size: Rows per backward pass (default: as many as fit in
-            :func:`keras_explain.config.memory_budget`).
-        **kwargs: ``at_layer``, ``output_layer``, ``output_index``,
-            ``strip_softmax``, ``verbose``.
-
-    Raises:
-        ValueError: For ``samples < 1`` or ``noise_scale < 0``.
-        TypeError: For an unexpected parameter.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> kx.{name}(model, samples=8, seed=0).analyze(np.ones((2, 4), "float32")).shape
-        (2, 4)
-"""
-
-
-class _NoiseAroundGradient(_AroundGradient, NoiseTunnel):
-    kind_name = "smoothgrad"
-
-    def __init__(
-        self,
-        model,
-        *,
-        samples: int = 50,
-        noise_scale: float = 0.1,
-        seed: int | None = None,
-        internal_batch_size: int | None = None,
-        **kwargs: Any,
-    ):
-        gradient = self._split(model, kwargs)
-        super().__init__(
-            gradient,
-            kind=self.kind_name,
-            samples=samples,
-            noise_scale=noise_scale,
-            seed=seed,
-            internal_batch_size=internal_batch_size,
-            **kwargs,
-        )
-
-
-@register("smoothgrad")
-class SmoothGrad(_NoiseAroundGradient):  # noqa: D101  (docstring built from _NOISE_DOC)
-    __doc__ = (
-        "SmoothGrad: the mean gradient over noisy copies (Smilkov et al. 2017, arXiv:1706.03825)."
-        + _NOISE_DOC.format(kind="smoothgrad", name="SmoothGrad")
-    )
-    kind_name = "smoothgrad"
-
-
-@register("squaregrad")
-class SquareGrad(_NoiseAroundGradient):  # noqa: D101
-    __doc__ = (
-        "SquareGrad: the mean squared gradient over noisy copies (Hooker et al. 2019, "
-        "arXiv:1806.10758)." + _NOISE_DOC.format(kind="squaregrad", name="SquareGrad")
-    )
-    kind_name = "squaregrad"
-
-
-@register("vargrad")
-class VarGrad(_NoiseAroundGradient):  # noqa: D101
-    __doc__ = (
-        "VarGrad: the variance of the gradient over noisy copies (Adebayo et al. 2018, "
-        "arXiv:1810.03307)." + _NOISE_DOC.format(kind="vargrad", name="VarGrad")
-    )
-    kind_name = "vargrad"
-
-
-@register("integrated_gradients")
-class IntegratedGradients(_AroundGradient, PathIntegral):
-    """Integrated Gradients (Sundararajan et al. 2017, arXiv:1703.01365).
-
-    ``(x - x') * sum_k w_k grad f(x' + alpha_k (x - x'))`` with the quadrature
-    points and weights of :func:`quadrature`: a :class:`PathIntegral` around
-    :class:`~keras_explain.analyzers.gradient.Gradient`.
-
-    Args:
-        model: A Keras model (subclassed models work too).
-        steps: Number of path points (default 64).
-        method: ``"trapezoid"`` (default; both end points), ``"riemann_left"``,
-            ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
-        baseline: The reference input ``x'``: a scalar, an array shaped like one
-            sample, or an array shaped like the batch (default 0). A list for
-            a multi-input model. For token inputs: a token id (default 0, the
-            padding id) or an embedding array ``(T, D)`` or ``(B, T, D)``; the
-            result is per token ``(B, T)``, 0 at masked positions.
-        internal_batch_size: Rows per backward pass (default: as many as fit in
-            :func:`keras_explain.config.memory_budget`).
-        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
-            ``neuron_selection_mode``, ``verbose``.
-
-    Returns:
-        ``analyze(x)`` returns attributions shaped like x whose sum per sample
-        approximates ``f_t(x) - f_t(x')`` (completeness).
-
-    Raises:
-        ValueError: For a bad ``steps``/``method``, a baseline of the wrong
-            shape, or ``at_layer`` (not supported: build a sub-model that
-            starts at the layer instead).
-        TypeError: For an unexpected parameter.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> kx.IntegratedGradients(model, steps=16).analyze(np.ones((2, 4), "float32")).shape
-        (2, 4)
-    """
-
-    def __init__(
-        self,
-        model,
-        *,
-        steps: int = 64,
-        method: str = "trapezoid",
-        baseline: Any = 0.0,
-        internal_batch_size: int | None = None,
-        **kwargs: Any,
-    ):
-        quadrature(method, steps)
-        if kwargs.get("at_layer") is not None:
-            raise ValueError(
-                "IntegratedGradients integrates along a path in input space and does not "
-                f"support at_layer. Received: at_layer={kwargs['at_layer']!r}. Build a "
-                "sub-model that starts at that layer and explain its input instead."
-            )
-        gradient = self._split(model, kwargs)
-        super().__init__(
-            gradient,
-            steps=steps,
-            method=method,
-            baseline=baseline,
-            internal_batch_size=internal_batch_size,
-            **kwargs,
         )

@@ -74,9 +74,9 @@ class _Evaluator(Perturbation):
             outputs = tf.nn.softmax(tf.cast(flat, tf.float32), axis=-1)
         return super().scores(outputs, target, indices)
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
         x = self.single_input(inputs)
-        target, indices, clean = self.fixed_target(x, target, indices)
+        target, indices, clean = self.clean_scores(x, target, indices)
         columns = [
             tf.fill(tf.shape(clean), -1.0) if indices is None else tf.cast(indices, tf.float32),
             clean,
@@ -140,23 +140,16 @@ def fixed_target(analyzer: Any, x: np.ndarray, target: Any) -> Any:
     """``target=None`` resolved to the clean argmax of an analyzer's explained output.
 
     Metrics that explain many inputs derived from ``x`` (noisy copies, randomized
-    models) use it so that every explanation is of the same output. Other
-    targets, and explainers that are plain callables, are returned unchanged.
+    models) use it so that every explanation is of the same output
+    (:meth:`Analyzer.resolve_target
+    <keras_explain.analyzers.base.Analyzer.resolve_target>`). Other targets, and
+    explainers that are plain callables, are returned unchanged.
     """
     from keras_explain.analyzers.base import Analyzer
 
-    if target is not None or not isinstance(analyzer, Analyzer):
+    if not isinstance(analyzer, Analyzer):
         return target
-    indices, _, _ = evaluate(
-        analyzer.model,
-        x,
-        None,
-        Job(0, None),
-        output_index=analyzer.output_index,
-        output_layer=analyzer.output_layer,
-        strip_softmax=analyzer.strip_softmax,
-    )
-    return indices
+    return analyzer.resolve_target(x, target)
 
 
 def as_batch(x: Any, function: str) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain.visualize import _checks
 from keras_explain.visualize.maps import (
     ColormapLike,
     as_rgb,
@@ -101,7 +102,7 @@ def plot_explanations(
         else:
             picture = drawers[kind](relevance, **options)
         columns.append((name, picture))
-    _check_labels(labels, samples)
+    _checks.labels(labels, samples)
     input_column = columns[:1] if show_input else []
     methods = columns[len(input_column) :]
     per_band = len(methods) if not max_columns else max(1, int(max_columns))
@@ -181,7 +182,7 @@ def plot_features(
             f"plot_features needs one feature name per feature ({count}). Received "
             f"{len(names)} feature_names; pass {count} names or None."
         )
-    _check_labels(labels, samples)
+    _checks.labels(labels, samples)
     from matplotlib.figure import Figure
 
     height = 0.25 + 0.18 * count
@@ -283,7 +284,7 @@ def plot_sequences(
                 f"({samples}, {length}, C), like the explanations. Received: shape "
                 f"{np.shape(sequences)}."
             )
-    _check_labels(labels, samples)
+    _checks.labels(labels, samples)
     from matplotlib.figure import Figure
 
     width, height = cell_size
@@ -345,11 +346,6 @@ def _batched(explanations, function: str, rank, hint: str) -> dict[str, np.ndarr
         batch = array.shape[0]
         arrays[name] = array
     return arrays
-
-
-def _check_labels(labels, samples: int) -> None:
-    if labels is not None and len(labels) != samples:
-        raise ValueError(f"labels needs one entry per sample ({samples}). Received {len(labels)}.")
 
 
 def _wrap(name: str, width: int) -> str:

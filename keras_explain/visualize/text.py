@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain.visualize.figures import _check_labels
+from keras_explain.visualize import _checks
 from keras_explain.visualize.maps import ColormapLike, colormap
 
 
@@ -184,7 +184,7 @@ def plot_text(
 
     rows = _text_rows(tokens, scores, "plot_text")
     if labels is not None:
-        _check_labels(labels, len(rows))
+        _checks.labels(labels, len(rows))
     layouts = [_wrap_tokens(words, width) for words, _ in rows]
     heights = [max(1, lines) * 0.32 + (0.3 if labels is not None else 0.1) for _, lines in layouts]
     figure = Figure(figsize=(0.11 * width + 0.4, sum(heights)))

@@ -10,12 +10,16 @@ many perturbed copies of a batch through the model, in passes of bounded size.
   the model in one call.
 - A plain callable ``f(x) -> scores`` (e.g. a scikit-learn pipeline's
   ``predict_proba``) is numpy-only and cannot be traced: the same code runs
-  eagerly and the callable receives numpy arrays of many rows at a time.
+  eagerly and the callable receives numpy arrays of many rows at a time
+  (:attr:`~keras_explain.analyzers.base.Analyzer.execution` ``"compiled_models"``).
 
-A pass holds at most ``internal_batch_size`` rows (default: as many as fit in
-:func:`keras_explain.config.memory_budget`). The target is resolved once on the
-clean input (``None`` becomes the argmax of ``f(x)``) and then fixed for every
-perturbation.
+The copies go through :meth:`Analyzer.run_copies
+<keras_explain.analyzers.base.Analyzer.run_copies>`, the loop every multiplying
+method shares: a pass holds at most ``internal_batch_size`` rows (default: as many
+as fit in :func:`keras_explain.config.memory_budget`). The target is resolved once
+on the clean input (:meth:`Analyzer.fixed_target
+<keras_explain.analyzers.base.Analyzer.fixed_target>`: ``None`` becomes the argmax
+of ``f(x)``) and then fixed for every perturbation.
 """
 
 from __future__ import annotations
@@ -23,13 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_explain import _batching, _validate
 from keras_explain.analyzers.base import Analyzer
-from keras_explain.targets import Target, fix_target
+from keras_explain.targets import Target
 
 
 class Perturbation(Analyzer):
@@ -53,10 +56,7 @@ class Perturbation(Analyzer):
 
     accepts_callable = True
     float_tokens = True
-    #: Evaluate plain callables on numpy arrays outside ``tf.function``.
-    host_callables = True
-    #: Whether ``_explain`` may run inside ``tf.function`` for Keras models.
-    compiled = True
+    execution = "compiled_models"
 
     def __init__(
         self,
@@ -75,10 +75,6 @@ class Perturbation(Analyzer):
                 f"{self.model.name!r} has {len(self.plan.input_keys)}. Wrap it in a "
                 "callable of one (concatenated) input instead."
             )
-        self.traceable = self.compiled and (
-            isinstance(model, keras.Model) or not self.host_callables
-        )
-        self._compiled_outputs = None
 
     #: Attributes holding baselines, checked against the input when known.
     baseline_attributes: tuple[str, ...] = ()
@@ -101,76 +97,6 @@ class Perturbation(Analyzer):
             value = _validate.baseline(value, shapes[0][1:], name)
             _validate.batch_baseline(value, shapes[0], split, name)
 
-    # -- model evaluation --------------------------------------------------
-    def _host_model(self) -> bool:
-        return self.host_callables and not isinstance(self.model, keras.Model)
-
-    def forward(self, inputs, hook=None, watch=()):
-        """Run the model; plain callables run on numpy arrays (see the base class)."""
-        if self._host_model():
-            return tf.convert_to_tensor(self.predict(np.asarray(inputs[0]))), {}
-        return super().forward(inputs, hook, watch)
-
-    def rows_per_call(self, sample_shape) -> int:
-        """Rows per model call for inputs of shape ``(rows, *sample_shape)``."""
-        return self.rows_per_pass(
-            [tuple(sample_shape)], backward=False, override=self.internal_batch_size
-        )
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """The explained output for a numpy array of any number of rows, on the host.
-
-        A Keras model runs in one compiled function, pass by pass; a callable
-        receives passes of :meth:`rows_per_call` rows.
-
-        Raises:
-            ValueError: If a callable does not return one row per input row.
-        """
-        rows = self.rows_per_call(x.shape[1:])
-        pieces = []
-        for start in range(0, len(x), rows):
-            chunk = x[start : start + rows]
-            if self._host_model():
-                pieces.append(self._call_callable(chunk))
-                continue
-            if self._compiled_outputs is None:
-                self._compiled_outputs = tf.function(
-                    lambda batch: super(Perturbation, self).forward([batch])[0],
-                    reduce_retracing=True,
-                )
-            pieces.append(np.asarray(self._compiled_outputs(tf.constant(chunk))))
-        return np.concatenate(pieces, axis=0)
-
-    def _call_callable(self, chunk: np.ndarray) -> np.ndarray:
-        result = self.model(chunk)
-        if isinstance(result, list | tuple):
-            result = result[self.output_index or 0]
-        result = np.asarray(result, dtype=np.float32)
-        if result.ndim == 0 or result.shape[0] != len(chunk):
-            raise ValueError(
-                "The model callable must return one row of scores per input row, shape "
-                f"(n, ...) for n inputs. Received: shape {result.shape} for an input of "
-                f"shape {chunk.shape}."
-            )
-        return result[:, None] if result.ndim == 1 else result
-
-    def outputs_of(self, x: tf.Tensor) -> tf.Tensor:
-        """The explained output for a tensor of rows, traced or on the host."""
-        if tf.inside_function() or not self._host_model():
-            return self.forward([x])[0]
-        return tf.convert_to_tensor(self.predict(np.asarray(x)))
-
-    def fixed_target(self, x: tf.Tensor, target: Target, indices: tf.Tensor):
-        """Resolve the target on the clean input, once.
-
-        Returns:
-            ``(target, indices, clean_scores)``: ``None`` (argmax) becomes the
-            fixed index of the clean argmax; ``clean_scores`` is ``f_t(x)``, (B,).
-        """
-        outputs = self.outputs_of(x)
-        target, indices = fix_target(outputs, target, indices)
-        return target, indices, tf.cast(self.scores(outputs, target, indices), tf.float32)
-
     def single_input(self, inputs) -> tf.Tensor:
         """The one input of the batch (these methods explain single-input models)."""
         if len(inputs) != 1:
@@ -179,6 +105,17 @@ class Perturbation(Analyzer):
                 f"{len(inputs)} inputs."
             )
         return inputs[0]
+
+    def clean_scores(self, x: tf.Tensor, target: Target, indices: tf.Tensor):
+        """The target fixed on the clean input and its scores there.
+
+        Returns:
+            ``(target, indices, clean_scores)``: see :meth:`Analyzer.fixed_target
+            <keras_explain.analyzers.base.Analyzer.fixed_target>`; ``clean_scores``
+            is ``f_t(x)``, ``(B,)`` float32.
+        """
+        target, indices, outputs = self.fixed_target([x], target, indices)
+        return target, indices, tf.cast(self.scores(outputs, target, indices), tf.float32)
 
     def evaluate(
         self,
@@ -192,13 +129,16 @@ class Perturbation(Analyzer):
     ):
         """Scores ``f_t`` of ``count`` perturbed copies of the batch ``x``.
 
+        :meth:`Analyzer.run_copies <keras_explain.analyzers.base.Analyzer.run_copies>`
+        with forward passes that score the copies.
+
         Args:
             x: The batch, ``(B, ...)``; B must be static.
             make: ``make(start, size) -> (copies, aux)``: perturbations
                 ``start .. start + size - 1`` as a ``(size, B, ...)`` tensor, and
                 anything ``accumulate`` needs (or None).
             count: Number of perturbations (int or scalar tensor).
-            target: A fixed target (see :meth:`fixed_target`).
+            target: A fixed target (see :meth:`clean_scores`).
             indices: ``(B,)`` target indices.
             accumulate: Optional ``accumulate(acc, aux, scores) -> acc``, called
                 per pass with its ``(size, B)`` scores; then the scores
@@ -209,31 +149,19 @@ class Perturbation(Analyzer):
             The float32 ``(count, B)`` scores, or the accumulator when
             ``accumulate`` is given.
         """
-        batch = int(x.shape[0])
-        per_pass = max(1, self.rows_per_call(x.shape[1:]) // batch)
 
-        def scores_of(start, size):
+        def make_copies(start, size):
             copies, aux = make(start, size)
-            flat = tf.reshape(copies, tf.concat([[-1], tf.shape(copies)[2:]], 0))
-            tiled = tf.tile(indices, tf.reshape(size, [1])) if indices is not None else None
-            scores = self.scores(self.outputs_of(flat), target, tiled)
-            return tf.reshape(tf.cast(scores, tf.float32), tf.stack([size, batch])), aux
+            return [copies], aux
 
-        if accumulate is not None:
+        def scores_of(flat, size):
+            outputs = self.forward(flat)[0]
+            return [self.scores(outputs, target, _batching.repeat(indices, size))]
 
-            def body(start, size, acc):
-                scores, aux = scores_of(start, size)
-                return accumulate(acc, aux, scores)
+        if accumulate is None:
+            return self.run_copies([x], count, make_copies, scores_of, backward=False)
 
-            return _batching.run_in_passes(count, per_pass, body, initial, self.progress())
-        if isinstance(count, int | np.integer) and count <= per_pass:
-            return scores_of(0, int(count))[0]
-        passes = (tf.cast(count, tf.int32) + per_pass - 1) // per_pass
-        array = tf.TensorArray(
-            tf.float32, size=passes, infer_shape=False, element_shape=tf.TensorShape([None, batch])
-        )
+        def fold(acc, values, aux, start, size):
+            return accumulate(acc, aux, values[0])
 
-        def collect(start, size, array):
-            return array.write(start // per_pass, scores_of(start, size)[0])
-
-        return _batching.run_in_passes(count, per_pass, collect, array, self.progress()).concat()
+        return self.run_copies([x], count, make_copies, scores_of, fold, initial, backward=False)

@@ -12,7 +12,6 @@ from typing import Any
 import tensorflow as tf
 
 from keras_explain import _validate
-from keras_explain._random import row_normal
 from keras_explain._spatial import (
     broadcast_baseline,
     gaussian_blur,
@@ -22,6 +21,7 @@ from keras_explain._spatial import (
 from keras_explain.analyzers.perturbation.engine import Perturbation
 from keras_explain.analyzers.perturbation.rise import mask_lengths
 from keras_explain.analyzers.registry import register
+from keras_explain.random import row_normal
 
 DELETIONS = ("blur", "constant", "noise")
 
@@ -95,7 +95,7 @@ class MeaningfulPerturbation(Perturbation):
         (2, 8, 8, 1)
     """
 
-    host_callables = False
+    execution = "compiled"
     baseline_attributes = ("baseline",)
 
     def __init__(
@@ -139,10 +139,11 @@ class MeaningfulPerturbation(Perturbation):
             return x + self.noise_scale * spread * row_normal(seed, x)
         return gaussian_blur(x, self.blur_sigma)
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The learned deletion mask, upsampled to the input."""
         x = self.single_input(inputs)
         try:
-            target, indices, _ = self.fixed_target(x, target, indices)
+            target, indices, _ = self.fixed_target([x], target, indices)
         except (TypeError, NotImplementedError) as error:
             raise TypeError(
                 "MeaningfulPerturbation learns a mask by gradient descent and needs a "

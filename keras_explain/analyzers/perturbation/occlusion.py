@@ -126,9 +126,10 @@ class Occlusion(Perturbation):
             result.append(cover)
         return result
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """Per element, the mean score drop of the windows that cover it."""
         x = self.single_input(inputs)
-        target, indices, clean = self.fixed_target(x, target, indices)
+        target, indices, clean = self.clean_scores(x, target, indices)
         covers = [tf.constant(c, x.dtype) for c in self.covers(x.shape)]
         counts = [int(c.shape[0]) for c in covers]
         rank = x.shape.rank

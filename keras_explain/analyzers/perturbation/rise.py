@@ -14,10 +14,10 @@ from typing import Any
 import tensorflow as tf
 
 from keras_explain import _validate
-from keras_explain._random import shared_seed
 from keras_explain._spatial import blend, resize_maps, spatial_axes, spread_over_channels
 from keras_explain.analyzers.perturbation.engine import Perturbation
 from keras_explain.analyzers.registry import register
+from keras_explain.random import shared_seed
 
 
 def mask_lengths(x: tf.Tensor, name: str) -> list[int]:
@@ -92,10 +92,11 @@ class RISE(Perturbation):
 
     baseline_attributes = ("baseline",)
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """The masks weighted by the scores of the masked inputs."""
         x = self.single_input(inputs)
         seed = shared_seed(seed)  # the same masks for every sample and chunk
-        target, indices, _ = self.fixed_target(x, target, indices)
+        target, indices, _ = self.fixed_target([x], target, indices)
         lengths = mask_lengths(x, "RISE")
         cell_sizes = [math.ceil(n / self.cells) for n in lengths]
         grids = tf.cast(

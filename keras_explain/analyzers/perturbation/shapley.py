@@ -14,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain import _validate
-from keras_explain._random import shared_seed
 from keras_explain._spatial import blend, spatial_axes, spread_over_channels
 from keras_explain.analyzers.perturbation import segmentation as segmentation_module
 from keras_explain.analyzers.perturbation.engine import Perturbation
 from keras_explain.analyzers.registry import register
+from keras_explain.random import shared_seed
 
 
 @register("shapley_sampling")
@@ -162,9 +162,10 @@ class ShapleySampling(Perturbation):
             orders = tf.concat([orders, tf.reverse(orders, axis=[1])], axis=0)[: self.samples]
         return tf.cast(orders, tf.int32)
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """Mean marginal contributions of each feature group over orders."""
         x = self.single_input(inputs)
-        target, indices, _ = self.fixed_target(x, target, indices)
+        target, indices, _ = self.fixed_target([x], target, indices)
         labels, count, spread = self.groups(x)
         orders = self.orders(count, seed)
         ranks = tf.argsort(orders, axis=1, stable=True)  # ranks[k, g]: position of group g

@@ -28,7 +28,7 @@ from keras_explain.analyzers.perturbation.engine import Perturbation
 class Surrogate(Perturbation):
     """Base of LIME and KernelSHAP: segmentation, timing, scoring numpy rows on the host."""
 
-    compiled = False
+    execution = "host"
     extra = "lime"
 
     def __init__(
@@ -45,9 +45,10 @@ class Surrogate(Perturbation):
         self.last_timings: dict[str, float] = {}
         super().__init__(model, seed=seed, **kwargs)
 
-    def _explain(self, inputs, target, indices, seed, params):
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """Fit the package's surrogate per sample, on the host."""
         x = self.single_input(inputs)
-        target, indices, _ = self.fixed_target(x, target, indices)
+        target, indices, _ = self.fixed_target([x], target, indices)
         self._target = target
         self.last_timings = {"segmentation": 0.0, "model": 0.0, "surrogate": 0.0}
         self.last_explanations = []

@@ -1,16 +1,53 @@
-"""Stateless randomness keyed by sample, so results never depend on how work is split.
+"""``kx.random``: stateless randomness keyed by sample, so results never depend on batching.
 
-Every analyzer's compiled function receives ``seed = [user_seed, first_row]``,
-``first_row`` being the index of the batch's first sample in the whole input.
-Randomness shared by all samples (RISE masks, Shapley orders) comes from
-:func:`shared_seed`; per-sample randomness from :func:`row_seeds`; the noise of
-noisy copies from :func:`copy_noise`, one seed per copy, so the same copies come
-out whatever ``batch_size`` and whatever passes the work is split into.
+Every analyzer's compiled function (:meth:`Analyzer.explain_batch
+<keras_explain.analyzers.base.Analyzer.explain_batch>`) receives
+``seed = [user_seed, first_row]``, ``first_row`` being the index of the batch's
+first sample in the whole input. A method draws its randomness from these
+functions and nowhere else:
+
+- randomness shared by all samples (RISE masks, Shapley orders):
+  :func:`shared_seed`;
+- per-sample randomness: :func:`row_seeds`, :func:`row_normal`;
+- the draws of copy ``k`` of every sample (noisy copies, random path points):
+  :func:`copy_noise`, :func:`copy_uniform`, one seed per copy,
+
+so the same values come out whatever ``batch_size``, whatever passes the work is
+split into and whatever ``tf.distribute`` replica runs it. Without a ``seed``
+argument an analyzer draws a fresh ``user_seed`` per call with :func:`fresh_seed`,
+from a generator of its own: numpy's, Python's and TensorFlow's global random
+states are never read or changed.
+
+Example:
+    >>> import tensorflow as tf
+    >>> from keras_explain import random
+    >>> seed = tf.constant([7, 0], tf.int64)  # user seed 7, batch starting at row 0
+    >>> random.row_seeds(seed, 2).numpy().tolist()
+    [[55433, 0], [55433, 1]]
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
+
+#: The generator of :func:`fresh_seed`: seeded from the operating system, and
+#: private to the library (no global random state is touched).
+_fresh = np.random.default_rng()
+
+
+def fresh_seed() -> int:
+    """A new ``user_seed`` in ``[0, 2**31 - 1)``, for a call without a ``seed`` argument.
+
+    Returns:
+        A non-negative int.
+
+    Example:
+        >>> from keras_explain import random
+        >>> 0 <= random.fresh_seed() < 2**31 - 1
+        True
+    """
+    return int(_fresh.integers(2**31 - 1))
 
 
 def shared_seed(seed: tf.Tensor) -> tf.Tensor:
@@ -22,7 +59,7 @@ def row_seeds(seed: tf.Tensor, count, stream: int = 0) -> tf.Tensor:
     """One stateless seed per sample, ``(count, 2)``, independent of batching.
 
     Args:
-        seed: The ``[user_seed, first_row]`` tensor passed to ``_explain``.
+        seed: The ``[user_seed, first_row]`` tensor passed to ``explain_batch``.
         count: Number of samples in the batch.
         stream: Distinguishes independent draws for the same rows (e.g. the
             inputs of a multi-input model).
