@@ -76,6 +76,24 @@ def test_captum_closed_form_model():
     np.testing.assert_allclose([b1[0, 0], b2[0, 0]], [1.0, 1.0], rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "params, multiplier",
+    [
+        # |Δx| = 6e-7 > eps = 1e-10: Rescale, (relu(3e-7) − relu(−3e-7)) / 6e-7 = ½
+        ({}, 0.5),
+        # |Δx| = 6e-7 < eps = 1e-5: the derivative relu'(3e-7) = 1
+        ({"eps": 1e-5}, 1.0),
+    ],
+)
+def test_rescale_switches_to_the_derivative_below_eps(params, multiplier):
+    x = np.float32(3e-7)
+    model = keras.Sequential([keras.Input((1,)), layers.Activation("relu")])
+    result = kx.DeepLift(model, baseline=-x, **params).analyze(np.array([[x]]), target=0)
+    # attribution Δx · m = 2x · m; in float32 x − (−x) = 2x and x / 2x = ½ are exact, so
+    # only a reordering of the product could move the result, by one rounding (6e-8)
+    np.testing.assert_allclose(result, [[2 * x * multiplier]], rtol=2e-7, atol=0)
+
+
 def max_pool_model():
     inputs = keras.Input((4, 1))
     out = layers.Flatten()(layers.MaxPooling1D(4)(inputs))

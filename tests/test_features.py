@@ -10,6 +10,7 @@ linear unit.
 from __future__ import annotations
 
 import math
+from itertools import product
 
 import helpers
 import keras
@@ -398,6 +399,44 @@ def test_receptive_field_through_a_nested_model_and_a_merge():
     field = features.receptive_field(model, "unit")
     assert (field.size, field.stride, field.offset) == ((9, 9), (2, 2), (-2, -2))
     assert features.receptive_field(model, "inner").size == (5, 5)
+
+
+@pytest.mark.parametrize(
+    "dilations, size, offset, regions",
+    [
+        # one layer, k = 3: size (k − 1) d + 1; 'same' pads (k − 1) d = 2d cells, d before,
+        # so offset −d and unit i reads i − d .. i + d, clipped to 0 .. 19
+        ((3,), 7, -3, {0: (0, 4), 10: (7, 14), 19: (16, 20)}),
+        ((4,), 9, -4, {0: (0, 5), 10: (6, 15), 19: (15, 20)}),
+        # stacked: sizes add their (k − 1) d = 6 + 8 cells, offsets add: −7; i − 7 .. i + 7
+        ((3, 4), 15, -7, {0: (0, 8), 10: (3, 18), 19: (12, 20)}),
+    ],
+)
+def test_dilated_same_convolutions_pad_half_their_dilated_extent(dilations, size, offset, regions):
+    helpers.seeded(0)
+    convolutions = [
+        layers.Conv1D(1, 3, dilation_rate=d, padding="same", name=f"conv{i}")
+        for i, d in enumerate(dilations)
+    ]
+    model = keras.Sequential([keras.Input((20, 1)), *convolutions])
+    unit = convolutions[-1].name
+    field = features.receptive_field(model, unit)
+    assert (field.size, field.stride, field.offset) == ((size,), (1,), (offset,))
+    assert field.output_shape == (20,)
+    # the independent reference: a linear dilated convolution reads taps i + c d, c in
+    # {−1, 0, 1} (zero padding elsewhere), so output unit i has a non-zero gradient
+    # exactly at i + sum of one tap per layer that lands inside the input
+    taps = {
+        sum(c * d for c, d in zip(cs, dilations))
+        for cs in product((-1, 0, 1), repeat=len(dilations))
+    }
+    x = helpers.data((20, 1), seed=2, batch=1)
+    for position, (start, stop) in regions.items():
+        gradient = helpers.tape_gradient(model, x, lambda out, p=position: out[:, p, 0])
+        support = set(np.flatnonzero(gradient[0, :, 0]).tolist())
+        assert support == {position + t for t in taps if 0 <= position + t < 20}
+        assert (min(support), max(support) + 1) == (start, stop)
+        assert field.region((position,)) == (slice(start, stop),)
 
 
 # =====================================================================================

@@ -356,6 +356,62 @@ def test_randomization_leaves_the_model_bit_identical_and_drops_similarity():
     assert not np.allclose(independent["conv1"], cascading["conv1"])
 
 
+# the randomized form of this BatchNormalization is known exactly: its initializers are
+# constants (no seed), so a re-drawn layer holds these four values whatever the seed
+BN_CONSTANTS = {"gamma": 0.7, "beta": -0.2, "moving_mean": 0.3, "moving_variance": 2.0}
+
+
+def constant_bn_model():
+    """Dense(6) -> BatchNormalization (constant initializers) -> tanh -> Dense(3).
+
+    The tanh after the normalization makes the gradient depend on all four of its
+    variables (a linear layer after it would hide ``beta`` and ``moving_mean``).
+    """
+    initializers = {
+        f"{name}_initializer": keras.initializers.Constant(value)
+        for name, value in BN_CONSTANTS.items()
+    }
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            layers.Dense(6, name="hidden"),
+            layers.BatchNormalization(name="bn", **initializers),
+            layers.Activation("tanh"),
+            layers.Dense(3, name="logits"),
+        ]
+    )
+
+
+def test_randomizing_a_batch_norm_redraws_every_variable():
+    helpers.seeded(0)
+    # trained values away from the constants in all four variables: gamma and the
+    # variance in U(0.5, 2), beta and the mean ~ N(0, 0.8), biases too
+    model = helpers.randomize(constant_bn_model(), seed=3, scale=0.8)
+    x = helpers.data((8,), seed=28, batch=5)
+    # the reference: a copy built by hand with the trained weights and the BN constants
+    copy = constant_bn_model()
+    copy.set_weights(model.get_weights())
+    for name, value in BN_CONSTANTS.items():
+        variable = getattr(copy.get_layer("bn"), name)
+        assert not np.allclose(getattr(model.get_layer("bn"), name).numpy(), value)
+        variable.assign(np.full(variable.shape, value, "float32"))
+    original = helpers.tape_gradient(model, x, 0).astype(np.float64)
+    randomized = helpers.tape_gradient(copy, x, 0).astype(np.float64)
+    expected = [stats.pearsonr(a, b).statistic for a, b in zip(original, randomized)]
+    result = kx.metrics.randomization("gradient", model, x, 0, layers=["bn"], similarity="pearson")
+    assert list(result) == ["bn"]
+    # float32 gradients of 8 features, correlated in float64: round-off ~1e-6
+    np.testing.assert_allclose(result["bn"], expected, rtol=1e-5, atol=1e-6)
+    # the randomization changed the explanation enough that a partial re-draw (gamma
+    # only, the trained beta, mean and variance kept) would be caught
+    copy.get_layer("bn").set_weights(
+        [np.full(6, BN_CONSTANTS["gamma"], "float32")] + model.get_layer("bn").get_weights()[1:]
+    )
+    partial = helpers.tape_gradient(copy, x, 0).astype(np.float64)
+    only_gamma = [stats.pearsonr(a, b).statistic for a, b in zip(original, partial)]
+    assert np.abs(np.subtract(only_gamma, expected)).max() > 1e-2
+
+
 def test_similarities_against_scipy_and_skimage():
     first = helpers.data((9, 9, 2), seed=24, batch=3)
     second = first + helpers.data((9, 9, 2), seed=25, batch=3)

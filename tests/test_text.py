@@ -95,6 +95,28 @@ def test_token_baseline_id_and_embedding_array_agree():
     assert np.abs(padding - by_id).max() > 1e-4  # the baseline is used
 
 
+def test_integrated_gradients_from_a_non_padding_baseline_is_zero_at_padding():
+    # with the padding id as baseline, x − x' = E[0] − E[0] = 0 at padded positions, so
+    # they get 0 whether or not the mask is applied; from token 5, x − x' = E[0] − E[5]
+    # there, and the Conv1D body (which drops the mask) has a gradient there too
+    model, tail = helpers.token_model("conv")
+    tokens = helpers.padded_tokens()
+    mask = masks_of(tokens)
+    embeddings = embed(model, tokens)
+    baseline = np.broadcast_to(embed(model, np.full_like(tokens, 5)), embeddings.shape)
+    result = kx.IntegratedGradients(model, steps=8, baseline=5).analyze(tokens, target=TARGET)
+    assert np.all(result[~mask] == 0.0)
+    assert np.all(result[mask & (tokens != 5)] != 0.0)  # where a token is 5, x = x'
+    alphas, weights = helpers.trapezoid_rule(8)
+    unmasked = helpers.reference_ig(
+        lambda e: tail(e, mask), embeddings, baseline, TARGET, alphas, weights
+    ).sum(-1)
+    # without the mask, IG is not 0 at any padded position: the zeros are the mask's
+    assert np.abs(unmasked[~mask]).min() > 1e-5
+    # the same path points and weights, the gradient summed in another order: float32
+    np.testing.assert_allclose(result, np.where(mask, unmasked, 0.0), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "name, params",
     [
