@@ -27,14 +27,11 @@ from keras_explain import (
 from keras_explain.analyzers import (
     CAM,
     LRP,
-    LRPZ,
     RISE,
     Analyzer,
-    BoundedDeepTaylor,
     Deconvnet,
     DeepLift,
     DeepLiftShap,
-    DeepTaylor,
     GradCAM,
     GradCAMPlusPlus,
     Gradient,
@@ -46,25 +43,6 @@ from keras_explain.analyzers import (
     KernelShap,
     LayerCAM,
     Lime,
-    LRPAlpha1Beta0,
-    LRPAlpha1Beta0IgnoreBias,
-    LRPAlpha2Beta1,
-    LRPAlpha2Beta1IgnoreBias,
-    LRPAlphaBeta,
-    LRPEpsilon,
-    LRPEpsilonAlpha2Beta1,
-    LRPEpsilonGammaBox,
-    LRPEpsilonPlus,
-    LRPEpsilonPlusFlat,
-    LRPFlat,
-    LRPGamma,
-    LRPSequentialPresetA,
-    LRPSequentialPresetAFlat,
-    LRPSequentialPresetB,
-    LRPSequentialPresetBFlat,
-    LRPWSquare,
-    LRPZPlus,
-    LRPZPlusFast,
     MeaningfulPerturbation,
     NoiseTunnel,
     Occlusion,
@@ -76,6 +54,7 @@ from keras_explain.analyzers import (
     VarGrad,
     create_analyzer,
 )
+from keras_explain.analyzers import relevance as _relevance
 from keras_explain.analyzers.layer_output import activations
 from keras_explain.callbacks import EmbeddingLogger, ExplanationLogger
 from keras_explain.lrp import canonizers, composites, rules
@@ -94,29 +73,7 @@ __all__ = [
     "features",
     "callbacks",
     "visualize",
-    "BoundedDeepTaylor",
-    "DeepTaylor",
     "LRP",
-    "LRPAlpha1Beta0",
-    "LRPAlpha1Beta0IgnoreBias",
-    "LRPAlpha2Beta1",
-    "LRPAlpha2Beta1IgnoreBias",
-    "LRPAlphaBeta",
-    "LRPEpsilon",
-    "LRPEpsilonAlpha2Beta1",
-    "LRPEpsilonGammaBox",
-    "LRPEpsilonPlus",
-    "LRPEpsilonPlusFlat",
-    "LRPFlat",
-    "LRPGamma",
-    "LRPSequentialPresetA",
-    "LRPSequentialPresetAFlat",
-    "LRPSequentialPresetB",
-    "LRPSequentialPresetBFlat",
-    "LRPWSquare",
-    "LRPZ",
-    "LRPZPlus",
-    "LRPZPlusFast",
     "canonizers",
     "config",
     "datasets",
@@ -161,3 +118,14 @@ __all__ = [
     "ray",
     "random",
 ]
+
+
+def __getattr__(name: str):
+    """The LRP presets' classes of earlier releases (``LRPEpsilon``, ``DeepTaylor``, ...).
+
+    Importable, outside ``__all__``: ``kx.LRP(model, preset)`` and the registry names
+    ``"lrp.<preset>"`` are the one way.
+    """
+    if name in _relevance.ALIASES:
+        return getattr(_relevance, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -330,8 +330,7 @@ def method_parameters(name: str) -> dict[str, Any]:
     from keras_explain.analyzers import registry
 
     wanted = DEMO_PARAMETERS.get(name, {})
-    cls, _ = registry.analyzer_class(name)
-    accepted = set(cls.parameters())
+    accepted = set(registry.parameters(name))
     return {key: value for key, value in wanted.items() if key in accepted}
 
 
@@ -361,7 +360,7 @@ def explain_all(
         start = time.perf_counter()
         try:
             chosen = method_parameters(name) if parameters is None else parameters.get(name, {})
-            takes = registry.analyzer_class(name)[0].parameters()
+            takes = registry.parameters(name)
             if "background" in takes and "background" not in chosen:  # DeepLiftShap & co.
                 chosen = {**chosen, "background": benchmark.background(x.shape[1:])}
             analyzer = registry.create_analyzer(name, model, **chosen)

@@ -133,8 +133,9 @@ class CAV:
         Example:
             >>> import keras, numpy as np
             >>> from keras_explain import concepts
-            >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="h"),
-            ...                           keras.layers.Dense(2)])
+            >>> model = keras.Sequential([keras.Input((3,)),
+            ...     keras.layers.Dense(3, kernel_initializer="identity", name="h"),
+            ...     keras.layers.Dense(2)])
             >>> rng = np.random.default_rng(0)
             >>> cav = concepts.CAV.fit(model, "h", rng.normal(size=(20, 3)) + 5,
             ...                        rng.normal(size=(20, 3)))

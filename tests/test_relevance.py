@@ -351,7 +351,12 @@ def test_canonizer_can_be_disabled_and_kx_exports():
         "name='deep_taylor')"
     )
     analyzer = kx.create_analyzer("lrp.epsilon", model, epsilon=1e-3)
-    assert repr(analyzer.composite) == "Uniform([('linear', Epsilon(epsilon=0.001))])"
+    assert repr(analyzer.composite) == (
+        "Uniform([('linear', Epsilon(epsilon=0.001))], name='epsilon')"
+    )
+    # the registry name is LRP with a preset, and says so
+    assert type(analyzer) is kx.LRP and analyzer.name == "lrp.epsilon"
+    assert kx.LRP(model).name == "lrp" and kx.LRPEpsilon(model).name == "lrp.epsilon"
 
 
 def layer_zoo():

@@ -9,6 +9,7 @@ from keras_explain.analyzers import (  # noqa: F401  (importing registers the na
     relevance,
     wrappers,
 )
+from keras_explain.analyzers import relevance as _relevance
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.analyzers.cam import (
@@ -42,60 +43,14 @@ from keras_explain.analyzers.perturbation import (
     ShapleySampling,
 )
 from keras_explain.analyzers.registry import create_analyzer, names, register
-from keras_explain.analyzers.relevance import (
-    LRP,
-    LRPZ,
-    BoundedDeepTaylor,
-    DeepTaylor,
-    LRPAlpha1Beta0,
-    LRPAlpha1Beta0IgnoreBias,
-    LRPAlpha2Beta1,
-    LRPAlpha2Beta1IgnoreBias,
-    LRPAlphaBeta,
-    LRPEpsilon,
-    LRPEpsilonAlpha2Beta1,
-    LRPEpsilonGammaBox,
-    LRPEpsilonPlus,
-    LRPEpsilonPlusFlat,
-    LRPFlat,
-    LRPGamma,
-    LRPSequentialPresetA,
-    LRPSequentialPresetAFlat,
-    LRPSequentialPresetB,
-    LRPSequentialPresetBFlat,
-    LRPWSquare,
-    LRPZPlus,
-    LRPZPlusFast,
-)
+from keras_explain.analyzers.relevance import LRP
 from keras_explain.analyzers.wrappers import NoiseTunnel, PathIntegral, quadrature
 
 __all__ = [
-    "BoundedDeepTaylor",
     "DeepLift",
     "DeepLiftShap",
     "GradientShap",
-    "DeepTaylor",
     "LRP",
-    "LRPAlpha1Beta0",
-    "LRPAlpha1Beta0IgnoreBias",
-    "LRPAlpha2Beta1",
-    "LRPAlpha2Beta1IgnoreBias",
-    "LRPAlphaBeta",
-    "LRPEpsilon",
-    "LRPEpsilonAlpha2Beta1",
-    "LRPEpsilonGammaBox",
-    "LRPEpsilonPlus",
-    "LRPEpsilonPlusFlat",
-    "LRPFlat",
-    "LRPGamma",
-    "LRPSequentialPresetA",
-    "LRPSequentialPresetAFlat",
-    "LRPSequentialPresetB",
-    "LRPSequentialPresetBFlat",
-    "LRPWSquare",
-    "LRPZ",
-    "LRPZPlus",
-    "LRPZPlusFast",
     "CAM",
     "RISE",
     "KernelShap",
@@ -125,3 +80,14 @@ __all__ = [
     "quadrature",
     "register",
 ]
+
+
+def __getattr__(name: str):
+    """The LRP presets' classes of earlier releases (``LRPEpsilon``, ``DeepTaylor``, ...).
+
+    Importable, outside ``__all__``: ``kx.LRP(model, preset)`` and the registry names
+    ``"lrp.<preset>"`` are the one way.
+    """
+    if name in _relevance.ALIASES:
+        return getattr(_relevance, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -172,9 +172,17 @@ class Analyzer:
         """Whether the model is a plain callable evaluated eagerly on numpy arrays."""
         return not isinstance(self.model, keras.Model) and self.execution != "compiled"
 
+    #: The registry name (``kx.create_analyzer(name, model)``), set by
+    #: :func:`~keras_explain.analyzers.registry.register`; None for a class not registered.
+    name: str | None = None
+
     @classmethod
-    def parameters(cls) -> list[str]:
+    def parameters(cls, **preset: Any) -> list[str]:
         """The keyword parameters the analyzer takes (its own and its bases').
+
+        Args:
+            **preset: The keyword arguments a registry name implies (a preset
+                analyzer's parameters depend on them).
 
         Example:
             >>> import keras_explain as kx

@@ -30,7 +30,7 @@ class _AroundGradient:
     """Mixin: a wrapper built from ``model`` and Gradient's keyword arguments."""
 
     @classmethod
-    def parameters(cls) -> list[str]:
+    def parameters(cls, **preset: Any) -> list[str]:
         """The wrapper's own parameters and Gradient's."""
         own = [name for name in super().parameters() if name != "kind"]
         return own + [name for name in Gradient.parameters() if name not in own]

@@ -1,4 +1,10 @@
-"""The registry of analyzer names used by :func:`create_analyzer`."""
+"""The registry of analyzer names used by :func:`create_analyzer`.
+
+A name maps to a class and the keyword arguments the name implies (presets are
+data: ``"lrp.epsilon"`` is :class:`~keras_explain.analyzers.relevance.LRP` with
+``composite="epsilon"``). A class registered with :func:`register` carries its
+name as ``cls.name``.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ def register(name: str, **defaults: Any):
 
     def decorate(cls):
         add(name, cls, **defaults)
+        if "name" not in vars(cls):
+            cls.name = name
         return cls
 
     return decorate
@@ -60,6 +68,24 @@ def analyzer_class(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
     """
     factory = _REGISTRY[name]
     return getattr(factory, "func", factory), dict(getattr(factory, "keywords", None) or {})
+
+
+def parameters(name: str) -> list[str]:
+    """The keyword parameters the analyzer registered under ``name`` takes.
+
+    The class's own and, for a preset, the preset's (``"lrp.epsilon"`` takes
+    ``epsilon``).
+
+    Raises:
+        KeyError: For an unknown name.
+
+    Example:
+        >>> from keras_explain.analyzers import registry
+        >>> registry.parameters("lrp.epsilon")[0]
+        'epsilon'
+    """
+    cls, defaults = analyzer_class(name)
+    return cls.parameters(**defaults)
 
 
 def create_analyzer(name: str, model: Any, **kwargs: Any):

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain.analyzers.backprop import Backpropagation
-from keras_explain.analyzers.registry import register
+from keras_explain.analyzers.registry import add, register
 from keras_explain.lrp import canonizers as canonizers_module
 from keras_explain.lrp import composites, rules
 
@@ -48,12 +48,16 @@ class LRP(Backpropagation):
         composite: Which rule applies where: a
             :class:`~keras_explain.lrp.composites.Composite`, a
             :class:`~keras_explain.lrp.rules.Rule` (used on every linear op) or a preset
-            name of :func:`keras_explain.lrp.composites.names`. Default: ``Epsilon()``
-            on every linear op.
+            name of :func:`keras_explain.lrp.composites.names` (``"epsilon"``,
+            ``"epsilon_plus"``, ...), whose parameters (``epsilon=``, ``low=``, ...)
+            are then keyword arguments of the analyzer. Default: ``Epsilon()`` on
+            every linear op. The registry names ``"lrp.<preset>"``,
+            ``"deep_taylor"`` and ``"deep_taylor.bounded"`` are this class with
+            their preset.
         canonizers: Analysis-time model rewrites; default
             ``[canonizers.BatchNormFold()]``; ``[]`` for none.
-        **kwargs: ``at_layer``, ``output_layer``, ``output_index``,
-            ``strip_softmax``, ``neuron_selection_mode``.
+        **kwargs: The preset's parameters; ``at_layer``, ``output_layer``,
+            ``output_index``, ``strip_softmax``, ``neuron_selection_mode``.
 
     Returns:
         ``analyze(x, target)`` returns the relevance of every input element,
@@ -74,6 +78,8 @@ class LRP(Backpropagation):
         ...                                     first=rules.Flat())
         >>> kx.LRP(model, composite).analyze(np.ones((2, 4), "float32")).shape
         (2, 4)
+        >>> kx.LRP(model, "epsilon_plus", epsilon=0.01).analyze(np.ones((2, 4))).shape
+        (2, 4)
     """
 
     relevance_seed = True
@@ -89,8 +95,14 @@ class LRP(Backpropagation):
         canonizers: Sequence[canonizers_module.Canonizer] | None = None,
         **kwargs: Any,
     ):
+        preset = {}
+        if isinstance(composite, str) and composite in composites.PRESETS:
+            defaults = composites.PRESETS[composite].defaults
+            preset = {name: kwargs.pop(name) for name in list(kwargs) if name in defaults}
+            self.name = PRESET_NAMES.get(composite, self.name)
         super().__init__(model, **kwargs)
-        self.composite = composites.get(rules.Epsilon() if composite is None else composite)
+        composite = rules.Epsilon() if composite is None else composite
+        self.composite = composites.get(composite, **preset)
         if canonizers is None:
             canonizers = [canonizers_module.BatchNormFold()]
         self.canonizers = list(canonizers)
@@ -263,278 +275,110 @@ class LRP(Backpropagation):
     def _multi_input(self, count: int) -> bool:
         return self._layerwise or super()._multi_input(count)
 
+    @classmethod
+    def parameters(cls, composite: Any = None, **preset: Any) -> list[str]:
+        """LRP's keyword parameters; with a preset name, the preset's and not ``composite``.
 
-@register("lrp.z")
-class LRPZ(LRP):
-    """LRP-0 on every linear op (:class:`~keras_explain.lrp.rules.Z`).
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> kx.LRPZ(model).analyze(np.ones((1, 4), "float32")).shape
-        (1, 4)
-    """
-
-    def __init__(self, model, **kwargs):
-        super().__init__(model, rules.Z(), **kwargs)
-
-
-@register("lrp.epsilon")
-class LRPEpsilon(LRP):
-    """LRP-ε on every linear op (:class:`~keras_explain.lrp.rules.Epsilon`).
-
-    Args:
-        model: A Functional or Sequential Keras model.
-        epsilon: The stabilizer ε (default 1e-7).
-        **kwargs: See :class:`LRP`.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> kx.LRPEpsilon(model, epsilon=1e-7).analyze(np.ones((1, 4), "float32")).shape
-        (1, 4)
-    """
-
-    def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, rules.Epsilon(epsilon), **kwargs)
+        Example:
+            >>> import keras_explain as kx
+            >>> kx.LRP.parameters("epsilon_gamma_box")[:4]
+            ['low', 'high', 'gamma', 'epsilon']
+        """
+        own = super().parameters()
+        if not isinstance(composite, str) or composite not in composites.PRESETS:
+            return own
+        return list(composites.PRESETS[composite].defaults) + [
+            name for name in own if name != "composite"
+        ]
 
 
-@register("lrp.w_square")
-class LRPWSquare(LRP):
-    """LRP-w² on every linear op (:class:`~keras_explain.lrp.rules.WSquare`)."""
-
-    def __init__(self, model, **kwargs):
-        super().__init__(model, rules.WSquare(), **kwargs)
-
-
-@register("lrp.flat")
-class LRPFlat(LRP):
-    """LRP-flat on every linear op (:class:`~keras_explain.lrp.rules.Flat`)."""
-
-    def __init__(self, model, **kwargs):
-        super().__init__(model, rules.Flat(), **kwargs)
+#: The registry names of the LRP presets of :data:`keras_explain.lrp.composites.PRESETS`:
+#: ``"lrp." + preset``, and Deep Taylor's two.
+PRESET_NAMES = {
+    **{preset: f"lrp.{preset}" for preset in composites.PRESETS if "deep_taylor" not in preset},
+    "deep_taylor": "deep_taylor",
+    "deep_taylor_bounded": "deep_taylor.bounded",
+}
+for _preset, _name in PRESET_NAMES.items():
+    add(_name, LRP, composite=_preset)
 
 
-@register("lrp.gamma")
-class LRPGamma(LRP):
-    """LRP-γ on every linear op (:class:`~keras_explain.lrp.rules.Gamma`).
+# -- the presets as classes: aliases kept for code written against earlier releases ----------
+class _PresetAlias(LRP):
+    """``kx.LRP(model, preset, **preset_parameters)`` under a class name of earlier releases.
 
-    Args:
-        model: A Functional or Sequential Keras model.
-        gamma: γ (default 0.25).
-        epsilon: Stabilizer (default 1e-7).
-        **kwargs: See :class:`LRP`.
-    """
-
-    def __init__(self, model, *, gamma: float = 0.25, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, rules.Gamma(gamma, epsilon), **kwargs)
-
-
-@register("lrp.alpha_beta")
-class LRPAlphaBeta(LRP):
-    """LRP-αβ on every linear op (:class:`~keras_explain.lrp.rules.AlphaBeta`).
-
-    Args:
-        model: A Functional or Sequential Keras model.
-        alpha: α (default 1; with only ``beta`` given, ``beta + 1``).
-        beta: β (default ``alpha - 1``).
-        bias: Whether the bias takes part (default True).
-        epsilon: Stabilizer (default 1e-7).
-        **kwargs: See :class:`LRP`.
-
-    Raises:
-        ValueError: If ``alpha - beta != 1``.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> kx.LRPAlphaBeta(model, alpha=2, beta=1).analyze(np.ones((1, 4), "float32")).shape
-        (1, 4)
-    """
-
-    def __init__(
-        self,
-        model,
-        *,
-        alpha: float | None = None,
-        beta: float | None = None,
-        bias: bool = True,
-        epsilon: float = 1e-7,
-        **kwargs,
-    ):
-        if alpha is None:
-            alpha = 1.0 if beta is None else beta + 1
-        rule = rules.AlphaBeta(alpha, beta, bias=bias, epsilon=epsilon)
-        super().__init__(model, rule, **kwargs)
-
-
-@register("lrp.alpha_2_beta_1")
-class LRPAlpha2Beta1(LRPAlphaBeta):
-    """LRP-α2β1 (with bias) on every linear op."""
-
-    def __init__(self, model, *, bias: bool = True, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, alpha=2, beta=1, bias=bias, epsilon=epsilon, **kwargs)
-
-
-@register("lrp.alpha_2_beta_1_IB")
-class LRPAlpha2Beta1IgnoreBias(LRPAlpha2Beta1):
-    """LRP-α2β1 without bias on every linear op."""
-
-    def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, bias=False, epsilon=epsilon, **kwargs)
-
-
-@register("lrp.alpha_1_beta_0")
-class LRPAlpha1Beta0(LRPAlphaBeta):
-    """LRP-α1β0 (with bias) on every linear op."""
-
-    def __init__(self, model, *, bias: bool = True, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, alpha=1, beta=0, bias=bias, epsilon=epsilon, **kwargs)
-
-
-@register("lrp.alpha_1_beta_0_IB")
-class LRPAlpha1Beta0IgnoreBias(LRPAlpha1Beta0):
-    """LRP-α1β0 without bias on every linear op (the same as :class:`LRPZPlus`)."""
-
-    def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, bias=False, epsilon=epsilon, **kwargs)
-
-
-@register("lrp.z_plus")
-class LRPZPlus(LRP):
-    """LRP-z⁺ on every linear op (:class:`~keras_explain.lrp.rules.ZPlus`)."""
-
-    def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, rules.ZPlus(epsilon), **kwargs)
-
-
-@register("lrp.z_plus_fast")
-class LRPZPlusFast(LRP):
-    """LRP-z⁺ with W⁺ only, for inputs >= 0 (:class:`~keras_explain.lrp.rules.ZPlusFast`)."""
-
-    def __init__(self, model, *, epsilon: float = 1e-7, **kwargs):
-        super().__init__(model, rules.ZPlusFast(epsilon), **kwargs)
-
-
-class _Preset(LRP):
-    """An LRP analyzer whose composite is a preset of :data:`keras_explain.lrp.composites.PRESETS`.
-
-    The preset's parameters are keyword arguments of the analyzer.
+    The registry name (:attr:`name`) builds the same analyzer:
+    ``kx.create_analyzer(name, model, ...)``.
     """
 
     preset: str
 
-    def __init__(self, model, **kwargs):
-        defaults = composites.PRESETS[self.preset].defaults
-        params = {name: kwargs.pop(name) for name in list(kwargs) if name in defaults}
-        super().__init__(model, composites.get(self.preset, **params), **kwargs)
+    def __init__(self, model, **kwargs: Any):
+        super().__init__(model, self.preset, **kwargs)
 
     @classmethod
-    def parameters(cls) -> list[str]:
+    def parameters(cls, composite: Any = None, **preset: Any) -> list[str]:
         """The preset's parameters and LRP's (``composite`` excluded)."""
-        own = [name for name in super().parameters() if name != "composite"]
-        return list(composites.PRESETS[cls.preset].defaults) + own
+        return LRP.parameters(cls.preset)
 
 
-@register("lrp.sequential_preset_a")
-class LRPSequentialPresetA(_Preset):
-    """Dense ε (0.1), convolutions α1β0 (preset ``"sequential_preset_a"``)."""
-
-    preset = "sequential_preset_a"
-
-
-@register("lrp.sequential_preset_b")
-class LRPSequentialPresetB(_Preset):
-    """Dense ε (0.1), convolutions α2β1 (preset ``"sequential_preset_b"``)."""
-
-    preset = "sequential_preset_b"
-
-
-@register("lrp.sequential_preset_a_flat")
-class LRPSequentialPresetAFlat(_Preset):
-    """Preset A, Flat first layer (preset ``"sequential_preset_a_flat"``)."""
-
-    preset = "sequential_preset_a_flat"
+def _alias(class_name: str, preset: str) -> type:
+    summary = composites.PRESETS[preset].summary
+    name = PRESET_NAMES[preset]
+    doc = (
+        f"{summary}: ``kx.LRP(model, {preset!r}, ...)``, registry name ``{name!r}``.\n\n"
+        f"    Kept for earlier releases' code; parameters: "
+        f"{', '.join(composites.PRESETS[preset].defaults) or 'none'} (see "
+        ":data:`keras_explain.lrp.composites.PRESETS`) and :class:`LRP`'s.\n"
+    )
+    attributes = {"preset": preset, "name": name, "__doc__": doc, "__module__": __name__}
+    return type(class_name, (_PresetAlias,), attributes)
 
 
-@register("lrp.sequential_preset_b_flat")
-class LRPSequentialPresetBFlat(_Preset):
-    """Preset B, Flat first layer (preset ``"sequential_preset_b_flat"``)."""
-
-    preset = "sequential_preset_b_flat"
-
-
-@register("lrp.epsilon_plus")
-class LRPEpsilonPlus(_Preset):
-    """Convolutions α1β0, Dense ε (1e-7) (preset ``"epsilon_plus"``)."""
-
-    preset = "epsilon_plus"
-
-
-@register("lrp.epsilon_plus_flat")
-class LRPEpsilonPlusFlat(_Preset):
-    """EpsilonPlus, Flat on the first layer (preset ``"epsilon_plus_flat"``)."""
-
-    preset = "epsilon_plus_flat"
-
-
-@register("lrp.epsilon_alpha_2_beta_1")
-class LRPEpsilonAlpha2Beta1(_Preset):
-    """Convolutions α2β1, Dense ε (preset ``"epsilon_alpha_2_beta_1"``)."""
-
-    preset = "epsilon_alpha_2_beta_1"
-
-
-@register("lrp.epsilon_gamma_box")
-class LRPEpsilonGammaBox(_Preset):
-    """First layer ZBox(low, high), convolutions γ, Dense ε.
-
-    The preset ``"epsilon_gamma_box"`` of :data:`~keras_explain.lrp.composites.PRESETS`.
-    ``low`` and ``high`` bound the values the first mixing linear layer (the
-    first Dense or convolution) reads: after ``Rescaling``/``Normalization``
-    preprocessing layers, give the bounds of the preprocessed values.
-
-    Args:
-        model: A Functional or Sequential Keras model.
-        low: Lower bound of the input domain (default 0).
-        high: Upper bound of the input domain (default 1).
-        gamma: γ of the convolutions (default 0.25).
-        epsilon: ε of the Dense layers (default 1e-7).
-        **kwargs: See :class:`LRP`.
-    """
-
-    preset = "epsilon_gamma_box"
-
-
-@register("deep_taylor")
-class DeepTaylor(_Preset):
-    """Deep Taylor decomposition: z⁺ on every linear op (Montavon et al. 2017).
-
-    Montavon et al., "Explaining nonlinear classification decisions with deep
-    Taylor decomposition", Pattern Recognition 2017, doi:10.1016/j.patcog.2016.11.008.
-    Meant for ReLU networks.
-
-    Example:
-        >>> import keras, numpy as np, keras_explain as kx
-        >>> model = keras.Sequential([keras.Input((4,)),
-        ...                           keras.layers.Dense(5, activation="relu"),
-        ...                           keras.layers.Dense(3)])
-        >>> kx.DeepTaylor(model).analyze(np.ones((2, 4), "float32")).shape
-        (2, 4)
-    """
-
-    preset = "deep_taylor"
-
-
-@register("deep_taylor.bounded")
-class BoundedDeepTaylor(_Preset):
-    """Deep Taylor with ZBox(low, high) on the first linear op, z⁺ elsewhere.
-
-    Args:
-        model: A Functional or Sequential Keras model.
-        low: Lower bound of the input domain (default 0).
-        high: Upper bound of the input domain (default 1).
-        **kwargs: See :class:`LRP`.
-    """
-
-    preset = "deep_taylor_bounded"
+#: The names of the alias classes below.
+ALIASES = (
+    "LRPZ",
+    "LRPEpsilon",
+    "LRPWSquare",
+    "LRPFlat",
+    "LRPGamma",
+    "LRPAlphaBeta",
+    "LRPAlpha2Beta1",
+    "LRPAlpha2Beta1IgnoreBias",
+    "LRPAlpha1Beta0",
+    "LRPAlpha1Beta0IgnoreBias",
+    "LRPZPlus",
+    "LRPZPlusFast",
+    "LRPSequentialPresetA",
+    "LRPSequentialPresetB",
+    "LRPSequentialPresetAFlat",
+    "LRPSequentialPresetBFlat",
+    "LRPEpsilonPlus",
+    "LRPEpsilonPlusFlat",
+    "LRPEpsilonAlpha2Beta1",
+    "LRPEpsilonGammaBox",
+    "DeepTaylor",
+    "BoundedDeepTaylor",
+)
+LRPZ = _alias("LRPZ", "z")
+LRPEpsilon = _alias("LRPEpsilon", "epsilon")
+LRPWSquare = _alias("LRPWSquare", "w_square")
+LRPFlat = _alias("LRPFlat", "flat")
+LRPGamma = _alias("LRPGamma", "gamma")
+LRPAlphaBeta = _alias("LRPAlphaBeta", "alpha_beta")
+LRPAlpha2Beta1 = _alias("LRPAlpha2Beta1", "alpha_2_beta_1")
+LRPAlpha2Beta1IgnoreBias = _alias("LRPAlpha2Beta1IgnoreBias", "alpha_2_beta_1_IB")
+LRPAlpha1Beta0 = _alias("LRPAlpha1Beta0", "alpha_1_beta_0")
+LRPAlpha1Beta0IgnoreBias = _alias("LRPAlpha1Beta0IgnoreBias", "alpha_1_beta_0_IB")
+LRPZPlus = _alias("LRPZPlus", "z_plus")
+LRPZPlusFast = _alias("LRPZPlusFast", "z_plus_fast")
+LRPSequentialPresetA = _alias("LRPSequentialPresetA", "sequential_preset_a")
+LRPSequentialPresetB = _alias("LRPSequentialPresetB", "sequential_preset_b")
+LRPSequentialPresetAFlat = _alias("LRPSequentialPresetAFlat", "sequential_preset_a_flat")
+LRPSequentialPresetBFlat = _alias("LRPSequentialPresetBFlat", "sequential_preset_b_flat")
+LRPEpsilonPlus = _alias("LRPEpsilonPlus", "epsilon_plus")
+LRPEpsilonPlusFlat = _alias("LRPEpsilonPlusFlat", "epsilon_plus_flat")
+LRPEpsilonAlpha2Beta1 = _alias("LRPEpsilonAlpha2Beta1", "epsilon_alpha_2_beta_1")
+LRPEpsilonGammaBox = _alias("LRPEpsilonGammaBox", "epsilon_gamma_box")
+DeepTaylor = _alias("DeepTaylor", "deep_taylor")
+BoundedDeepTaylor = _alias("BoundedDeepTaylor", "deep_taylor_bounded")

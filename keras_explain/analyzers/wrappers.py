@@ -134,7 +134,7 @@ class Wrapper(Analyzer):
     backward_memory_factor = _bound("backward_memory_factor")
 
     @classmethod
-    def parameters(cls) -> list[str]:
+    def parameters(cls, **preset: Any) -> list[str]:
         """The wrapper's own keyword parameters (those of ``Wrapper`` and its subclasses)."""
         return keyword_parameters(k for k in cls.__mro__ if issubclass(k, Wrapper))
 

@@ -189,6 +189,7 @@ class Uniform(Composite):
 
     Args:
         rule: The rule.
+        name: The preset's name, for ``repr``.
 
     Example:
         >>> from keras_explain import composites, rules
@@ -196,35 +197,43 @@ class Uniform(Composite):
         Uniform([('linear', Epsilon(epsilon=0.1))])
     """
 
-    def __init__(self, rule: rules.Rule):
-        super().__init__([("linear", rule)])
+    def __init__(self, rule: rules.Rule, *, name: str | None = None):
+        super().__init__([("linear", rule)], name=name)
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named composite: one rule for convolutions, one for the other linear ops.
+    """A named composite: its rules as functions of the preset's parameters.
+
+    One rule on every linear op (a uniform preset), or one for convolutions and
+    one for the other linear ops, with an optional rule for the first layer.
 
     Attributes:
         summary: One line for the docs.
-        conv: ``conv(params) -> Rule`` for every convolution.
+        conv: ``conv(params) -> Rule`` for every convolution (None: :attr:`dense`
+            everywhere, a uniform preset).
         dense: ``dense(params) -> Rule`` for every other linear op (Dense,
-            EinsumDense, BatchNormalization not folded, layer scale).
+            EinsumDense, BatchNormalization not folded, layer scale), or every
+            linear op of a uniform preset.
         first: ``first(params) -> Rule`` for the first linear layer(s), or None.
         defaults: The preset's parameters and their defaults.
     """
 
     summary: str
-    conv: Callable[[Mapping[str, Any]], rules.Rule]
     dense: Callable[[Mapping[str, Any]], rules.Rule]
+    conv: Callable[[Mapping[str, Any]], rules.Rule] | None = None
     first: Callable[[Mapping[str, Any]], rules.Rule] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def build(self, name: str, **params: Any) -> Composite:
         """The composite named ``name``, with ``params`` overriding the defaults."""
         values = {**self.defaults, **params}
+        if self.conv is None and self.first is None:
+            return Uniform(self.dense(values), name=name)
         first = None if self.first is None else self.first(values)
         # "linear" after "conv": Dense, EinsumDense and element-wise linear ops
-        entries = [("conv", self.conv(values)), ("linear", self.dense(values))]
+        conv = self.dense(values) if self.conv is None else self.conv(values)
+        entries = [("conv", conv), ("linear", self.dense(values))]
         return Composite(entries, first=first, name=name)
 
 
@@ -256,8 +265,72 @@ def _gamma(params):
     return rules.Gamma(params["gamma"])
 
 
-#: Every preset, by name: the registry of :func:`get` and of the ``lrp.*`` analyzers.
+def _alpha_beta(params):
+    alpha, beta = params["alpha"], params["beta"]
+    if alpha is None:
+        alpha = 1.0 if beta is None else beta + 1
+    return rules.AlphaBeta(alpha, beta, bias=params["bias"], epsilon=params["epsilon"])
+
+
+def _alpha_beta_fixed(alpha, beta, bias=None):
+    def rule(params):
+        with_bias = params["bias"] if bias is None else bias
+        return rules.AlphaBeta(alpha, beta, bias=with_bias, epsilon=params["epsilon"])
+
+    return rule
+
+
+_EPSILON = {"epsilon": 1e-7}
+
+#: Every preset, by name: the registry of :func:`get` and of the ``lrp.*`` analyzers
+#: (``"lrp." + name``; ``deep_taylor`` and ``deep_taylor.bounded`` for Deep Taylor).
 PRESETS: dict[str, Preset] = {
+    # one rule on every linear op, first and last included
+    "z": Preset("LRP-0 (Z) on every linear op", dense=lambda params: rules.Z()),
+    "epsilon": Preset("LRP-ε on every linear op", dense=_epsilon, defaults=_EPSILON),
+    "w_square": Preset("LRP-w² on every linear op", dense=lambda params: rules.WSquare()),
+    "flat": Preset("LRP-flat on every linear op", dense=_flat),
+    "gamma": Preset(
+        "LRP-γ on every linear op",
+        dense=lambda params: rules.Gamma(params["gamma"], params["epsilon"]),
+        defaults={"gamma": 0.25, **_EPSILON},
+    ),
+    "alpha_beta": Preset(
+        "LRP-αβ on every linear op (α − β = 1; alpha defaults to beta + 1, beta to alpha − 1)",
+        dense=_alpha_beta,
+        defaults={"alpha": None, "beta": None, "bias": True, **_EPSILON},
+    ),
+    "alpha_2_beta_1": Preset(
+        "LRP-α2β1 (with bias) on every linear op",
+        dense=_alpha_beta_fixed(2, 1),
+        defaults={"bias": True, **_EPSILON},
+    ),
+    "alpha_2_beta_1_IB": Preset(
+        "LRP-α2β1 without bias on every linear op",
+        dense=_alpha_beta_fixed(2, 1, bias=False),
+        defaults=_EPSILON,
+    ),
+    "alpha_1_beta_0": Preset(
+        "LRP-α1β0 (with bias) on every linear op",
+        dense=_alpha_beta_fixed(1, 0),
+        defaults={"bias": True, **_EPSILON},
+    ),
+    "alpha_1_beta_0_IB": Preset(
+        "LRP-α1β0 without bias on every linear op (the same as z_plus)",
+        dense=_alpha_beta_fixed(1, 0, bias=False),
+        defaults=_EPSILON,
+    ),
+    "z_plus": Preset(
+        "LRP-z⁺ on every linear op",
+        dense=lambda params: rules.ZPlus(params["epsilon"]),
+        defaults=_EPSILON,
+    ),
+    "z_plus_fast": Preset(
+        "LRP-z⁺ with W⁺ only, for inputs >= 0, on every linear op",
+        dense=lambda params: rules.ZPlusFast(params["epsilon"]),
+        defaults=_EPSILON,
+    ),
+    # convolutions and the other linear ops apart
     "sequential_preset_a": Preset(
         "iNNvestigate's preset A: Dense ε, convolutions α1β0 (with bias)",
         conv=_alpha_1_beta_0,

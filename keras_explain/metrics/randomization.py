@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.analyzers.registry import analyzer_class, create_analyzer
+from keras_explain.analyzers.registry import create_analyzer, parameters
 from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
 
 MODES = ("cascading", "independent")
@@ -133,7 +133,7 @@ def _known(function: str, measure: str) -> None:
 
 def _takes_seed(analyzer_name: str) -> bool:
     try:
-        return "seed" in analyzer_class(analyzer_name)[0].parameters()
+        return "seed" in parameters(analyzer_name)
     except KeyError:  # create_analyzer explains an unknown name
         return False
 
