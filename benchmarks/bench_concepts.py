@@ -153,7 +153,7 @@ def child_tcav(args) -> None:
                 concepts.CAV.from_activations(concept, random_acts[k], seed=k)
             concepts.CAV.from_activations(random_acts[(k + 1) % runs], random_acts[k], seed=k)
 
-    gradient = kx.Gradient(model, at_layer=layer, verbose=0)
+    gradient = kx.Gradient(model, layer=layer, verbose=0)
 
     def gradients():
         return gradient.analyze(x, 0)

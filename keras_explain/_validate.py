@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -85,6 +86,36 @@ def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
             f"Unknown {name}. Received: {name}={value!r}. Expected one of {tuple(choices)}."
         )
     return value
+
+
+def renamed_keywords(owner: str, kwargs: dict, renamed: dict[str, str]) -> dict:
+    """``kwargs`` with the old spellings of renamed keywords replaced by the new ones.
+
+    Each old spelling found gives a ``FutureWarning`` naming both; the old spellings
+    are accepted for one release.
+
+    Raises:
+        TypeError: If both spellings of one keyword are given.
+    """
+    found = [old for old in renamed if old in kwargs]
+    if not found:
+        return kwargs
+    kwargs = dict(kwargs)
+    for old in found:
+        new = renamed[old]
+        if new in kwargs:
+            raise TypeError(
+                f"{owner} got both {old!r} and {new!r}, two spellings of one parameter. "
+                f"Pass {new}= only ({old}= is its former name)."
+            )
+        warnings.warn(
+            f"{owner}: the parameter {old}= is now called {new}=; {old}= still works in "
+            "this release and will be removed in the next one.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        kwargs[new] = kwargs.pop(old)
+    return kwargs
 
 
 def unexpected_parameters(owner: str, received: Iterable[str], valid: Iterable[str]) -> None:

@@ -111,7 +111,7 @@ def method_parameters(size: int) -> dict[str, dict[str, Any]]:
         "shapley_sampling": {"samples": 8, "segmentation": segments, "seed": 0},
         "lime": {"samples": 300, "segmentation": segments, "seed": 0},
         "kernel_shap": {"samples": 300, "segmentation": segments, "seed": 0},
-        "meaningful_perturbation": {"iterations": 100, "mask_size": cell, "seed": 0},
+        "meaningful_perturbation": {"steps": 100, "mask_size": cell, "seed": 0},
         "deeplift_shap": {"background": background((size, size, 3))},
         "gradient_shap": {"background": background((size, size, 3)), "seed": 0},
     }

@@ -35,7 +35,7 @@ DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
     "kernel_shap": {"samples": 200, "segmentation": grid_segments, "seed": 0},
     "rise": {"samples": 500, "cells": 4, "seed": 0},
     "meaningful_perturbation": {
-        "iterations": 100,
+        "steps": 100,
         "mask_size": 4,
         "blur_sigma": 1.0,
         "seed": 0,

@@ -183,7 +183,7 @@ class CAV:
 
 def _sensitivities(model, layer, vector, shape, x, target, batch_size, function) -> np.ndarray:
     """Directional derivatives ``∇_layer f_target(x) · vector``, one per sample (float64)."""
-    gradients = Gradient(model, at_layer=layer, verbose=0).analyze(x, target, batch_size=batch_size)
+    gradients = Gradient(model, layer=layer, verbose=0).analyze(x, target, batch_size=batch_size)
     _check_vector(vector, shape, gradients.shape[1:], layer, function)
     return _flat(gradients).astype(np.float64) @ np.asarray(vector, np.float64).reshape(-1)
 
@@ -384,7 +384,7 @@ class TCAV:
             of its TCAV scores over the runs, ``scores``, ``random_scores``,
             ``accuracy`` (mean CAV accuracy), ``p_value`` and ``significant``.
         """
-        gradients = Gradient(self.model, at_layer=self.layer, verbose=0).analyze(
+        gradients = Gradient(self.model, layer=self.layer, verbose=0).analyze(
             x, target, batch_size=self.batch_size
         )
         gradients = _flat(gradients).astype(np.float64)

@@ -427,8 +427,10 @@ def test_wrong_layer_name_lists_candidates():
 
 
 def test_bad_arguments_are_rejected(subclassed_model):
-    with pytest.raises(ValueError, match=r"pass it as layer=\.\.\., not at_layer"):
-        kx.GradCAM(gap_cnn(), at_layer="last_conv")
+    with pytest.warns(
+        FutureWarning, match=r"GradCAM: the parameter at_layer= is now called layer="
+    ):
+        assert kx.GradCAM(gap_cnn(), at_layer="last_conv").layer.name == "last_conv"
     with pytest.raises(ValueError, match=r"internal_batch_size must be a positive int"):
         kx.ScoreCAM(gap_cnn(), internal_batch_size=0)
     with pytest.raises(ValueError, match=r"needs upsample=True\. Received: upsample=False"):

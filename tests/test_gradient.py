@@ -179,7 +179,7 @@ def test_multi_output_model_with_output_index(multi_input_model, multi_input_dat
 def test_gradient_at_layer_equals_closed_form(logit_model, x6):
     # Explaining logit t at the last hidden layer's output h2: d(h2 W3 + b3)_t / dh2 = W3[:, t].
     kernel = logit_model.layers[-1].get_weights()[0]
-    result = kx.Gradient(logit_model, at_layer=logit_model.layers[1].name).analyze(
+    result = kx.Gradient(logit_model, layer=logit_model.layers[1].name).analyze(
         x6, target=[0, 1, 2, 0]
     )
     np.testing.assert_allclose(result, kernel[:, [0, 1, 2, 0]].T, rtol=1e-6)
@@ -452,8 +452,8 @@ def test_gradient_methods_give_per_token_attributions_of_the_embedding_output():
     np.testing.assert_allclose(result, gradient.sum(-1), rtol=1e-5, atol=1e-7)
     times = kx.InputTimesGradient(model).analyze(TOKENS, target)
     np.testing.assert_allclose(times, (gradient * vectors).sum(-1), rtol=1e-5, atol=1e-7)
-    # at_layer=<the Embedding> keeps the embedding axis
-    at_layer = kx.Gradient(model, at_layer="embedding").analyze(TOKENS, target)
+    # layer=<the Embedding> keeps the embedding axis
+    at_layer = kx.Gradient(model, layer="embedding").analyze(TOKENS, target)
     np.testing.assert_allclose(at_layer, gradient, rtol=1e-5, atol=1e-7)
 
 
@@ -464,7 +464,7 @@ def test_integer_input_not_read_by_an_embedding_is_rejected():
     with pytest.raises(
         ValueError,
         match=r"Input 0 of model 'cast_tokens' is an integer input consumed by \['cast'\], not "
-        r"by an Embedding layer, so it has no gradient\. Feed floats, or explain at_layer=",
+        r"by an Embedding layer, so it has no gradient\. Feed floats, or explain layer=",
     ):
         kx.Gradient(model)
     with pytest.raises(ValueError, match=r"not by an Embedding layer"):

@@ -170,7 +170,7 @@ def test_linear_view_evaluates_the_layer_with_any_weights():
 def test_find_layer_errors_name_the_choices():
     plan = helpers.plan_of(helpers.nested())
     assert plan.find_layer("backbone", "at_layer").name == "backbone"
-    with pytest.raises(ValueError, match=r"No layer named 'nope'.*at_layer='nope'.*Available"):
+    with pytest.raises(ValueError, match=r"No layer named 'nope'.*layer='nope'.*Available"):
         plan.find_layer("nope", "at_layer")
     with pytest.raises(ValueError, match="is not part of model"):
         plan.find_layer(keras.layers.Dense(2), "at_layer")

@@ -218,8 +218,8 @@ def test_bad_parameters(dense_model, x6):
         r"Expected one of \(None, 'abs', 'square'\)",
     ):
         kx.Gradient(dense_model, postprocess="sqrt")
-    with pytest.raises(ValueError, match=r"No layer named 'nope'.*Received: at_layer='nope'"):
-        kx.Gradient(dense_model, at_layer="nope")
+    with pytest.raises(ValueError, match=r"No layer named 'nope'.*Received: layer='nope'"):
+        kx.Gradient(dense_model, layer="nope")
     with pytest.raises(ValueError, match=r"Received: output_layer='nope'"):
         kx.Gradient(dense_model, output_layer="nope")
     analyzer = kx.IntegratedGradients(dense_model, steps=4, baseline=np.zeros((4, 6), "float32"))

@@ -1,4 +1,4 @@
-"""Layer attribution (``at_layer``), neuron attribution (``output_layer``), ``output_index``.
+"""Layer attribution (``layer``), neuron attribution (``output_layer``), ``output_index``.
 
 For every family (gradient, relevance, CAM, perturbation) against hand-written
 references: models cut by hand (eager layer calls) with GradientTape gradients w.r.t.
@@ -90,10 +90,10 @@ def test_gradient_at_layer_equals_tape_gradient(position):
     x = helpers.data((8, 8, 2), batch=3)
     layer = model.layers[position]  # fused conv (after its ReLU), max pool, second conv
     reference, activations = gradient_at(sequential_parts(model), position + 1, x, 2)
-    result = kx.Gradient(model, at_layer=layer.name).analyze(x, 2)
+    result = kx.Gradient(model, layer=layer.name).analyze(x, 2)
     assert result.shape == activations.shape
     np.testing.assert_allclose(result, reference, rtol=1e-5, atol=1e-7)
-    times = kx.InputTimesGradient(model, at_layer=layer).analyze(x, 2)
+    times = kx.InputTimesGradient(model, layer=layer).analyze(x, 2)
     np.testing.assert_allclose(times, reference * activations, rtol=1e-5, atol=1e-7)
 
 
@@ -102,7 +102,7 @@ def test_gradient_at_layer_inside_nested_model(name, cut):
     model = nested_cnn()
     x = helpers.data((8, 8, 2), batch=3)
     reference, _ = gradient_at(nested_parts(model), cut, x, np.array([0, 2, 1]))
-    result = kx.Gradient(model, at_layer=name).analyze(x, np.array([0, 2, 1]))
+    result = kx.Gradient(model, layer=name).analyze(x, np.array([0, 2, 1]))
     np.testing.assert_allclose(result, reference, rtol=1e-5, atol=1e-7)
     assert np.abs(reference).sum() > 0
 
@@ -113,7 +113,7 @@ def test_gradient_at_layer_of_dense_backbone():
     inner = model.get_layer("backbone").layers
     parts = [*inner, model.layers[2], lambda h: logits(model.layers[3], h)]
     reference, _ = gradient_at(parts, 1, x, 1)
-    result = kx.Gradient(model, at_layer=inner[0].name).analyze(x, 1)
+    result = kx.Gradient(model, layer=inner[0].name).analyze(x, 1)
     np.testing.assert_allclose(result, reference, rtol=1e-5, atol=1e-7)
 
 
@@ -121,9 +121,9 @@ def test_at_layer_unknown_name_is_rejected():
     with pytest.raises(
         ValueError,
         match=r"No layer named 'nope' in model 'nested_cnn' \(nested models included\)\. "
-        r"Received: at_layer='nope'",
+        r"Received: layer='nope'",
     ):
-        kx.Gradient(nested_cnn(), at_layer="nope")
+        kx.Gradient(nested_cnn(), layer="nope")
 
 
 # -- output_layer (neuron attribution) -----------------------------------------------------
@@ -171,7 +171,7 @@ def test_output_layer_with_at_layer():
         top = tf.reshape(run_layers(parts[1:3], h), (2, -1))
         score = top[:, 12]
     expected = tape.gradient(score, h).numpy()
-    result = kx.Gradient(model, output_layer="inner_top", at_layer="inner_conv").analyze(x, 12)
+    result = kx.Gradient(model, output_layer="inner_top", layer="inner_conv").analyze(x, 12)
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)
     assert np.abs(expected).sum() > 0
 
@@ -191,7 +191,7 @@ def test_lrp_epsilon_at_layer():
     reference = helpers.dense_chain_lrp_reference(
         model.layers[1:], activation, np.array([0, 1, 2]), helpers.Ref("epsilon", epsilon=1e-3)
     )
-    analyzer = kx.create_analyzer("lrp.epsilon", model, epsilon=1e-3, at_layer=first.name)
+    analyzer = kx.create_analyzer("lrp.epsilon", model, epsilon=1e-3, layer=first.name)
     result = analyzer.analyze(x, np.array([0, 1, 2]))
     assert result.shape == activation.shape
     np.testing.assert_allclose(result, reference, rtol=1e-4, atol=1e-6)
@@ -237,7 +237,7 @@ def test_lrp_output_layer_with_biases_and_at_layer_equals_numpy():
     analyzer = kx.LRPEpsilon(model, epsilon=0.01, output_layer=model.layers[1])
     np.testing.assert_allclose(analyzer.analyze(x, neuron), expected, rtol=1e-4, atol=1e-6)
     layered = kx.LRPEpsilon(
-        model, epsilon=0.01, output_layer=model.layers[1], at_layer=model.layers[0]
+        model, epsilon=0.01, output_layer=model.layers[1], layer=model.layers[0]
     )
     np.testing.assert_allclose(layered.analyze(x, neuron), at_hidden, rtol=1e-4, atol=1e-6)
 
@@ -278,7 +278,7 @@ def test_guided_backprop_at_layer_and_output_layer_equal_hand_rebuild():
         tape.watch(h1)
         score = tf.gather(guided(h1 @ w2 + b2) @ w3 + b3, target, axis=1, batch_dims=1)
     expected = tape.gradient(score, h1).numpy()
-    result = kx.GuidedBackprop(model, at_layer=model.layers[0]).analyze(x, target)
+    result = kx.GuidedBackprop(model, layer=model.layers[0]).analyze(x, target)
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)
     # the most often active neuron of the second hidden layer (after its ReLU), guided
     # through both ReLUs
@@ -341,7 +341,7 @@ def test_smoothgrad_at_layer_and_output_index_over_the_same_noise(multi_input_mo
     x = helpers.data((6,), batch=3)
     (w1, b1), (w2, b2), (w3, b3) = (layer.get_weights() for layer in model.layers)
     target = np.array([1, 0, 2])
-    analyzer = kx.SmoothGrad(model, samples=5, noise_scale=0.3, seed=4, at_layer=model.layers[0])
+    analyzer = kx.SmoothGrad(model, samples=5, noise_scale=0.3, seed=4, layer=model.layers[0])
     grads = []
     for copy in helpers.noisy_copies(analyzer, x, seed=4):
         with tf.GradientTape() as tape:
@@ -444,8 +444,8 @@ def test_occlusion_and_shapley_output_index_and_output_layer_equal_hand_loops():
         np.testing.assert_allclose(values[:, [0, 1, 3, 4]], exact, rtol=1e-4, atol=1e-6)
 
 
-def test_perturbation_methods_have_no_at_layer():
-    with pytest.raises(TypeError, match="at_layer"):
-        kx.Occlusion(helpers.conv_sequential(), at_layer="dense")
-    with pytest.raises(TypeError, match="at_layer"):
+def test_perturbation_methods_have_no_layer_attribution():
+    with pytest.raises(TypeError, match="Occlusion got an unexpected parameter 'layer'"):
+        kx.Occlusion(helpers.conv_sequential(), layer="dense")
+    with pytest.raises(TypeError, match="RISE got an unexpected parameter 'at_layer'"):
         kx.RISE(helpers.conv_sequential(), at_layer="dense")

@@ -166,11 +166,11 @@ def test_signal_takes_all_gives_the_gate_nothing():
     product = layers.Multiply(name="product")([signal, gate])
     model = keras.Model(inputs, product)
     x = np.random.default_rng(4).normal(size=(2, 4, 4, 2)).astype("float32")
-    analyzer = kx.LRPZ(model, at_layer="signal")
+    analyzer = kx.LRPZ(model, layer="signal")
     relevance_at_signal = analyzer.analyze(x, target="all")
     # R(product) = product itself (target "all"); the signal takes all of it
     np.testing.assert_allclose(relevance_at_signal, model(x).numpy(), rtol=1e-6, atol=1e-7)
-    gate_relevance = kx.LRPZ(model, at_layer="gate").analyze(x, target="all")
+    gate_relevance = kx.LRPZ(model, layer="gate").analyze(x, target="all")
     np.testing.assert_array_equal(gate_relevance, np.zeros_like(gate_relevance))
 
 

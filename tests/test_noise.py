@@ -196,8 +196,8 @@ def test_integrated_gradients_errors(dense_model, x6):
         r"Expected one of \('trapezoid'",
     ):
         kx.IntegratedGradients(dense_model, method="simpson")
-    with pytest.raises(ValueError, match=r"does not support at_layer"):
-        kx.IntegratedGradients(dense_model, at_layer="dense")
+    with pytest.raises(ValueError, match=r"does not support layer attribution"):
+        kx.IntegratedGradients(dense_model, layer="dense")
     # baselines are checked when the analyzer is built (SPEC 1.1), not at trace time
     with pytest.raises(
         ValueError,

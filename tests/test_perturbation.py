@@ -465,7 +465,7 @@ def test_meaningful_perturbation_noise_deletion():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"iterations": 0}, r"iterations must be a positive int\. Received: iterations=0\."),
+        ({"steps": 0}, r"steps must be a positive int\. Received: steps=0\."),
         ({"mask_size": 0}, r"mask_size must be a positive int\. Received: mask_size=0\."),
         ({"learning_rate": 0.0}, r"learning_rate must be > 0\. Received: learning_rate=0\.0\."),
         ({"blur_sigma": -1.0}, r"blur_sigma must be > 0\. Received: blur_sigma=-1\.0\."),

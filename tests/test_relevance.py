@@ -61,11 +61,11 @@ def test_relevance_at_every_layer_is_conserved(residual):
 
 def test_at_layer_returns_conserved_layer_relevance(residual):
     x = helpers.data((8, 8, 2), seed=3)
-    result = kx.LRPZ(residual, at_layer="concat").analyze(x)
+    result = kx.LRPZ(residual, layer="concat").analyze(x)
     assert result.shape == (4, 4, 4, 8)
     np.testing.assert_allclose(result.sum(axis=(1, 2, 3)), selected_logit(residual, x), rtol=1e-5)
     # an at_layer Conv followed by BatchNorm is not folded away
-    result = kx.LRPZ(residual, at_layer="branch_conv").analyze(x)
+    result = kx.LRPZ(residual, layer="branch_conv").analyze(x)
     assert result.shape == (4, 8, 8, 4)
 
 

@@ -162,9 +162,9 @@ def test_noise_tunnel_composes_with_cam_and_at_layer(conv_model):
     zero_noise = kx.NoiseTunnel(kx.GradCAM(conv_model), samples=3, noise_scale=0.0)
     np.testing.assert_allclose(zero_noise.analyze(x), kx.GradCAM(conv_model).analyze(x), rtol=1e-5)
     layer = conv_model.layers[2].name
-    at_layer = kx.NoiseTunnel(kx.Gradient(conv_model, at_layer=layer), samples=2, noise_scale=0.0)
+    at_layer = kx.NoiseTunnel(kx.Gradient(conv_model, layer=layer), samples=2, noise_scale=0.0)
     np.testing.assert_allclose(
-        at_layer.analyze(x), kx.Gradient(conv_model, at_layer=layer).analyze(x), rtol=1e-6
+        at_layer.analyze(x), kx.Gradient(conv_model, layer=layer).analyze(x), rtol=1e-6
     )
 
 
@@ -173,9 +173,9 @@ def test_wrapper_errors(conv_model, subclassed_model):
         kx.NoiseTunnel(kx.Occlusion(conv_model))
     with pytest.raises(ValueError, match=r"Unknown kind\. Received: kind='smooth'"):
         kx.NoiseTunnel(kx.Gradient(conv_model), kind="smooth")
-    with pytest.raises(ValueError, match=r"PathIntegral integrates along a path.*at_layer='conv2d"):
-        kx.PathIntegral(kx.Gradient(conv_model, at_layer=conv_model.layers[0].name))
-    with pytest.raises(ValueError, match=r"does not support at_layer.*GradCAM maps"):
+    with pytest.raises(ValueError, match=r"PathIntegral integrates along a path.*layer='conv2d"):
+        kx.PathIntegral(kx.Gradient(conv_model, layer=conv_model.layers[0].name))
+    with pytest.raises(ValueError, match=r"does not support layer attribution.*GradCAM maps"):
         kx.PathIntegral(kx.GradCAM(conv_model))
     with pytest.raises(
         TypeError,

@@ -5,7 +5,7 @@ hook (where rules modify the backward pass), seeds the explained output with
 the gradient of the target score (or, for relevance methods, with the score
 itself) and pulls the signal back to the *sources*: the model inputs, the
 outputs of the ``Embedding`` layers behind integer inputs, or the output of
-``at_layer``. The gradient, relevance and CAM families subclass it; the
+``layer``. The gradient, relevance and CAM families subclass it; the
 wrappers (:mod:`keras_explain.analyzers.wrappers`) call it on many copies.
 """
 
@@ -27,7 +27,7 @@ class Backpropagation(Analyzer):
 
     Args:
         model: A Keras model.
-        at_layer: Return attributions of this layer's output (name or object)
+        layer: Return attributions of this layer's output (name or object)
             instead of the input's (layer attribution); the result then has
             that layer output's shape.
         **kwargs: See :class:`~keras_explain.analyzers.base.Analyzer`.
@@ -37,21 +37,23 @@ class Backpropagation(Analyzer):
     #: instead of ``d score / d output`` (gradient).
     relevance_seed = False
 
-    def __init__(self, model, *, at_layer: str | keras.Layer | None = None, **kwargs):
+    renamed = {"at_layer": "layer"}
+
+    def __init__(self, model, *, layer: str | keras.Layer | None = None, **kwargs):
         super().__init__(model, **kwargs)
-        self.at_layer = None
+        self.layer = None
         self.returns_maps = False
-        if at_layer is not None:
+        if layer is not None:
             if self.plan is None:
                 raise ValueError(
-                    "at_layer needs a Functional or Sequential model whose layers can "
-                    f"be walked. Received: at_layer={at_layer!r} for "
+                    "layer needs a Functional or Sequential model whose layers can "
+                    f"be walked. Received: layer={layer!r} for "
                     f"{type(self.model).__name__}."
                 )
-            self.at_layer = self.plan.find_layer(at_layer, "at_layer")
+            self.layer = self.plan.find_layer(layer, "layer")
             self.returns_maps = True
         # source_keys: the keys of the values attributed (the model inputs, the
-        # Embedding outputs behind token inputs, or at_layer's output; None without
+        # Embedding outputs behind token inputs, or the layer's output; None without
         # a graph); embedded: per source, whether it is a token input's embedding
         self.source_keys, self.embedded = self.attributed_values()
         self._substitutes: dict = {}
@@ -67,8 +69,8 @@ class Backpropagation(Analyzer):
         """
         if self.plan is None:
             return None, []
-        if self.at_layer is not None:
-            return [self.plan.output_key_of(self.at_layer)], [False]
+        if self.layer is not None:
+            return [self.plan.output_key_of(self.layer)], [False]
         keys, embedded = [], []
         for position, (key, spec) in enumerate(zip(self.plan.input_keys, self.plan.input_specs)):
             if tf.as_dtype(spec.dtype).is_integer:
@@ -80,7 +82,7 @@ class Backpropagation(Analyzer):
                     raise ValueError(
                         f"Input {position} of model {self.model.name!r} is an integer "
                         f"input consumed by {names}, not by an Embedding layer, so it "
-                        "has no gradient. Feed floats, or explain at_layer=<a float layer>."
+                        "has no gradient. Feed floats, or explain layer=<a float layer>."
                     )
                 keys.append(consumers[0].outputs[0])
                 embedded.append(True)

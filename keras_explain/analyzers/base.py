@@ -58,6 +58,20 @@ def keyword_parameters(classes) -> list[str]:
     return names
 
 
+def _accepting_renamed(init: Callable) -> Callable:
+    """``init`` that first maps the class's former keyword spellings to the current ones."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        renamed = type(self).renamed_keywords()
+        if renamed:
+            kwargs = _validate.renamed_keywords(type(self).__name__, kwargs, renamed)
+        return init(self, *args, **kwargs)
+
+    __init__.renames_keywords = True
+    return __init__
+
+
 def _explain_entry(analyzer, target, variant, inputs, indices, seed, params):
     analyzer._variant = variant  # read by active_plan() while the function is traced
     try:
@@ -171,6 +185,32 @@ class Analyzer:
     def host_model(self) -> bool:
         """Whether the model is a plain callable evaluated eagerly on numpy arrays."""
         return not isinstance(self.model, keras.Model) and self.execution != "compiled"
+
+    #: Keywords renamed in this release, former spelling -> current one: still accepted,
+    #: with a ``FutureWarning``. Each class lists its own; :meth:`renamed_keywords`
+    #: merges them along the class hierarchy, and every subclass's ``__init__`` maps
+    #: them before it runs (so a check in a subclass sees the current spelling).
+    renamed: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        init = vars(cls).get("__init__")
+        if init is not None and not getattr(init, "renames_keywords", False):
+            cls.__init__ = _accepting_renamed(init)
+
+    @classmethod
+    def renamed_keywords(cls) -> dict[str, str]:
+        """Former keyword spellings -> current ones, for this class and its bases.
+
+        Example:
+            >>> import keras_explain as kx
+            >>> kx.DeepLift.renamed_keywords()["eps"]
+            'epsilon'
+        """
+        merged = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("renamed", {}))
+        return merged
 
     #: The registry name (``kx.create_analyzer(name, model)``), set by
     #: :func:`~keras_explain.analyzers.registry.register`; None for a class not registered.

@@ -74,12 +74,6 @@ class LayerMaps(Backpropagation):
     rectify = True
 
     def __init__(self, model, *, layer=None, upsample: bool = True, **kwargs):
-        if kwargs.get("at_layer") is not None:
-            raise ValueError(
-                f"{type(self).__name__} weighs the channels of one layer; pass it as "
-                f"layer=..., not at_layer. Received: at_layer={kwargs['at_layer']!r}."
-            )
-        kwargs.pop("at_layer", None)
         self._layer_argument = layer
         self.upsample = bool(upsample)
         super().__init__(model, **kwargs)

@@ -8,10 +8,10 @@ carries *multipliers* ``m = Δy / Δx`` instead of derivatives:
 
 - element-wise activations (op kind ``"activation"``): the Rescale rule
   ``m = (f(x) − f(x')) / (x − x')``, and the ordinary derivative ``f'(x)``
-  where ``|x − x'| < eps`` (Captum's ``eps``, default 1e-10);
+  where ``|x − x'| < epsilon`` (Captum's ``eps``, default 1e-10);
 - max pooling and ``Maximum`` (kind ``"max_pool"``): Captum's rule, which
   routes ``max(y, y') − y'`` to the input's maximum and ``y − max(y, y')`` to
-  the baseline's, then divides by ``Δx`` (gradient where ``|Δx| < eps``);
+  the baseline's, then divides by ``Δx`` (gradient where ``|Δx| < epsilon``);
 - every other op (linear maps, BatchNormalization in inference, pooling sums,
   reshapes) passes the gradient: for a linear op the multiplier *is* the
   weight. Gates (``Multiply``), normalizations and softmaxes inside the network
@@ -56,7 +56,7 @@ class DeepLift(Backpropagation):
             ``(B, T, D)``; the result is per token ``(B, T)`` (the attribution
             of the Embedding output summed over its last axis, 0 at masked
             positions), both halves of ``[x; x']`` run with ``x``'s mask.
-        eps: Where ``|x − x'| < eps`` at a non-linearity's input, its multiplier
+        epsilon: Where ``|x − x'| < epsilon`` at a non-linearity's input, its multiplier
             is the ordinary derivative instead of ``Δy / Δx`` (default 1e-10,
             Captum's; the limit of ``Δy / Δx`` as ``Δx → 0``).
         **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
@@ -68,7 +68,7 @@ class DeepLift(Backpropagation):
 
     Raises:
         TypeError: For a subclassed model (its non-linearities cannot be found).
-        ValueError: For ``at_layer``, a negative ``eps``, a baseline of the
+        ValueError: For ``layer``, a negative ``epsilon``, a baseline of the
             wrong shape or a baseline token id outside the vocabulary.
 
     Example:
@@ -86,16 +86,18 @@ class DeepLift(Backpropagation):
     #: A path integral of multipliers means nothing (PathIntegral refuses it).
     path_integrable = False
 
-    def __init__(self, model, *, baseline: Any = 0.0, eps: float = 1e-10, **kwargs: Any):
+    renamed = {"eps": "epsilon"}
+
+    def __init__(self, model, *, baseline: Any = 0.0, epsilon: float = 1e-10, **kwargs: Any):
         name = type(self).__name__
-        if kwargs.get("at_layer") is not None:
+        if kwargs.get("layer") is not None:
             raise ValueError(
                 f"{name} explains f(x) - f(baseline) with a baseline in input space and does "
-                f"not support at_layer. Received: at_layer={kwargs['at_layer']!r}. Build a "
+                f"not support layer attribution. Received: layer={kwargs['layer']!r}. Build a "
                 "sub-model that starts at that layer and explain its input instead."
             )
         super().__init__(model, **kwargs)
-        self.eps = _validate.non_negative(eps, "eps")
+        self.epsilon = _validate.non_negative(epsilon, "epsilon")
         self.baseline = self._checked_baselines(baseline)
 
     def _checked_baselines(self, baseline):
@@ -121,9 +123,9 @@ class DeepLift(Backpropagation):
     def hook(self, step, inputs):
         """Rescale at activations, Captum's rule at max pooling, the gradient elsewhere."""
         if step.op.kind == "activation":
-            return _rescale(step.op.forward, inputs, self.eps)
+            return _rescale(step.op.forward, inputs, self.epsilon)
         if step.op.kind == "max_pool":
-            return _max_pool(step.op.forward, inputs, self.eps)
+            return _max_pool(step.op.forward, inputs, self.epsilon)
         return step.op.forward(*inputs)
 
     # -- the pass -----------------------------------------------------------------
@@ -261,7 +263,7 @@ class DeepLiftShap(DeepLift):
         model: A Functional or Sequential Keras model with float inputs.
         background: Baselines shaped ``(N, *sample_shape)``; a list of such
             arrays (same ``N``) for a multi-input model.
-        eps: As for :class:`DeepLift`.
+        epsilon: As for :class:`DeepLift`.
         internal_batch_size: Rows per pass (default: from the memory budget).
         **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
             ``neuron_selection_mode``, ``verbose``.
@@ -289,7 +291,7 @@ class DeepLiftShap(DeepLift):
         model,
         *,
         background: Any = None,
-        eps: float = 1e-10,
+        epsilon: float = 1e-10,
         internal_batch_size: int | None = None,
         **kwargs: Any,
     ):
@@ -299,7 +301,7 @@ class DeepLiftShap(DeepLift):
                 f"shaped (N, *sample shape). Received: baseline={kwargs['baseline']!r}; use "
                 "kx.DeepLift for a single baseline."
             )
-        super().__init__(model, eps=eps, **kwargs)
+        super().__init__(model, epsilon=epsilon, **kwargs)
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
         self.background = _validate.background_set(
             type(self).__name__, background, self._input_specs()

@@ -25,7 +25,7 @@ class Gradient(Backpropagation):
     Args:
         model: A Keras model (subclassed models work too).
         postprocess: None, ``"abs"`` or ``"square"``, applied to the gradient.
-        **kwargs: ``at_layer``, ``output_layer``, ``output_index``,
+        **kwargs: ``layer``, ``output_layer``, ``output_index``,
             ``strip_softmax``, ``neuron_selection_mode``.
 
     Returns:

@@ -8,7 +8,7 @@
   around the gradient whose copies are random path points between the input
   (with noise) and random rows of a background set (Captum's ``GradientShap``).
 
-Each is built from ``model`` and Gradient's own keyword arguments (``at_layer``,
+Each is built from ``model`` and Gradient's own keyword arguments (``layer``,
 ``output_layer``, ...), and runs its copies through the one copy loop,
 :meth:`~keras_explain.analyzers.base.Analyzer.run_copies`.
 """
@@ -28,6 +28,8 @@ from keras_explain.analyzers.wrappers import NoiseTunnel, PathIntegral, Wrapper,
 
 class _AroundGradient:
     """Mixin: a wrapper built from ``model`` and Gradient's keyword arguments."""
+
+    renamed = {"at_layer": "layer"}  # Gradient's
 
     @classmethod
     def parameters(cls, **preset: Any) -> list[str]:
@@ -61,7 +63,7 @@ _NOISE_DOC = """
         seed: Seed; the same seed gives the same result, whatever ``batch_size``.
         internal_batch_size: Rows per backward pass (default: as many as fit in
             :func:`keras_explain.config.memory_budget`).
-        **kwargs: ``at_layer``, ``output_layer``, ``output_index``,
+        **kwargs: ``layer``, ``output_layer``, ``output_index``,
             ``strip_softmax``, ``verbose``.
 
     Raises:
@@ -157,7 +159,7 @@ class IntegratedGradients(_AroundGradient, PathIntegral):
 
     Raises:
         ValueError: For a bad ``steps``/``method``, a baseline of the wrong
-            shape, or ``at_layer`` (not supported: build a sub-model that
+            shape, or ``layer`` (not supported: build a sub-model that
             starts at the layer instead).
         TypeError: For an unexpected parameter.
 
@@ -179,10 +181,10 @@ class IntegratedGradients(_AroundGradient, PathIntegral):
         **kwargs: Any,
     ):
         quadrature(method, steps)
-        if kwargs.get("at_layer") is not None:
+        if kwargs.get("layer") is not None:
             raise ValueError(
                 "IntegratedGradients integrates along a path in input space and does not "
-                f"support at_layer. Received: at_layer={kwargs['at_layer']!r}. Build a "
+                f"support layer attribution. Received: layer={kwargs['layer']!r}. Build a "
                 "sub-model that starts at that layer and explain its input instead."
             )
         gradient = self._split(model, kwargs)
@@ -202,7 +204,7 @@ class GradientShap(_AroundGradient, Wrapper):
 
     Each sample gets ``samples`` copies; copy ``k`` draws a baseline ``x'_k``
     uniformly from the rows of ``background``, Gaussian noise
-    ``x̃_k = x + N(0, stddev²)`` and a point ``α_k ~ U(0, 1)``, and contributes
+    ``x̃_k = x + N(0, noise_scale²)`` and a point ``α_k ~ U(0, 1)``, and contributes
     ``(x̃_k − x'_k) ⊙ ∇f_t(x'_k + α_k (x̃_k − x'_k))``; the result is the mean
     over copies (Lundberg & Lee 2017, arXiv:1705.07874; Erion et al. 2021's
     expected gradients with noise). In expectation it sums to about
@@ -212,7 +214,7 @@ class GradientShap(_AroundGradient, Wrapper):
     (each sample still gets ``samples`` independent draws), so a seed gives the
     same result whatever ``batch_size`` and ``internal_batch_size``. For token
     inputs ``background`` holds token ids ``(N, T)``; paths and noise run between
-    their embeddings and the explained tokens' (``stddev`` in embedding units),
+    their embeddings and the explained tokens' (``noise_scale`` in embedding units),
     with the explained tokens' mask.
 
     Args:
@@ -220,7 +222,7 @@ class GradientShap(_AroundGradient, Wrapper):
         background: Baselines shaped ``(N, *sample_shape)``; a list of such
             arrays (same ``N``) for a multi-input model.
         samples: Copies per sample (default 5, Captum's ``n_samples``).
-        stddev: Standard deviation of the noise added to the input (default
+        noise_scale: Standard deviation of the noise added to the input (default
             0.0, Captum's ``stdevs``), in the input's units.
         seed: Seed of the draws (default: fresh every call).
         internal_batch_size: Rows per pass (default: from the memory budget).
@@ -232,7 +234,7 @@ class GradientShap(_AroundGradient, Wrapper):
 
     Raises:
         ValueError: For an empty or misshapen background, ``samples < 1`` or
-            ``stddev < 0``.
+            ``noise_scale < 0``.
         TypeError: For an unexpected parameter.
 
     Example:
@@ -244,6 +246,7 @@ class GradientShap(_AroundGradient, Wrapper):
         (2, 4)
     """
 
+    renamed = {"stddev": "noise_scale"}
     #: The stream of the baseline indices and path points (the noise uses 0, 1, ...).
     draw_stream = 4099
 
@@ -253,13 +256,15 @@ class GradientShap(_AroundGradient, Wrapper):
         *,
         background: Any = None,
         samples: int = 5,
-        stddev: float = 0.0,
+        noise_scale: float = 0.0,
         seed: int | None = None,
         internal_batch_size: int | None = None,
         **kwargs: Any,
     ):
         self.samples = _validate.positive_int(samples, "samples")
-        self.stddev = _validate.non_negative(stddev, "stddev", " (in the input's units)")
+        self.noise_scale = _validate.non_negative(
+            noise_scale, "noise_scale", " (in the input's units)"
+        )
         self.seed = seed
         gradient = self._split(model, kwargs)
         super().__init__(gradient, internal_batch_size=internal_batch_size, **kwargs)
@@ -268,12 +273,12 @@ class GradientShap(_AroundGradient, Wrapper):
         )
 
     def call_params(self) -> dict[str, Any]:
-        """``samples`` and ``stddev``, read at every call (no retracing)."""
+        """``samples`` and ``noise_scale``, read at every call (no retracing)."""
         samples = _validate.positive_int(self.samples, "samples")
-        stddev = _validate.non_negative(self.stddev, "stddev")
-        return {"samples": np.int32(samples), "stddev": np.float32(stddev)}
+        noise_scale = _validate.non_negative(self.noise_scale, "noise_scale")
+        return {"samples": np.int32(samples), "noise_scale": np.float32(noise_scale)}
 
-    def draws(self, inputs, seed, start, size, stddev, background=None):
+    def draws(self, inputs, seed, start, size, noise_scale, background=None):
         """Path points and ``x̃ − x'`` of copies ``start .. start + size - 1``, ``(size, B, ...)``.
 
         Args:
@@ -281,7 +286,7 @@ class GradientShap(_AroundGradient, Wrapper):
             seed: ``[user_seed, first_row]``, as the compiled function receives it.
             start: The first copy.
             size: The number of copies.
-            stddev: The noise's standard deviation.
+            noise_scale: The noise's standard deviation.
             background: The background as tensors shaped like ``inputs``' rows
                 (default: ``self.background``).
         """
@@ -295,7 +300,7 @@ class GradientShap(_AroundGradient, Wrapper):
             alpha = tf.reshape(tf.cast(uniform[:, 1], x.dtype), shape)
             baseline = tf.gather(tf.cast(base, x.dtype), rows)[:, None]
             noise = random.copy_noise(seed, x, start, size, stream=position)
-            noisy = x[None] + tf.cast(stddev, x.dtype) * noise
+            noisy = x[None] + tf.cast(noise_scale, x.dtype) * noise
             points.append(baseline + alpha * (noisy - baseline))
             differences.append(noisy - baseline)
         return points, differences
@@ -308,7 +313,7 @@ class GradientShap(_AroundGradient, Wrapper):
         background = self.analyzer.embed([tf.constant(b) for b in self.background])
 
         def make(start, size):
-            return self.draws(points, seed, start, size, params["stddev"], background)
+            return self.draws(points, seed, start, size, params["noise_scale"], background)
 
         def evaluate(flat, size):
             rows = _batching.repeat(indices, size)

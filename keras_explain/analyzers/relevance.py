@@ -56,7 +56,7 @@ class LRP(Backpropagation):
             their preset.
         canonizers: Analysis-time model rewrites; default
             ``[canonizers.BatchNormFold()]``; ``[]`` for none.
-        **kwargs: The preset's parameters; ``at_layer``, ``output_layer``,
+        **kwargs: The preset's parameters; ``layer``, ``output_layer``,
             ``output_index``, ``strip_softmax``, ``neuron_selection_mode``.
 
     Returns:

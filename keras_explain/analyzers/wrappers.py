@@ -335,7 +335,7 @@ class PathIntegral(Wrapper):
 
     Args:
         analyzer: A backpropagation analyzer explaining its inputs (no
-            ``at_layer``, no CAM method).
+            ``layer``, no CAM method).
         steps: Number of path points (default 64).
         method: ``"trapezoid"`` (default; both end points), ``"riemann_left"``,
             ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
@@ -358,7 +358,7 @@ class PathIntegral(Wrapper):
     Raises:
         TypeError: If ``analyzer`` is not a backpropagation analyzer.
         ValueError: For a bad ``steps``/``method``, a baseline of the wrong
-            shape, an analyzer with ``at_layer`` or a CAM method.
+            shape, an analyzer with ``layer`` or a CAM method.
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -394,15 +394,15 @@ class PathIntegral(Wrapper):
                 "baseline, so its path integral means nothing. Received: "
                 f"{type(analyzer).__name__}. Use it alone, or PathIntegral(kx.Gradient(model))."
             )
-        if isinstance(analyzer, LayerMaps) or analyzer.at_layer is not None:
+        if isinstance(analyzer, LayerMaps) or analyzer.layer is not None:
             what = (
-                f"at_layer={analyzer.at_layer.name!r}"
-                if analyzer.at_layer is not None
+                f"layer={analyzer.layer.name!r}"
+                if not isinstance(analyzer, LayerMaps)
                 else f"{type(analyzer).__name__} maps"
             )
             raise ValueError(
                 f"{name} integrates along a path in input space and multiplies by x - x', "
-                f"so it needs attributions of the inputs; it does not support at_layer. "
+                f"so it needs attributions of the inputs; it does not support layer attribution. "
                 f"Received: {what}. Build a sub-model that starts at that layer and "
                 "explain its input instead."
             )

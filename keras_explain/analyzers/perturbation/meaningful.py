@@ -44,12 +44,12 @@ class MeaningfulPerturbation(Perturbation):
     Unlike the other model-agnostic methods it differentiates the model (the
     mask is learned by gradient descent), so ``model`` must be a Keras model or
     a callable built from TensorFlow ops, and by default it explains class
-    probabilities, not logits (see ``softmax``).
+    probabilities, not logits (see ``probabilities``).
 
     Args:
         model: A Keras model or a differentiable callable built from
             TensorFlow ops.
-        iterations: Optimisation steps (default 300).
+        steps: Optimisation steps (default 300).
         learning_rate: Adam learning rate (default 0.1).
         l1_coeff: λ1, weight of the L1 norm of ``1 - m`` (default 1e-4).
         tv_coeff: λ2, weight of the total variation (default 1e-2).
@@ -61,7 +61,7 @@ class MeaningfulPerturbation(Perturbation):
         baseline: The constant of ``deletion="constant"`` (default 0).
         noise_scale: Noise standard deviation of ``deletion="noise"``, as a
             fraction of each sample's value range (default 0.2).
-        softmax: Score the class probability for int/``None`` targets
+        probabilities: Score the class probability for int/``None`` targets
             (default True): the softmax of the explained output (the logits,
             once ``strip_softmax`` has bypassed a final softmax or sigmoid), or
             its sigmoid when the output has one value per sample (a binary
@@ -82,7 +82,7 @@ class MeaningfulPerturbation(Perturbation):
         ``analyze(x)`` returns the deletion map ``1 - m`` shaped like x.
 
     Raises:
-        ValueError: For a bad ``deletion``, a non-positive ``iterations``,
+        ValueError: For a bad ``deletion``, a non-positive ``steps``,
             ``learning_rate`` or ``mask_size``, or negative coefficients.
         TypeError: At ``analyze``, for a model that cannot be differentiated.
 
@@ -90,19 +90,20 @@ class MeaningfulPerturbation(Perturbation):
         >>> import keras, numpy as np, keras_explain as kx
         >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(3)])
-        >>> analyzer = kx.MeaningfulPerturbation(model, iterations=5, mask_size=4)
+        >>> analyzer = kx.MeaningfulPerturbation(model, steps=5, mask_size=4)
         >>> analyzer.analyze(np.ones((2, 8, 8, 1))).shape
         (2, 8, 8, 1)
     """
 
     execution = "compiled"
+    renamed = {"iterations": "steps", "softmax": "probabilities"}
     baseline_attributes = ("baseline",)
 
     def __init__(
         self,
         model,
         *,
-        iterations: int = 300,
+        steps: int = 300,
         learning_rate: float = 0.1,
         l1_coeff: float = 1e-4,
         tv_coeff: float = 1e-2,
@@ -112,12 +113,12 @@ class MeaningfulPerturbation(Perturbation):
         blur_sigma: float = 10.0,
         baseline: Any = 0.0,
         noise_scale: float = 0.2,
-        softmax: bool = True,
+        probabilities: bool = True,
         seed: int | None = None,
         **kwargs,
     ):
         self.deletion = _validate.one_of(deletion, "deletion", DELETIONS)
-        self.iterations = _validate.positive_int(iterations, "iterations")
+        self.steps = _validate.positive_int(steps, "steps")
         self.mask_size = _validate.positive_int(mask_size, "mask_size")
         self.learning_rate = _validate.positive(learning_rate, "learning_rate")
         self.blur_sigma = _validate.positive(blur_sigma, "blur_sigma")
@@ -125,7 +126,7 @@ class MeaningfulPerturbation(Perturbation):
         self.tv_coeff = _validate.non_negative(tv_coeff, "tv_coeff")
         self.noise_scale = _validate.non_negative(noise_scale, "noise_scale")
         self.tv_beta = _validate.positive(tv_beta, "tv_beta")
-        self.softmax = bool(softmax)
+        self.probabilities = bool(probabilities)
         super().__init__(model, seed=seed, **kwargs)
         self.baseline = self.checked_baseline(baseline)
 
@@ -158,7 +159,7 @@ class MeaningfulPerturbation(Perturbation):
         def loss_of(mask):
             keep = spread_over_channels(resize_maps(mask, lengths), rank)
             outputs = self.forward([keep * x + (1 - keep) * deleted])[0]
-            if self.softmax and target.mode == "index":
+            if self.probabilities and target.mode == "index":
                 flat = tf.reshape(outputs, [batch, -1])
                 # one logit: p = sigmoid(z) (a softmax of one value is constant 1)
                 outputs = tf.sigmoid(flat) if flat.shape[-1] == 1 else tf.nn.softmax(flat)
@@ -173,7 +174,7 @@ class MeaningfulPerturbation(Perturbation):
             return tf.reduce_sum(score + self.l1_coeff * sparsity + self.tv_coeff * variation)
 
         def step(i, mask, first, second):
-            tick = tf.numpy_function(progress.tick, [i, self.iterations], tf.int32, stateful=True)
+            tick = tf.numpy_function(progress.tick, [i, self.steps], tf.int32, stateful=True)
             with tf.control_dependencies([tick]), tf.GradientTape() as tape:
                 tape.watch(mask)
                 loss = loss_of(mask)
@@ -193,7 +194,7 @@ class MeaningfulPerturbation(Perturbation):
         shape = [batch] + [min(self.mask_size, n) for n in lengths]
         zeros = tf.zeros(shape)
         _, mask, _, _ = tf.while_loop(
-            lambda i, *_: i < self.iterations,
+            lambda i, *_: i < self.steps,
             step,
             (tf.constant(0), tf.ones(shape), zeros, zeros),
             parallel_iterations=1,

@@ -1,0 +1,69 @@
+"""Renamed keywords: the former spellings still work for one release, with a FutureWarning.
+
+Each case builds the analyzer with the former spelling and with the current one and
+checks the warning, the message and that both explain the same thing.
+"""
+
+import helpers
+import numpy as np
+import pytest
+
+import keras_explain as kx
+
+
+def _same(build, old, new, x, **analyze):
+    with pytest.warns(FutureWarning, match=rf"the parameter {old[0]}= is now called {new[0]}="):
+        former = build(**{old[0]: old[1]})
+    current = build(**{new[0]: new[1]})
+    np.testing.assert_allclose(former.analyze(x, **analyze), current.analyze(x, **analyze))
+    return former
+
+
+def test_at_layer_is_layer_on_every_backward_analyzer():
+    model = helpers.conv_sequential()
+    x = helpers.data((8, 8, 2), batch=2)
+    name = model.layers[0].name
+    for build in (
+        lambda **kw: kx.Gradient(model, **kw),
+        lambda **kw: kx.LRP(model, "epsilon", **kw),
+        lambda **kw: kx.LRPEpsilon(model, **kw),
+        lambda **kw: kx.SmoothGrad(model, samples=2, seed=0, **kw),
+        lambda **kw: kx.create_analyzer("input_t_gradient", model, **kw),
+    ):
+        former = _same(build, ("at_layer", name), ("layer", name), x)
+        assert former.analyze(x).shape[1:] == tuple(model.layers[0].output.shape[1:])
+
+
+def test_epsilon_noise_scale_steps_and_probabilities():
+    model = helpers.dense_sequential(softmax=False)
+    x = helpers.data((6,), batch=3)
+    _same(lambda **kw: kx.DeepLift(model, **kw), ("eps", 1e-3), ("epsilon", 1e-3), x)
+    background = np.zeros((2, 6), "float32")
+    _same(
+        lambda **kw: kx.GradientShap(model, background=background, seed=0, **kw),
+        ("stddev", 0.2),
+        ("noise_scale", 0.2),
+        x,
+    )
+    images = helpers.data((8, 8, 2), batch=2)
+    conv = helpers.conv_sequential()
+    build = lambda **kw: kx.MeaningfulPerturbation(conv, mask_size=4, seed=0, **kw)  # noqa: E731
+    _same(build, ("iterations", 3), ("steps", 3), images)
+    _same(lambda **kw: build(steps=3, **kw), ("softmax", False), ("probabilities", False), images)
+
+
+def test_both_spellings_at_once_is_an_error():
+    with pytest.raises(
+        TypeError, match=r"DeepLift got both 'eps' and 'epsilon'.*Pass epsilon= only"
+    ):
+        kx.DeepLift(helpers.dense_sequential(), eps=1e-3, epsilon=1e-3)
+
+
+def test_each_class_lists_its_former_spellings():
+    assert kx.Gradient.renamed_keywords() == {"at_layer": "layer"}
+    assert kx.DeepLift.renamed_keywords() == {"at_layer": "layer", "eps": "epsilon"}
+    assert kx.MeaningfulPerturbation.renamed_keywords() == {
+        "iterations": "steps",
+        "softmax": "probabilities",
+    }
+    assert kx.Occlusion.renamed_keywords() == {}
