@@ -323,7 +323,7 @@ def decompose(
         The parts, in execution order.
     """
     entry = entry_of(layer)
-    if entry is None:  # unknown: one opaque op
+    if entry is None:  # the one place an unknown layer or op is decided: one opaque op
         return [Part("other", "", forward)]
     if entry.program is not None:
         return entry.program(layer, names, dtypes, options or {})
@@ -339,12 +339,12 @@ def _linear_parts(layer, entry: Entry) -> list[Part] | None:
     maps = linear_maps(layer)
     if maps is None:
         return None
-    dtype = layer.compute_dtype
+    dtype = getattr(layer, "compute_dtype", None)  # raw keras.ops operations have none
     parts = []
     for index, linear in enumerate(maps):
 
         def linear_forward(x, *masks, linear=linear):  # a Keras mask changes nothing here
-            return linear.apply(ops.cast(x, dtype), *linear.weights())
+            return linear.apply(x if dtype is None else ops.cast(x, dtype), *linear.weights())
 
         suffix = "" if len(maps) == 1 else f"/{index}"
         parts.append(Part(entry.kind, suffix, linear_forward, linear=linear))
