@@ -1,15 +1,39 @@
-"""How each Keras layer looks to the explainers: one table, read by :mod:`keras_explain.graph`.
+"""How each Keras layer and operation looks to the explainers: the one layer table.
 
-A layer call decomposes into one or more primitive ops (``Dense(8,
-activation="relu")`` is a linear map, then an activation). For each op the
-table says its *kind* (what rules see), and gives
+Every layer class and raw ``keras.ops`` operation class the library knows has
+one :class:`Entry` here, and everything else is read from it:
 
-- for linear maps, a :class:`Linear` view: the layer's current weights as
-  tensors and the map evaluated with any weights of the same shapes (``W⁺``,
-  ``W²``, a folded BatchNormalization, ...);
-- for normalizations, a *linearized* forward: the op with its data-dependent
-  scale held constant (``tf.stop_gradient``), without its bias, so that it is a
-  linear map of its input (Ali et al. 2022).
+- what one call is, as primitive ops (:func:`decompose`, read by
+  :class:`keras_explain.graph.Plan`): its op *kind* (what rules see), for
+  linear maps a :class:`Linear` view (the layer's current weights as tensors
+  and the map evaluated with any weights of the same shapes: ``W⁺``, ``W²``, a
+  folded BatchNormalization, ...), for normalizations a *linearized* forward
+  (the op with its data-dependent scale held constant, without its bias, a
+  linear map of its input; Ali et al. 2022), for activations their name, and
+  for recurrent and attention layers the builder of their program;
+- the linear layer *family* composites name (``"dense"``, ``"conv"``,
+  ``"batch_norm"``);
+- how the layer's receptive field composes (``field``, read by
+  :func:`keras_explain.features.receptive_field`);
+- its *role* for CAM's choice of layer (global pooling, resampling, bookkeeping);
+- the supported list of error messages and of the docs (:func:`supported_layers`).
+
+Lookup (:func:`entry_of`) follows the class's MRO, so a subclass inherits its
+base's entry; layers that cannot be imported (keras.applications' own) and the
+``keras.ops`` operation classes (``keras.src`` classes) are keyed by class
+name. Layer names and op names are separate: a user layer named ``Add`` is not
+the ``keras.ops`` ``Add``. A layer or op with no entry is *unknown*: one op of
+kind ``"other"``.
+
+Registering a layer is one :class:`Entry` (:func:`register`; the public form
+is :func:`keras_explain.graph.register_layer`). Entries of one key stack:
+:func:`unregister` removes one, and the one before it (the library's own, if
+any) applies again.
+
+The recurrent and attention builders live in ``_sequence_views``, which imports
+this module; their entries here point to them by name and import that module
+when a program is first built (:func:`_sequence_program`), so the whole table
+is in this file and complete whatever was imported first.
 
 Only public layer attributes are read here; the graph walk lives in ``_graph.py``.
 """
@@ -17,7 +41,8 @@ Only public layer attributes are read here; the graph walk lives in ``_graph.py`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import keras
@@ -41,6 +66,21 @@ KINDS = (
     "recurrent",  # LSTM, GRU, SimpleRNN, Bidirectional: a program of the kinds above
     "attention",  # MultiHeadAttention: a program of the kinds above
     "other",
+)
+#: Linear layer families, the layer kinds of composites besides the op kinds.
+FAMILIES = ("dense", "conv", "batch_norm")
+#: How a layer's receptive field composes (None: it cannot be followed).
+FIELDS = (
+    "window",  # kernel_size or pool_size, strides, dilation_rate, padding read from the layer
+    "pointwise",  # each spatial position separately (when the spatial shape is kept)
+    "padding",  # zero padding: layer.padding
+    "cropping",  # layer.cropping
+)
+#: What a layer is to CAM's choice of the default layer.
+ROLES = (
+    "global",  # global pooling
+    "resampling",  # pools, resizes, pads or crops the maps of the layer before it
+    "bookkeeping",  # values move unchanged (the default of kind "reshape")
 )
 
 
@@ -84,134 +124,248 @@ class Part(NamedTuple):
     note: str | None = None
 
 
-ACTIVATION_OPS = {  # keras.ops classes of element-wise activations
-    "Relu": "relu",
-    "Relu6": "relu6",
-    "LeakyRelu": "leaky_relu",
-    "Sigmoid": "sigmoid",
-    "HardSigmoid": "hard_sigmoid",
-    "Tanh": "tanh",
-    "HardTanh": "hard_tanh",
-    "Elu": "elu",
-    "Selu": "selu",
-    "Celu": "celu",
-    "Gelu": "gelu",
-    "Silu": "silu",
-    "HardSilu": "hard_silu",
-    "Softplus": "softplus",
-    "Softsign": "softsign",
-    "Mish": "mish",
-    "Softmax": "softmax",
-}
-#: Element-wise affine preprocessing (op kind "rescale").
-PREPROCESSING_LAYERS = (layers.Rescaling, layers.Normalization)
-MAX_POOL_LAYERS = (
-    layers.MaxPooling1D,
-    layers.MaxPooling2D,
-    layers.MaxPooling3D,
-    layers.GlobalMaxPooling1D,
-    layers.GlobalMaxPooling2D,
-    layers.GlobalMaxPooling3D,
-    layers.Maximum,
-    layers.Minimum,
-)
-SUM_POOL_LAYERS = (
-    layers.AveragePooling1D,
-    layers.AveragePooling2D,
-    layers.AveragePooling3D,
-    layers.GlobalAveragePooling1D,
-    layers.GlobalAveragePooling2D,
-    layers.GlobalAveragePooling3D,
-    layers.Add,
-    layers.Subtract,
-    layers.Average,
-)
-RESHAPE_LAYERS = (
-    layers.Flatten,
-    layers.Reshape,
-    layers.Permute,
-    layers.Concatenate,
-    layers.Dropout,
-    layers.SpatialDropout1D,
-    layers.SpatialDropout2D,
-    layers.SpatialDropout3D,
-    layers.GaussianNoise,
-    layers.GaussianDropout,
-    layers.AlphaDropout,
-    layers.ActivityRegularization,
-    layers.Identity,
-    layers.ZeroPadding1D,
-    layers.ZeroPadding2D,
-    layers.ZeroPadding3D,
-    layers.Cropping1D,
-    layers.Cropping2D,
-    layers.Cropping3D,
-    layers.RepeatVector,
-    layers.UpSampling1D,
-    layers.InputLayer,
-    layers.Masking,  # x * (the step is not padding): zeros where masked, x elsewhere
-)
-RAW_OP_KINDS = {  # keras.ops classes (raw ops in a functional graph)
-    "Add": "sum_pool",
-    "Subtract": "sum_pool",
-    "Negative": "sum_pool",
-    "Mean": "sum_pool",
-    "Sum": "sum_pool",
-    "Maximum": "max_pool",
-    "Minimum": "max_pool",
-    "Max": "max_pool",
-    "Reshape": "reshape",
-    "Transpose": "reshape",
-    "ExpandDims": "reshape",
-    "Squeeze": "reshape",
-    "Concatenate": "reshape",
-    "Stack": "reshape",
-    "Flatten": "reshape",
-    "Identity": "reshape",
-    "GetItem": "reshape",
-    "Pad": "reshape",
-    "Cast": "reshape",
-    "BroadcastTo": "reshape",
-    "Tile": "reshape",
-}
-#: keras.applications' own layers, by class name.
-APPLICATION_LAYER_KINDS = {
-    "CustomScaleLayer": "sum_pool",  # InceptionResNetV2: inputs[0] + inputs[1] * scale
-    "StochasticDepth": "reshape",  # ConvNeXt's drop path: the identity at inference
-}
+# -- the entries ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Entry:
+    """What the explainers know about one layer or operation class: one row of the table.
+
+    Attributes:
+        key: The class, or its name (``"LayerScale"``, a ``keras.ops`` class
+            name such as ``"Relu"``); subclasses inherit the entry.
+        kind: The op kind of a call (one of :data:`KINDS`). For ``"linear"``
+            and ``"rescale"`` the layer's linear map(s), then its fused
+            ``activation``, if any, as an op of its own.
+        op: True for ``keras.ops`` operation classes (raw ops in a functional
+            graph), False for layers.
+        linear: ``linear(layer) -> Linear | tuple[Linear, ...] | None``: the
+            :class:`Linear` view(s), in execution order (kinds ``"linear"``,
+            ``"rescale"``). None for a configuration without one: the call is
+            then an op of kind ``"other"``.
+        linearized: ``linearized(layer) -> f``, ``f(x)`` the op with its
+            data-dependent scale held constant and without bias (kind
+            ``"normalization"``).
+        activation: The activation's name (``"relu"``), or
+            ``activation(layer) -> name`` (kinds ``"activation"``,
+            ``"softmax"``; the name ``"softmax"`` makes the kind ``"softmax"``).
+        kind_of: ``kind_of(layer, tensor_inputs) -> kind`` when the kind of a
+            call depends on the configuration (``UpSampling2D``'s interpolation,
+            ``x * c`` against ``x * y``); ``kind`` is then the documented one.
+        program: ``program(layer, names, dtypes, options) -> [Part]``: the
+            one part of a recurrent or attention call, with its program.
+        family: The linear layer family composites name (``"dense"``,
+            ``"conv"``, ``"batch_norm"``), or None.
+        field: How the receptive field composes (one of :data:`FIELDS`, for the
+            layer's first op; later ops of one call, a fused activation or a
+            separable convolution's pointwise half, act on each position), or
+            None: it cannot be followed.
+        role: One of :data:`ROLES` or None; kind ``"reshape"`` defaults to
+            ``"bookkeeping"``.
+        note: A remark for the supported list (``"gates"``).
+    """
+
+    key: type | str
+    kind: str
+    op: bool = False
+    linear: Callable[[Any], Linear | Sequence[Linear] | None] | None = None
+    linearized: Callable[[Any], Callable[..., Any]] | None = None
+    activation: str | Callable[[Any], str] | None = None
+    kind_of: Callable[[Any, int], str] | None = None
+    program: Callable[..., list[Part]] | None = None
+    family: str | None = None
+    field: str | None = None
+    role: str | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        _check_entry(self)
+        if self.role is None and self.kind == "reshape":
+            object.__setattr__(self, "role", "bookkeeping")
+
+    @property
+    def name(self) -> str:
+        """The class name."""
+        return self.key if isinstance(self.key, str) else self.key.__name__
+
+    def kind_for(self, layer: Any, tensor_inputs: int = 1) -> str:
+        """The op kind of one call of ``layer`` reading ``tensor_inputs`` graph tensors."""
+        if self.kind_of is not None:
+            return self.kind_of(layer, tensor_inputs)
+        if self.kind == "activation" and self.activation_for(layer) == "softmax":
+            return "softmax"
+        return self.kind
+
+    def activation_for(self, layer: Any) -> str | None:
+        """The activation's name for ``layer``, or None."""
+        return self.activation(layer) if callable(self.activation) else self.activation
+
+    def __repr__(self) -> str:
+        where = "keras.ops " if self.op else ""
+        return f"Entry({where}{self.name}: {self.kind})"
 
 
-def decompose(layer: Any, forward: Callable, tensor_inputs: int) -> list[Part]:
+def _check_entry(entry: Entry) -> None:
+    key, name = entry.key, f"Entry for {entry.key!r}"
+    if isinstance(key, type):
+        expected = keras.Operation if entry.op else keras.layers.Layer
+        wrong = not issubclass(key, expected) or (entry.op and issubclass(key, keras.layers.Layer))
+        if wrong:
+            what = "a keras.ops operation class" if entry.op else "a keras.layers.Layer subclass"
+            raise TypeError(f"{name}: the key must be {what} or a class name. Received: {key!r}.")
+    elif not isinstance(key, str) or not key:
+        raise TypeError(f"Entry: the key must be a class or a class name. Received: key={key!r}.")
+    for field, value, valid in (
+        ("kind", entry.kind, KINDS),
+        ("family", entry.family, (None, *FAMILIES)),
+        ("field", entry.field, (None, *FIELDS)),
+        ("role", entry.role, (None, *ROLES)),
+    ):
+        if value not in valid:
+            raise ValueError(
+                f"{name}: {field} must be one of {valid}. Received: {field}={value!r}."
+            )
+    needs = {
+        "linear": "linear",
+        "rescale": "linear",
+        "normalization": "linearized",
+        "activation": "activation",
+        "recurrent": "program",
+        "attention": "program",
+    }.get(entry.kind)
+    if needs is not None and getattr(entry, needs) is None:
+        raise ValueError(
+            f"{name}: kind {entry.kind!r} needs {needs}=... (see the Entry attributes). "
+            f"Received: {needs}=None."
+        )
+    if entry.family is not None and entry.kind != "linear":
+        raise ValueError(
+            f"{name}: a layer family is a family of linear layers; kind is {entry.kind!r}. "
+            f"Received: family={entry.family!r}."
+        )
+
+
+# -- the table: lookup and registration ------------------------------------------------
+#: (op?, class or class name) -> the entries registered for it, the last one in force.
+_TABLE: dict[tuple[bool, type | str], list[Entry]] = {}
+
+
+def register(entry: Entry) -> Entry:
+    """Add ``entry`` to the table; it overrides an earlier entry for the same key."""
+    if not isinstance(entry, Entry):
+        raise TypeError(f"register needs an Entry. Received: {entry!r}.")
+    _TABLE.setdefault((entry.op, entry.key), []).append(entry)
+    return entry
+
+
+def unregister(entry: Entry) -> None:
+    """Remove ``entry``; an earlier entry for the same key (if any) applies again."""
+    stack = _TABLE.get((getattr(entry, "op", None), getattr(entry, "key", None)), [])
+    if not any(item is entry for item in stack):
+        raise ValueError(
+            f"This entry is not registered (already removed?). Received: entry={entry!r}."
+        )
+    stack.remove(entry)
+
+
+def entry_of(layer: Any) -> Entry | None:
+    """The layer table's entry for a layer or ``keras.ops`` operation.
+
+    The class and then its bases are looked up (by class, then by class
+    name), so a subclass inherits its base's entry.
+
+    Args:
+        layer: A Keras layer or operation (an instance).
+
+    Returns:
+        The :class:`Entry` in force, or None when the table does not know the
+        layer (it is then one op of kind ``"other"``).
+
+    Example:
+        >>> import keras
+        >>> from keras_explain import graph
+        >>> entry = graph.entry_of(keras.layers.Conv2D(4, 3))
+        >>> entry.kind, entry.family, entry.field
+        ('linear', 'conv', 'window')
+    """
+    op = not isinstance(layer, keras.layers.Layer)
+    for cls in type(layer).__mro__:
+        for key in (cls, cls.__name__):
+            stack = _TABLE.get((op, key))
+            if stack:
+                return stack[-1]
+    return None
+
+
+def entries() -> list[Entry]:
+    """The entries in force, in table order."""
+    return [stack[-1] for stack in _TABLE.values() if stack]
+
+
+# -- what one call is -----------------------------------------------------------------
+def decompose(
+    layer: Any,
+    forward: Callable,
+    tensor_inputs: int,
+    names: tuple = (),
+    dtypes: tuple = (),
+    options: dict | None = None,
+) -> list[Part]:
     """The primitive ops of one call of ``layer``.
 
     Args:
         layer: A Keras layer or operation.
         forward: The call, ``forward(*tensors)``, in inference mode.
         tensor_inputs: How many graph tensors the call reads.
+        names: The call argument each input fills (programs read them).
+        dtypes: The inputs' dtypes.
+        options: The call's non-tensor keyword arguments.
 
     Returns:
         The parts, in execution order.
     """
-    maps = linear_maps(layer) if isinstance(layer, keras.layers.Layer) else None
+    entry = entry_of(layer)
+    if entry is None:  # the one place an unknown layer or op is decided: one opaque op
+        return [Part("other", "", forward)]
+    if entry.program is not None:
+        return entry.program(layer, names, dtypes, options or {})
+    if entry.linear is not None:
+        return _linear_parts(layer, entry) or [Part("other", "", forward)]
+    linearized = entry.linearized(layer) if entry.linearized is not None else None
+    kind = entry.kind_for(layer, tensor_inputs)
+    return [Part(kind, "", forward, entry.activation_for(layer), linearized=linearized)]
+
+
+def _linear_parts(layer, entry: Entry) -> list[Part] | None:
+    """The linear map(s) of a layer, then its fused activation; None without a map."""
+    maps = linear_maps(layer)
     if maps is None:
-        return [_classify(layer, forward, tensor_inputs)]
-    dtype = layer.compute_dtype
+        return None
+    dtype = getattr(layer, "compute_dtype", None)  # raw keras.ops operations have none
     parts = []
     for index, linear in enumerate(maps):
 
         def linear_forward(x, *masks, linear=linear):  # a Keras mask changes nothing here
-            return linear.apply(ops.cast(x, dtype), *linear.weights())
+            return linear.apply(x if dtype is None else ops.cast(x, dtype), *linear.weights())
 
         suffix = "" if len(maps) == 1 else f"/{index}"
-        kind = "rescale" if isinstance(layer, PREPROCESSING_LAYERS) else "linear"
-        parts.append(Part(kind, suffix, linear_forward, linear=linear))
-    inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+        parts.append(Part(entry.kind, suffix, linear_forward, linear=linear))
+    inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
     function = getattr(inner, "activation", None)
-    if function is not None and activation_name(function) != "linear":
+    if callable(function) and activation_name(function) != "linear":
         name = activation_name(function)
         kind = "softmax" if name == "softmax" else "activation"
         parts.append(Part(kind, "/activation", function, activation=name))
     return parts
+
+
+def linear_maps(layer) -> tuple[Linear, ...] | None:
+    """The linear map(s) of a layer, in execution order, or None when it has none."""
+    entry = entry_of(layer)
+    if entry is None or entry.linear is None:
+        return None
+    maps = entry.linear(layer)
+    if maps is None:
+        return None
+    return (maps,) if isinstance(maps, Linear) else tuple(maps)
 
 
 def activation_name(function: Any) -> str:
@@ -219,63 +373,66 @@ def activation_name(function: Any) -> str:
     return getattr(function, "__name__", type(function).__name__)
 
 
-def _classify(layer, forward, tensor_inputs) -> Part:
-    class_name = type(layer).__name__
-    if not isinstance(layer, keras.layers.Layer):  # a raw keras.ops call
-        if class_name in ACTIVATION_OPS:
-            name = ACTIVATION_OPS[class_name]
-            return Part("softmax" if name == "softmax" else "activation", "", forward, name)
-        if class_name in ("Multiply", "Divide", "TrueDivide"):
-            if tensor_inputs == 1:  # x * c, x / c: a fixed linear map of x
-                return Part("sum_pool", "", forward)
-            if class_name == "Multiply":
-                return Part("multiply", "", forward)
-        return Part(RAW_OP_KINDS.get(class_name, "other"), "", forward)
-    activation = _activation_of_layer(layer)
-    if activation is not None:
-        kind = "softmax" if activation == "softmax" else "activation"
-        return Part(kind, "", forward, activation)
-    if isinstance(layer, keras.layers.Embedding):
-        return Part("embedding", "", forward)
-    linearized = _linearized(layer)
-    if linearized is not None:
-        return Part("normalization", "", forward, linearized=linearized)
-    if isinstance(layer, keras.layers.Multiply):
-        return Part("multiply", "", forward)
-    if isinstance(layer, keras.layers.UpSampling2D | keras.layers.UpSampling3D):
-        # nearest-neighbour copies values (bookkeeping); other interpolations are
-        # fixed linear maps without bias (non-negative weights for bilinear only)
-        nearest = getattr(layer, "interpolation", "nearest") == "nearest"
-        return Part("reshape" if nearest else "sum_pool", "", forward)
-    if isinstance(layer, keras.layers.Resizing):
-        nearest = layer.interpolation == "nearest"
-        return Part("reshape" if nearest else "sum_pool", "", forward)
-    for classes, kind in (
-        (MAX_POOL_LAYERS, "max_pool"),
-        (SUM_POOL_LAYERS, "sum_pool"),
-        (RESHAPE_LAYERS, "reshape"),
-    ):
-        if isinstance(layer, classes):
-            return Part(kind, "", forward)
-    return Part(APPLICATION_LAYER_KINDS.get(class_name, "other"), "", forward)
+# -- the supported list ---------------------------------------------------------------
+def supported_layers(markdown: bool = False) -> str:
+    """The layers and raw ``keras.ops`` operations the layer table knows.
+
+    Read from the table, so a registered layer is listed too. Names that
+    differ only by ``1D``/``2D``/``3D`` are merged (``Conv1D/2D/3D``).
+
+    Args:
+        markdown: A Markdown table by op kind, with the layer families of
+            composites below it, instead of one line.
+
+    Returns:
+        The list.
+
+    Example:
+        >>> from keras_explain import graph
+        >>> graph.supported_layers().startswith("Dense, EinsumDense, Conv1D/2D/3D")
+        True
+    """
+    current = entries()
+    layer_entries = [entry for entry in current if not entry.op]
+    op_entries = [entry for entry in current if entry.op]
+    if not markdown:
+        return (
+            f"{', '.join(_labels(layer_entries))}; raw keras.ops: {', '.join(_labels(op_entries))}"
+        )
+    rows = ["| kind | layers | raw `keras.ops` |", "| --- | --- | --- |"]
+    for kind in KINDS:
+        names = [
+            ", ".join(_labels([e for e in group if e.kind == kind]))
+            for group in (layer_entries, op_entries)
+        ]
+        if any(names):
+            rows.append(f'| `"{kind}"` | {names[0]} | {names[1]} |'.replace("|  |", "| |"))
+    families = "; ".join(
+        f'`"{family}"`: ' + ", ".join(_labels([e for e in layer_entries if e.family == family]))
+        for family in FAMILIES
+    )
+    return "\n".join(rows) + f"\n\nLayer families of composites: {families}.\n"
 
 
-def _activation_of_layer(layer) -> str | None:
-    if isinstance(layer, keras.layers.Activation):
-        return activation_name(layer.activation)
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    if isinstance(layer, keras.layers.ReLU):
-        if layer.negative_slope or layer.threshold:
-            return "leaky_relu"
-        return "relu6" if layer.max_value == 6 else "relu"
-    if isinstance(layer, keras.layers.LeakyReLU):
-        return "leaky_relu"
-    if isinstance(layer, keras.layers.ELU):
-        return "elu"
-    if isinstance(layer, keras.layers.PReLU):
-        return "prelu"
-    return None
+def _labels(selected: Iterable[Entry]) -> list[str]:
+    """Entry names with their notes, ``Conv1D``, ``Conv2D`` merged into ``Conv1D/2D``."""
+    groups: dict[tuple, list[str]] = {}
+    for entry in selected:
+        name = _snake(entry.name) if entry.op else entry.name
+        match = None if entry.op else re.fullmatch(r"(.*?)([123]D)(.*)", name)
+        if match is None:
+            groups.setdefault((name, "", entry.note, True), []).append("")
+        else:
+            groups.setdefault((match[1], match[3], entry.note, False), []).append(match[2])
+    labels = []
+    for (prefix, suffix, note, plain), dims in groups.items():
+        label = prefix if plain else prefix + "/".join(dims) + suffix
+        labels.append(f"{label} ({note})" if note else label)
+    return labels
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 # -- linear views ---------------------------------------------------------------------
@@ -291,84 +448,116 @@ def _cast(value, dtype):
     return None if value is None else ops.cast(value, dtype)
 
 
-def linear_maps(layer) -> tuple[Linear, ...] | None:
-    """The linear map(s) of a layer, in execution order, or None when it has none."""
-    if isinstance(layer, keras.layers.TimeDistributed):
-        return _time_distributed(layer)
+def _weights(layer, kernel_attr: str, bias_attr: str = "bias") -> Callable:
+    """``weights() -> (kernel, bias)`` read from the layer's attributes, in its compute dtype."""
     dtype = layer.compute_dtype
-    axis = 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
 
-    def weights_of(kernel_attr, bias_attr="bias"):
-        def weights():
-            bias = getattr(layer, bias_attr, None) if getattr(layer, "use_bias", True) else None
-            return _cast(getattr(layer, kernel_attr), dtype), _cast(bias, dtype)
+    def weights():
+        bias = getattr(layer, bias_attr, None) if getattr(layer, "use_bias", True) else None
+        return _cast(getattr(layer, kernel_attr), dtype), _cast(bias, dtype)
 
-        return weights
+    return weights
 
-    def convolution(function, **options):
-        def apply(x, kernel, bias):
-            return _with_bias(function(x, kernel, **options), bias, axis)
 
-        return apply
+def _channel_axis(layer) -> int:
+    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
 
-    window = {
-        "padding": getattr(layer, "padding", None),
-        "data_format": getattr(layer, "data_format", None),
-        "dilation_rate": getattr(layer, "dilation_rate", None),
+
+def _convolution(layer, function, **options) -> Callable:
+    """``apply(x, kernel, bias)`` of a convolution ``function`` plus the bias on the channels."""
+    axis = _channel_axis(layer)
+
+    def apply(x, kernel, bias):
+        return _with_bias(function(x, kernel, **options), bias, axis)
+
+    return apply
+
+
+def _window_options(layer) -> dict:
+    return {
+        "padding": layer.padding,
+        "data_format": layer.data_format,
+        "dilation_rate": layer.dilation_rate,
     }
-    if isinstance(layer, keras.layers.Dense):
-        return (Linear(weights_of("kernel"), lambda x, k, b: _with_bias(ops.matmul(x, k), b, -1)),)
-    if isinstance(layer, keras.layers.EinsumDense):
 
-        def einsum(x, kernel, bias):
-            z = ops.einsum(layer.equation, x, kernel)
-            return z if bias is None else z + bias
 
-        return (Linear(weights_of("kernel"), einsum),)
-    if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
-        depthwise = convolution(ops.depthwise_conv, strides=layer.strides, **window)
-        pointwise = convolution(ops.conv, strides=1, padding="valid", data_format=layer.data_format)
-        return (
-            Linear(lambda: (_cast(layer.depthwise_kernel, dtype), None), depthwise),
-            Linear(weights_of("pointwise_kernel"), pointwise),
-        )
-    if isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
-        apply = convolution(ops.depthwise_conv, strides=layer.strides, **window)
-        return (Linear(weights_of("kernel"), apply),)
-    if isinstance(
+def _dense_view(layer) -> Linear:
+    return Linear(_weights(layer, "kernel"), lambda x, k, b: _with_bias(ops.matmul(x, k), b, -1))
+
+
+def _einsum_view(layer) -> Linear:
+    def einsum(x, kernel, bias):
+        z = ops.einsum(layer.equation, x, kernel)
+        return z if bias is None else z + bias
+
+    return Linear(_weights(layer, "kernel"), einsum)
+
+
+def _conv_view(layer) -> Linear:
+    if not _depthwise_groups(layer):
+        return Linear(_weights(layer, "kernel"), _convolution(layer, layer.convolution_op))
+    # groups == input channels (ConvNeXt's "depthwise" Conv2D): the same map as a
+    # depthwise convolution, which TensorFlow runs on CPU without Keras' XLA
+    # fallback (a new tf.function per call, and retracing warnings)
+    window = _window_options(layer)
+
+    def grouped(x, kernel, bias):
+        height, width, _, filters = kernel.shape
+        depthwise = ops.reshape(kernel, (height, width, layer.groups, filters // layer.groups))
+        z = ops.depthwise_conv(x, depthwise, strides=layer.strides, **window)
+        return _with_bias(z, bias, _channel_axis(layer))
+
+    return Linear(_weights(layer, "kernel"), grouped)
+
+
+def _depthwise_groups(layer) -> bool:
+    """A channels-last Conv2D with one group per input channel."""
+    groups = getattr(layer, "groups", 1)
+    return (
+        isinstance(layer, layers.Conv2D)
+        and groups > 1
+        and layer.data_format == "channels_last"
+        and layer.kernel.shape[-2] == 1
+        and layer.kernel.shape[-1] % groups == 0
+    )
+
+
+def _depthwise_view(layer) -> Linear:
+    apply = _convolution(layer, ops.depthwise_conv, strides=layer.strides, **_window_options(layer))
+    return Linear(_weights(layer, "kernel"), apply)
+
+
+def _separable_views(layer) -> tuple[Linear, Linear]:
+    dtype = layer.compute_dtype
+    depthwise = _convolution(
+        layer, ops.depthwise_conv, strides=layer.strides, **_window_options(layer)
+    )
+    pointwise = _convolution(
+        layer, ops.conv, strides=1, padding="valid", data_format=layer.data_format
+    )
+    return (
+        Linear(lambda: (_cast(layer.depthwise_kernel, dtype), None), depthwise),
+        Linear(_weights(layer, "pointwise_kernel"), pointwise),
+    )
+
+
+def _transpose_view(layer) -> Linear:
+    apply = _convolution(
         layer,
-        keras.layers.Conv1DTranspose | keras.layers.Conv2DTranspose | keras.layers.Conv3DTranspose,
-    ):
-        apply = convolution(
-            ops.conv_transpose,
-            strides=list(layer.strides),
-            output_padding=layer.output_padding,
-            **window,
-        )
-        return (Linear(weights_of("kernel"), apply),)
-    if isinstance(layer, keras.layers.Conv2D) and _depthwise_groups(layer):
-        # groups == input channels (ConvNeXt's "depthwise" Conv2D): the same map as a
-        # depthwise convolution, which TensorFlow runs on CPU without Keras' XLA
-        # fallback (a new tf.function per call, and retracing warnings)
-        def grouped(x, kernel, bias):
-            height, width, _, filters = kernel.shape
-            depthwise = ops.reshape(kernel, (height, width, layer.groups, filters // layer.groups))
-            z = ops.depthwise_conv(x, depthwise, strides=layer.strides, **window)
-            return _with_bias(z, bias, axis)
+        ops.conv_transpose,
+        strides=list(layer.strides),
+        output_padding=layer.output_padding,
+        **_window_options(layer),
+    )
+    return Linear(_weights(layer, "kernel"), apply)
 
-        return (Linear(weights_of("kernel"), grouped),)
-    if isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D):
-        return (Linear(weights_of("kernel"), convolution(layer.convolution_op)),)
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return (batch_norm_view(layer),)
-    if isinstance(layer, keras.layers.Rescaling):
-        return (_rescaling_view(layer),)
-    if isinstance(layer, keras.layers.Normalization):
-        return (_normalization_view(layer),)
-    if type(layer).__name__ == "LayerScale" and hasattr(layer, "gamma"):
-        # keras.applications.ConvNeXt's layer scale: x * gamma
-        return (Linear(lambda: (_cast(layer.gamma, dtype), None), _scale_shift, True),)
-    return None
+
+def _layer_scale_view(layer) -> Linear | None:
+    """keras.applications.ConvNeXt's layer scale: ``x * gamma``."""
+    if not hasattr(layer, "gamma"):
+        return None
+    dtype = layer.compute_dtype
+    return Linear(lambda: (_cast(layer.gamma, dtype), None), _scale_shift, True)
 
 
 def _time_distributed(layer) -> tuple[Linear, ...] | None:
@@ -390,17 +579,6 @@ def _time_distributed(layer) -> tuple[Linear, ...] | None:
 
     return tuple(
         Linear(linear.weights, over_time(linear.apply), linear.elementwise) for linear in maps
-    )
-
-
-def _depthwise_groups(layer) -> bool:
-    """A channels-last Conv2D with one group per input channel."""
-    groups = getattr(layer, "groups", 1)
-    return (
-        groups > 1
-        and layer.data_format == "channels_last"
-        and layer.kernel.shape[-2] == 1
-        and layer.kernel.shape[-1] % groups == 0
     )
 
 
@@ -457,31 +635,7 @@ def _normalization_view(layer) -> Linear:
     return Linear(weights, _scale_shift, elementwise=True)
 
 
-# -- normalizations with a data-dependent scale -----------------------------------------
-def _linearized(layer) -> Callable | None:
-    """The normalization ``x ↦ (y − bias)`` with its scale held constant, or None."""
-    if isinstance(layer, keras.layers.LayerNormalization):
-        return _layer_norm_linearized(layer)
-    if isinstance(layer, keras.layers.RMSNormalization):
-
-        def rms(x):
-            x = tf.cast(x, tf.float32)
-            axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
-            norm = tf.math.rsqrt(tf.reduce_mean(tf.square(x), axes, keepdims=True) + layer.epsilon)
-            return x * tf.stop_gradient(norm) * tf.cast(layer.scale, tf.float32)
-
-        return rms
-    if isinstance(layer, keras.layers.UnitNormalization):
-
-        def unit(x):
-            x = tf.cast(x, tf.float32)
-            squares = tf.reduce_sum(tf.square(x), layer.axis, keepdims=True)
-            return x * tf.stop_gradient(tf.math.rsqrt(tf.maximum(squares, 1e-24)))
-
-        return unit
-    return None
-
-
+# -- normalizations with a data-dependent scale: x ↦ (y − bias), the scale held constant --
 def _layer_norm_linearized(layer) -> Callable:
     def linearized(x):
         x = tf.cast(x, tf.float32)
@@ -498,3 +652,250 @@ def _layer_norm_linearized(layer) -> Callable:
         return centered * scale
 
     return linearized
+
+
+def _rms_linearized(layer) -> Callable:
+    def rms(x):
+        x = tf.cast(x, tf.float32)
+        axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
+        norm = tf.math.rsqrt(tf.reduce_mean(tf.square(x), axes, keepdims=True) + layer.epsilon)
+        return x * tf.stop_gradient(norm) * tf.cast(layer.scale, tf.float32)
+
+    return rms
+
+
+def _unit_linearized(layer) -> Callable:
+    def unit(x):
+        x = tf.cast(x, tf.float32)
+        squares = tf.reduce_sum(tf.square(x), layer.axis, keepdims=True)
+        return x * tf.stop_gradient(tf.math.rsqrt(tf.maximum(squares, 1e-24)))
+
+    return unit
+
+
+# -- kinds and activations that depend on the configuration -----------------------------
+def _activation_layer(layer) -> str:
+    return activation_name(layer.activation)
+
+
+def _relu_name(layer) -> str:
+    if layer.negative_slope or layer.threshold:
+        return "leaky_relu"
+    return "relu6" if layer.max_value == 6 else "relu"
+
+
+def _interpolated(layer, tensor_inputs) -> str:
+    # nearest-neighbour copies values (bookkeeping); other interpolations are
+    # fixed linear maps without bias (non-negative weights for bilinear only)
+    return "reshape" if getattr(layer, "interpolation", "nearest") == "nearest" else "sum_pool"
+
+
+def _product(layer, tensor_inputs) -> str:
+    return "sum_pool" if tensor_inputs == 1 else "multiply"  # x * c: a fixed linear map of x
+
+
+def _quotient(layer, tensor_inputs) -> str:
+    return "sum_pool" if tensor_inputs == 1 else "other"  # x / c: a fixed linear map of x
+
+
+def _sequence_program(name: str) -> Callable[..., list[Part]]:
+    """The program builder ``name`` of ``_sequence_views``, imported when first called.
+
+    ``_sequence_views`` imports this module, so it cannot be imported here at
+    module level.
+    """
+
+    def program(layer, names, dtypes, options):
+        from keras_explain import _sequence_views
+
+        return getattr(_sequence_views, name)(layer, names, dtypes, options)
+
+    program.__qualname__ = f"_sequence_views.{name}"
+    return program
+
+
+# -- the table ----------------------------------------------------------------------------
+def _rows(keys: Iterable[type | str], kind: str, **fields: Any) -> list[Entry]:
+    return [Entry(key, kind, **fields) for key in keys]
+
+
+def _ops(names: str, kind: str, **fields: Any) -> list[Entry]:
+    """keras.ops operation classes, by class name; they act on each position."""
+    return [Entry(name, kind, op=True, field="pointwise", **fields) for name in names.split()]
+
+
+def _activation_ops(names: str) -> list[Entry]:
+    """keras.ops activation classes, named by the snake_case of their class name."""
+    return [
+        Entry(name, "activation", op=True, activation=_snake(name), field="pointwise")
+        for name in names.split()
+    ]
+
+
+_CONVOLUTIONS = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
+_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+_POINTWISE = {"field": "pointwise"}
+_RESAMPLING_WINDOW = {"field": "window", "role": "resampling"}
+
+for _entry in [
+    # linear maps with weights
+    Entry(layers.Dense, "linear", linear=_dense_view, family="dense", field="pointwise"),
+    Entry(layers.EinsumDense, "linear", linear=_einsum_view, family="dense", field="pointwise"),
+    *_rows(_CONVOLUTIONS, "linear", linear=_conv_view, family="conv", field="window"),
+    *_rows(
+        (layers.DepthwiseConv1D, layers.DepthwiseConv2D),
+        "linear",
+        linear=_depthwise_view,
+        family="conv",
+        field="window",
+    ),
+    *_rows(
+        (layers.SeparableConv1D, layers.SeparableConv2D),
+        "linear",
+        linear=_separable_views,
+        family="conv",
+        field="window",
+    ),
+    *_rows(_TRANSPOSED, "linear", linear=_transpose_view, family="conv"),
+    Entry(
+        layers.BatchNormalization,
+        "linear",
+        linear=batch_norm_view,
+        family="batch_norm",
+        field="pointwise",
+    ),
+    Entry(layers.TimeDistributed, "linear", linear=_time_distributed, note="of a linear layer"),
+    Entry(
+        "LayerScale",
+        "linear",
+        linear=_layer_scale_view,
+        note="keras.applications' ConvNeXt",
+        **_POINTWISE,
+    ),
+    # element-wise affine preprocessing
+    Entry(layers.Rescaling, "rescale", linear=_rescaling_view, **_POINTWISE),
+    Entry(layers.Normalization, "rescale", linear=_normalization_view, **_POINTWISE),
+    # normalizations with a data-dependent scale
+    Entry(
+        layers.LayerNormalization, "normalization", linearized=_layer_norm_linearized, **_POINTWISE
+    ),
+    Entry(layers.RMSNormalization, "normalization", linearized=_rms_linearized, **_POINTWISE),
+    Entry(layers.UnitNormalization, "normalization", linearized=_unit_linearized, **_POINTWISE),
+    # activations
+    Entry(layers.Activation, "activation", activation=_activation_layer, **_POINTWISE),
+    Entry(layers.ReLU, "activation", activation=_relu_name, **_POINTWISE),
+    Entry(layers.LeakyReLU, "activation", activation="leaky_relu", **_POINTWISE),
+    Entry(layers.ELU, "activation", activation="elu", **_POINTWISE),
+    Entry(layers.PReLU, "activation", activation="prelu", **_POINTWISE),
+    Entry(layers.Softmax, "softmax", activation="softmax", **_POINTWISE),
+    # pooling and merging
+    *_rows(
+        (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D),
+        "max_pool",
+        **_RESAMPLING_WINDOW,
+    ),
+    *_rows(
+        (layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D),
+        "sum_pool",
+        **_RESAMPLING_WINDOW,
+    ),
+    *_rows(
+        (layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D),
+        "max_pool",
+        role="global",
+    ),
+    *_rows(
+        (
+            layers.GlobalAveragePooling1D,
+            layers.GlobalAveragePooling2D,
+            layers.GlobalAveragePooling3D,
+        ),
+        "sum_pool",
+        role="global",
+    ),
+    *_rows((layers.Add, layers.Subtract, layers.Average), "sum_pool", **_POINTWISE),
+    *_rows((layers.Maximum, layers.Minimum), "max_pool", **_POINTWISE),
+    Entry(layers.Multiply, "multiply", note="gates", **_POINTWISE),
+    Entry(  # inputs[0] + inputs[1] * scale
+        "CustomScaleLayer",
+        "sum_pool",
+        note="keras.applications' InceptionResNetV2",
+        **_POINTWISE,
+    ),
+    # resampling
+    *_rows(
+        (layers.UpSampling2D, layers.UpSampling3D, layers.Resizing),
+        "sum_pool",
+        kind_of=_interpolated,
+        role="resampling",
+        note='nearest: "reshape"',
+    ),
+    Entry(layers.UpSampling1D, "reshape", role="resampling"),
+    *_rows(
+        (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D),
+        "reshape",
+        field="padding",
+        role="resampling",
+    ),
+    *_rows(
+        (layers.Cropping1D, layers.Cropping2D, layers.Cropping3D),
+        "reshape",
+        field="cropping",
+        role="resampling",
+    ),
+    # bookkeeping: values move, unchanged
+    *_rows((layers.Flatten, layers.Reshape, layers.Permute, layers.RepeatVector), "reshape"),
+    *_rows(
+        (
+            layers.Concatenate,
+            layers.Dropout,
+            layers.SpatialDropout1D,
+            layers.SpatialDropout2D,
+            layers.SpatialDropout3D,
+            layers.GaussianNoise,
+            layers.GaussianDropout,
+            layers.AlphaDropout,
+            layers.ActivityRegularization,
+            layers.Identity,
+            layers.InputLayer,
+            layers.Masking,  # x * (the step is not padding): zeros where masked, x elsewhere
+        ),
+        "reshape",
+        **_POINTWISE,
+    ),
+    Entry(  # drop path: the identity at inference
+        "StochasticDepth", "reshape", note="keras.applications' ConvNeXt", **_POINTWISE
+    ),
+    Entry(layers.Embedding, "embedding"),
+    # programs of primitive ops, re-executed step by step (_sequence_views)
+    *_rows(
+        (layers.LSTM, layers.GRU, layers.SimpleRNN),
+        "recurrent",
+        program=_sequence_program("recurrent"),
+    ),
+    Entry(
+        layers.Bidirectional,
+        "recurrent",
+        program=_sequence_program("bidirectional"),
+        note="merge concat/sum/ave",
+    ),
+    Entry(layers.MultiHeadAttention, "attention", program=_sequence_program("attention")),
+    # raw keras.ops calls in a functional graph, by class name
+    *_ops("Add Subtract Negative Mean Sum", "sum_pool"),
+    Entry(
+        "Multiply", "multiply", op=True, kind_of=_product, note='x * c: "sum_pool"', **_POINTWISE
+    ),
+    *_ops("Divide TrueDivide", "sum_pool", kind_of=_quotient, note="x / c"),
+    *_ops("Maximum Minimum Max", "max_pool"),
+    *_ops(
+        "Reshape Transpose ExpandDims Squeeze Concatenate Stack Flatten Identity GetItem Pad "
+        "Cast BroadcastTo Tile",
+        "reshape",
+    ),
+    *_activation_ops(
+        "Relu Relu6 LeakyRelu Sigmoid HardSigmoid Tanh HardTanh Elu Selu Celu Gelu Silu "
+        "HardSilu Softplus Softsign Mish"
+    ),
+    Entry("Softmax", "softmax", op=True, activation="softmax", **_POINTWISE),
+]:
+    register(_entry)

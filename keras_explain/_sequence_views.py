@@ -18,6 +18,8 @@ a sum (``"sum_pool"``); in attention (Ali et al. 2022, arXiv:2202.07304) the
 attention weights are computed under ``tf.stop_gradient``, so that the
 attention is a linear map of the values (a ``"sum_pool"`` part).
 
+The layer table (``_layer_views``) has their entries, which point to the
+builders :func:`recurrent`, :func:`bidirectional` and :func:`attention` here.
 Only public layer attributes are read here.
 """
 
@@ -47,36 +49,34 @@ class Inner(NamedTuple):
     run: Callable[[list, Apply], Any]
 
 
+#: The layers whose cells ``_recurrent`` re-executes (also inside Bidirectional).
 RECURRENT_LAYERS = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 
 
-def decompose(layer: Any, names: tuple, dtypes: tuple, options: dict) -> list[Part] | None:
-    """The one part of a recurrent or attention layer call, with its :class:`Inner` program.
+# -- the program builders the layer table points to (``_layer_views``) -------------------
+# Each returns the one part of a call, ``[part]``, whose ``inner`` is the program; when
+# the configuration has none, the part has kind "other" and its note says why.
+# ``names``: the call argument each input fills ("mask", "query", ...); ``dtypes``: the
+# inputs' dtypes; ``options``: the call's non-tensor keyword arguments.
+def recurrent(layer: Any, names: tuple, dtypes: tuple, options: dict) -> list[Part]:
+    """The part of an LSTM, GRU or SimpleRNN call."""
+    reason = _recurrent_unsupported(layer, names, dtypes)
+    inner = None if reason else _recurrent(layer, "", names)
+    return [_part("recurrent", layer, inner, reason)]
 
-    Args:
-        layer: The called layer.
-        names: The call argument each input fills (``"mask"``, ``"query"``, ...).
-        dtypes: The inputs' dtypes.
-        options: The call's non-tensor keyword arguments.
 
-    Returns:
-        ``[part]`` whose ``inner`` is the program (None when the configuration
-        has none: the layer then stays an op of kind ``"other"`` and its note
-        says why), or None for other layers.
-    """
-    if isinstance(layer, RECURRENT_LAYERS):
-        reason = _recurrent_unsupported(layer, names, dtypes)
-        inner = None if reason else _recurrent(layer, "", names)
-        return [_part("recurrent", layer, inner, reason)]
-    if isinstance(layer, keras.layers.Bidirectional):
-        reason = _bidirectional_unsupported(layer, names, dtypes)
-        inner = None if reason else _bidirectional(layer, names)
-        return [_part("recurrent", layer, inner, reason)]
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        reason = _attention_unsupported(layer, names, options)
-        inner = None if reason else _attention(layer, names, options)
-        return [_part("attention", layer, inner, reason)]
-    return None
+def bidirectional(layer: Any, names: tuple, dtypes: tuple, options: dict) -> list[Part]:
+    """The part of a Bidirectional call."""
+    reason = _bidirectional_unsupported(layer, names, dtypes)
+    inner = None if reason else _bidirectional(layer, names)
+    return [_part("recurrent", layer, inner, reason)]
+
+
+def attention(layer: Any, names: tuple, dtypes: tuple, options: dict) -> list[Part]:
+    """The part of a MultiHeadAttention call."""
+    reason = _attention_unsupported(layer, names, options)
+    inner = None if reason else _attention(layer, names, options)
+    return [_part("attention", layer, inner, reason)]
 
 
 def _part(kind, layer, inner, reason) -> Part:

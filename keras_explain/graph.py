@@ -34,6 +34,11 @@ Op kinds (``op.kind``), what a rule may rely on:
 ``"other"``               anything else (no rule applies by default)
 ========================  ==============================================================
 
+What each layer class is comes from one table (:func:`entry_of`,
+:func:`supported_layers`): its op kind and views, its composite family, its
+receptive-field geometry and its role for CAM. :func:`register_layer` adds a
+layer to it in one call.
+
 Example:
     >>> import keras
     >>> from keras_explain import graph
@@ -52,8 +57,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_explain import _graph, _layer_views, _sequence_views
-from keras_explain._layer_views import KINDS, Linear
+from keras_explain import _graph, _layer_views
+from keras_explain._layer_views import (
+    FAMILIES,
+    FIELDS,
+    KINDS,
+    ROLES,
+    Entry,
+    Linear,
+    entry_of,
+    supported_layers,
+)
 
 Key = _graph.Key
 #: Final activations that ``strip_softmax`` bypasses besides a softmax: they turn
@@ -61,9 +75,28 @@ Key = _graph.Key
 OUTPUT_SQUASHERS = ("sigmoid",)
 Hook = Callable[["Step", list], Any]
 
-__all__ = ["KINDS", "Inner", "Key", "Linear", "Op", "Plan", "Step", "call_op"]
+__all__ = [
+    "FAMILIES",
+    "FIELDS",
+    "KINDS",
+    "ROLES",
+    "Entry",
+    "Inner",
+    "Key",
+    "Linear",
+    "Op",
+    "Plan",
+    "Step",
+    "call_op",
+    "entry_of",
+    "register_layer",
+    "register_op",
+    "supported_layers",
+    "unregister",
+]
 
 Linear.__module__ = __name__
+Entry.__module__ = __name__
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -218,9 +251,14 @@ class Plan:
         }
         steps = []
         for call in walk.calls:
-            parts = _sequence_views.decompose(
-                call.operation, call.input_names, call.input_dtypes, call.options
-            ) or _layer_views.decompose(call.operation, call.forward, len(call.inputs))
+            parts = _layer_views.decompose(
+                call.operation,
+                call.forward,
+                len(call.inputs),
+                call.input_names,
+                call.input_dtypes,
+                call.options,
+            )
             name = getattr(call.operation, "name", type(call.operation).__name__)
             self._shapes.update(zip(call.outputs, call.output_shapes))
             self._dtypes.update(zip(call.outputs, call.output_dtypes))
@@ -397,6 +435,181 @@ class Plan:
             else:
                 values.update(zip(step.outputs, keras.tree.flatten(result)))
         return values
+
+
+# -- the layer table ---------------------------------------------------------------------
+def register_layer(
+    layer: type | str,
+    *,
+    kind: str,
+    linear: Callable[[Any], Linear | Sequence[Linear] | None] | None = None,
+    linearized: Callable[[Any], Callable[..., Any]] | None = None,
+    activation: str | Callable[[Any], str] | None = None,
+    kind_of: Callable[[Any, int], str] | None = None,
+    program: Callable[..., list] | None = None,
+    family: str | None = None,
+    field: str | None = None,
+    role: str | None = None,
+    note: str = "",
+) -> Entry:
+    """Tell the explainers what a layer computes: one entry of the layer table.
+
+    The entry is all the library needs: the layer's op kind in every
+    :class:`Plan` (so LRP rules, composites' families and defaults apply to it),
+    its receptive field (:func:`keras_explain.features.receptive_field`), its
+    role when CAM picks a default layer, and its line in
+    :func:`supported_layers`. Subclasses of ``layer`` inherit the entry. A
+    later entry for the same class overrides this one until it is removed with
+    :func:`unregister`.
+
+    Args:
+        layer: A ``keras.layers.Layer`` subclass, or a class name for layers
+            that cannot be imported.
+        kind: Its op kind, one of :data:`KINDS`.
+        linear: For kinds ``"linear"`` and ``"rescale"``: ``linear(layer)``
+            returns the :class:`Linear` view of the layer's map (or a tuple of
+            maps applied in order, or None when this configuration has none).
+            A fused ``layer.activation`` becomes an op of its own.
+        linearized: For kind ``"normalization"``: ``linearized(layer)``
+            returns ``f(x)``, the layer with its data-dependent scale under
+            ``tf.stop_gradient`` and without bias.
+        activation: For kind ``"activation"``: its name (``"relu"``), or
+            ``activation(layer) -> name``.
+        kind_of: ``kind_of(layer, tensor_inputs) -> kind`` when the kind of a
+            call depends on the layer's configuration.
+        program: For kinds ``"recurrent"`` and ``"attention"``:
+            ``program(layer, names, dtypes, options)``, the layer as a program
+            of primitive ops (see ``keras_explain._sequence_views``).
+        family: The linear layer family composites name, one of
+            :data:`FAMILIES` (``"dense"``, ``"conv"``, ``"batch_norm"``).
+        field: How its receptive field composes, one of :data:`FIELDS`:
+            ``"window"`` (``kernel_size`` or ``pool_size``, ``strides``,
+            ``dilation_rate`` and ``padding`` are read from the layer),
+            ``"pointwise"`` (each spatial position separately), ``"padding"``
+            (``layer.padding``), ``"cropping"`` (``layer.cropping``); None: it
+            cannot be followed.
+        role: For CAM, one of :data:`ROLES`: ``"global"`` pooling,
+            ``"resampling"`` or ``"bookkeeping"`` (never the default layer);
+            kind ``"reshape"`` defaults to ``"bookkeeping"``.
+        note: A remark shown in :func:`supported_layers`.
+
+    Returns:
+        The :class:`Entry`, to pass to :func:`unregister`.
+
+    Raises:
+        TypeError: If ``layer`` is neither a Layer subclass nor a class name.
+        ValueError: For an unknown kind, family, field or role, or a kind
+            without the view it needs (``"linear"`` without ``linear``, ...).
+
+    Example:
+        >>> import keras
+        >>> from keras_explain import graph
+        >>> class Double(keras.layers.Layer):
+        ...     def call(self, x):
+        ...         return 2.0 * x
+        >>> model = keras.Sequential([keras.Input((3,)), Double()])
+        >>> entry = graph.register_layer(Double, kind="sum_pool", field="pointwise")
+        >>> [step.op.kind for step in graph.Plan(model).steps]
+        ['sum_pool']
+        >>> graph.unregister(entry)
+        >>> [step.op.kind for step in graph.Plan(model).steps]
+        ['other']
+    """
+    if isinstance(layer, type) and not issubclass(layer, keras.layers.Layer):
+        raise TypeError(
+            f"register_layer needs a keras.layers.Layer subclass or a class name; use "
+            f"register_op for keras.ops operations. Received: layer={layer!r}."
+        )
+    entry = Entry(
+        layer,
+        kind,
+        linear=linear,
+        linearized=linearized,
+        activation=activation,
+        kind_of=kind_of,
+        program=program,
+        family=family,
+        field=field,
+        role=role,
+        note=note,
+    )
+    return _layer_views.register(entry)
+
+
+def register_op(
+    name: str,
+    *,
+    kind: str,
+    activation: str | Callable[[Any], str] | None = None,
+    kind_of: Callable[[Any, int], str] | None = None,
+    field: str | None = "pointwise",
+    role: str | None = None,
+    note: str = "",
+) -> Entry:
+    """Tell the explainers what a raw ``keras.ops`` operation is: one entry of the layer table.
+
+    Raw operations in a functional graph (``keras.ops.erf(x)``) are ops of a
+    :class:`Plan` too; the table knows them by the class name of the
+    operation (``keras.ops.relu`` is ``"Relu"``).
+
+    Args:
+        name: The operation's class name.
+        kind: Its op kind, one of :data:`KINDS`.
+        activation: For kind ``"activation"``: its name.
+        kind_of: ``kind_of(op, tensor_inputs) -> kind`` when the kind depends
+            on the call (``x * 2`` against ``x * y``).
+        field: As for :func:`register_layer`; default ``"pointwise"``.
+        role: As for :func:`register_layer`.
+        note: A remark shown in :func:`supported_layers`.
+
+    Returns:
+        The :class:`Entry`, to pass to :func:`unregister`.
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: As for :func:`register_layer`.
+
+    Example:
+        >>> import keras
+        >>> from keras_explain import graph
+        >>> inputs = keras.Input((3,))
+        >>> model = keras.Model(inputs, keras.ops.erf(inputs))
+        >>> entry = graph.register_op("Erf", kind="activation", activation="erf")
+        >>> [(step.op.kind, step.op.activation) for step in graph.Plan(model).steps]
+        [('activation', 'erf')]
+        >>> graph.unregister(entry)
+    """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"register_op needs the operation's class name (a string, e.g. 'Erf'). "
+            f"Received: name={name!r}."
+        )
+    entry = Entry(
+        name,
+        kind,
+        op=True,
+        activation=activation,
+        kind_of=kind_of,
+        field=field,
+        role=role,
+        note=note,
+    )
+    return _layer_views.register(entry)
+
+
+def unregister(entry: Entry) -> None:
+    """Remove an entry of :func:`register_layer` or :func:`register_op`.
+
+    The entry registered before it for the same class (the library's own, if
+    any) applies again.
+
+    Args:
+        entry: The entry that registration returned.
+
+    Raises:
+        ValueError: If the entry is not registered (removed twice).
+    """
+    _layer_views.unregister(entry)
 
 
 def _op(part: _layer_views.Part, layer: Any, name: str, constants: bool = False) -> Op:

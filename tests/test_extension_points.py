@@ -1,14 +1,18 @@
-"""The worked examples of docs/architecture.md: a user-written rule and canonizer.
+"""The worked examples of the docs: a user-written rule, canonizer and layer.
 
-The code blocks are read from the page and executed as they are, so the
+The code blocks are read from the pages (docs/architecture.md, and
+docs/guide/extending.md for the layer) and executed as they are, so the
 documentation cannot drift from the library. The rule (LRP-ε without bias) is
 checked against its formula on a Dense layer and an unrolled Conv2D, and through
 a whole network against a layer-by-layer numpy LRP; the canonizer (Rescaling
 folded into the layer that reads it) must re-execute the model, leave inexact
 cases alone, and change the relevance exactly by the factor of the step it
-removes.
+removes. The layer (one registration in the layer table) must be seen everywhere:
+its op kind, LRP's rules and values, receptive fields, CAM's default layer and the
+supported list.
 """
 
+import contextlib
 import linecache
 import pathlib
 import re
@@ -23,34 +27,37 @@ import keras_explain as kx
 
 layers = keras.layers
 
-PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+PAGE = DOCS / "architecture.md"
+GUIDE = DOCS / "guide" / "extending.md"
 BLOCK = re.compile(r"```\{code-block\} python\n:name: ([\w-]+)\n\n(.*?)\n```", re.DOTALL)
 
 
-def page_blocks():
-    return dict(BLOCK.findall(PAGE.read_text(encoding="utf-8")))
+def page_blocks(page=PAGE):
+    return dict(BLOCK.findall(page.read_text(encoding="utf-8")))
 
 
-def run_block(name, **namespace):
+def run_block(name, page=PAGE, **namespace):
     """Execute the named code block of the page; returns its namespace."""
-    blocks = page_blocks()
-    assert name in blocks, f"no code block named {name!r} in {PAGE.name}: {sorted(blocks)}"
+    blocks = page_blocks(page)
+    assert name in blocks, f"no code block named {name!r} in {page.name}: {sorted(blocks)}"
     source = blocks[name] + "\n"
-    filename = f"<docs/architecture.md#{name}>"
+    filename = f"<{page.relative_to(DOCS.parent)}#{name}>"
     # registered like a file, so that AutoGraph (inspect.getsource) can read the rule
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace.setdefault("__name__", f"architecture_{name.replace('-', '_')}")
+    namespace.setdefault("__name__", f"{page.stem}_{name.replace('-', '_')}")
     exec(compile(source, filename, "exec"), namespace)
     return namespace
 
 
-def test_the_page_has_the_four_blocks():
+def test_the_pages_have_the_five_blocks():
     assert sorted(page_blocks()) == [
         "worked-example-canonizer",
         "worked-example-canonizer-use",
         "worked-example-rule",
         "worked-example-rule-use",
     ]
+    assert sorted(page_blocks(GUIDE)) == ["add-a-layer"]
 
 
 # -- the rule: LRP-ε without bias ---------------------------------------------------------
@@ -263,3 +270,117 @@ def test_folded_relevance_differs_by_the_removed_step_only(case):
     if offset:
         # the factor is what the fold removes: near mid-gray it is far from 1
         assert np.abs(factor).max() > 10
+
+
+# -- the layer: one entry of the layer table -------------------------------------------------
+@contextlib.contextmanager
+def guide_layer():
+    """The guide's WeightedPooling2D, registered by its block, unregistered on exit."""
+    namespace = run_block("add-a-layer", page=GUIDE)
+    try:
+        yield namespace
+    finally:
+        kx.graph.unregister(namespace["entry"])
+
+
+def pooled_cnn(layer_class, seed=0):
+    """Conv2D(3x3, same) -> the guide's layer -> global average pooling -> Dense."""
+    helpers.seeded(seed)
+    inputs = keras.Input((8, 8, 2))
+    h = layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")(inputs)
+    h = layer_class(name="pool")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, layers.Dense(3, name="head")(h))
+
+
+class Twice(layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+def pooled_dense(layer_class, unknown=False, seed=0):
+    """The guide's layer on (4, 4, 2) with weights (0.8, -0.6), Flatten, Dense(3)."""
+    helpers.seeded(seed)
+    inputs = keras.Input((4, 4, 2))
+    h = layer_class(name="pool")(inputs)
+    h = Twice(name="twice")(h) if unknown else h
+    model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Flatten()(h)))
+    model.get_layer("pool").kernel.assign(np.array([0.8, -0.6], "float32"))
+    return helpers.randomize(model, seed)
+
+
+def pooled_dense_reference(model, x, pool_rule, head_rule):
+    """Layer-by-layer numpy LRP: the pooling as the matrix diag(w) A, A the 2x2 mean."""
+    weights = model.get_layer("pool").kernel.numpy().astype(np.float64)
+    matrix = np.diag(np.tile(weights, 16)) @ helpers.average_pool_matrix(4, 4, 2, 2)
+    kernel, bias = (v.numpy().astype(np.float64) for v in model.get_layer("head").weights)
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    pooled = flat @ matrix
+    logits = pooled @ kernel + bias
+    rows, target = np.arange(len(x)), logits.argmax(axis=1)
+    relevance = np.zeros_like(logits)
+    relevance[rows, target] = logits[rows, target]
+    relevance = helpers.rule_reference(
+        head_rule, pooled, kernel, bias, relevance, np.ones_like(kernel, bool)
+    )
+    relevance = helpers.rule_reference(
+        pool_rule, flat, matrix, np.zeros(matrix.shape[1]), relevance, matrix != 0
+    )
+    return relevance.reshape(x.shape)
+
+
+def test_a_new_layer_is_one_entry_seen_everywhere():
+    x = helpers.data((4, 4, 2), seed=2)
+    with guide_layer() as namespace:
+        layer_class = namespace["WeightedPooling2D"]
+        assert kx.graph.entry_of(layer_class()) is namespace["entry"]
+        # the plan: a mixing linear step with the view
+        cnn, model = pooled_cnn(layer_class), pooled_dense(layer_class)
+        steps = kx.graph.Plan(cnn).steps
+        assert [step.op.kind for step in steps] == [
+            "linear",
+            "activation",
+            "linear",
+            "sum_pool",
+            "linear",
+        ]
+        pool = steps[2]
+        assert not pool.op.linear.elementwise and not pool.first_linear
+        assert kx.graph.Plan(model).steps[0].first_linear
+        # LRP: the "conv" family gets EpsilonPlus' AlphaBeta(1, 0), against numpy
+        analyzer = kx.LRPEpsilonPlus(model)
+        expected_repr = "AlphaBeta(alpha=1, beta=0, bias=True, epsilon=1e-07)"
+        assert repr(analyzer.rule_of("pool")) == f"[{expected_repr}]"
+        head_rule = helpers.ref_from_repr("Epsilon(epsilon=1e-07)")
+        expected = pooled_dense_reference(model, x, helpers.ref_from_repr(expected_repr), head_rule)
+        relevance = analyzer.analyze(x)
+        # float32 against float64: a few ulps of the largest relevance
+        np.testing.assert_allclose(
+            relevance, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max()
+        )
+        # the family decides: ε on the pooling would give another result
+        epsilon = pooled_dense_reference(model, x, head_rule, head_rule)
+        assert np.abs(epsilon - expected).max() > 0.1 * np.abs(expected).max()
+        # receptive field: 3x3 'same' (r 3, offset -1), then the 2x2 window at stride 2
+        field = kx.features.receptive_field(cnn, "pool")
+        assert (field.size, field.stride, field.offset) == ((4, 4), (2, 2), (-1, -1))
+        # CAM: the pooling only resamples, so the default layer is the convolution
+        assert kx.GradCAM(cnn).layer.name == "conv"
+        # the supported list, in LRP's error for another layer and in the docs' table
+        assert "WeightedPooling2D" in kx.graph.supported_layers()
+        assert "WeightedPooling2D" in kx.graph.supported_layers(markdown=True)
+        with pytest.raises(ValueError, match=r"'twice' of class Twice.*Supported: .*WeightedPool"):
+            kx.LRPEpsilonPlus(pooled_dense(layer_class, unknown=True))
+    # without the entry the layer is unknown again, everywhere
+    assert kx.graph.entry_of(layer_class()) is None
+    assert kx.graph.Plan(cnn).steps[2].op.kind == "other"
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'pool' of class WeightedPooling2D has no LRP rule \(op kind 'other'\)"
+        r".*kx\.graph\.register_layer\(WeightedPooling2D, kind=\.\.\.\)",
+    ):
+        kx.LRPEpsilonPlus(model)
+    with pytest.raises(ValueError, match=r"cannot follow layer 'pool' \(WeightedPooling2D"):
+        kx.features.receptive_field(cnn, "pool")
+    assert kx.GradCAM(cnn).layer.name == "pool"
+    assert "WeightedPooling2D" not in kx.graph.supported_layers()

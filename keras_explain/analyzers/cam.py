@@ -21,33 +21,28 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_explain import _batching, _validate
+from keras_explain import _batching, _validate, graph
 from keras_explain._spatial import resize
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.gradient import GuidedBackprop
 from keras_explain.analyzers.registry import register
 
-GLOBAL_AVERAGE_POOLING = (
-    keras.layers.GlobalAveragePooling1D,
-    keras.layers.GlobalAveragePooling2D,
-)
-#: Never the default layer: they only resample, pad or crop the maps of the layer before.
-RESAMPLING_LAYERS = (
-    keras.layers.MaxPooling1D,
-    keras.layers.MaxPooling2D,
-    keras.layers.AveragePooling1D,
-    keras.layers.AveragePooling2D,
-    keras.layers.UpSampling1D,
-    keras.layers.UpSampling2D,
-    keras.layers.Resizing,
-    keras.layers.Cropping1D,
-    keras.layers.Cropping2D,
-    keras.layers.ZeroPadding1D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.Dropout,
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-)
+
+def _role(layer) -> str | None:
+    """The layer's role in the layer table: ``"global"``, ``"resampling"``, ``"bookkeeping"``.
+
+    Resampling layers (pooling, upsampling, resizing, padding, cropping) and
+    bookkeeping layers (Dropout, Identity, Concatenate, reshapes) are never the
+    default layer: they only resample or move the maps of the layer before.
+    """
+    entry = graph.entry_of(layer)
+    return None if entry is None else entry.role
+
+
+def _global_average_pooling(layer) -> bool:
+    """Whether the layer is a global average pooling (CAM's head reads one)."""
+    entry = graph.entry_of(layer)
+    return entry is not None and entry.role == "global" and entry.kind == "sum_pool"
 
 
 class LayerMaps(Backpropagation):
@@ -106,9 +101,8 @@ class LayerMaps(Backpropagation):
         return [layer for _, _, layer in found]
 
     def _bookkeeping(self, layer) -> bool:
-        """Whether every op of the layer only moves values (Identity, Dropout, padding)."""
-        kinds = {step.op.kind for step in self.plan.steps if step.op.layer is layer}
-        return bool(kinds) and kinds <= {"reshape"}
+        """Whether the layer only moves values (Identity, Dropout, reshapes): its table role."""
+        return _role(layer) == "bookkeeping"
 
     def default_layer(self, candidates: list[keras.Operation]) -> keras.Operation | None:
         """The last spatial layer that is not a pooling, resizing, cropping or bookkeeping layer.
@@ -123,7 +117,7 @@ class LayerMaps(Backpropagation):
         """
         itself = self.explained_output_keys()
         for layer in reversed(candidates):
-            if isinstance(layer, RESAMPLING_LAYERS) or self._bookkeeping(layer):
+            if _role(layer) == "resampling" or self._bookkeeping(layer):
                 continue
             if self.plan.output_key_of(layer) in itself:
                 continue
@@ -148,7 +142,7 @@ class LayerMaps(Backpropagation):
             and len(step.inputs) == 1
             and (
                 step.op.kind in ("reshape", "activation", "softmax")
-                or isinstance(step.op.layer, RESAMPLING_LAYERS)
+                or _role(step.op.layer) == "resampling"
             )
         ):
             key = step.inputs[0]
@@ -429,7 +423,7 @@ class CAM(LayerMaps):
             step = self.plan.producer(step.inputs[0])
         while step is not None and step.op.kind == "reshape":
             step = self.plan.producer(step.inputs[0])
-        if step is not None and isinstance(step.op.layer, GLOBAL_AVERAGE_POOLING):
+        if step is not None and _global_average_pooling(step.op.layer):
             for layer in candidates:
                 if self.plan.output_key_of(layer) == step.inputs[0]:
                     return layer
@@ -457,7 +451,7 @@ class CAM(LayerMaps):
         head = chain[-1] if chain else None
         if (
             pooled is None
-            or not isinstance(pooled.op.layer, GLOBAL_AVERAGE_POOLING)
+            or not _global_average_pooling(pooled.op.layer)
             or head is pooled
             or head.op.kind != "linear"
             or not isinstance(head.op.layer, keras.layers.Dense)

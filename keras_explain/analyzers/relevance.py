@@ -17,22 +17,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_explain import graph
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.registry import add, register
 from keras_explain.lrp import canonizers as canonizers_module
 from keras_explain.lrp import composites, rules
-
-SUPPORTED = (
-    "Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, "
-    "Conv1D/2D/3DTranspose, BatchNormalization, Rescaling, Normalization, "
-    "LayerNormalization, RMSNormalization, UnitNormalization, max/average/global pooling "
-    "(1D/2D/3D), Add, Subtract, Average, Multiply (gates), Maximum, Minimum, Concatenate, "
-    "Flatten, Reshape, Permute, Dropout, ZeroPadding, Cropping, UpSampling, Resizing, "
-    "Embedding, activations (fused, Activation, ReLU/LeakyReLU/ELU/PReLU layers, keras.ops), "
-    "raw keras.ops sums, products and reshapes, keras.applications' layer scale, "
-    "LSTM, GRU, SimpleRNN, Bidirectional (merge concat/sum/ave), TimeDistributed "
-    "(of a linear layer), MultiHeadAttention, Masking"
-)
 
 
 @register("lrp")
@@ -154,11 +143,18 @@ class LRP(Backpropagation):
             reason = f"{layer} has no LRP rule in this configuration: {op.note}"
         else:
             reason = f"{layer} has no LRP rule (op kind {op.kind!r})"
+        cls = type(op.layer).__name__
+        describe = ""
+        if graph.entry_of(op.layer) is None:  # unknown to the layer table
+            describe = (
+                f"describe what it computes with kx.graph.register_layer({cls}, kind=...) "
+                "(see the guide 'Extending'), "
+            )
         return (
-            f"{type(self).__name__}: {reason}. Supported: {SUPPORTED}. To proceed, add a "
-            "composite entry for it, e.g. LRP(model, composite=kx.composites.Composite("
-            f"[({type(op.layer).__name__}, kx.rules.Gradient()), ...])), or use a "
-            "gradient-based analyzer ('gradient', 'input_t_gradient', "
+            f"{type(self).__name__}: {reason}. Supported: {graph.supported_layers()}. To "
+            "proceed, add a composite entry for it, e.g. LRP(model, composite="
+            f"kx.composites.Composite([({cls}, kx.rules.Gradient()), ...])), {describe}or "
+            "use a gradient-based analyzer ('gradient', 'input_t_gradient', "
             "'integrated_gradients')."
         )
 

@@ -8,9 +8,12 @@ each op: a window of ``k`` taps with dilation ``d``, stride ``s`` and
 
     r' = r + (k - 1) d j,    j' = j s,    o' = o - p j.
 
-Element-wise and channel-wise ops (activations, normalizations, Dense on the
-channel axis, ``Add``, ``Multiply``, channel concatenation) keep the field;
-several inputs merge into the union of their fields.
+Which closed form an op has is its layer's ``field`` in the layer table
+(:func:`keras_explain.graph.entry_of`): a window (convolutions, pooling),
+padding, cropping, or ``"pointwise"``: element-wise and channel-wise ops
+(activations, normalizations, Dense on the channel axis, ``Add``, ``Multiply``,
+channel concatenation) keep the field. Several inputs merge into the union of
+their fields.
 """
 
 from __future__ import annotations
@@ -27,40 +30,6 @@ import tensorflow as tf
 from keras_explain import _validate, graph
 from keras_explain.analyzers.layer_output import LayerOutputs, activations
 from keras_explain.analyzers.perturbation.occlusion import Occlusion
-
-#: Op kinds that act on each spatial position separately.
-POINTWISE_KINDS = ("activation", "softmax", "rescale", "normalization", "multiply")
-#: Layers that act on each spatial position separately (on channels, or merging tensors).
-POINTWISE_LAYERS = (
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.BatchNormalization,
-    keras.layers.Dropout,
-    keras.layers.Add,
-    keras.layers.Subtract,
-    keras.layers.Average,
-    keras.layers.Maximum,
-    keras.layers.Minimum,
-    keras.layers.Concatenate,
-    keras.layers.Identity,
-)
-SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-WINDOWED = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-    *SEPARABLE,
-    keras.layers.MaxPooling1D,
-    keras.layers.MaxPooling2D,
-    keras.layers.MaxPooling3D,
-    keras.layers.AveragePooling1D,
-    keras.layers.AveragePooling2D,
-    keras.layers.AveragePooling3D,
-)
-PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
-CROPPING = (keras.layers.Cropping1D, keras.layers.Cropping2D, keras.layers.Cropping3D)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,34 +163,47 @@ def _step_window(plan: graph.Plan, step: graph.Step, rank: int) -> tuple:
 
     Each axis gets ``(k, s, d, p, n)``: taps, stride, dilation, cells of padding
     before the first element (negative: cropping) and input length (None: unknown).
+    The layer table says which (:func:`_field_of`); the later ops of one layer
+    call (a separable convolution's pointwise half, a fused activation) act on
+    each position.
     """
     layer = step.op.layer
     lengths = _spatial_shape(plan, _source(plan, step.inputs[0])) or (None,) * rank
     identity = tuple((1, 1, 1, 0, n) for n in lengths)
-    if isinstance(layer, SEPARABLE) and step.op.kind == "linear" and "/0" not in step.op.name:
-        return identity  # the pointwise half of a separable convolution
-    if isinstance(layer, WINDOWED) and step.op.kind != "activation":
+    if _source(plan, step.inputs[0]) != step.inputs[0]:
+        return identity  # a later op of the same layer call
+    field = _field_of(layer)
+    if field == "window":
         return _window(layer, lengths)
-    if isinstance(layer, PADDING + CROPPING):
-        amounts = layer.padding if isinstance(layer, PADDING) else layer.cropping
-        sign = 1 if isinstance(layer, PADDING) else -1
+    if field in ("padding", "cropping"):
+        amounts = layer.padding if field == "padding" else layer.cropping
+        sign = 1 if field == "padding" else -1
         before = [pair[0] for pair in _pairs(amounts, rank)]
         return tuple((1, 1, 1, sign * p, n) for p, n in zip(before, lengths))
     in_shape = _spatial_shape(plan, step.inputs[0])
     out_shape = _spatial_shape(plan, step.outputs[0])
-    pointwise = (
-        step.op.kind in POINTWISE_KINDS
-        or isinstance(layer, POINTWISE_LAYERS)
-        or not isinstance(layer, keras.layers.Layer)  # raw keras.ops: x + y, relu, ...
-    )
-    if not pointwise or out_shape is None or out_shape != in_shape:
+    if field != "pointwise" or out_shape is None or out_shape != in_shape:
         raise ValueError(
             f"receptive_field cannot follow layer {step.op.name!r} ({type(layer).__name__}, "
             f"spatial shape {in_shape} -> {out_shape}): its output is not a window of its "
             "input. Supported: convolutions, pooling, zero padding, cropping and ops on each "
-            "position separately."
+            "position separately (the layer table's field; kx.graph.register_layer adds a "
+            "layer)."
         )
     return identity
+
+
+def _field_of(layer) -> str | None:
+    """How the layer's receptive field composes: its entry's ``field`` in the layer table.
+
+    A raw ``keras.ops`` call the table does not know (``ops.abs(x)``) counts as
+    element-wise, and the spatial shape must then be kept; an unknown layer
+    cannot be followed.
+    """
+    entry = graph.entry_of(layer)
+    if entry is not None:
+        return entry.field
+    return None if isinstance(layer, keras.layers.Layer) else "pointwise"
 
 
 def _window(layer, lengths) -> tuple:

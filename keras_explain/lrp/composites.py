@@ -17,9 +17,10 @@ A layer kind (the first element of an entry) is any of:
 - an op kind of :mod:`keras_explain.graph` (``"linear"``, ``"activation"``,
   ``"max_pool"``, ``"sum_pool"``, ``"multiply"``, ``"normalization"``,
   ``"reshape"``, ``"embedding"``, ``"softmax"``, ``"other"``);
-- a linear layer family: ``"dense"`` (Dense, EinsumDense), ``"conv"`` (every
-  convolution: Conv1D/2D/3D, depthwise, separable, transposed),
-  ``"batch_norm"`` (BatchNormalization not folded by a canonizer);
+- a linear layer family, the ``family`` of the layer's entry in the layer table:
+  ``"dense"`` (Dense, EinsumDense), ``"conv"`` (every convolution: Conv1D/2D/3D,
+  depthwise, separable, transposed), ``"batch_norm"`` (BatchNormalization not
+  folded by a canonizer); :func:`keras_explain.graph.supported_layers` lists them;
 - a Keras layer class (matches that layer's ops, except a fused activation; for a
   recurrent or attention layer: the whole layer, and with a linear rule its own
   linear maps, re-executed step by step);
@@ -36,38 +37,16 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import keras
-
-from keras_explain.graph import KINDS
+from keras_explain.graph import FAMILIES, KINDS, entry_of
 from keras_explain.lrp import rules
 
 _rules = rules  # `rules` is also Composite's argument name
 
 OP_KINDS = KINDS
-LAYER_KINDS: dict[str, tuple[type, ...]] = {
-    "dense": (keras.layers.Dense, keras.layers.EinsumDense),
-    "conv": (
-        keras.layers.Conv1D,
-        keras.layers.Conv2D,
-        keras.layers.Conv3D,
-        keras.layers.DepthwiseConv1D,
-        keras.layers.DepthwiseConv2D,
-        keras.layers.SeparableConv1D,
-        keras.layers.SeparableConv2D,
-        keras.layers.Conv1DTranspose,
-        keras.layers.Conv2DTranspose,
-        keras.layers.Conv3DTranspose,
-    ),
-    "batch_norm": (keras.layers.BatchNormalization,),
-}
-_LINEAR_LAYERS = tuple(cls for classes in LAYER_KINDS.values() for cls in classes)
-_PROGRAM_LAYERS = (
-    keras.layers.LSTM,
-    keras.layers.GRU,
-    keras.layers.SimpleRNN,
-    keras.layers.Bidirectional,
-    keras.layers.MultiHeadAttention,
-)
+#: The linear layer families (``"dense"``, ``"conv"``, ``"batch_norm"``); which layers
+#: belong to which is the ``family`` of their entry in the layer table
+#: (:func:`keras_explain.graph.entry_of`, :func:`keras_explain.graph.register_layer`).
+LAYER_KINDS = FAMILIES
 
 #: What an op no entry matches gets (op kind -> rule); other kinds have no default.
 DEFAULT_RULES: dict[str, rules.Rule] = {
@@ -97,7 +76,8 @@ def matches(kind: LayerKind, step) -> bool:
         if kind in OP_KINDS:
             return op.kind == kind
         if kind in LAYER_KINDS:
-            return op.kind == "linear" and isinstance(op.layer, LAYER_KINDS[kind])
+            entry = entry_of(op.layer)
+            return op.kind == "linear" and entry is not None and entry.family == kind
         raise ValueError(
             f"Unknown layer kind. Received: {kind!r}. Expected an op kind {OP_KINDS}, a "
             f"layer family {tuple(LAYER_KINDS)}, a Keras layer class or a predicate."
@@ -105,13 +85,16 @@ def matches(kind: LayerKind, step) -> bool:
     if isinstance(kind, type):
         if not isinstance(op.layer, kind):
             return False
-        fused_activation = op.kind in ("activation", "softmax") and isinstance(
-            op.layer, _LINEAR_LAYERS
+        entry = entry_of(op.layer)
+        fused_activation = (
+            op.kind in ("activation", "softmax") and entry is not None and entry.linear is not None
         )
         # a recurrent layer's class covers the layer and its linear maps, not its
         # activations, gated products and sums (they keep their own defaults)
-        program_part = op.kind not in ("linear", "recurrent", "attention") and isinstance(
-            op.layer, _PROGRAM_LAYERS
+        program_part = (
+            op.kind not in ("linear", "recurrent", "attention")
+            and entry is not None
+            and entry.program is not None
         )
         return not (fused_activation or program_part)
     if callable(kind):
