@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_explain as kx  # noqa: E402
 from keras_explain import benchmark  # noqa: E402
-from keras_explain.metrics.evaluation import _methods  # noqa: E402
+from keras_explain.metrics.table import _methods  # noqa: E402
 from keras_explain.report import _compute, _encode, _explanations  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))

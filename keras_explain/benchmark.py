@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain.metrics.evaluation import METRICS
+from keras_explain.metrics.table import METRICS
 
 #: Columns of the table after ``method``, in order: the row keys of
 #: :func:`keras_explain.metrics.evaluate` with every metric.

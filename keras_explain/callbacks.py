@@ -55,7 +55,7 @@ def _warn(owner: str, what: str, error: Exception) -> None:
 
 def _metrics(metrics: Any, masks: Any) -> dict[str, Any]:
     """``{scalar name: metric}`` from names of ``kx.metrics.METRICS`` and callables."""
-    from keras_explain.metrics.evaluation import METRICS, NEED_MASKS
+    from keras_explain.metrics.table import METRICS, NEED_MASKS
 
     if metrics is None:
         return {}
@@ -292,8 +292,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         }
 
     def _metric(self, metric, tag: str, analyzer: Analyzer, attributions) -> np.ndarray:
-        from keras_explain.metrics._evaluation import spatial_shape
-        from keras_explain.metrics.evaluation import metric_values
+        from keras_explain.metrics.engine import spatial_shape
+        from keras_explain.metrics.table import metric_values
 
         if callable(metric):
             return np.asarray(metric(self.model, self.x, attributions, self.target), float)

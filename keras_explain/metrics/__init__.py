@@ -10,8 +10,7 @@ unless it returns a :class:`Curve`; :func:`evaluate` tabulates them for many
 methods.
 """
 
-from keras_explain.metrics._evaluation import Curve
-from keras_explain.metrics.evaluation import METRICS, evaluate
+from keras_explain.metrics.engine import Curve
 from keras_explain.metrics.faithfulness import (
     completeness,
     deletion,
@@ -28,6 +27,7 @@ from keras_explain.metrics.localisation import (
 )
 from keras_explain.metrics.randomization import randomization, similarity
 from keras_explain.metrics.robustness import sensitivity_max
+from keras_explain.metrics.table import METRICS, evaluate
 
 __all__ = [
     "METRICS",

@@ -19,7 +19,7 @@ import numpy as np
 from keras_explain import visualize
 from keras_explain._shards import write_atomic
 from keras_explain.benchmark import BETTER
-from keras_explain.metrics.evaluation import METRICS, NEED_MASKS, _methods
+from keras_explain.metrics.table import METRICS, NEED_MASKS, _methods
 from keras_explain.report import _compute, _encode
 
 __all__ = ["report"]
@@ -69,7 +69,7 @@ def report(
             classes), an int ``k`` (the top ``k``) or a list of class indices
             (the same classes for every sample).
         metrics: Columns of the metrics table, from
-            :data:`keras_explain.metrics.evaluation.METRICS`, computed for the
+            :data:`keras_explain.metrics.table.METRICS`, computed for the
             top class (``targets``' first). Default: deletion and insertion AUC
             and sparseness, plus pointing game and relevance mass with ``masks``;
             ``[]`` for none. Deletion and insertion also give the curves.

@@ -12,7 +12,7 @@ import numpy as np
 from keras_explain._batching import VERBOSE
 from keras_explain._validate import one_of
 from keras_explain.analyzers.registry import create_analyzer
-from keras_explain.metrics._evaluation import as_batch, spatial_shape
+from keras_explain.metrics.engine import as_batch, spatial_shape
 from keras_explain.metrics.faithfulness import deletion, infidelity, insertion
 from keras_explain.metrics.localisation import pointing_game, relevance_mass, sparseness
 from keras_explain.metrics.randomization import randomization
