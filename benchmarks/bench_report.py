@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_explain as kx  # noqa: E402
 from keras_explain import benchmark  # noqa: E402
-from keras_explain.metrics.evaluation import _methods  # noqa: E402
+from keras_explain.metrics.table import parse_methods  # noqa: E402
 from keras_explain.report import _compute, _encode, _explanations  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -101,7 +101,7 @@ def main():
         print("failed:", data["failed"])
 
     # paired: encoding + writing the maps vs computing them (the same 2,400 maps)
-    chosen = _methods(methods)
+    chosen = parse_methods(methods, "report")
     scores = model.predict(x, verbose=0)
     classes = _compute.top_classes(scores, 3)
     maps = _compute.explain(model, x, chosen, classes, "image")[0]

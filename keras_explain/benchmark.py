@@ -18,23 +18,37 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain.metrics.evaluation import METRICS
+from keras_explain.metrics import registry
 
 #: Columns of the table after ``method``, in order: the row keys of
-#: :func:`keras_explain.metrics.evaluate` with every metric.
-COLUMNS = ("seconds_per_sample", *METRICS)
-#: Which direction is better, per column (shown in the Markdown header and the plot).
-BETTER = {
-    "seconds_per_sample": "lower",
-    "deletion_auc": "lower",
-    "insertion_auc": "higher",
-    "infidelity": "lower",
-    "sensitivity_max": "lower",
-    "pointing_game": "higher",
-    "relevance_mass": "higher",
-    "randomization": "lower",
-    "sparseness": "higher",
-}
+#: :func:`keras_explain.metrics.evaluate` with its default metrics and masks
+#: (:func:`columns`, read from the metric registry at each access).
+COLUMNS: tuple[str, ...]
+#: Which direction is better, per column (shown in the Markdown header and the plot):
+#: ``seconds_per_sample`` and every registered metric (:func:`better`, read from the
+#: metric registry at each access).
+BETTER: dict[str, str]
+
+
+def columns() -> tuple[str, ...]:
+    """``seconds_per_sample``, then the metrics ``evaluate`` computes by default with masks."""
+    return ("seconds_per_sample", *registry.default_metrics(masks=True))
+
+
+def better() -> dict[str, str]:
+    """``{column: "higher" or "lower"}`` for ``seconds_per_sample`` and every registered metric."""
+    return {"seconds_per_sample": "lower", **registry.directions()}
+
+
+def __getattr__(name: str):
+    """``COLUMNS`` and ``BETTER``, derived from the metric registry when accessed."""
+    if name == "COLUMNS":
+        return columns()
+    if name == "BETTER":
+        return better()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: Methods left out by default because one evaluation re-explains the batch about
 #: twenty times (sensitivity-max, randomization) and each explanation optimizes
 #: or fits a surrogate per image; name them with ``--methods`` to include them.
@@ -233,10 +247,11 @@ def _format(value: float) -> str:
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a Markdown (GitHub pipe) table, arrows saying which way is better."""
     arrow = {"lower": "↓", "higher": "↑"}
-    header = ["method", *(f"{column} {arrow[BETTER[column]]}" for column in COLUMNS)]
+    shown, directions = columns(), better()
+    header = ["method", *(f"{column} {arrow[directions[column]]}" for column in shown)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["method"], *(_format(row[column]) for column in COLUMNS)]
+        cells = [row["method"], *(_format(row[column]) for column in shown)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -244,10 +259,11 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
     """The rows as CSV, full precision, columns ``method`` then :data:`COLUMNS`."""
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["method", *COLUMNS])
+        fields = ["method", *columns()]
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: row[key] for key in ["method", *COLUMNS]})
+            writer.writerow({key: row[key] for key in fields})
 
 
 def plot_table(rows: Sequence[dict[str, Any]]):
@@ -256,13 +272,17 @@ def plot_table(rows: Sequence[dict[str, Any]]):
 
     names = [row["method"] for row in rows]
     height = max(3.0, 0.22 * len(names) + 1.0)
-    figure = Figure(figsize=(16, 2 * height), layout="constrained")
-    axes = figure.subplots(3, 3, sharey=True).ravel()
+    shown, directions = columns(), better()
+    grid = math.ceil(len(shown) / 3)
+    figure = Figure(figsize=(16, 2 * height * grid / 3), layout="constrained")
+    axes = figure.subplots(grid, 3, sharey=True, squeeze=False).ravel()
+    for unused in axes[len(shown) :]:
+        unused.set_axis_off()
     positions = np.arange(len(names))
-    for axis, column in zip(axes, COLUMNS):
+    for axis, column in zip(axes, shown):
         values = np.array([row[column] for row in rows], dtype=float)
         axis.barh(positions, np.nan_to_num(values), color="tab:blue")
-        axis.set_title(f"{column} ({BETTER[column]} is better)", fontsize=9)
+        axis.set_title(f"{column} ({directions[column]} is better)", fontsize=9)
         finite = values[np.isfinite(values)]
         if finite.size and finite.min() > 0 and finite.max() > 20 * finite.min():
             axis.set_xscale("log")  # times and infidelities span decades

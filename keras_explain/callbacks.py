@@ -55,7 +55,7 @@ def _warn(owner: str, what: str, error: Exception) -> None:
 
 def _metrics(metrics: Any, masks: Any) -> dict[str, Any]:
     """``{scalar name: metric}`` from names of ``kx.metrics.METRICS`` and callables."""
-    from keras_explain.metrics.evaluation import METRICS, NEED_MASKS
+    from keras_explain.metrics import registry
 
     if metrics is None:
         return {}
@@ -64,23 +64,13 @@ def _metrics(metrics: Any, masks: Any) -> dict[str, Any]:
             "metrics must be a list of names from kx.metrics.METRICS or callables. "
             f"Received: metrics={metrics!r}; wrap a single metric in a list."
         )
-    chosen = {}
-    for metric in metrics:
-        if callable(metric):
-            chosen[getattr(metric, "__name__", type(metric).__name__)] = metric
-        elif metric in METRICS:
-            if metric in NEED_MASKS and masks is None:
-                raise ValueError(
-                    f"ExplanationLogger: metric {metric!r} compares with ground-truth masks. "
-                    "Received: masks=None. Pass masks=(B, H, W) booleans for x."
-                )
-            chosen[metric] = metric
-        else:
-            raise ValueError(
-                f"ExplanationLogger: unknown metric. Received: {metric!r}. Expected names "
-                f"from {METRICS} or a callable metric(model, x, attributions, target)."
-            )
-    return chosen
+    chosen = registry.check_metrics(
+        metrics, masks=masks is not None, caller="ExplanationLogger", callables=True
+    )
+    return {
+        getattr(metric, "__name__", type(metric).__name__) if callable(metric) else metric: metric
+        for metric in chosen
+    }
 
 
 class ExplanationLogger(keras.callbacks.Callback):
@@ -292,8 +282,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         }
 
     def _metric(self, metric, tag: str, analyzer: Analyzer, attributions) -> np.ndarray:
-        from keras_explain.metrics._evaluation import spatial_shape
-        from keras_explain.metrics.evaluation import metric_values
+        from keras_explain.metrics.engine import spatial_shape
+        from keras_explain.metrics.registry import metric_values
 
         if callable(metric):
             return np.asarray(metric(self.model, self.x, attributions, self.target), float)

@@ -7,11 +7,13 @@ robustness (:func:`sensitivity_max`), the randomization sanity check
 masks (:func:`pointing_game`, :func:`relevance_mass`, :func:`relevance_rank`) and
 complexity (:func:`sparseness`). Each returns one value per sample, ``(B,)``,
 unless it returns a :class:`Curve`; :func:`evaluate` tabulates them for many
-methods.
+methods. Its columns are the metrics of :mod:`keras_explain.metrics.registry`:
+``METRICS`` is their names, in order, read from the registry whenever it is
+accessed, and :func:`register_metric` adds one.
 """
 
-from keras_explain.metrics._evaluation import Curve
-from keras_explain.metrics.evaluation import METRICS, evaluate
+from keras_explain.metrics import registry
+from keras_explain.metrics.engine import Curve
 from keras_explain.metrics.faithfulness import (
     completeness,
     deletion,
@@ -27,12 +29,15 @@ from keras_explain.metrics.localisation import (
     sparseness,
 )
 from keras_explain.metrics.randomization import randomization, similarity
+from keras_explain.metrics.registry import register_metric
 from keras_explain.metrics.robustness import sensitivity_max
+from keras_explain.metrics.table import evaluate
 
 __all__ = [
     "METRICS",
     "Curve",
     "evaluate",
+    "register_metric",
     "completeness",
     "deletion",
     "faithfulness_correlation",
@@ -47,3 +52,14 @@ __all__ = [
     "similarity",
     "sparseness",
 ]
+
+
+def __getattr__(name: str):
+    """``METRICS``: the registered column names, in order (a tuple, always current)."""
+    if name == "METRICS":
+        return registry.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "METRICS"])

@@ -3,7 +3,7 @@
 Deletion and insertion (Petsiuk et al. 2018), region perturbation / pixel flipping
 (Samek et al. 2017), faithfulness correlation (Bhatt et al. 2020), infidelity (Yeh
 et al. 2019) and completeness. Every perturbed copy goes through the model in the
-batched passes of the perturbation engine (:mod:`keras_explain.metrics._evaluation`);
+batched passes of the perturbation engine (:mod:`keras_explain.metrics.engine`);
 perturbations always span all channels of a pixel.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain import _validate
-from keras_explain.metrics._evaluation import (
+from keras_explain.metrics.engine import (
     Curve,
     Job,
     as_batch,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain.metrics._evaluation import masks_like
+from keras_explain.metrics.engine import masks_like
 
 
 def _maps(attributions: Any, function: str) -> np.ndarray:

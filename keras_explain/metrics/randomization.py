@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_explain import _validate
 from keras_explain.analyzers.registry import create_analyzer, parameters
-from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
+from keras_explain.metrics.engine import as_batch, checked, fixed_target
 
 MODES = ("cascading", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "pearson", "ssim")

@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_explain import _validate
 from keras_explain.analyzers.base import Analyzer
-from keras_explain.metrics._evaluation import as_batch, checked, fixed_target
+from keras_explain.metrics.engine import as_batch, checked, fixed_target
 
 
 def _explainer(analyzer: Any, function: str):

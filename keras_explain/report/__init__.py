@@ -18,14 +18,11 @@ import numpy as np
 
 from keras_explain import visualize
 from keras_explain._shards import write_atomic
-from keras_explain.benchmark import BETTER
-from keras_explain.metrics.evaluation import METRICS, NEED_MASKS, _methods
+from keras_explain.metrics import registry
+from keras_explain.metrics.table import parse_methods
 from keras_explain.report import _compute, _encode
 
 __all__ = ["report"]
-
-#: Metrics computed when ``metrics=None`` (the cheap ones; localisation with masks).
-DEFAULT_METRICS = ("deletion_auc", "insertion_auc", "sparseness")
 
 
 def report(
@@ -69,10 +66,12 @@ def report(
             classes), an int ``k`` (the top ``k``) or a list of class indices
             (the same classes for every sample).
         metrics: Columns of the metrics table, from
-            :data:`keras_explain.metrics.evaluation.METRICS`, computed for the
-            top class (``targets``' first). Default: deletion and insertion AUC
-            and sparseness, plus pointing game and relevance mass with ``masks``;
-            ``[]`` for none. Deletion and insertion also give the curves.
+            :data:`keras_explain.metrics.METRICS`, computed for the top class
+            (``targets``' first). Default for images: the registered metrics
+            marked ``report_default`` (deletion and insertion AUC, sparseness,
+            and with ``masks`` pointing game and relevance mass); none for text
+            and tabular data; ``[]`` for none. Deletion and insertion also give
+            the curves.
         masks: Ground-truth masks ``(B, H, W)`` for the localisation metrics.
         tokens: Token strings per sample, for text models.
         feature_names: Names of the features of tabular data.
@@ -115,10 +114,7 @@ def report(
         )
     tokens = _per_sample(tokens, samples, "tokens")
     _check_names(kind, x, tokens, feature_names)
-    try:
-        chosen = _methods(methods)
-    except ValueError as error:
-        raise ValueError(str(error).replace("evaluate:", "report:", 1)) from None
+    chosen = parse_methods(methods, "report")
     scores = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
     if scores.ndim != 2:
         raise ValueError(
@@ -154,7 +150,7 @@ def report(
         "colormaps": _encode.colour_tables() if kind == "image" else {},
         "metrics": {
             "columns": metrics,
-            "better": {metric: BETTER[metric] for metric in metrics},
+            "better": {metric: registry.get_metric(metric).better for metric in metrics},
             "rows": [{key: _number(value) for key, value in row.items()} for row in rows],
             "notes": notes,
         },
@@ -259,26 +255,13 @@ def _classes(targets, scores: np.ndarray, count: int) -> np.ndarray:
 
 
 def _metrics(metrics, masks, kind: str) -> list[str]:
-    if kind != "image":
-        return [] if metrics is None else _known(metrics, masks, image=False)
     if metrics is None:
-        return list(DEFAULT_METRICS) + (list(NEED_MASKS) if masks is not None else [])
-    return _known(metrics, masks, image=True)
-
-
-def _known(metrics, masks, image: bool) -> list[str]:
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    for metric in metrics:
-        if metric not in METRICS:
-            raise ValueError(
-                f"report: unknown metric. Received: {metric!r}. Expected some of {METRICS}."
-            )
-        if metric in NEED_MASKS and (masks is None or not image):
-            raise ValueError(
-                f"report: metric {metric!r} needs ground-truth masks of images. Received: "
-                "masks=None. Pass masks=(B, H, W) booleans, or leave the metric out."
-            )
-    return metrics
+        return (
+            registry.default_metrics(masks=masks is not None, report=True)
+            if kind == "image"
+            else []
+        )
+    return registry.check_metrics(metrics, masks=masks is not None, caller="report")
 
 
 def _model_summary(model) -> dict[str, Any]:

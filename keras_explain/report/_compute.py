@@ -11,8 +11,8 @@ import numpy as np
 
 from keras_explain.analyzers.registry import create_analyzer
 from keras_explain.benchmark import first_line
-from keras_explain.metrics.evaluation import metric_values
 from keras_explain.metrics.faithfulness import deletion, insertion
+from keras_explain.metrics.registry import metric_values
 
 #: Steps of the deletion and insertion curves (as :func:`keras_explain.metrics.evaluate`).
 CURVE_STEPS = 100

@@ -12,27 +12,23 @@ import numpy as np
 from keras_explain._batching import VERBOSE
 from keras_explain._validate import one_of
 from keras_explain.analyzers.registry import create_analyzer
-from keras_explain.metrics._evaluation import as_batch, spatial_shape
-from keras_explain.metrics.faithfulness import deletion, infidelity, insertion
-from keras_explain.metrics.localisation import pointing_game, relevance_mass, sparseness
-from keras_explain.metrics.randomization import randomization
-from keras_explain.metrics.robustness import sensitivity_max
-
-#: Metric columns of :func:`evaluate`, in order; those marked need ``masks``.
-METRICS = (
-    "deletion_auc",
-    "insertion_auc",
-    "infidelity",
-    "sensitivity_max",
-    "pointing_game",
-    "relevance_mass",
-    "randomization",
-    "sparseness",
-)
-NEED_MASKS = ("pointing_game", "relevance_mass")
+from keras_explain.metrics import registry
+from keras_explain.metrics.engine import as_batch, spatial_shape
 
 
-def _methods(methods: Any) -> dict[str, tuple[str, dict]]:
+def parse_methods(methods: Any, caller: str = "evaluate") -> dict[str, tuple[str, dict]]:
+    """Methods as ``{label: (registry name, {parameter: value})}``.
+
+    Args:
+        methods: A registry name, a list of them, or a dict ``{name: {parameter: value}}``.
+        caller: The name that starts the error message (``"evaluate"``, ``"report"``).
+
+    Returns:
+        The methods, in order; the label is the name.
+
+    Raises:
+        ValueError: For anything else, or no methods.
+    """
     if isinstance(methods, str):
         methods = [methods]
     if isinstance(methods, Mapping):
@@ -45,7 +41,7 @@ def _methods(methods: Any) -> dict[str, tuple[str, dict]]:
         isinstance(label, str) and isinstance(params, Mapping) for label, params in items
     ):
         raise ValueError(
-            "evaluate: methods must be a list of registry names or a dict {name: "
+            f"{caller}: methods must be a list of registry names or a dict {{name: "
             f"{{parameter: value}}}}. Received: methods={methods!r}."
         )
     return {label: (label, dict(params)) for label, params in items}
@@ -71,7 +67,8 @@ def evaluate(
     with ``min(steps, features)`` steps, ``infidelity`` (normalized, σ = 0.1),
     ``sensitivity_max`` (radius 0.02), ``pointing_game`` and ``relevance_mass``
     (with ``masks``), ``randomization`` (Spearman of ``|a|`` after cascading
-    randomization of every layer with weights, the last step) and ``sparseness``.
+    randomization of every layer with weights, the last step), ``sparseness``,
+    and the columns added with :func:`~keras_explain.metrics.register_metric`.
     NaN values (a constant explanation) are left out of the means.
 
     Args:
@@ -81,8 +78,9 @@ def evaluate(
             ``{name: {parameter: value}}``.
         target: As in :mod:`keras_explain.targets` (``None``: the argmax).
         masks: Ground-truth masks ``(B, H, W)`` for the localisation metrics.
-        metrics: The columns to compute (default: all of :data:`METRICS` that the
-            inputs allow; the localisation ones need ``masks``).
+        metrics: The columns to compute, names of :data:`keras_explain.metrics.METRICS`
+            (default: the registered columns marked ``default`` that the inputs
+            allow; the localisation ones need ``masks``).
         steps: Steps of the deletion and insertion curves (at most the number
             of features).
         seed: Seed of every random metric.
@@ -111,18 +109,9 @@ def evaluate(
     verbose = one_of(verbose, "verbose", VERBOSE)
     x = as_batch(x, function)
     if metrics is None:
-        metrics = [m for m in METRICS if masks is not None or m not in NEED_MASKS]
-    for metric in metrics:
-        if metric not in METRICS:
-            raise ValueError(
-                f"{function}: unknown metric. Received: {metric!r}. Expected some of {METRICS}."
-            )
-        if metric in NEED_MASKS and masks is None:
-            raise ValueError(
-                f"{function}: metric {metric!r} compares with ground-truth masks. Received: "
-                "masks=None. Pass masks=(B, H, W) booleans, e.g. from kx.datasets.shapes."
-            )
-    chosen = _methods(methods)
+        metrics = registry.default_metrics(masks=masks is not None)
+    metrics = registry.check_metrics(metrics, masks=masks is not None, caller=function)
+    chosen = parse_methods(methods, function)
     curve_steps = min(steps, math.prod(spatial_shape(x)))
     rows = []
     bar = tqdm(
@@ -139,7 +128,7 @@ def evaluate(
         row = {"method": label, "seconds_per_sample": (time.perf_counter() - start) / len(x)}
         bar.update(1)
         for metric in metrics:
-            values = metric_values(
+            values = registry.metric_values(
                 metric,
                 model,
                 x,
@@ -161,47 +150,3 @@ def evaluate(
 
 def _per_sample(target) -> bool:
     return target is not None and np.ndim(target) == 1 and not callable(target)
-
-
-def metric_values(
-    metric: str,
-    model,
-    x: np.ndarray,
-    attributions: np.ndarray,
-    target,
-    *,
-    analyzer,
-    name: str | None,
-    params: Mapping[str, Any],
-    masks,
-    steps: int,
-    seed: int,
-) -> np.ndarray:
-    """The per-sample values of one :data:`METRICS` column, as :func:`evaluate` computes them.
-
-    ``analyzer`` produced ``attributions`` (sensitivity-max re-runs it); ``name``
-    and ``params`` rebuild it on the randomized clone (``"randomization"``);
-    ``steps`` are the deletion and insertion steps. ``ExplanationLogger`` logs
-    the same values while a model trains.
-    """
-    if metric == "deletion_auc":
-        return deletion(model, x, attributions, target, steps=steps).auc
-    if metric == "insertion_auc":
-        return insertion(model, x, attributions, target, steps=steps).auc
-    if metric == "infidelity":
-        return infidelity(model, x, attributions, target, seed=seed)
-    if metric == "sensitivity_max":
-        return sensitivity_max(analyzer, x, target, seed=seed)
-    if metric == "pointing_game":
-        return pointing_game(attributions, masks)
-    if metric == "relevance_mass":
-        return relevance_mass(attributions, masks)
-    if metric == "randomization":
-        # randomization's `seed` seeds the re-initialization and the method's draws
-        # (the same for the original and every randomized explanation)
-        method_params = {key: value for key, value in params.items() if key != "seed"}
-        similarities = randomization(
-            name, model, x, target, seed=seed, **{"verbose": 0, **method_params}
-        )
-        return list(similarities.values())[-1]
-    return sparseness(attributions)
