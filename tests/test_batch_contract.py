@@ -6,7 +6,6 @@ equal them exactly) or from literal arithmetic, never from the code under test.
 
 import ast
 import pathlib
-import re
 
 import helpers
 import keras
@@ -203,25 +202,3 @@ def test_no_module_reads_another_modules_private_names():
                     and not _is_module(node.module, alias.name)
                 ]
     assert imports == []
-
-
-def test_the_worked_example_of_an_analyzer_equals_its_closed_form(monkeypatch):
-    helpers.register_temporarily(monkeypatch, "scaled_gradient_mean", None)  # removed after
-    page = (PACKAGE.parent / "docs" / "guide" / "extending.md").read_text()
-    block = re.search(
-        r"```\{code-block\} python\n:name: worked-example-analyzer\n\n(.*?)\n```", page, re.DOTALL
-    ).group(1)
-    namespace = {}
-    exec(block, namespace)  # registers "scaled_gradient_mean"
-    inputs = keras.Input((3,))
-    outputs = keras.layers.Dense(2, use_bias=False)(keras.ops.square(inputs))
-    model = keras.Model(inputs, outputs)
-    weights = np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.25]], "float32")
-    model.set_weights([weights])
-    x = np.array([[1.0, 2.0, -1.0], [0.5, -1.0, 2.0]], "float32")
-    samples = 5
-    analyzer = kx.create_analyzer("scaled_gradient_mean", model, samples=samples)
-    result = analyzer.analyze(x, target=1)
-    # f_1 = sum_i w_i1 x_i^2: the gradient at s x is 2 w s x, and sum_k k/n = (n + 1)/2
-    expected = weights[:, 1] * x**2 * (samples + 1) / samples
-    np.testing.assert_allclose(result, expected, rtol=1e-6)

@@ -50,14 +50,14 @@ def run_block(name, page=PAGE, **namespace):
     return namespace
 
 
-def test_the_pages_have_the_five_blocks():
+def test_the_pages_have_their_executed_blocks():
     assert sorted(page_blocks()) == [
         "worked-example-canonizer",
         "worked-example-canonizer-use",
         "worked-example-rule",
         "worked-example-rule-use",
     ]
-    assert sorted(page_blocks(GUIDE)) == ["add-a-layer"]
+    assert sorted(page_blocks(GUIDE)) == ["add-a-layer", "worked-example-analyzer"]
 
 
 # -- the rule: LRP-ε without bias ---------------------------------------------------------
@@ -384,3 +384,21 @@ def test_a_new_layer_is_one_entry_seen_everywhere():
         kx.features.receptive_field(cnn, "pool")
     assert kx.GradCAM(cnn).layer.name == "pool"
     assert "WeightedPooling2D" not in kx.graph.supported_layers()
+
+
+# -- an analyzer on explain_batch, fixed_target and run_copies ----------------------------
+def test_the_worked_example_of_an_analyzer_equals_its_closed_form(monkeypatch):
+    helpers.register_temporarily(monkeypatch, "scaled_gradient_mean", None)  # removed after
+    run_block("worked-example-analyzer", GUIDE)  # registers "scaled_gradient_mean"
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(2, use_bias=False)(keras.ops.square(inputs))
+    model = keras.Model(inputs, outputs)
+    weights = np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.25]], "float32")
+    model.set_weights([weights])
+    x = np.array([[1.0, 2.0, -1.0], [0.5, -1.0, 2.0]], "float32")
+    samples = 5
+    analyzer = kx.create_analyzer("scaled_gradient_mean", model, samples=samples)
+    result = analyzer.analyze(x, target=1)
+    # f_1 = sum_i w_i1 x_i^2: the gradient at s x is 2 w s x, and sum_k k/n = (n + 1)/2
+    expected = weights[:, 1] * x**2 * (samples + 1) / samples
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
