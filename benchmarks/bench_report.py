@@ -83,10 +83,10 @@ def main():
         f"{args.samples} shapes {size}x{size}, {len(METHODS)} methods, top 3 classes, "
         "default metrics; shapes_cnn (untrained)"
     )
-    kx.report(model, x[:2], methods, metrics=[], out=args.out)  # warm up TensorFlow
+    kx.report(methods, model, x[:2], metrics=[], out=args.out)  # warm up TensorFlow
     start = time.perf_counter()
     names = kx.datasets.CLASSES
-    path = kx.report(model, x, methods, labels=labels, class_names=names, out=args.out)
+    path = kx.report(methods, model, x, labels=labels, class_names=names, out=args.out)
     total = time.perf_counter() - start
     text = open(path, encoding="utf-8").read()
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', text, re.S).group(1))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,56 @@ def renamed_keywords(owner: str, kwargs: dict, renamed: dict[str, str]) -> dict:
         )
         kwargs[new] = kwargs.pop(old)
     return kwargs
+
+
+def accepts_renamed(**renamed: str) -> Callable:
+    """Decorator: a function that also takes the former spellings of renamed keywords.
+
+    ``@accepts_renamed(similarity="measure")`` maps ``similarity=`` to ``measure=``
+    with a ``FutureWarning`` (:func:`renamed_keywords`) before the function runs.
+    """
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            return function(*args, **renamed_keywords(function.__name__, kwargs, renamed))
+
+        return wrapper
+
+    return decorate
+
+
+def _is_methods(value: Any) -> bool:
+    """Whether ``value`` names methods: a registry name, a list of them or a ``{name: params}``."""
+    if isinstance(value, str | Mapping):
+        return True
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(item, str) for item in value)
+    )
+
+
+def methods_first(owner: str, methods: Any, model: Any, x: Any) -> tuple[Any, Any, Any]:
+    """``(methods, model, x)`` of a call in the one order of functions taking a method and a model.
+
+    ``create_analyzer(name, model)``, ``explain_dataset(method, model, data)``,
+    ``randomization(name, model, x)``, ``evaluate(methods, model, x)``,
+    ``report(methods, model, x)``: the method first. A call in the former order
+    ``(model, x, methods)`` is recognised (``methods`` last and not first), gives a
+    ``FutureWarning`` and is reordered.
+    """
+    if _is_methods(x) and not _is_methods(methods):
+        warnings.warn(
+            f"{owner}: the method now comes first, {owner}(methods, model, x, ...), as in "
+            "create_analyzer(name, model) and explain_dataset(method, model, data); the "
+            "former order (model, x, methods) still works in this release and will be "
+            "removed in the next one.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return x, methods, model
+    return methods, model, x
 
 
 def unexpected_parameters(owner: str, received: Iterable[str], valid: Iterable[str]) -> None:

@@ -212,9 +212,9 @@ def run_methods(
         bar.set_postfix_str(name)
         try:
             row = evaluate(
+                {name: parameters.get(name, {})},
                 model,
                 x,
-                {name: parameters.get(name, {})},
                 target,
                 masks=masks,
                 seed=seed,

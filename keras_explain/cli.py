@@ -209,9 +209,9 @@ def _report(args, parser) -> int:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip() not in ("", "none")]
     model = keras.models.load_model(args.model, compile=False)
     path = report(
+        args.methods,
         model,
         x,
-        args.methods,
         targets=args.top_k,
         metrics=metrics,
         out=args.out,
@@ -487,9 +487,9 @@ def _demo_report(model, x, labels, worked: Sequence[str], out: str) -> str:
     methods = {name: method_parameters(name) for name in chosen}
     digits = [str(digit) for digit in range(10)]
     return report(
+        methods,
         model,
         x,
-        methods,
         labels=labels,
         class_names=digits,
         out=os.path.join(out, "report.html"),

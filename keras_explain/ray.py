@@ -8,7 +8,7 @@ from Ray; Ray calls :class:`Explainer` (a callable class) in its actors::
 
     explained = dataset.map_batches(
         kx.ray.Explainer,
-        fn_constructor_kwargs={"model_path": "model.keras", "method": "lrp.epsilon"},
+        fn_constructor_kwargs={"method": "lrp.epsilon", "model_path": "model.keras"},
         concurrency=4,  # actors; add num_gpus=1 to give each a GPU
         batch_size=256,
     )
@@ -22,6 +22,7 @@ batches are run again given ``max_restarts=-1, max_task_retries=-1`` in
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,12 @@ class Explainer:
     """A callable class for ``ray.data.Dataset.map_batches``: adds an explanation column.
 
     Args:
+        method: An analyzer registry name, e.g. ``"lrp.epsilon"``. The method
+            comes first, as in ``create_analyzer(name, model)``; the former order
+            ``Explainer(model_path, method)`` still works, with a ``FutureWarning``.
         model_path: Path of a ``.keras`` file readable by every worker (a shared
             file system or object store path that ``keras.saving.load_model``
             reads).
-        method: An analyzer registry name, e.g. ``"lrp.epsilon"``.
         column: The column holding the model input (default ``"x"``); a list of
             columns for a multi-input model.
         output_column: The column the explanations are written to (default
@@ -60,7 +63,7 @@ class Explainer:
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
         >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
         >>> model.save(path)
-        >>> explain = kx.ray.Explainer(path, "gradient")  # what each Ray actor builds
+        >>> explain = kx.ray.Explainer("gradient", path)  # what each Ray actor builds
         >>> batch = {"id": np.arange(2), "x": np.ones((2, 4), "float32")}
         >>> sorted(explain(batch)), explain(batch)["explanation"].shape
         (['explanation', 'id', 'x'], (2, 4))
@@ -68,8 +71,8 @@ class Explainer:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
         method: str,
+        model_path: str | os.PathLike,
         *,
         column: str | list[str] = "x",
         output_column: str = "explanation",
@@ -79,8 +82,17 @@ class Explainer:
     ):
         import keras
 
-        from keras_explain.analyzers.registry import create_analyzer
+        from keras_explain.analyzers.registry import create_analyzer, names
 
+        if model_path in names() and method not in names():
+            warnings.warn(
+                "Explainer: the method now comes first, Explainer(method, model_path), as "
+                "in create_analyzer(name, model); the former order (model_path, method) "
+                "still works in this release and will be removed in the next one.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            method, model_path = model_path, method
         self.model_path = os.fspath(model_path)
         self.method = method
         self.column = column

@@ -117,7 +117,7 @@ def test_normalized_infidelity_does_not_depend_on_the_scale(logit_model):
 def test_gradient_of_a_linear_model_has_sensitivity_zero():
     model = linear_model()
     x = helpers.data((6,), seed=7)
-    result = kx.metrics.sensitivity_max(kx.Gradient(model), x, radius=0.5)
+    result = kx.metrics.sensitivity_max(kx.Gradient(model), x, noise_scale=0.5)
     np.testing.assert_array_equal(result, np.zeros(len(x)))
 
 
@@ -157,7 +157,7 @@ def test_sensitivity_max_fixes_the_clean_argmax():
     model = linear_model(inputs=2, outputs=2, bias=False)
     model.set_weights([np.array([[1.0, -1.0], [0.0, 0.0]], "float32")])
     x = np.array([[0.01, 0.0]], "float32")  # class 0; noise of radius 0.5 flips it often
-    result = kx.metrics.sensitivity_max(kx.Gradient(model), x, radius=0.5, samples=16)
+    result = kx.metrics.sensitivity_max(kx.Gradient(model), x, noise_scale=0.5, samples=16)
     np.testing.assert_array_equal(result, [0.0])
 
 
@@ -347,7 +347,7 @@ def test_randomization_leaves_the_model_bit_identical_and_drops_similarity():
     x = helpers.data((12, 12, 1), seed=23)
     weights = [w.copy() for w in model.get_weights()]
     before = model(x).numpy()
-    cascading = kx.metrics.randomization("gradient", model, x, 0, similarity="spearman_abs")
+    cascading = kx.metrics.randomization("gradient", model, x, 0, measure="spearman_abs")
     for old, new in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(old, new)
     np.testing.assert_array_equal(model(x).numpy(), before)
@@ -401,7 +401,7 @@ def test_randomizing_a_batch_norm_redraws_every_variable():
     original = helpers.tape_gradient(model, x, 0).astype(np.float64)
     randomized = helpers.tape_gradient(copy, x, 0).astype(np.float64)
     expected = [stats.pearsonr(a, b).statistic for a, b in zip(original, randomized)]
-    result = kx.metrics.randomization("gradient", model, x, 0, layers=["bn"], similarity="pearson")
+    result = kx.metrics.randomization("gradient", model, x, 0, layers=["bn"], measure="pearson")
     assert list(result) == ["bn"]
     # float32 gradients of 8 features, correlated in float64: round-off ~1e-6
     np.testing.assert_allclose(result["bn"], expected, rtol=1e-5, atol=1e-6)
@@ -519,10 +519,10 @@ def test_bad_input_names_the_function_the_value_and_the_fix(conv_model):
         kx.metrics.pointing_game(good, np.ones((4, 8, 7), bool))
     with pytest.raises(
         ValueError,
-        match=r"randomization: unknown similarity. Received: "
-        r"similarity='ssmi'. Expected one of",
+        match=r"randomization: unknown measure. Received: "
+        r"measure='ssmi'. Expected one of",
     ):
-        kx.metrics.randomization("gradient", conv_model, x, 0, similarity="ssmi")
+        kx.metrics.randomization("gradient", conv_model, x, 0, measure="ssmi")
     with pytest.raises(
         ValueError,
         match=r"infidelity: the perturbation callable must return "
@@ -560,7 +560,7 @@ def test_evaluate_rows_are_the_metrics_means():
     )
     images, labels, masks = kx.datasets.shapes(4, size=16, seed=1)
     rows = kx.metrics.evaluate(
-        model, images, {"gradient": {}, "grad_cam": {}}, labels, masks=masks, steps=8, verbose=0
+        {"gradient": {}, "grad_cam": {}}, model, images, labels, masks=masks, steps=8, verbose=0
     )
     assert [row["method"] for row in rows] == ["gradient", "grad_cam"]
     for row in rows:
@@ -584,7 +584,7 @@ def test_evaluate_rows_are_the_metrics_means():
         match=r"evaluate: metric 'pointing_game' compares with "
         r"ground-truth masks. Received: masks=None",
     ):
-        kx.metrics.evaluate(model, images, ["gradient"], metrics=["pointing_game"])
+        kx.metrics.evaluate(["gradient"], model, images, metrics=["pointing_game"])
 
 
 def test_evaluate_randomization_of_a_method_with_its_own_seed():
@@ -601,9 +601,9 @@ def test_evaluate_randomization_of_a_method_with_its_own_seed():
     images, labels, _ = kx.datasets.shapes(3, size=16, seed=1)
     images = images[:, :8, :8]
     rows = kx.metrics.evaluate(
+        {"smoothgrad": {"samples": 4, "seed": 5}},
         model,
         images,
-        {"smoothgrad": {"samples": 4, "seed": 5}},
         labels,
         metrics=["randomization"],
         seed=2,
@@ -723,9 +723,9 @@ def test_one_registration_is_seen_by_every_table_default_and_check(toy_metrics, 
 
     # evaluate: the rows hold the closed forms, and the context is the documented one
     rows = kx.metrics.evaluate(
+        ["gradient"],
         model,
         x,
-        ["gradient"],
         target,
         masks=masks,
         metrics=["toy_dot", "toy_mass"],
@@ -744,7 +744,7 @@ def test_one_registration_is_seen_by_every_table_default_and_check(toy_metrics, 
     assert isinstance(context.analyzer, kx.Gradient)
 
     # the report: its default columns and its "better" arrows, values for the top class
-    path = kx.report(model, x, ["gradient"], masks=masks, metrics=None, out=str(tmp_path / "r"))
+    path = kx.report(["gradient"], model, x, masks=masks, metrics=None, out=str(tmp_path / "r"))
     text = open(path, encoding="utf-8").read()
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', text, re.S).group(1))
     assert data["metrics"]["columns"][-2:] == ["toy_dot", "toy_mass"]
@@ -764,8 +764,8 @@ def test_one_registration_is_seen_by_every_table_default_and_check(toy_metrics, 
 
     # the one check, with each caller's prefix: masks needed, then the name unknown
     calls = {
-        "evaluate": lambda m: kx.metrics.evaluate(model, x, ["gradient"], metrics=m, verbose=0),
-        "report": lambda m: kx.report(model, x, ["gradient"], metrics=m, out=str(tmp_path / "r")),
+        "evaluate": lambda m: kx.metrics.evaluate(["gradient"], model, x, metrics=m, verbose=0),
+        "report": lambda m: kx.report(["gradient"], model, x, metrics=m, out=str(tmp_path / "r")),
         "ExplanationLogger": lambda m: kx.callbacks.ExplanationLogger(
             ["gradient"], x, metrics=m, log_dir=tmp_path
         ),

@@ -98,6 +98,6 @@ def test_a_killed_actor_is_restarted_and_its_batch_explained_again(local_ray, tm
 def test_missing_column_names_the_columns(tmp_path):
     model = helpers.conv_sequential()
     model.save(tmp_path / "model.keras")
-    explain = kx.ray.Explainer(tmp_path / "model.keras", "gradient", column="image")
+    explain = kx.ray.Explainer("gradient", tmp_path / "model.keras", column="image")
     with pytest.raises(KeyError, match=r"no column 'image'. Received columns: \['id', 'x'\]"):
         explain({"id": np.arange(2), "x": np.zeros((2, 8, 8, 2), "float32")})

@@ -67,3 +67,42 @@ def test_each_class_lists_its_former_spellings():
         "softmax": "probabilities",
     }
     assert kx.Occlusion.renamed_keywords() == {}
+
+
+def test_measure_and_noise_scale_of_the_metrics():
+    model = helpers.dense_sequential(softmax=False)
+    x = helpers.data((6,), batch=3)
+    with pytest.warns(FutureWarning, match=r"randomization: the parameter similarity= is now"):
+        former = kx.metrics.randomization("gradient", model, x, 0, similarity="pearson")
+    current = kx.metrics.randomization("gradient", model, x, 0, measure="pearson")
+    for key in current:
+        np.testing.assert_allclose(former[key], current[key])
+    with pytest.warns(FutureWarning, match=r"sensitivity_max: the parameter radius= is now"):
+        former = kx.metrics.sensitivity_max(kx.Gradient(model), x, radius=0.3)
+    current = kx.metrics.sensitivity_max(kx.Gradient(model), x, noise_scale=0.3)
+    np.testing.assert_allclose(former, current)
+
+
+def test_the_method_comes_first_and_the_former_order_still_works(tmp_path):
+    model = helpers.conv_sequential()
+    x = helpers.data((8, 8, 2), batch=2)
+    options = {"metrics": ["sparseness"], "verbose": 0}
+    with pytest.warns(FutureWarning, match=r"evaluate: the method now comes first"):
+        former = kx.metrics.evaluate(model, x, ["gradient"], **options)
+    current = kx.metrics.evaluate(["gradient"], model, x, **options)
+    assert former[0]["sparseness"] == current[0]["sparseness"]
+    with pytest.warns(FutureWarning, match=r"report: the method now comes first"):
+        kx.report(model, x, ["gradient"], metrics=[], out=str(tmp_path / "former.html"))
+    assert (tmp_path / "former.html").exists()
+
+
+def test_the_ray_explainer_takes_the_method_first(tmp_path):
+    model = helpers.dense_sequential(softmax=False)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    batch = {"id": np.arange(2), "x": helpers.data((6,), batch=2)}
+    with pytest.warns(FutureWarning, match=r"Explainer: the method now comes first"):
+        former = kx.ray.Explainer(path, "gradient")
+    current = kx.ray.Explainer("gradient", path)
+    assert former.method == current.method == "gradient"
+    np.testing.assert_allclose(former(batch)["explanation"], current(batch)["explanation"])

@@ -54,9 +54,9 @@ def image_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "page.html"
     weights = [w.copy() for w in model.get_weights()]
     path = kx.report(
+        METHODS,
         model,
         x,
-        METHODS,
         labels=[0, 1, 3],
         class_names=["a", "b", "</script><b>c", "d"],
         masks=masks,
@@ -206,7 +206,7 @@ def test_a_metric_that_fails_leaves_an_empty_cell_with_the_reason(tmp_path, monk
     model = helpers.conv_sequential()
     x = helpers.data((8, 8, 2), seed=2, batch=2)
     metrics = ["sparseness", "sensitivity_max"]
-    path = kx.report(model, x, ["zz_tired"], metrics=metrics, out=str(tmp_path / "r.html"))
+    path = kx.report(["zz_tired"], model, x, metrics=metrics, out=str(tmp_path / "r.html"))
     data, _ = page_data(path)
     (row,) = data["metrics"]["rows"]
     assert row["sensitivity_max"] is None and 0 < row["sparseness"] < 1
@@ -216,14 +216,14 @@ def test_a_metric_that_fails_leaves_an_empty_cell_with_the_reason(tmp_path, monk
 def test_targets_list_explains_the_same_classes_for_every_sample(tmp_path):
     model = helpers.conv_sequential()
     x = helpers.data((8, 8, 2), seed=2, batch=2)
-    path = kx.report(model, x, ["gradient"], targets=[2, 0], metrics=[], out=str(tmp_path / "r"))
+    path = kx.report(["gradient"], model, x, targets=[2, 0], metrics=[], out=str(tmp_path / "r"))
     data, _ = page_data(path)
     assert [s["classes"] for s in data["samples"]] == [[2, 0], [2, 0]]
     gradient = helpers.tape_gradient(model, x, 2).sum(-1)
     shown = decode_png(data["explanations"]["gradient"][1][0])
     assert np.abs(shown.astype(int) - quantized_reference(gradient[1])).max() <= 1
     assert data["metrics"]["columns"] == [] and data["curves"] == {}
-    path = kx.report(model, x, ["gradient"], targets=1, metrics=[], out=str(tmp_path / "r"))
+    path = kx.report(["gradient"], model, x, targets=1, metrics=[], out=str(tmp_path / "r"))
     assert [len(s["classes"]) for s in page_data(path)[0]["samples"]] == [1, 1]
 
 
@@ -231,7 +231,7 @@ def test_text_report_shows_escaped_tokens_coloured_by_input_times_gradient(tmp_p
     model = helpers.token_classifier()
     ids = np.array([[1, 5, 7, 2], [3, 3, 9, 0]], "int32")
     words = [["<b>", "cat", "&", "sat"], ["a", "a", "dog", "."]]
-    path = kx.report(model, ids, ["input_t_gradient"], tokens=words, out=str(tmp_path / "t.html"))
+    path = kx.report(["input_t_gradient"], model, ids, tokens=words, out=str(tmp_path / "t.html"))
     data, _ = page_data(path)
     assert data["kind"] == "text" and data["metrics"]["columns"] == []
     embeddings = model.get_layer("embedding").get_weights()[0]
@@ -256,7 +256,7 @@ def test_tabular_report_draws_bars_proportional_to_the_attributions(tmp_path):
     model = helpers.dense_sequential(softmax=False)
     x = helpers.data((6,), seed=3, batch=2)
     names = ["age", "bmi", "bp", "s1", "s2", "s3"]
-    path = kx.report(model, x, ["gradient"], feature_names=names, out=str(tmp_path / "t.html"))
+    path = kx.report(["gradient"], model, x, feature_names=names, out=str(tmp_path / "t.html"))
     data, _ = page_data(path)
     classes = np.array([s["classes"] for s in data["samples"]])
     gradients = np.stack([helpers.tape_gradient(model, x, classes[:, r]) for r in range(3)])
@@ -283,9 +283,9 @@ def test_unwritable_out_fails_before_explaining(tmp_path):
     x = helpers.data((8, 8, 2), batch=1)
     missing = tmp_path / "no" / "such" / "page.html"
     with pytest.raises(OSError, match=r"report: cannot write .*page\.html.* does not exist or is"):
-        kx.report(model, x, ["gradient"], out=str(missing))
+        kx.report(["gradient"], model, x, out=str(missing))
     with pytest.raises(OSError, match=r"report: out=.* is a folder\. Pass a file name"):
-        kx.report(model, x, ["gradient"], out=str(tmp_path))
+        kx.report(["gradient"], model, x, out=str(tmp_path))
 
 
 def test_a_failed_write_leaves_the_old_page_and_no_partial_file(tmp_path, monkeypatch):
@@ -295,7 +295,7 @@ def test_a_failed_write_leaves_the_old_page_and_no_partial_file(tmp_path, monkey
     out.write_text("the previous report")
     helpers.fail_fsync(monkeypatch)
     with pytest.raises(OSError, match="No space left on device"):
-        kx.report(model, x, ["gradient"], metrics=[], out=str(out))
+        kx.report(["gradient"], model, x, metrics=[], out=str(out))
     assert out.read_text() == "the previous report"
     assert os.listdir(tmp_path) == ["page.html"]
 
@@ -307,7 +307,7 @@ def test_every_method_failing_writes_nothing(tmp_path):
     with pytest.raises(
         ValueError, match=r"report: every method failed.*smoothgrad: TypeError: SmoothGrad got"
     ):
-        kx.report(model, x, {"smoothgrad": {"bogus": 1}}, out=str(out))
+        kx.report({"smoothgrad": {"bogus": 1}}, model, x, out=str(out))
     assert os.listdir(tmp_path) == []
 
 
@@ -340,7 +340,7 @@ def test_bad_input_is_rejected_with_the_fix(tmp_path, arguments, message):
     call = {"x": helpers.data((8, 8, 2), batch=2), "methods": ["gradient"], **arguments}
     x, methods = call.pop("x"), call.pop("methods")
     with pytest.raises(ValueError, match=message):
-        kx.report(model, x, methods, out=str(tmp_path / "r.html"), **call)
+        kx.report(methods, model, x, out=str(tmp_path / "r.html"), **call)
     assert os.listdir(tmp_path) == []
 
 

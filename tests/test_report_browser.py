@@ -53,7 +53,7 @@ def shapes_page(tmp_path_factory):
     methods["smoothgrad"] = {"bogus": 1}
     out = tmp_path_factory.mktemp("browser") / "shapes.html"
     path = kx.report(
-        model, x, methods, labels=labels, class_names=datasets.CLASSES, masks=masks, out=str(out)
+        methods, model, x, labels=labels, class_names=datasets.CLASSES, masks=masks, out=str(out)
     )
     return path, embedded(path)
 
@@ -222,11 +222,11 @@ def test_text_and_tabular_pages_work(browser, tmp_path):
     model = helpers.token_classifier()
     ids = np.array([[1, 5, 7, 2], [3, 3, 9, 0]], "int32")
     words = [["the", "<cat>", "sat", "."], ["a", "a", "dog", "!"]]
-    text = kx.report(model, ids, ["gradient"], tokens=words, out=str(tmp_path / "text.html"))
+    text = kx.report(["gradient"], model, ids, tokens=words, out=str(tmp_path / "text.html"))
     tabular = kx.report(
+        ["gradient", "lrp.epsilon"],
         helpers.dense_sequential(),
         helpers.data((6,), batch=2),
-        ["gradient", "lrp.epsilon"],
         out=str(tmp_path / "tabular.html"),
     )
     for path, selector, count in (

@@ -4,7 +4,7 @@ Every perturbed copy a metric needs goes through the model via
 :class:`~keras_explain.analyzers.perturbation.engine.Perturbation`, the engine of
 the model-agnostic analyzers: a metric describes its copies as a :class:`Job`
 (``make(x, params, start, size) -> (size, B, ...)`` copies, built inside the
-compiled function from per-sample ``params``), and :func:`evaluate` runs it like an
+compiled function from per-sample ``params``), and :func:`run_job` runs it like an
 analyzer runs its perturbations: the target is parsed and resolved exactly as
 ``analyze`` does it (``None`` is the argmax of the clean input, then fixed), the
 copies go through the model in passes of :func:`keras_explain.config.rows_per_pass`
@@ -97,7 +97,7 @@ _EVALUATORS: collections.OrderedDict = collections.OrderedDict()
 _KEEP = 8
 
 
-def evaluate(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
+def run_job(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
     """Run ``job`` through ``model``; returns ``(indices, clean, scores)``.
 
     The evaluator, and so its compiled function, is reused for the same model,

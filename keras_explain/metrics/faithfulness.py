@@ -24,11 +24,11 @@ from keras_explain.metrics.engine import (
     attributions_like,
     baseline_of,
     checked,
-    evaluate,
     keep_copies,
     pixel_maps,
     positive_steps,
     ranks,
+    run_job,
     spatial_shape,
 )
 
@@ -72,7 +72,7 @@ def _ordered_curve(model, x, target, rank, cuts, baseline, insert, probabilities
         _inserted_copies if insert else _removed_copies,
         {"cuts": np.asarray(cuts, np.int32), "rank": rank, "baseline": baseline},
     )
-    return evaluate(model, x, target, job, probabilities=probabilities)[2]
+    return run_job(model, x, target, job, probabilities=probabilities)[2]
 
 
 def _feature_curve(function, model, x, attributions, target, baseline, steps, probabilities):
@@ -333,7 +333,7 @@ def faithfulness_correlation(
         _subset_copies,
         {"removed": removed_maps, "baseline": baseline_of(baseline, x, function)},
     )
-    _, clean, scores = evaluate(model, x, target, job)
+    _, clean, scores = run_job(model, x, target, job)
     drops = clean[:, None].astype(np.float64) - scores
     sums = maps.reshape(len(x), -1).astype(np.float64) @ removed.T.astype(np.float64)
     with warnings.catch_warnings():
@@ -413,7 +413,7 @@ def infidelity(
         noise = np.random.default_rng(seed).normal(0.0, sigma, repeated.shape).astype(np.float32)
     copies = (repeated - noise).reshape(len(x), samples, *x.shape[1:]).swapaxes(0, 1)
 
-    _, clean, scores = evaluate(model, x, target, Job(samples, _given_copies, {"copies": copies}))
+    _, clean, scores = run_job(model, x, target, Job(samples, _given_copies, {"copies": copies}))
     drops = clean[:, None].astype(np.float64) - scores  # (B, samples)
     dots = np.einsum(
         "bsi,bi->bs",
@@ -460,6 +460,6 @@ def completeness(model, x, attributions, target=None, baseline: Any = 0.0) -> np
     full = attributions_like(attributions, x, function)
 
     job = Job(1, _baseline_copy, {"baseline": baseline_of(baseline, x, function)})
-    _, clean, scores = evaluate(model, x, target, job)
+    _, clean, scores = run_job(model, x, target, job)
     totals = full.reshape(len(x), -1).astype(np.float64).sum(axis=1)
     return (totals - (clean.astype(np.float64) - scores[:, 0])).astype(np.float32)

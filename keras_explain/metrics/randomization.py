@@ -101,14 +101,14 @@ _KEEP = 2
 def _ssim(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     from keras_explain.analyzers.perturbation.segmentation import require
 
-    metrics = require("skimage.metrics", "metrics", "similarity='ssim'")
+    metrics = require("skimage.metrics", "metrics", "measure='ssim'")
 
     def maps(array):
         array = np.abs(array)
         array = array.sum(axis=-1) if array.ndim == 4 else array
         if array.ndim != 3:
             raise ValueError(
-                "similarity='ssim' compares images (B, H, W, C) or maps (B, H, W). "
+                "measure='ssim' compares images (B, H, W, C) or maps (B, H, W). "
                 f"Received: shape {first.shape}. Use a correlation for other inputs."
             )
         peak = array.reshape(len(array), -1).max(axis=1)
@@ -126,7 +126,7 @@ def _ssim(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def _known(function: str, measure: str) -> None:
     if measure not in SIMILARITIES:
         raise ValueError(
-            f"{function}: unknown similarity. Received: similarity={measure!r}. Expected one "
+            f"{function}: unknown measure. Received: measure={measure!r}. Expected one "
             f"of {SIMILARITIES}."
         )
 
@@ -173,6 +173,7 @@ def _reinitialize(layer: keras.Layer, seed: int) -> None:
         variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
 
 
+@_validate.accepts_renamed(similarity="measure")
 def randomization(
     analyzer_name: str,
     model: keras.Model,
@@ -181,7 +182,7 @@ def randomization(
     *,
     mode: str = "cascading",
     layers: list[str] | None = None,
-    similarity: str = "spearman_abs",
+    measure: str = "spearman_abs",
     seed: int = 0,
     **analyzer_params: Any,
 ) -> dict[str, np.ndarray]:
@@ -205,8 +206,8 @@ def randomization(
         mode: ``"cascading"`` (default) or ``"independent"``.
         layers: Names of the layers to randomize (default: every layer with
             weights); always randomized top-down.
-        similarity: ``"spearman_abs"`` (default), ``"spearman"``, ``"pearson"`` or
-            ``"ssim"`` (see :func:`similarity`).
+        measure: ``"spearman_abs"`` (default), ``"spearman"``, ``"pearson"`` or
+            ``"ssim"`` (see :func:`similarity`); formerly ``similarity=``.
         seed: Seed of the re-initialization, and of the method if it takes a
             ``seed`` (SmoothGrad, occlusion, RISE, ...): the original and every
             randomized explanation then use the same random draws.
@@ -229,7 +230,7 @@ def randomization(
     """
     function = "randomization"
     mode = checked(function, _validate.one_of, mode, "mode", MODES)
-    _known(function, similarity)
+    _known(function, measure)
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"{function} re-initializes a clone of a Keras model. Received: model of type "
@@ -255,7 +256,7 @@ def randomization(
         candidates = [layer for layer in candidates if layer.name in layers]
     target = fixed_target(analyzer, x, target)
     original = analyzer.analyze(x, target)
-    prepared = None if similarity == "ssim" else _prepared(original, similarity)
+    prepared = None if measure == "ssim" else _prepared(original, measure)
     results = {}
     for index, layer in enumerate(reversed(candidates)):
         if mode == "independent" and index:
@@ -263,9 +264,9 @@ def randomization(
         _reinitialize(layer, seed * 7919 + index)
         explanation = analyzer.analyze(x, target)
         if prepared is None:
-            results[layer.name] = _compare(original, explanation, similarity)
+            results[layer.name] = _compare(original, explanation, measure)
         else:  # the original's ranks are computed once
-            results[layer.name] = _correlate(prepared, _prepared(explanation, similarity))
+            results[layer.name] = _correlate(prepared, _prepared(explanation, measure))
     clone.set_weights(trained)  # a reused clone starts from trained weights anyway
     return results
 

@@ -31,12 +31,13 @@ def _explainer(analyzer: Any, function: str):
     )
 
 
+@_validate.accepts_renamed(radius="noise_scale")
 def sensitivity_max(
     analyzer,
     x,
     target=None,
     *,
-    radius: float = 0.02,
+    noise_scale: float = 0.02,
     samples: int = 10,
     perturbation: Any = None,
     seed: int = 0,
@@ -45,7 +46,7 @@ def sensitivity_max(
 
     ``max_k ||e(x + d_k) - e(x)|| / ||e(x)||`` (Frobenius norms over each
     sample; a zero ``||e(x)||`` is replaced by 1, as in Captum), ``d_k`` uniform
-    in the L-infinity ball of ``radius``. ``target=None`` is resolved to the
+    in the L-infinity ball of radius ``noise_scale``. ``target=None`` is resolved to the
     argmax of the clean input for an analyzer, so every perturbed copy explains
     the same output.
 
@@ -54,7 +55,8 @@ def sensitivity_max(
             ``explain(x, target) -> attributions``.
         x: The batch ``(B, ...)``.
         target: As in :mod:`keras_explain.targets`.
-        radius: Half-width of the uniform noise (default 0.02, Captum's).
+        noise_scale: Half-width of the uniform noise (default 0.02, Captum's
+            ``perturb_radius``); formerly ``radius=``.
         samples: Perturbations per sample.
         perturbation: Optional callable: it receives the inputs repeated
             sample-major (``np.repeat(x, samples, axis=0)``) and returns ``d`` of the
@@ -65,7 +67,7 @@ def sensitivity_max(
         ``(B,)`` float32 sensitivities (lower is better).
 
     Raises:
-        ValueError: For a non-positive radius or a perturbation of the wrong shape.
+        ValueError: For a non-positive ``noise_scale`` or a perturbation of the wrong shape.
         TypeError: For an analyzer that is neither an Analyzer nor callable.
 
     Example:
@@ -81,9 +83,9 @@ def sensitivity_max(
     samples = checked(function, _validate.positive_int, samples, "samples")
     repeated = np.repeat(x, samples, axis=0)
     if perturbation is None:
-        radius = checked(function, _validate.positive, radius, "radius")
+        scale = checked(function, _validate.positive, noise_scale, "noise_scale")
         rng = np.random.default_rng(seed)
-        delta = rng.uniform(-radius, radius, repeated.shape).astype(np.float32)
+        delta = rng.uniform(-scale, scale, repeated.shape).astype(np.float32)
     else:
         delta = np.asarray(perturbation(repeated), dtype=np.float32)
         if delta.shape != repeated.shape:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain import _validate
 from keras_explain._batching import VERBOSE
 from keras_explain._validate import one_of
 from keras_explain.analyzers.registry import create_analyzer
@@ -48,9 +49,9 @@ def parse_methods(methods: Any, caller: str = "evaluate") -> dict[str, tuple[str
 
 
 def evaluate(
+    methods,
     model,
     x,
-    methods,
     target=None,
     *,
     masks=None,
@@ -72,10 +73,12 @@ def evaluate(
     NaN values (a constant explanation) are left out of the means.
 
     Args:
+        methods: Registry names (``["gradient", "grad_cam"]``), or a dict
+            ``{name: {parameter: value}}``. The method comes first, as in
+            ``create_analyzer(name, model)``; a call in the former order
+            ``evaluate(model, x, methods)`` still works, with a ``FutureWarning``.
         model: A Keras model.
         x: The batch ``(B, ...)``.
-        methods: Registry names (``["gradient", "grad_cam"]``), or a dict
-            ``{name: {parameter: value}}``.
         target: As in :mod:`keras_explain.targets` (``None``: the argmax).
         masks: Ground-truth masks ``(B, H, W)`` for the localisation metrics.
         metrics: The columns to compute, names of :data:`keras_explain.metrics.METRICS`
@@ -98,7 +101,7 @@ def evaluate(
         >>> model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(2)])
         >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 1)).astype("float32")
-        >>> rows = kx.metrics.evaluate(model, x, ["gradient"], metrics=["sparseness"],
+        >>> rows = kx.metrics.evaluate(["gradient"], model, x, metrics=["sparseness"],
         ...                            verbose=0)
         >>> sorted(rows[0])
         ['method', 'seconds_per_sample', 'sparseness']
@@ -106,6 +109,7 @@ def evaluate(
     from tqdm import tqdm
 
     function = "evaluate"
+    methods, model, x = _validate.methods_first(function, methods, model, x)
     verbose = one_of(verbose, "verbose", VERBOSE)
     x = as_batch(x, function)
     if metrics is None:

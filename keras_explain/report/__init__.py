@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain import visualize
+from keras_explain import _validate, visualize
 from keras_explain._shards import write_atomic
 from keras_explain.metrics import registry
 from keras_explain.metrics.table import parse_methods
@@ -26,9 +26,9 @@ __all__ = ["report"]
 
 
 def report(
+    methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
     model,
     x,
-    methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
     *,
     labels: Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
@@ -57,9 +57,12 @@ def report(
     arrays are tabular.
 
     Args:
+        methods: Registry names, or a dict ``{name: {parameter: value}}``. The
+            method comes first, as in ``create_analyzer(name, model)``; a call in
+            the former order ``report(model, x, methods)`` still works, with a
+            ``FutureWarning``.
         model: A Keras classifier ``(B, ...) -> (B, classes)``.
         x: The samples (a numpy array).
-        methods: Registry names, or a dict ``{name: {parameter: value}}``.
         labels: True class indices, one per sample (optional).
         class_names: One name per class (default: the indices).
         targets: The classes explained per sample: ``None`` (the top 3 predicted
@@ -93,12 +96,13 @@ def report(
         >>> model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(3)])
         >>> x = np.random.default_rng(0).random((2, 4, 4, 1), dtype="float32")
-        >>> path = kx.report(model, x, ["gradient"], metrics=[],
+        >>> path = kx.report(["gradient"], model, x, metrics=[],
         ...                  out=os.path.join(tempfile.mkdtemp(), "r.html"))
         >>> open(path).read().startswith("<!DOCTYPE html>")
         True
     """
     started = time.perf_counter()
+    methods, model, x = _validate.methods_first("report", methods, model, x)
     out = _writable(out)
     x = np.asarray(x)
     kind = _kind(x)
