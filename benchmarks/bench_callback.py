@@ -21,7 +21,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_explain.callbacks import ExplanationLogger  # noqa: E402
-from keras_explain.cli import digits_cnn, digits_data, train  # noqa: E402
+from keras_explain.demo import digits_cnn, digits_data, train  # noqa: E402
 
 
 class TimedLogger(ExplanationLogger):

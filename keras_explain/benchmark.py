@@ -105,12 +105,19 @@ def background(sample_shape: Sequence[int]) -> np.ndarray:
     return np.stack([np.zeros(sample_shape, "float32"), np.full(sample_shape, 0.5, "float32")])
 
 
-def method_parameters(size: int) -> dict[str, dict[str, Any]]:
-    """Parameters of the methods that depend on the image size, for ``size × size`` images.
+def method_parameters(size: int, channels: int = 3) -> dict[str, dict[str, Any]]:
+    """The parameters of the methods, for ``size × size × channels`` images in [0, 1].
 
-    Bounded methods get the data range [0, 1]; windows, cells and superpixels are
-    an eighth of the image side; sampling methods are seeded. Every other method
-    runs with its defaults.
+    The one table of the benchmark and of ``keras-explain demo`` (8x8 digits, one
+    channel). Bounded methods get the data range [0, 1]; windows, cells and
+    superpixels are an eighth of the image side, at least 2 pixels (so RISE has at
+    most ``size / 2`` cells a side); sampling methods are seeded; DeepLiftShap and
+    GradientShap get :func:`background`. Every other method runs with its defaults.
+
+    Example:
+        >>> table = method_parameters(8, channels=1)
+        >>> table["occlusion"], table["rise"]["cells"], table["deeplift_shap"]["background"].shape
+        ({'window': 2, 'stride': 1, 'baseline': 0.0}, 4, (2, 8, 8, 1))
     """
     cell = max(2, size // 8)
     segments = functools.partial(grid_segments, cell=cell)
@@ -121,13 +128,13 @@ def method_parameters(size: int) -> dict[str, dict[str, Any]]:
         "squaregrad": {"seed": 0},
         "vargrad": {"seed": 0},
         "occlusion": {"window": cell, "stride": max(1, cell // 2), "baseline": 0.0},
-        "rise": {"samples": 1000, "cells": 8, "seed": 0},
+        "rise": {"samples": 1000, "cells": min(8, size // 2), "seed": 0},
         "shapley_sampling": {"samples": 8, "segmentation": segments, "seed": 0},
         "lime": {"samples": 300, "segmentation": segments, "seed": 0},
         "kernel_shap": {"samples": 300, "segmentation": segments, "seed": 0},
         "meaningful_perturbation": {"steps": 100, "mask_size": cell, "seed": 0},
-        "deeplift_shap": {"background": background((size, size, 3))},
-        "gradient_shap": {"background": background((size, size, 3)), "seed": 0},
+        "deeplift_shap": {"background": background((size, size, channels))},
+        "gradient_shap": {"background": background((size, size, channels)), "seed": 0},
     }
 
 

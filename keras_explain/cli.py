@@ -1,50 +1,18 @@
-"""The ``keras-explain`` command: ``demo``, ``benchmark``, ``report`` and ``methods``."""
+"""The ``keras-explain`` command: ``demo``, ``benchmark``, ``report`` and ``methods``.
+
+This module parses the arguments and dispatches: the demo is :mod:`keras_explain.demo`,
+the benchmark :mod:`keras_explain.benchmark`, the report :func:`keras_explain.report.report`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import re
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any
 
-
-def grid_segments(image) -> Any:
-    """Superpixels for the 8x8 digits: a 4x4 grid of 2x2 cells (labels 0..15)."""
-    from keras_explain.benchmark import grid_segments as cells
-
-    return cells(image, cell=2)
-
-
-#: Parameters suited to 8x8 digit images, per registry name. Keyword arguments
-#: a method does not take are dropped, so the table may name parameters of
-#: methods that are still being written.
-DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
-    "smoothgrad": {"samples": 32, "seed": 0},
-    "squaregrad": {"samples": 32, "seed": 0},
-    "vargrad": {"samples": 32, "seed": 0},
-    "integrated_gradients": {"steps": 32},
-    "deep_taylor.bounded": {"low": 0.0, "high": 1.0},
-    "lrp.epsilon_gamma_box": {"low": 0.0, "high": 1.0},
-    "occlusion": {"window": 2, "stride": 1, "baseline": 0.0},
-    "shapley_sampling": {"samples": 16, "segmentation": grid_segments, "seed": 0},
-    "lime": {"samples": 300, "segmentation": grid_segments, "seed": 0},
-    "kernel_shap": {"samples": 200, "segmentation": grid_segments, "seed": 0},
-    "rise": {"samples": 500, "cells": 4, "seed": 0},
-    "meaningful_perturbation": {
-        "steps": 100,
-        "mask_size": 4,
-        "blur_sigma": 1.0,
-        "seed": 0,
-    },
-}
-
-DEMO_SAMPLES = 6
-#: Training images of the demo's second model, on 64x64 shapes.
-DEMO_SHAPES_TRAIN = 2000
+from keras_explain.demo import DEMO_SAMPLES, demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,7 +228,12 @@ def _methods() -> int:
 def _summary(name: str) -> str:
     from keras_explain.analyzers import registry
 
+    from keras_explain.lrp import composites
+
     cls, presets = registry.analyzer_class(name)
+    preset = presets.get("composite")
+    if isinstance(preset, str) and preset in composites.PRESETS:  # LRP with a preset
+        return f"{composites.PRESETS[preset].summary} [kx.LRP(model, {preset!r})]"
     doc = inspect.getdoc(cls) or ""
     line = doc.splitlines()[0] if doc else getattr(cls, "__name__", "")
     # Plain text for a terminal: ":class:`~a.b.C`" -> "C", "``x``" -> "x".
@@ -269,262 +242,6 @@ def _summary(name: str) -> str:
     if presets:
         line += " [" + ", ".join(f"{key}={value!r}" for key, value in presets.items()) + "]"
     return line
-
-
-def digits_data(seed: int = 0):
-    """scikit-learn's bundled 8x8 digits as float32 images in [0, 1].
-
-    Returns:
-        ``(x_train, y_train, x_test, y_test)``; images are ``(N, 8, 8, 1)``.
-    """
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype("float32")[..., None]
-    labels = digits.target.astype("int64")
-    order = np.random.default_rng(seed).permutation(len(images))
-    split = int(0.8 * len(images))
-    train, test = order[:split], order[split:]
-    return images[train], labels[train], images[test], labels[test]
-
-
-def digits_cnn(seed: int = 0):
-    """The demo's small CNN for 8x8x1 digits: three ReLU convolutions, GAP, Dense + softmax."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    inputs = keras.Input((8, 8, 1), name="digits")
-    h = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
-    h = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(h)
-    h = layers.MaxPooling2D(name="pool")(h)
-    h = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv3")(h)
-    h = layers.GlobalAveragePooling2D(name="gap")(h)
-    outputs = layers.Dense(10, activation="softmax", name="classes")(h)
-    model = keras.Model(inputs, outputs, name="digits_cnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def train(model, data, epochs: int, callbacks=(), verbose: int = 0):
-    """The demo's training: ``model.fit`` on the digits with validation, batch size 32."""
-    x_train, y_train, x_test, y_test = data
-    return model.fit(
-        x_train,
-        y_train,
-        epochs=epochs,
-        batch_size=32,
-        validation_data=(x_test, y_test),
-        callbacks=list(callbacks),
-        verbose=verbose,
-    )
-
-
-def method_parameters(name: str) -> dict[str, Any]:
-    """The demo parameters of ``name`` that its class takes (``Analyzer.parameters()``)."""
-    from keras_explain.analyzers import registry
-
-    wanted = DEMO_PARAMETERS.get(name, {})
-    accepted = set(registry.parameters(name))
-    return {key: value for key, value in wanted.items() if key in accepted}
-
-
-def explain_all(
-    model,
-    x,
-    *,
-    methods: Sequence[str] | None = None,
-    parameters: dict[str, dict[str, Any]] | None = None,
-    log=print,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Run every registered method (or ``methods``) on ``x``; skip the ones that fail.
-
-    ``parameters`` maps names to their keyword arguments (default: the digits'
-    :data:`DEMO_PARAMETERS`).
-
-    Returns:
-        ``({name: relevance}, {skipped name: reason})``.
-    """
-    import numpy as np
-
-    from keras_explain import benchmark
-    from keras_explain.analyzers import registry
-
-    results, skipped = {}, {}
-    for name in registry.names() if methods is None else methods:
-        start = time.perf_counter()
-        try:
-            chosen = method_parameters(name) if parameters is None else parameters.get(name, {})
-            takes = registry.parameters(name)
-            if "background" in takes and "background" not in chosen:  # DeepLiftShap & co.
-                chosen = {**chosen, "background": benchmark.background(x.shape[1:])}
-            analyzer = registry.create_analyzer(name, model, **chosen)
-            relevance = analyzer.analyze(x)
-            if isinstance(relevance, list):
-                raise ValueError("returned one result per input")
-            relevance = np.asarray(relevance)
-            if relevance.shape != x.shape and relevance.shape != x.shape[:-1]:
-                raise ValueError(f"returned shape {relevance.shape}, not an image map")
-            if not np.all(np.isfinite(relevance)):
-                raise ValueError("returned NaN or Inf values")
-        except Exception as error:  # a demo shows what works and says what did not
-            from keras_explain.benchmark import first_line
-
-            skipped[name] = f"{type(error).__name__}: {first_line(error)}"
-            log(f"  skipped {name}: {skipped[name]}")
-            continue
-        results[name] = relevance
-        log(f"  {name:<28} {time.perf_counter() - start:6.2f} s")
-    return results, skipped
-
-
-def demo(
-    out: str = "keras_explain_demo",
-    *,
-    epochs: int = 8,
-    samples: int = DEMO_SAMPLES,
-    methods: Sequence[str] | None = None,
-) -> int:
-    """Train the digits CNN with the TensorBoard callbacks and draw every image method.
-
-    Then the same on 64x64 :func:`keras_explain.datasets.shapes`: a second small
-    CNN (:func:`keras_explain.benchmark.shapes_cnn`) trained on
-    :data:`DEMO_SHAPES_TRAIN` images for ``epochs``, and a second grid of
-    ``methods`` (default: one per family,
-    :data:`keras_explain.benchmark.QUICK_METHODS`).
-
-    Args:
-        out: Output directory; receives ``explanations.png``, ``report.html``
-            (:func:`keras_explain.report.report` of a few methods), ``shapes.png``
-            and ``logs/``.
-        epochs: Training epochs.
-        samples: Number of test images explained.
-        methods: Registry names to draw (default: every registered method).
-
-    Returns:
-        0.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    started = time.perf_counter()
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from keras_explain.callbacks import ExplanationLogger
-
-    # The demo builds dozens of analyzers, each tracing its own tf.function once;
-    # TensorFlow would warn about "retracing" although nothing is traced twice.
-    tf.get_logger().setLevel("ERROR")
-
-    os.makedirs(out, exist_ok=True)
-    log_dir = os.path.join(out, "logs")
-    x_train, y_train, x_test, y_test = digits_data()
-    model = digits_cnn()
-    shown = x_test[:samples]
-    callbacks = []
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        print('TensorBoard logs skipped: pip install "keras-explainer[tensorboard]".')
-    else:
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=log_dir),
-            ExplanationLogger(["gradient", "integrated_gradients"], shown, log_dir=log_dir),
-        ]
-    print(f"Training a small CNN on scikit-learn digits ({len(x_train)} images, {epochs} epochs)")
-    train(model, (x_train, y_train, x_test, y_test), epochs, callbacks, verbose=2)
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print(f"Test accuracy: {accuracy:.3f}")
-
-    which = "every registered method" if methods is None else f"{len(methods)} methods"
-    print(f"Explaining {samples} test images with {which}:")
-    results, skipped = explain_all(model, shown, methods=methods)
-    predictions = np.argmax(model.predict(shown, verbose=0), axis=1)
-    labels = [f"true {t} / pred {p}" for t, p in zip(y_test[:samples], predictions)]
-
-    from keras_explain.visualize import plot_explanations
-
-    if not results:
-        print("No method worked on the demo model; no grid written.")
-        return 1
-    figure = plot_explanations(shown, results, labels=labels, cell_size=1.1, max_columns=11)
-    png = os.path.join(out, "explanations.png")
-    figure.savefig(png, dpi=100)
-    page = _demo_report(model, shown, y_test[:samples], list(results), out)
-
-    shapes_png, shapes_drawn = _shapes_grid(out, epochs, samples, methods)
-
-    print(f"\n{len(results)} methods drawn, {len(skipped)} skipped.")
-    if skipped:
-        print("Skipped methods:")
-        for name, reason in skipped.items():
-            print(f"  {name}: {reason}")
-    print(f"Explanation grid: {os.path.abspath(png)}")
-    print(f"Explanation report (open it in a browser): {page}")
-    if shapes_drawn:
-        print(f"Shapes grid ({shapes_drawn} methods): {os.path.abspath(shapes_png)}")
-    if callbacks:
-        print(f"TensorBoard logs: {os.path.abspath(log_dir)}")
-        print(f"  view them with: tensorboard --logdir {log_dir}")
-    print(f"Done in {time.perf_counter() - started:.1f} s.")
-    return 0
-
-
-#: Methods of the demo's HTML report (those of them that worked on the digits).
-DEMO_REPORT_METHODS = ("gradient", "integrated_gradients", "grad_cam", "lrp.epsilon", "occlusion")
-
-
-def _demo_report(model, x, labels, worked: Sequence[str], out: str) -> str:
-    """The demo's kx.report page of the digits: a few methods, the top 3 classes."""
-    from keras_explain.report import report
-
-    chosen = [name for name in DEMO_REPORT_METHODS if name in worked] or list(worked)[:3]
-    methods = {name: method_parameters(name) for name in chosen}
-    digits = [str(digit) for digit in range(10)]
-    return report(
-        methods,
-        model,
-        x,
-        labels=labels,
-        class_names=digits,
-        out=os.path.join(out, "report.html"),
-        title="keras-explain demo: a small CNN on scikit-learn digits",
-    )
-
-
-def _shapes_grid(out: str, epochs: int, samples: int, methods) -> tuple[str, int]:
-    """The demo on 64x64 shapes: train, explain, draw; returns the PNG path and methods drawn."""
-    import numpy as np
-
-    from keras_explain.benchmark import QUICK_METHODS, train_shapes_cnn
-    from keras_explain.benchmark import method_parameters as sized
-    from keras_explain.datasets import CLASSES, shapes
-    from keras_explain.visualize import plot_explanations
-
-    size = 64
-    print(
-        f"\nTraining a small CNN on kx.datasets.shapes ({DEMO_SHAPES_TRAIN} images of "
-        f"{size}x{size}, {epochs} epochs)"
-    )
-    model, accuracy = train_shapes_cnn(DEMO_SHAPES_TRAIN, epochs, size, test=500)
-    print(f"Test accuracy: {accuracy:.3f} (500 held-out images)")
-    x, labels, _ = shapes(samples, size=size, seed=2)
-    if methods is None:  # one per family: the digits grid above has every method
-        methods = list(QUICK_METHODS)
-    print(f"Explaining {samples} shapes with {len(methods)} methods:")
-    results, _ = explain_all(model, x, methods=methods, parameters=sized(size))
-    png = os.path.join(out, "shapes.png")
-    if results:
-        predictions = np.argmax(model.predict(x, verbose=0), axis=1)
-        titles = [f"{CLASSES[t]} / pred {CLASSES[p]}" for t, p in zip(labels, predictions)]
-        figure = plot_explanations(x, results, labels=titles, cell_size=1.3, max_columns=11)
-        figure.savefig(png, dpi=100)
-    return png, len(results)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from keras_explain import analyzers, benchmark, cli
+import keras_explain as kx
+from keras_explain import analyzers, benchmark, cli, demo
 
 
 def test_methods_lists_the_registry(capsys):
@@ -24,6 +25,8 @@ def test_methods_lists_the_registry(capsys):
     deconvnet = next(line for line in lines if line.split()[0] == "deconvnet")
     assert "g_in = relu(g_out)" in deconvnet  # reST markup is stripped for the terminal
     assert not any("``" in line or ":class:" in line for line in lines)
+    epsilon = next(line for line in lines if line.split()[0] == "lrp.epsilon")
+    assert epsilon.endswith("LRP-ε on every linear op [kx.LRP(model, 'epsilon')]")
 
 
 def test_methods_through_the_installed_module():
@@ -47,12 +50,20 @@ def test_bad_arguments_exit_with_usage(capsys):
         cli.main([])
 
 
-def test_method_parameters_keep_only_accepted_keywords(monkeypatch):
-    monkeypatch.setitem(
-        cli.DEMO_PARAMETERS, "smoothgrad", {"samples": 4, "seed": 1, "not_a_parameter": 3}
-    )
-    assert cli.method_parameters("smoothgrad") == {"samples": 4, "seed": 1}
-    assert cli.method_parameters("gradient") == {}
+def test_the_demo_uses_the_benchmark_table_at_its_image_size():
+    table = benchmark.method_parameters(8, channels=1)  # the digits: 8x8, one channel
+    assert table["occlusion"] == {"window": 2, "stride": 1, "baseline": 0.0}
+    assert table["rise"]["cells"] == 4  # cells of at least 2 pixels
+    assert table["deeplift_shap"]["background"].shape == (2, 8, 8, 1)
+    segments = table["lime"]["segmentation"](np.zeros((8, 8, 1)))
+    assert segments.max() == 15 and np.all(np.bincount(segments.ravel()) == 4)
+    model = demo.digits_cnn()
+    x = demo.digits_data()[2][:2]
+    results, skipped = demo.explain_all(model, x, methods=["occlusion"], log=lambda line: None)
+    assert not skipped
+    expected = kx.Occlusion(model, window=2, stride=1, baseline=0.0).analyze(x)
+    np.testing.assert_array_equal(results["occlusion"], expected)  # the same computation
+    assert not np.allclose(kx.Occlusion(model, window=4, stride=4).analyze(x), expected)
 
 
 class Broken(analyzers.Gradient):
@@ -135,11 +146,11 @@ def test_demo_draws_every_registered_method(tmp_path, capsys):
 
 
 def test_digits_data_and_model():
-    x_train, y_train, x_test, y_test = cli.digits_data()
+    x_train, y_train, x_test, y_test = demo.digits_data()
     assert x_train.shape == (1437, 8, 8, 1) and x_test.shape == (360, 8, 8, 1)
     assert x_train.dtype == np.float32 and x_train.min() == 0.0 and x_train.max() == 1.0
     assert set(np.unique(y_train)) == set(range(10)) and len(y_test) == 360
-    model = cli.digits_cnn()
+    model = demo.digits_cnn()
     assert model.output_shape == (None, 10)
 
 
@@ -212,8 +223,9 @@ def test_benchmark_defaults_and_parameters():
     assert set(benchmark.QUICK_METHODS) <= set(chosen)
     from keras_explain.analyzers import registry
 
-    for name, parameters in benchmark.method_parameters(32).items():
-        assert set(parameters) <= set(registry.parameters(name)), name
+    for size, channels in ((8, 1), (16, 3), (32, 3), (64, 3)):  # the demo's and benchmark's
+        for name, parameters in benchmark.method_parameters(size, channels).items():
+            assert set(parameters) <= set(registry.parameters(name)), name
     segments = benchmark.method_parameters(32)["lime"]["segmentation"](np.zeros((32, 32, 3)))
     assert segments.max() == 63 and np.all(np.bincount(segments.ravel()) == 16)
 
