@@ -227,7 +227,6 @@ def _methods() -> int:
 
 def _summary(name: str) -> str:
     from keras_explain.analyzers import registry
-
     from keras_explain.lrp import composites
 
     cls, presets = registry.analyzer_class(name)
