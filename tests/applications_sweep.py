@@ -31,7 +31,7 @@ PARAMS = {
     "vargrad": {"samples": 2, "seed": 0},
     "integrated_gradients": {"steps": 3},
     "rise": {"samples": 8, "cells": 2, "seed": 0},
-    "meaningful_perturbation": {"iterations": 2, "mask_size": 4},
+    "meaningful_perturbation": {"steps": 2, "mask_size": 4},
     "lime": {"samples": 10, "segmentation": "slic", "seed": 0},
     "kernel_shap": {"samples": 10, "seed": 0},
 }

@@ -21,7 +21,7 @@ PACKAGE = pathlib.Path(kx.__file__).parent
 
 def _per_sample_noise(model):
     """An analyzer whose randomness is drawn per sample (from the seeds of its position)."""
-    return kx.MeaningfulPerturbation(model, iterations=3, mask_size=4, deletion="noise", seed=3)
+    return kx.MeaningfulPerturbation(model, steps=3, mask_size=4, deletion="noise", seed=3)
 
 
 def test_parts_with_their_first_rows_equal_one_call_on_the_whole():
@@ -90,7 +90,7 @@ def test_a_wrapper_binds_the_analyzer_it_wraps():
         (lambda m, f: kx.Gradient(m), True),
         (lambda m, f: kx.Occlusion(m, window=2), True),
         (lambda m, f: kx.Occlusion(f, window=2), False),
-        (lambda m, f: kx.MeaningfulPerturbation(f, iterations=2), True),
+        (lambda m, f: kx.MeaningfulPerturbation(f, steps=2), True),
         (lambda m, f: kx.KernelShap(m, samples=8), False),
     ],
 )

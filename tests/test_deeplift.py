@@ -82,7 +82,7 @@ def test_captum_closed_form_model():
         # |Δx| = 6e-7 > eps = 1e-10: Rescale, (relu(3e-7) − relu(−3e-7)) / 6e-7 = ½
         ({}, 0.5),
         # |Δx| = 6e-7 < eps = 1e-5: the derivative relu'(3e-7) = 1
-        ({"eps": 1e-5}, 1.0),
+        ({"epsilon": 1e-5}, 1.0),
     ],
 )
 def test_rescale_switches_to_the_derivative_below_eps(params, multiplier):
@@ -278,7 +278,7 @@ def test_gradient_shap_expectation_on_a_linear_model():
     x, background = data((5,), seed=24, batch=2), data((5,), seed=25, batch=4)
     stddev, samples, target = 0.5, 400, np.array([1, 2])
     result = kx.GradientShap(
-        model, background=background, samples=samples, stddev=stddev, seed=7
+        model, background=background, samples=samples, noise_scale=stddev, seed=7
     ).analyze(x, target=target)
     weights = kernel[:, target].T
     expected = (x - background.mean(0)) * weights
@@ -294,7 +294,7 @@ def test_gradient_shap_seeded_reproducible_and_independent_of_passes():
 
     def run(seed, **kwargs):
         return kx.GradientShap(
-            model, background=background, samples=9, stddev=0.1, seed=seed, **kwargs
+            model, background=background, samples=9, noise_scale=0.1, seed=seed, **kwargs
         )
 
     first = run(3).analyze(x)

@@ -45,7 +45,7 @@ CHUNKED = {
     # 6 channels, 4 masked inputs per pass
     "score_cam": ({}, 12),
     # learns one mask for the batch; internal_batch_size must not change it
-    "meaningful_perturbation": ({"iterations": 5, "mask_size": 4, "seed": 0}, 5),
+    "meaningful_perturbation": ({"steps": 5, "mask_size": 4, "seed": 0}, 5),
 }
 COMPILED_CALLS = {"occlusion": 6, "shapley_sampling": 13, "rise": 14}
 
@@ -102,13 +102,13 @@ SUBCLASSED_PARAMS = {
     "gradient_shap": {
         "background": np.random.default_rng(1).uniform(size=(3, 6, 6, 2)),
         "samples": 4,
-        "stddev": 0.1,
+        "noise_scale": 0.1,
         "seed": 0,
     },
     "occlusion": {"window": 2},
     "shapley_sampling": {"samples": 5, "seed": 0},
     "rise": {"samples": 20, "cells": 2, "seed": 0},
-    "meaningful_perturbation": {"iterations": 3, "mask_size": 3, "seed": 0},
+    "meaningful_perturbation": {"steps": 3, "mask_size": 3, "seed": 0},
     "lime": {"samples": 30, "segmentation": GRID[:6, :6], "seed": 0},
     "kernel_shap": {"samples": 20, "segmentation": GRID[:6, :6], "seed": 0},
 }

@@ -251,9 +251,7 @@ def test_meaningful_perturbation_deletes_the_patch():
     )
     assert deletion[:, patch].mean() > 0.9 and deletion[:, ~patch].mean() < 0.3
     assert min(fractions) > 0.4
-    blurred = kx.MeaningfulPerturbation(model, iterations=60, blur_sigma=2.0).analyze(images)[
-        ..., 0
-    ]
+    blurred = kx.MeaningfulPerturbation(model, steps=60, blur_sigma=2.0).analyze(images)[..., 0]
     print(
         f"blur deletion: patch {blurred[:, patch].mean():.3f}, background "
         f"{blurred[:, ~patch].mean():.3f}"
@@ -264,7 +262,7 @@ def test_meaningful_perturbation_deletes_the_patch():
 def test_meaningful_perturbation_needs_a_differentiable_model():
     x = helpers.data((6,), batch=2)
     with pytest.raises(TypeError, match="needs a differentiable model"):
-        kx.MeaningfulPerturbation(lambda z: np.asarray(z)[:, :3], iterations=2).analyze(x)
+        kx.MeaningfulPerturbation(lambda z: np.asarray(z)[:, :3], steps=2).analyze(x)
 
 
 def test_progress_bar_counts_the_model_calls_of_the_compiled_loop(capsys):
@@ -375,9 +373,7 @@ def linear_image_scorer(kernel):
 
 
 def one_step(model, x, target, **params):
-    analyzer = kx.MeaningfulPerturbation(
-        model, iterations=1, learning_rate=0.3, mask_size=8, **params
-    )
+    analyzer = kx.MeaningfulPerturbation(model, steps=1, learning_rate=0.3, mask_size=8, **params)
     return analyzer.analyze(x, target)[..., 0]
 
 
@@ -389,9 +385,9 @@ def test_meaningful_perturbation_softmax_option_changes_the_score():
     model = linear_image_scorer(kernel)
     x = np.random.default_rng(0).uniform(0.5, 1.0, (2, 8, 8, 1)).astype("float32")
     common = {"deletion": "constant", "baseline": 0.0}
-    plain = one_step(model, x, 0, softmax=False, **common)
+    plain = one_step(model, x, 0, probabilities=False, **common)
     np.testing.assert_allclose(plain, 0.3, rtol=1e-4)  # lr * g / (|g| + 1e-8)
-    with_softmax = one_step(model, x, 0, **common)  # softmax=True is the default
+    with_softmax = one_step(model, x, 0, **common)  # probabilities=True is the default
     np.testing.assert_array_equal(with_softmax, 0.0)
 
 
@@ -409,12 +405,12 @@ def test_meaningful_perturbation_one_logit_scores_the_sigmoid():
 
 
 def test_meaningful_perturbation_of_a_sigmoid_model_equals_its_logits_twin():
-    """strip_softmax bypasses the sigmoid, and softmax=True puts the same sigmoid back."""
+    """strip_softmax bypasses the sigmoid, and probabilities=True puts the same sigmoid back."""
     model, logits_model = helpers.binary_classifier("fused sigmoid")
     x = helpers.data((6,), seed=4, batch=3)[:, :, None]  # (B, 6, 1): a 1-D signal
     inputs = keras.Input((6, 1))
     flat = keras.layers.Flatten()(inputs)
-    params = {"iterations": 20, "mask_size": 3, "deletion": "constant"}
+    params = {"steps": 20, "mask_size": 3, "deletion": "constant"}
     on_model = kx.MeaningfulPerturbation(keras.Model(inputs, model(flat)), **params)
     on_logits = kx.MeaningfulPerturbation(keras.Model(inputs, logits_model(flat)), **params)
     result = on_model.analyze(x, target=0)
@@ -427,7 +423,7 @@ def test_meaningful_perturbation_blur_deletion_matches_a_numpy_blur():
     kernel = rng.normal(size=(8, 8, 2, 1))
     model = linear_image_scorer(kernel)
     x = rng.uniform(0, 1, (2, 8, 8, 2)).astype("float32")
-    result = one_step(model, x, 0, softmax=False, deletion="blur", blur_sigma=1.5)
+    result = one_step(model, x, 0, probabilities=False, deletion="blur", blur_sigma=1.5)
     # g = sum_c w (x - blur(x)) per cell
     gradient = (kernel[None, ..., 0] * (x - helpers.gaussian_blur_reference(x, 1.5))).sum(-1)
     clear = np.abs(gradient) > 1e-3
@@ -444,7 +440,7 @@ def test_meaningful_perturbation_noise_deletion():
     x = np.concatenate([base, base, 2 * base])  # two identical rows
 
     def run(**params):
-        return one_step(model, x, 0, softmax=False, deletion="noise", **params)
+        return one_step(model, x, 0, probabilities=False, deletion="noise", **params)
 
     first = run(seed=3)
     deleted = first > 0.15
@@ -455,7 +451,13 @@ def test_meaningful_perturbation_noise_deletion():
     np.testing.assert_array_equal(run(seed=3), first)
     assert (run(seed=4) != first).any()
     analyzer = kx.MeaningfulPerturbation(
-        model, iterations=1, learning_rate=0.3, mask_size=8, softmax=False, deletion="noise", seed=3
+        model,
+        steps=1,
+        learning_rate=0.3,
+        mask_size=8,
+        probabilities=False,
+        deletion="noise",
+        seed=3,
     )
     np.testing.assert_array_equal(analyzer.analyze(x, 0, batch_size=1)[..., 0], first)
     # noise_scale=0: the deletion is x itself, the gradient is exactly 0, nothing moves

@@ -49,7 +49,7 @@ def batches(x, sizes, labels=None):
         # the position of their first sample, not restart at 0
         (
             "meaningful_perturbation",
-            {"deletion": "noise", "iterations": 2, "mask_size": 4, "seed": 1},
+            {"deletion": "noise", "steps": 2, "mask_size": 4, "seed": 1},
         ),
     ],
 )
@@ -78,7 +78,7 @@ def test_meaningful_fixture_depends_on_position(conv):
     # as rows 0.. (first_row 0) differ from the same samples at rows 4..
     model, x = conv
     analyzer = kx.create_analyzer(
-        "meaningful_perturbation", model, deletion="noise", iterations=2, mask_size=4, seed=1
+        "meaningful_perturbation", model, deletion="noise", steps=2, mask_size=4, seed=1
     )
     whole = analyzer.analyze(x, batch_size=BATCH)
     assert not np.allclose(analyzer.analyze(x[4:8]), whole[4:8])
