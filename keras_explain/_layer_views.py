@@ -96,11 +96,32 @@ class Linear:
         elementwise: True when the kernel multiplies element-wise
             (BatchNormalization, Rescaling, layer scale) instead of mixing
             input elements.
+        scale_outputs: ``scale_outputs(kernel, scale) -> kernel``: the kernel of
+            the map followed by a per-output-channel ``scale`` (how a following
+            BatchNormalization folds into it), or None when the kernel has no
+            such axis (EinsumDense, a separable convolution's depthwise half).
     """
 
     weights: Callable[[], tuple[Any, Any]]
     apply: Callable[[Any, Any, Any], Any]
     elementwise: bool = False
+    scale_outputs: Callable[[Any, Any], Any] | None = None
+
+
+def _scale_axis(axis: int) -> Callable[[Any, Any], Any]:
+    """``scale_outputs`` of a kernel whose output channels are along ``axis``."""
+
+    def scale_outputs(kernel, scale):
+        shape = [1] * len(kernel.shape)
+        shape[axis] = -1
+        return kernel * ops.reshape(scale, shape)
+
+    return scale_outputs
+
+
+def _scale_depthwise(kernel, scale):
+    """A depthwise kernel ``(..., channels, multiplier)``: output ``c * multiplier + m``."""
+    return kernel * ops.reshape(scale, [1] * (len(kernel.shape) - 2) + list(kernel.shape[-2:]))
 
 
 class Part(NamedTuple):
@@ -160,6 +181,12 @@ class Entry:
             None: it cannot be followed.
         role: One of :data:`ROLES` or None; kind ``"reshape"`` defaults to
             ``"bookkeeping"``.
+        keeps_sign: For kind ``"sum_pool"``: whether its fixed weights are all
+            ``>= 0``, so that inputs ``>= 0`` give outputs ``>= 0`` (``Add``,
+            average pooling; not ``Subtract``); or ``keeps_sign(layer) -> bool``
+            when it depends on the configuration (bilinear resizing does,
+            bicubic does not). Canonizers mark the linear ops behind such sums
+            as reading non-negative inputs.
         note: A remark for the supported list (``"gates"``).
     """
 
@@ -174,6 +201,7 @@ class Entry:
     family: str | None = None
     field: str | None = None
     role: str | None = None
+    keeps_sign: bool | Callable[[Any], bool] = False
     note: str = ""
 
     def __post_init__(self):
@@ -193,6 +221,10 @@ class Entry:
         if self.kind == "activation" and self.activation_for(layer) == "softmax":
             return "softmax"
         return self.kind
+
+    def keeps_sign_for(self, layer: Any) -> bool:
+        """Whether this call maps inputs ``>= 0`` to outputs ``>= 0`` (see :attr:`keeps_sign`)."""
+        return bool(self.keeps_sign(layer) if callable(self.keeps_sign) else self.keeps_sign)
 
     def activation_for(self, layer: Any) -> str | None:
         """The activation's name for ``layer``, or None."""
@@ -482,7 +514,10 @@ def _window_options(layer) -> dict:
 
 
 def _dense_view(layer) -> Linear:
-    return Linear(_weights(layer, "kernel"), lambda x, k, b: _with_bias(ops.matmul(x, k), b, -1))
+    def apply(x, kernel, bias):
+        return _with_bias(ops.matmul(x, kernel), bias, -1)
+
+    return Linear(_weights(layer, "kernel"), apply, scale_outputs=_scale_axis(-1))
 
 
 def _einsum_view(layer) -> Linear:
@@ -495,7 +530,8 @@ def _einsum_view(layer) -> Linear:
 
 def _conv_view(layer) -> Linear:
     if not _depthwise_groups(layer):
-        return Linear(_weights(layer, "kernel"), _convolution(layer, layer.convolution_op))
+        apply = _convolution(layer, layer.convolution_op)
+        return Linear(_weights(layer, "kernel"), apply, scale_outputs=_scale_axis(-1))
     # groups == input channels (ConvNeXt's "depthwise" Conv2D): the same map as a
     # depthwise convolution, which TensorFlow runs on CPU without Keras' XLA
     # fallback (a new tf.function per call, and retracing warnings)
@@ -507,7 +543,7 @@ def _conv_view(layer) -> Linear:
         z = ops.depthwise_conv(x, depthwise, strides=layer.strides, **window)
         return _with_bias(z, bias, _channel_axis(layer))
 
-    return Linear(_weights(layer, "kernel"), grouped)
+    return Linear(_weights(layer, "kernel"), grouped, scale_outputs=_scale_axis(-1))
 
 
 def _depthwise_groups(layer) -> bool:
@@ -524,7 +560,7 @@ def _depthwise_groups(layer) -> bool:
 
 def _depthwise_view(layer) -> Linear:
     apply = _convolution(layer, ops.depthwise_conv, strides=layer.strides, **_window_options(layer))
-    return Linear(_weights(layer, "kernel"), apply)
+    return Linear(_weights(layer, "kernel"), apply, scale_outputs=_scale_depthwise)
 
 
 def _separable_views(layer) -> tuple[Linear, Linear]:
@@ -537,7 +573,7 @@ def _separable_views(layer) -> tuple[Linear, Linear]:
     )
     return (
         Linear(lambda: (_cast(layer.depthwise_kernel, dtype), None), depthwise),
-        Linear(_weights(layer, "pointwise_kernel"), pointwise),
+        Linear(_weights(layer, "pointwise_kernel"), pointwise, scale_outputs=_scale_axis(-1)),
     )
 
 
@@ -549,7 +585,7 @@ def _transpose_view(layer) -> Linear:
         output_padding=layer.output_padding,
         **_window_options(layer),
     )
-    return Linear(_weights(layer, "kernel"), apply)
+    return Linear(_weights(layer, "kernel"), apply, scale_outputs=_scale_axis(-2))
 
 
 def _layer_scale_view(layer) -> Linear | None:
@@ -715,6 +751,10 @@ def _sequence_program(name: str) -> Callable[..., list[Part]]:
 
 
 # -- the table ----------------------------------------------------------------------------
+def _bilinear(layer) -> bool:
+    return getattr(layer, "interpolation", None) == "bilinear"
+
+
 def _rows(keys: Iterable[type | str], kind: str, **fields: Any) -> list[Entry]:
     return [Entry(key, kind, **fields) for key in keys]
 
@@ -797,6 +837,7 @@ for _entry in [
     *_rows(
         (layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D),
         "sum_pool",
+        keeps_sign=True,
         **_RESAMPLING_WINDOW,
     ),
     *_rows(
@@ -812,8 +853,10 @@ for _entry in [
         ),
         "sum_pool",
         role="global",
+        keeps_sign=True,
     ),
-    *_rows((layers.Add, layers.Subtract, layers.Average), "sum_pool", **_POINTWISE),
+    *_rows((layers.Add, layers.Average), "sum_pool", keeps_sign=True, **_POINTWISE),
+    Entry(layers.Subtract, "sum_pool", **_POINTWISE),
     *_rows((layers.Maximum, layers.Minimum), "max_pool", **_POINTWISE),
     Entry(layers.Multiply, "multiply", note="gates", **_POINTWISE),
     Entry(  # inputs[0] + inputs[1] * scale
@@ -827,6 +870,7 @@ for _entry in [
         (layers.UpSampling2D, layers.UpSampling3D, layers.Resizing),
         "sum_pool",
         kind_of=_interpolated,
+        keeps_sign=_bilinear,  # bicubic and lanczos weights can be negative
         role="resampling",
         note='nearest: "reshape"',
     ),
@@ -881,7 +925,8 @@ for _entry in [
     ),
     Entry(layers.MultiHeadAttention, "attention", program=_sequence_program("attention")),
     # raw keras.ops calls in a functional graph, by class name
-    *_ops("Add Subtract Negative Mean Sum", "sum_pool"),
+    *_ops("Add Mean Sum", "sum_pool", keeps_sign=True),
+    *_ops("Subtract Negative", "sum_pool"),
     Entry(
         "Multiply", "multiply", op=True, kind_of=_product, note='x * c: "sum_pool"', **_POINTWISE
     ),

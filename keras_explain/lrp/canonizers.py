@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import keras
 import tensorflow as tf
 
-from keras_explain.graph import Key, Linear, Op, Plan, Step
+from keras_explain.graph import Key, Linear, Op, Plan, Step, entry_of
 from keras_explain.lrp import rules
 
 
@@ -50,24 +49,6 @@ class Canonizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-_TRANSPOSED = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
-_FOLDABLE = (
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    *_DEPTHWISE,
-    *_TRANSPOSED,
-)
 
 
 class BatchNormFold(Canonizer):
@@ -115,8 +96,8 @@ class BatchNormFold(Canonizer):
     def _partner(plan: Plan, step: Step, keep: set[Key]) -> Step | None:
         """The BatchNormalization step to fold into ``step``, or None."""
         op = step.op
-        if op.kind != "linear" or op.linear.elementwise or not isinstance(op.layer, _FOLDABLE):
-            return None
+        if op.kind != "linear" or op.linear.elementwise or op.linear.scale_outputs is None:
+            return None  # only a map whose kernel has an output-channel axis folds exactly
         if len(step.outputs) != 1 or step.outputs[0] in keep:
             return None
         readers = plan.consumers(step.outputs[0])
@@ -124,7 +105,8 @@ class BatchNormFold(Canonizer):
             return None
         (reader,) = readers
         layer = reader.op.layer
-        if reader.op.kind != "linear" or not isinstance(layer, keras.layers.BatchNormalization):
+        entry = entry_of(layer)
+        if reader.op.kind != "linear" or entry is None or entry.family != "batch_norm":
             return None
         shape = plan.shape_of(reader.outputs[0])
         if shape is None:
@@ -148,22 +130,15 @@ def fold_linear(linear_op: Op, batch_norm_op: Op) -> Linear:
     Returns:
         A Linear whose ``weights()`` returns the folded ``(W k, (b − μ) k + β)``.
     """
-    linear, norm, layer = linear_op.linear, batch_norm_op.linear, linear_op.layer
+    linear, norm = linear_op.linear, batch_norm_op.linear
 
     def weights():
         kernel, bias = linear.weights()
         scale, shift = norm.weights()
         scale = tf.cast(scale, kernel.dtype)
         shift = tf.cast(shift, kernel.dtype)
-        rank = len(kernel.shape)
-        if isinstance(layer, _DEPTHWISE):
-            factor = tf.reshape(scale, [1] * (rank - 2) + list(kernel.shape[-2:]))
-        else:
-            shape = [1] * rank
-            shape[-2 if isinstance(layer, _TRANSPOSED) else -1] = -1
-            factor = tf.reshape(scale, shape)
         new_bias = shift if bias is None else bias * scale + shift
-        return kernel * factor, new_bias
+        return linear.scale_outputs(kernel, scale), new_bias
 
     return Linear(weights, linear.apply)
 
@@ -229,19 +204,6 @@ def _annotate(plan: Plan, known: set[Key]) -> list[Step]:
     return result
 
 
-#: Ops of kind "sum_pool" whose weights are all >= 0 (non-negative in, non-negative out).
-_NONNEGATIVE_SUMS = (
-    keras.layers.Add,
-    keras.layers.Average,
-    keras.layers.AveragePooling1D,
-    keras.layers.AveragePooling2D,
-    keras.layers.AveragePooling3D,
-    keras.layers.GlobalAveragePooling1D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalAveragePooling3D,
-)
-
-
 def _keeps_sign(step: Step) -> bool:
     """Whether the op maps values >= 0 to values >= 0 (pooling, sums, reshapes, ...)."""
     op = step.op
@@ -252,10 +214,8 @@ def _keeps_sign(step: Step) -> bool:
         return name != "Pad"  # a raw pad may pad with negatives
     if op.kind != "sum_pool":
         return False
-    if isinstance(op.layer, _NONNEGATIVE_SUMS) or name in ("Add", "Mean", "Sum"):
-        return True
-    interpolation = getattr(op.layer, "interpolation", None)
-    return interpolation == "bilinear"  # bicubic and lanczos weights can be negative
+    entry = entry_of(op.layer)  # the layer table says which sums have weights >= 0
+    return entry is not None and entry.keeps_sign_for(op.layer)
 
 
 def _gates(plan: Plan, step: Step, gated: set[Key]) -> tuple[int, ...]:
