@@ -202,3 +202,62 @@ def test_no_module_reads_another_modules_private_names():
                     and not _is_module(node.module, alias.name)
                 ]
     assert imports == []
+
+
+def _top_level_imports(path: pathlib.Path) -> set[str]:
+    """The keras_explain modules a file imports at its top level (not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_explain"):
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                module = full if _module_path(full) else node.module
+                found.add(module.removeprefix("keras_explain").lstrip("."))
+    return found - {""}
+
+
+def _module_path(name: str) -> pathlib.Path | None:
+    parts = name.removeprefix("keras_explain").lstrip(".").split(".")
+    base = PACKAGE.joinpath(*parts) if parts != [""] else PACKAGE
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def test_the_dependency_order_of_the_architecture_page_holds():
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    block = page.split(":name: dependency-order\n\n", 1)[1].split("```", 1)[0]
+    level = {}
+    for line in block.strip().splitlines():
+        number, names = line.split(".", 1)
+        level.update({name: int(number) for name in names.split()})
+    modules = {
+        ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+        for path in PACKAGE.rglob("*.py")
+    }
+    aggregators = {m for m in modules if m not in level}  # packages re-exporting modules
+    assert aggregators == {
+        "__init__",
+        "analyzers",
+        "analyzers.perturbation",
+        "features",
+        "lrp",
+        "metrics",
+        "representations",
+        "visualize",
+    }
+    assert set(level) <= modules, sorted(set(level) - modules)
+
+    def rank(name):  # an aggregator ranks as its highest module
+        if name in level:
+            return level[name]
+        return max(level[m] for m in level if m.startswith(name + "."))
+
+    wrong = [
+        f"{module} (line {level[module]}) imports {dependency} (line {rank(dependency)})"
+        for module in level
+        for dependency in _top_level_imports(_module_path(module))
+        if dependency != module and rank(dependency) >= level[module]
+    ]
+    assert wrong == []
