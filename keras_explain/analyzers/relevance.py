@@ -196,7 +196,7 @@ class LRP(Backpropagation):
         Example:
             >>> import keras, keras_explain as kx
             >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-            >>> kx.LRPEpsilon(model, epsilon=0.5).rule_of(model.layers[0])
+            >>> kx.LRP(model, "epsilon", epsilon=0.5).rule_of(model.layers[0])
             [Epsilon(epsilon=0.5)]
         """
         layer = self.plan.find_layer(layer, "layer")
@@ -225,7 +225,7 @@ class LRP(Backpropagation):
             >>> model = keras.Sequential([keras.Input((4,)),
             ...                           keras.layers.Dense(5, activation="relu", name="h"),
             ...                           keras.layers.Dense(3, name="out")])
-            >>> layers = kx.LRPZ(model).analyze_layers(np.ones((2, 4), "float32"))
+            >>> layers = kx.LRP(model, "z").analyze_layers(np.ones((2, 4), "float32"))
             >>> sorted(layers)
             ['h', 'input', 'out']
         """

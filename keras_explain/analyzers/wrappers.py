@@ -206,7 +206,7 @@ class NoiseTunnel(Wrapper):
         >>> model = keras.Sequential([keras.Input((4,)),
         ...                           keras.layers.Dense(5, activation="relu"),
         ...                           keras.layers.Dense(3)])
-        >>> smooth_lrp = kx.NoiseTunnel(kx.LRPEpsilon(model), samples=8, seed=0)
+        >>> smooth_lrp = kx.NoiseTunnel(kx.LRP(model, "epsilon"), samples=8, seed=0)
         >>> smooth_lrp.analyze(np.ones((2, 4), "float32")).shape
         (2, 4)
     """
