@@ -1,7 +1,7 @@
-"""The layer table: lookup along the MRO, registration, and the lists generated from it.
+"""The layer table: lookup along the MRO, registration, linear views, the lists generated from it.
 
 The worked example of docs/guide/extending.md (a new layer seen everywhere after one
-registration) is executed in tests/test_extension_points.py.
+registration) is executed in tests/across/test_extension_points.py.
 """
 
 import math
@@ -12,11 +12,16 @@ import helpers
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_explain as kx
 
 layers = keras.layers
+
+
 GUIDE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guide" / "extending.md"
+
+
 GENERATED = re.compile(r"% BEGIN supported-layers\n\n(.*?)\n% END supported-layers", re.DOTALL)
 
 
@@ -182,3 +187,17 @@ def test_a_registered_op_gets_its_rule():
     expected = helpers.rule_reference(epsilon, hidden, kernel2, bias2, expected, ones)
     expected = helpers.rule_reference(epsilon, x, kernel1, bias1, expected, ones)
     np.testing.assert_allclose(relevance, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_linear_view_evaluates_the_layer_with_any_weights():
+    model = helpers.conv_sequential()
+    plan = helpers.plan_of(model)
+    step = plan.steps[0]
+    kernel, bias = step.op.linear.weights()
+    x = tf.constant(helpers.data((8, 8, 2)))
+    np.testing.assert_array_equal(
+        step.op.linear.apply(x, kernel, bias).numpy(), step.op.forward(x).numpy()
+    )
+    positive = step.op.linear.apply(x, tf.nn.relu(kernel), None).numpy()
+    expected = tf.nn.conv2d(x, tf.nn.relu(kernel), 1, "SAME").numpy()
+    np.testing.assert_allclose(positive, expected, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,10 @@
-"""Input types, batching invariance, and clear errors for bad input or parameters."""
+"""The analyzer contract (analyzers/base.py): inputs, batching, parts, errors, execution.
+
+Input types and batching invariance, parts of a larger input (``analyze_part``), where
+an analyzer runs and what it predicts, and clear errors for bad input or parameters.
+Expected values come from plain ``analyze`` calls on the whole input (the parts must
+equal them exactly) or from literal arithmetic, never from the code under test.
+"""
 
 import helpers
 import keras
@@ -9,6 +15,8 @@ import tensorflow as tf
 import keras_explain as kx
 
 layers = keras.layers
+
+
 DETERMINISTIC = {
     "gradient": {},
     "input_t_gradient": {},
@@ -193,24 +201,6 @@ def test_model_errors(subclassed_model):
         kx.Gradient(lambda x: x)
 
 
-def test_unknown_analyzer_name_lists_close_names(dense_model):
-    with pytest.raises(
-        ValueError,
-        match=r"Unknown analyzer name\. Received: "
-        r"name='guided_backpropagation'\. Did you mean "
-        r"\['guided_backprop'",
-    ):
-        kx.create_analyzer("guided_backpropagation", dense_model)
-    with pytest.raises(ValueError, match=r"'integrated_gradient'.*'integrated_gradients'"):
-        kx.create_analyzer("integrated_gradient", dense_model)
-    with pytest.raises(
-        ValueError,
-        match=r"Received: name='zzz'\. All names: "
-        r"keras_explain\.analyzers\.names\(\)",
-    ):
-        kx.create_analyzer("zzz", dense_model)
-
-
 def test_bad_parameters(dense_model, x6):
     with pytest.raises(
         ValueError,
@@ -237,3 +227,86 @@ def test_results_are_writable_float32_arrays(dense_model, x6):
     assert isinstance(result, np.ndarray) and result.dtype == np.float32
     assert result.flags.writeable
     result /= 2.0  # users normalise heatmaps in place
+
+
+def _per_sample_noise(model):
+    """An analyzer whose randomness is drawn per sample (from the seeds of its position)."""
+    return kx.MeaningfulPerturbation(model, steps=3, mask_size=4, deletion="noise", seed=3)
+
+
+def test_parts_with_their_first_rows_equal_one_call_on_the_whole():
+    model = helpers.conv_sequential()
+    x = helpers.data((8, 8, 2), batch=5)
+    analyzer = _per_sample_noise(model)
+    whole = analyzer.analyze(x)
+    parts = [analyzer.analyze_part(x[i : i + 2], first_row=i) for i in (0, 2, 4)]
+    # equal up to the float arithmetic of other batch sizes (oneDNN kernels)
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-6)
+    # a part seeded as if it started the input is another draw
+    other = analyzer.analyze_part(x[2:4], first_row=0)
+    assert np.abs(other - whole[2:4]).max() > 1e-2
+
+
+def test_a_dataset_is_seeded_by_position_like_the_array_it_holds():
+    model = helpers.conv_sequential()
+    x = helpers.data((8, 8, 2), batch=5)
+    analyzer = _per_sample_noise(model)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(2)
+    np.testing.assert_allclose(analyzer.analyze(dataset), analyzer.analyze(x), rtol=1e-5, atol=1e-6)
+
+
+def test_analyze_part_refuses_a_batch_shaped_baseline():
+    model = helpers.dense_sequential(softmax=False)
+    x = helpers.data((6,), batch=3)
+    analyzer = kx.IntegratedGradients(model, steps=4, baseline=np.zeros((3, 6), "float32"))
+    analyzer.analyze(x)  # the whole batch in one call: accepted
+    with pytest.raises(ValueError, match="A batch-shaped baseline needs the whole batch"):
+        analyzer.analyze_part(x, first_row=3)
+
+
+@pytest.mark.parametrize(
+    "build, compiled",
+    [
+        (lambda m, f: kx.Gradient(m), True),
+        (lambda m, f: kx.Occlusion(m, window=2), True),
+        (lambda m, f: kx.Occlusion(f, window=2), False),
+        (lambda m, f: kx.MeaningfulPerturbation(f, steps=2), True),
+        (lambda m, f: kx.KernelShap(m, samples=8), False),
+    ],
+)
+def test_where_an_analyzer_runs(build, compiled):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    analyzer = build(model, lambda x: x[:, :2])
+    assert analyzer.compiled is compiled
+    assert analyzer.host_model() is (not compiled and not isinstance(analyzer.model, keras.Model))
+
+
+def test_predict_is_the_explained_output_for_models_and_callables():
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, activation="softmax", use_bias=False)]
+    )
+    model.set_weights([np.array([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]], "float32")])
+    x = np.array([[1.0, 2.0, 3.0], [0.0, 1.0, -1.0], [2.0, 0.0, 0.0]], "float32")
+    logits = np.array([[4.0, 1.0], [-1.0, 3.0], [2.0, 0.0]], "float32")  # x @ W by hand
+    kx.config.set_memory_budget(1)  # one row per pass
+    try:
+        np.testing.assert_allclose(kx.Gradient(model).predict(x), logits, rtol=1e-6)
+        np.testing.assert_allclose(
+            kx.Occlusion(lambda rows: rows @ [[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]]).predict(x),
+            logits,
+            rtol=1e-6,
+        )
+    finally:
+        kx.config.set_memory_budget(None)
+    assert kx.Gradient(model).resolve_target(x).tolist() == [0, 1, 0]
+    assert kx.Gradient(model).resolve_target(x, 1) == 1
+
+
+def test_callable_with_wrong_output_shape():
+    x = helpers.data((6,), batch=4)
+    with pytest.raises(
+        ValueError,
+        match=r"must return one row of scores per input row.*"
+        r"Received: shape \(1, 3\) for an input of shape",
+    ):
+        kx.Occlusion(lambda z: np.zeros((1, 3)), window=1).analyze(x)

@@ -49,6 +49,7 @@ LAYERS = {
     "conv_same": lambda: conv_layer("same"),
 }
 
+
 # (rule, its expected repr): the reference reads the parameters from the literal text
 RULES = [
     (rules.Z(), "Z()"),
@@ -300,3 +301,23 @@ def test_constant_operand_breaks_the_nonnegative_mark():
     relevance = activations * helpers.safe_div(relevance, shifted, 1e-7)
     relevance = reference(text, x, w1, b1, relevance, None)
     np.testing.assert_allclose(analyzer.analyze(x), relevance, rtol=1e-4, atol=1e-5)
+
+
+def test_alpha_beta_bias_parts_keep_shares_below_one():
+    """alpha1beta0: the activator denominator holds only b⁺ (the bias's positive part).
+
+    iNNvestigate 2.1.2 puts the whole bias (b⁺ + b⁻) in the activator denominator; with a
+    negative bias that denominator shrinks below the numerators' sum and relevance grows.
+    """
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, layers.Dense(1)(inputs))
+    model.layers[1].kernel.assign(np.array([[1.0], [2.0], [-1.0]], "float32"))
+    model.layers[1].bias.assign(np.array([-2.5], "float32"))
+    x = np.array([[1.0, 1.0, 1.0]], "float32")  # z = 1 + 2 - 1 - 2.5 = -0.5
+    analyzer = kx.LRPAlpha1Beta0(model)
+    relevance_out = float(model(x).numpy()[0, 0])
+    result = analyzer.analyze(x, target=0)
+    # positive part: x⁺W⁺ = (1, 2, 0), denominator 3 + b⁺ = 3 -> shares (1/3, 2/3, 0)
+    np.testing.assert_allclose(result[0], np.array([1 / 3, 2 / 3, 0.0]) * relevance_out, rtol=1e-6)
+    innvestigate_denominator = 3.0 - 2.5  # whole bias: shares would sum to 6
+    assert abs(result.sum() / relevance_out - 1) < 1e-6 < abs(3.0 / innvestigate_denominator - 1)

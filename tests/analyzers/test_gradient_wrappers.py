@@ -1,15 +1,18 @@
-"""Integrated Gradients, SmoothGrad, SquareGrad and VarGrad against their definitions."""
+"""Integrated Gradients, SmoothGrad, SquareGrad, VarGrad and GradientShap against their definitions.
+
+GradientShap: exact on a linear model with one baseline and no noise, and within 4
+standard errors of its expectation otherwise.
+"""
 
 import helpers
 import keras
 import numpy as np
 import pytest
+from helpers import data, dense_chain, randomize, seeded
 
 import keras_explain as kx
-from keras_explain.analyzers import quadrature
 
 layers = keras.layers
-trapezoid = getattr(np, "trapezoid", None) or np.trapz
 
 
 def half_square_model():
@@ -49,45 +52,6 @@ def smooth_conv(seed=0):
         ]
     )
     return helpers.randomize_biases(model)
-
-
-# -- quadrature ---------------------------------------------------------------
-@pytest.mark.parametrize("steps", [2, 3, 7, 64])
-def test_trapezoid_matches_numpy(steps):
-    alphas, weights = quadrature("trapezoid", steps)
-    np.testing.assert_allclose(alphas, np.linspace(0.0, 1.0, steps), rtol=0, atol=1e-15)
-    assert alphas[0] == 0.0 and alphas[-1] == 1.0  # both end points evaluated
-    np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-12)
-    for function in (np.exp, np.sin, lambda a: a**3 - 2 * a):
-        values = function(np.linspace(0.0, 1.0, steps))
-        np.testing.assert_allclose(
-            weights @ values, trapezoid(values, np.linspace(0, 1, steps)), rtol=1e-12
-        )
-
-
-@pytest.mark.parametrize("steps", [1, 4, 16])
-def test_gauss_legendre_matches_numpy_and_is_exact_for_polynomials(steps):
-    alphas, weights = quadrature("gausslegendre", steps)
-    nodes, reference = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
-    order = np.argsort(alphas)
-    np.testing.assert_allclose(alphas[order], np.sort((nodes + 1) / 2), atol=1e-14)
-    np.testing.assert_allclose(weights[order], reference[np.argsort(nodes)] / 2, atol=1e-14)
-    for degree in range(2 * steps):  # exact up to degree 2n - 1
-        np.testing.assert_allclose(weights @ alphas**degree, 1.0 / (degree + 1), rtol=1e-10)
-
-
-@pytest.mark.parametrize(
-    "method,first,last",
-    [
-        ("riemann_left", 0.0, 5 / 6),
-        ("riemann_right", 1 / 6, 1.0),
-        ("riemann_middle", 1 / 12, 11 / 12),
-    ],
-)
-def test_riemann_points(method, first, last):
-    alphas, weights = quadrature(method, 6)
-    np.testing.assert_allclose(alphas, np.linspace(first, last, 6), atol=1e-15)
-    np.testing.assert_allclose(weights, np.full(6, 1 / 6), atol=1e-15)
 
 
 # -- integrated gradients ---------------------------------------------------------
@@ -324,9 +288,56 @@ def test_noise_methods_do_not_depend_on_batch_size(cls, conv_model):
     assert not np.allclose(other_seed, whole)
 
 
-def test_rise_does_not_depend_on_batch_size(conv_model):
-    x = helpers.data((8, 8, 2), batch=5)
-    analyzer = kx.RISE(conv_model, samples=32, cells=4, seed=3)
-    np.testing.assert_allclose(
-        analyzer.analyze(x, batch_size=2), analyzer.analyze(x), rtol=1e-5, atol=1e-6
+# -- GradientShap ---------------------------------------------------------------------------
+def linear_model(seed=21):
+    seeded(seed)
+    return randomize(keras.Sequential([keras.Input((5,)), layers.Dense(3)]), seed)
+
+
+def test_gradient_shap_one_baseline_without_noise_is_exact_on_a_linear_model():
+    # every copy is (x − x') w_t, whatever its α
+    model = linear_model()
+    kernel = np.asarray(model.layers[0].kernel, np.float64)
+    x, background = data((5,), seed=22, batch=4), data((5,), seed=23, batch=1)
+    target = np.array([0, 1, 2, 0])
+    result = kx.GradientShap(model, background=background, samples=3, seed=1).analyze(
+        x, target=target
     )
+    np.testing.assert_allclose(result, (x - background) * kernel[:, target].T, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_shap_expectation_on_a_linear_model():
+    # copy k contributes (x + ε_k − x'_k) w_t with ε ~ N(0, s²) and x'_k uniform over the
+    # background: mean (x − mean(background)) w_t, per-copy variance w_t² (s² + var(bg)),
+    # so K copies are within 4 standard errors w.p. > 0.9999 (the seed makes it fixed)
+    model = linear_model()
+    kernel = np.asarray(model.layers[0].kernel, np.float64)
+    x, background = data((5,), seed=24, batch=2), data((5,), seed=25, batch=4)
+    stddev, samples, target = 0.5, 400, np.array([1, 2])
+    result = kx.GradientShap(
+        model, background=background, samples=samples, noise_scale=stddev, seed=7
+    ).analyze(x, target=target)
+    weights = kernel[:, target].T
+    expected = (x - background.mean(0)) * weights
+    error = np.abs(weights) * np.sqrt(stddev**2 + background.var(0)) / np.sqrt(samples)
+    assert np.all(np.abs(result - expected) <= 4 * error)
+    # noise and random baselines change the result (stddev and background are used)
+    assert np.abs(result - (x - background[0]) * weights).max() > 1e-3
+
+
+def test_gradient_shap_seeded_reproducible_and_independent_of_passes():
+    model = dense_chain(seed=26)
+    x, background = data((6,), seed=27, batch=4), data((6,), seed=28, batch=6)
+
+    def run(seed, **kwargs):
+        return kx.GradientShap(
+            model, background=background, samples=9, noise_scale=0.1, seed=seed, **kwargs
+        )
+
+    first = run(3).analyze(x)
+    np.testing.assert_array_equal(first, run(3).analyze(x))
+    # passes of 2 copies and batches of 1: the same draws, summed in another order
+    np.testing.assert_allclose(
+        run(3, internal_batch_size=2).analyze(x, batch_size=1), first, rtol=1e-5, atol=1e-6
+    )
+    assert np.abs(run(4).analyze(x) - first).max() > 1e-4

@@ -3,7 +3,8 @@
 SmoothGrad, SquareGrad, VarGrad and Integrated Gradients are these wrappers
 around Gradient; here they compose with LRP and guided backprop (each checked
 against a hand loop over the copies), and every result is unchanged when the
-copies run in passes that do not divide the work.
+copies run in passes that do not divide the work. The path quadratures against
+numpy's.
 """
 
 import helpers
@@ -13,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_explain as kx
+from keras_explain.analyzers import quadrature
 
 layers = keras.layers
 
@@ -205,3 +207,55 @@ def test_wrapper_errors(conv_model, subclassed_model):
             kx.config.set_memory_budget(bad)
     # a subclassed model has no graph; the wrappers still work on its gradient
     assert kx.SmoothGrad(subclassed_model, samples=2).analyze(helpers.data((6,))).shape == (4, 6)
+
+
+def test_a_wrapper_binds_the_analyzer_it_wraps():
+    model = helpers.dense_sequential()
+    inner = kx.LRPEpsilon(model, output_layer=model.layers[0])
+    tunnel = kx.NoiseTunnel(inner, samples=2)
+    for name in ("model", "plan", "output_key", "output_layer", "strip_softmax"):
+        assert getattr(tunnel, name) is getattr(inner, name)
+        assert name not in vars(tunnel)  # read through, never copied
+    assert tunnel.backward_memory_factor == inner.backward_memory_factor == 1.1
+
+
+trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
+
+# -- quadrature ---------------------------------------------------------------
+@pytest.mark.parametrize("steps", [2, 3, 7, 64])
+def test_trapezoid_matches_numpy(steps):
+    alphas, weights = quadrature("trapezoid", steps)
+    np.testing.assert_allclose(alphas, np.linspace(0.0, 1.0, steps), rtol=0, atol=1e-15)
+    assert alphas[0] == 0.0 and alphas[-1] == 1.0  # both end points evaluated
+    np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-12)
+    for function in (np.exp, np.sin, lambda a: a**3 - 2 * a):
+        values = function(np.linspace(0.0, 1.0, steps))
+        np.testing.assert_allclose(
+            weights @ values, trapezoid(values, np.linspace(0, 1, steps)), rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize("steps", [1, 4, 16])
+def test_gauss_legendre_matches_numpy_and_is_exact_for_polynomials(steps):
+    alphas, weights = quadrature("gausslegendre", steps)
+    nodes, reference = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
+    order = np.argsort(alphas)
+    np.testing.assert_allclose(alphas[order], np.sort((nodes + 1) / 2), atol=1e-14)
+    np.testing.assert_allclose(weights[order], reference[np.argsort(nodes)] / 2, atol=1e-14)
+    for degree in range(2 * steps):  # exact up to degree 2n - 1
+        np.testing.assert_allclose(weights @ alphas**degree, 1.0 / (degree + 1), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "method,first,last",
+    [
+        ("riemann_left", 0.0, 5 / 6),
+        ("riemann_right", 1 / 6, 1.0),
+        ("riemann_middle", 1 / 12, 11 / 12),
+    ],
+)
+def test_riemann_points(method, first, last):
+    alphas, weights = quadrature(method, 6)
+    np.testing.assert_allclose(alphas, np.linspace(first, last, 6), atol=1e-15)
+    np.testing.assert_allclose(weights, np.full(6, 1 / 6), atol=1e-15)

@@ -1,10 +1,9 @@
-"""DeepLIFT (Rescale), DeepLiftShap and GradientShap: closed forms, numpy references,
-summation-to-delta and sampling bounds."""
+"""DeepLIFT (Rescale) and DeepLiftShap: closed forms, numpy references, summation-to-delta."""
 
 import keras
 import numpy as np
 import pytest
-from helpers import data, deeplift_chain_reference, lrp_net, randomize, seeded
+from helpers import data, deeplift_chain_reference, dense_chain, lrp_net, randomize, seeded
 
 import keras_explain as kx
 
@@ -13,17 +12,6 @@ layers = keras.layers
 
 def relu(z):
     return np.maximum(z, 0.0)
-
-
-def dense_chain(activations=("relu", "tanh"), seed=0):
-    """Dense(8, a1) -> Dense(8, a2) -> Dense(3): a chain the numpy reference follows."""
-    seeded(seed)
-    model = keras.Sequential(
-        [keras.Input((6,))]
-        + [layers.Dense(8, activation=a) for a in activations]
-        + [layers.Dense(3)]
-    )
-    return randomize(model, seed)
 
 
 def chain_steps(model, functions=(relu, np.tanh)):
@@ -249,61 +237,6 @@ def test_deeplift_shap_default_target_is_the_inputs_argmax():
         kx.DeepLiftShap(model, background=background).analyze(x),
         kx.DeepLiftShap(model, background=background).analyze(x, target=argmax),
     )
-
-
-# -- GradientShap ---------------------------------------------------------------------------
-def linear_model(seed=21):
-    seeded(seed)
-    return randomize(keras.Sequential([keras.Input((5,)), layers.Dense(3)]), seed)
-
-
-def test_gradient_shap_one_baseline_without_noise_is_exact_on_a_linear_model():
-    # every copy is (x − x') w_t, whatever its α
-    model = linear_model()
-    kernel = np.asarray(model.layers[0].kernel, np.float64)
-    x, background = data((5,), seed=22, batch=4), data((5,), seed=23, batch=1)
-    target = np.array([0, 1, 2, 0])
-    result = kx.GradientShap(model, background=background, samples=3, seed=1).analyze(
-        x, target=target
-    )
-    np.testing.assert_allclose(result, (x - background) * kernel[:, target].T, rtol=1e-5, atol=1e-6)
-
-
-def test_gradient_shap_expectation_on_a_linear_model():
-    # copy k contributes (x + ε_k − x'_k) w_t with ε ~ N(0, s²) and x'_k uniform over the
-    # background: mean (x − mean(background)) w_t, per-copy variance w_t² (s² + var(bg)),
-    # so K copies are within 4 standard errors w.p. > 0.9999 (the seed makes it fixed)
-    model = linear_model()
-    kernel = np.asarray(model.layers[0].kernel, np.float64)
-    x, background = data((5,), seed=24, batch=2), data((5,), seed=25, batch=4)
-    stddev, samples, target = 0.5, 400, np.array([1, 2])
-    result = kx.GradientShap(
-        model, background=background, samples=samples, noise_scale=stddev, seed=7
-    ).analyze(x, target=target)
-    weights = kernel[:, target].T
-    expected = (x - background.mean(0)) * weights
-    error = np.abs(weights) * np.sqrt(stddev**2 + background.var(0)) / np.sqrt(samples)
-    assert np.all(np.abs(result - expected) <= 4 * error)
-    # noise and random baselines change the result (stddev and background are used)
-    assert np.abs(result - (x - background[0]) * weights).max() > 1e-3
-
-
-def test_gradient_shap_seeded_reproducible_and_independent_of_passes():
-    model = dense_chain(seed=26)
-    x, background = data((6,), seed=27, batch=4), data((6,), seed=28, batch=6)
-
-    def run(seed, **kwargs):
-        return kx.GradientShap(
-            model, background=background, samples=9, noise_scale=0.1, seed=seed, **kwargs
-        )
-
-    first = run(3).analyze(x)
-    np.testing.assert_array_equal(first, run(3).analyze(x))
-    # passes of 2 copies and batches of 1: the same draws, summed in another order
-    np.testing.assert_allclose(
-        run(3, internal_batch_size=2).analyze(x, batch_size=1), first, rtol=1e-5, atol=1e-6
-    )
-    assert np.abs(run(4).analyze(x) - first).max() > 1e-4
 
 
 # -- composition, registry ------------------------------------------------------------------
