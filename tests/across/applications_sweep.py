@@ -2,7 +2,7 @@
 
 Used by ``test_applications.py`` (slow step), one fresh process per family::
 
-    python tests/applications_sweep.py EfficientNetB0 64
+    python tests/across/applications_sweep.py EfficientNetB0 64
 
 The model is built with ``weights=None`` (nothing downloaded); the deep families
 with fewer repeats of each block (:func:`build`; the reason is in the test's

@@ -27,7 +27,7 @@ import keras_explain as kx
 
 layers = keras.layers
 
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 PAGE = DOCS / "architecture.md"
 GUIDE = DOCS / "guide" / "extending.md"
 BLOCK = re.compile(r"```\{code-block\} python\n:name: ([\w-]+)\n\n(.*?)\n```", re.DOTALL)
@@ -68,7 +68,7 @@ def ib_reference(x, matrix, relevance, eps):
 
 
 def rule_gradient(rule, step, x, relevance):
-    """The rule's output and backward pass at one step, as tests/test_rules.py runs rules."""
+    """The rule's output and backward pass at one step, as tests/lrp/test_rules.py runs rules."""
     tensor = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(tensor)

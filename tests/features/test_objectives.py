@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 from helpers import LINEAR_UNIT_L2 as LAMBDA
@@ -11,8 +10,6 @@ from helpers import feature_cnn as small_cnn
 from helpers import linear_unit_model as linear_model
 
 from keras_explain import features
-
-layers = keras.layers
 
 
 # =====================================================================================

@@ -6,7 +6,6 @@ penalty, with an L1 soft threshold, and lower total variation.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 from helpers import LINEAR_UNIT_L2 as LAMBDA
@@ -15,8 +14,6 @@ from helpers import feature_cnn as small_cnn
 from helpers import linear_unit_model as linear_model
 
 from keras_explain import features
-
-layers = keras.layers
 
 
 def test_l1_and_total_variation_penalties_change_the_optimum():

@@ -84,7 +84,7 @@ def test_canonizer_can_be_disabled_and_kx_exports():
     assert [repr(rule) for rule in unfolded.rule_of("branch_bn")] == ["Z()"]
     assert repr(canonizers.BatchNormFold()) == "BatchNormFold()"
     assert "deep_taylor_bounded" in composites.names()
-    # a preset name resolves to the preset composite (its values: test_relevance_values.py)
+    # a preset name resolves to the preset composite (its values: analyzers/test_relevance.py)
     by_name = kx.LRP(model, "deep_taylor")
     assert repr(by_name.composite) == (
         "Composite([('conv', ZPlus(epsilon=1e-07)), ('linear', ZPlus(epsilon=1e-07))], "

@@ -1,4 +1,4 @@
-"""Composites: presets put the right rule on the right layer; a user composite's first match wins."""
+"""Composites: presets put the right rule on each layer; a user composite's first match wins."""
 
 import helpers
 import keras

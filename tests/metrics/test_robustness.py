@@ -1,13 +1,10 @@
 """Sensitivity-max against a tape reference and closed forms."""
 
 import helpers
-import keras
 import numpy as np
 from helpers import linear_dense_model as linear_model
 
 import keras_explain as kx
-
-layers = keras.layers
 
 
 # =====================================================================================

@@ -11,9 +11,7 @@ from helpers import linear_image, linear_tabular
 import keras_explain as kx
 
 pytest.importorskip("lime")
-
 pytest.importorskip("shap")
-
 pytest.importorskip("skimage")
 
 

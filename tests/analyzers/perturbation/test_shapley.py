@@ -34,7 +34,7 @@ def test_shapley_exact_enumeration_and_efficiency():
     np.testing.assert_allclose(result[:, 0], result[:, 1])
     np.testing.assert_allclose(result[:, [0, 2, 3, 4]].sum(1), f(x) - f(baseline[None]), rtol=1e-5)
     # samples >= 4! = 24 enumerates every order: the seed cannot matter. (Sampling with
-    # fewer samples than orders is tested in test_sampling.py.)
+    # fewer samples than orders is tested below, in this file.)
     for seed in (1, 2):
         again = kx.ShapleySampling(
             model, samples=24, feature_mask=mask, baseline=baseline, seed=seed

@@ -9,9 +9,7 @@ from helpers import grid_labels, linear_tabular
 import keras_explain as kx
 
 pytest.importorskip("lime")
-
 pytest.importorskip("shap")
-
 pytest.importorskip("skimage")
 
 
