@@ -33,7 +33,7 @@ extensions = [
 
 # The tutorials live in ../tutorials (run by `pytest --nbmake tutorials/`); they
 # are copied here so that MyST-NB renders them as pages. They are stored without
-# outputs (tests/test_tutorials.py fails otherwise) and the docs build executes them,
+# outputs (tests/across/test_tutorials.py fails otherwise) and the docs build executes them,
 # so the pages always show what the current code prints.
 TUTORIALS = HERE / "tutorials"
 TUTORIALS.mkdir(exist_ok=True)

@@ -52,3 +52,10 @@ def subclassed_model():
 def x6():
     """Four samples for the (6,)-input helpers."""
     return helpers.data((6,))
+
+
+@pytest.fixture(scope="module")
+def conv():
+    """A randomized conv_sequential and ten (8, 8, 2) samples (streaming, distributed)."""
+    model = helpers.randomize(helpers.conv_sequential())
+    return model, helpers.data((8, 8, 2), seed=3, batch=10)

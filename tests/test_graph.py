@@ -153,20 +153,6 @@ def test_run_skips_steps_not_needed_for_targets():
     assert plan.output_keys[0] not in values
 
 
-def test_linear_view_evaluates_the_layer_with_any_weights():
-    model = helpers.conv_sequential()
-    plan = helpers.plan_of(model)
-    step = plan.steps[0]
-    kernel, bias = step.op.linear.weights()
-    x = tf.constant(helpers.data((8, 8, 2)))
-    np.testing.assert_array_equal(
-        step.op.linear.apply(x, kernel, bias).numpy(), step.op.forward(x).numpy()
-    )
-    positive = step.op.linear.apply(x, tf.nn.relu(kernel), None).numpy()
-    expected = tf.nn.conv2d(x, tf.nn.relu(kernel), 1, "SAME").numpy()
-    np.testing.assert_allclose(positive, expected, rtol=1e-5, atol=1e-6)
-
-
 def test_find_layer_errors_name_the_choices():
     plan = helpers.plan_of(helpers.nested())
     assert plan.find_layer("backbone", "at_layer").name == "backbone"

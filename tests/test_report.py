@@ -1,7 +1,7 @@
 """kx.report and `keras-explain report`: the page's data checked against references.
 
 The page itself (clicks, sorting, keyboard) is driven in a real browser in
-test_report_browser.py; here the embedded JSON and HTML are read back with the
+report/test_page.py; here the embedded JSON and HTML are read back with the
 standard library and Pillow.
 """
 

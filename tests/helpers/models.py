@@ -364,3 +364,159 @@ def colour_square_model(size=32):
     model = keras.Model(inputs, layers.GlobalMaxPooling2D()(conv(inputs)), name="colour_square")
     conv.set_weights([np.array(kernel, "float32"), np.full(2, -0.5, "float32")])
     return model
+
+
+# =====================================================================================
+# Models and data shared by the test files of one package (moved from those files)
+# =====================================================================================
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def dense_chain(activations=("relu", "tanh"), seed=0):
+    """Dense(8, a1) -> Dense(8, a2) -> Dense(3): a chain the numpy reference follows."""
+    seeded(seed)
+    model = keras.Sequential(
+        [keras.Input((6,))]
+        + [layers.Dense(8, activation=a) for a in activations]
+        + [layers.Dense(3)]
+    )
+    return randomize(model, seed)
+
+
+def cam_images(shape=(8, 8, 2), batch=3, seed=0):
+    """Inputs of the CAM test models."""
+    return data(shape, seed=seed, batch=batch)
+
+
+# -- perturbation: occlusion, RISE, meaningful perturbation -------------------------------
+def patch_model(size=16):
+    """Class 1 logit = 4 (mean(patch) - mean(background)); class 0 logit = 0."""
+    patch = np.zeros((size, size, 1), "float32")
+    patch[2:8, 8:14] = 1
+    weights = patch.ravel() / patch.sum() - (1 - patch.ravel()) / (1 - patch).sum()
+    inputs = keras.Input((size, size, 1))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)), name="patch")
+    dense.set_weights(
+        [np.stack([0 * weights, 4 * weights], 1).astype("float32"), np.zeros(2, "float32")]
+    )
+    images = 0.2 * np.random.default_rng(0).random((2, size, size, 1)) + 0.8 * patch[None]
+    return model, images.astype("float32"), patch[..., 0] > 0
+
+
+def one_axis_model(shape, seed=0):
+    """Flatten -> Dense(8, tanh) -> Dense(3) on sequences (L, C) or tabular rows (F,)."""
+    seeded(seed)
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="tanh"),
+            keras.layers.Dense(3),
+        ],
+        name="one_axis",
+    )
+    return randomize_biases(model)
+
+
+# -- LIME, KernelSHAP and their superpixels ----------------------------------------------
+LINEAR_TABULAR_WEIGHTS = np.array([3.0, -2.0, 1.0, 0.5], "float32")
+
+
+def linear_tabular():
+    """Dense(2) on 4 features: class 0 is ``LINEAR_TABULAR_WEIGHTS`` x + 0.3; 200 rows of data."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="linear_tabular")
+    kernel = np.stack([LINEAR_TABULAR_WEIGHTS, -LINEAR_TABULAR_WEIGHTS], 1)
+    model.layers[0].set_weights([kernel, np.array([0.3, 0.0], "float32")])
+    data = np.random.default_rng(0).normal(size=(200, 4)).astype("float32")
+    return model, data
+
+
+def grid_labels(size=12, cell=4):
+    """A label map of square superpixels of ``cell`` pixels."""
+    rows = np.arange(size) // cell
+    return (rows[:, None] * (size // cell) + rows[None, :]).astype(np.int32)
+
+
+def linear_image(size=12):
+    """Flatten -> Dense(2) on (size, size, 3) images, and two random images."""
+    seeded(0)
+    model = keras.Sequential(
+        [keras.Input((size, size, 3)), keras.layers.Flatten(), keras.layers.Dense(2)],
+        name="linear_image",
+    )
+    images = np.random.default_rng(1).random((2, size, size, 3)).astype("float32")
+    return model, images
+
+
+def tanh_scorer(seed=0, features=10):
+    """A numpy callable f(x) = tanh(x W) with 2 outputs, recording the rows it receives."""
+    weights = np.random.default_rng(seed).normal(size=(features, 2))
+    rows = []
+
+    def f(z):
+        rows.append(np.asarray(z).copy())
+        return np.tanh(np.asarray(z) @ weights)
+
+    return f, rows, weights
+
+
+# -- metrics -----------------------------------------------------------------------------
+def linear_dense_model(inputs=6, outputs=3, bias=True, seed=0):
+    """One Dense layer (with random biases, or none)."""
+    seeded(seed)
+    model = keras.Sequential([keras.Input((inputs,)), layers.Dense(outputs, use_bias=bias)])
+    return randomize_biases(model) if bias else model
+
+
+# -- features ----------------------------------------------------------------------------
+def linear_unit_model(softmax=False, units=3, seed=0):
+    """(6, 6, 3) -> Flatten -> Dense(units): every unit is linear in the image."""
+    seeded(seed)
+    inputs = keras.Input((6, 6, 3))
+    h = layers.Flatten()(inputs)
+    dense = layers.Dense(units, name="dense", activation="softmax" if softmax else None)
+    model = keras.Model(inputs, dense(h))
+    rng = np.random.default_rng(seed)
+    kernel = rng.uniform(-1, 1, (108, units)).astype("float32")
+    dense.set_weights([kernel, rng.normal(0, 1, units).astype("float32")])
+    return model, kernel.reshape(6, 6, 3, units)
+
+
+LINEAR_UNIT_L2 = 2.0  # L2 weight: optimum 0.5 + w / (2 λ) lies in (0.25, 0.75), inside (0, 1)
+
+_ALIVE = keras.initializers.Constant(0.3)
+
+
+def feature_cnn(seed=0):
+    """(24, 24, 3) -> conv1 -> pool -> conv2 -> ReLU -> GAP -> Dense(4, softmax) "head"."""
+    seeded(seed)
+    return keras.Sequential(
+        [
+            keras.Input((24, 24, 3)),
+            # positive biases: conv1's ReLUs are alive on the grey initial images
+            layers.Conv2D(6, 3, activation="relu", name="conv1", bias_initializer=_ALIVE),
+            layers.MaxPooling2D(),
+            layers.Conv2D(8, 3, name="conv2", bias_initializer=_ALIVE),
+            layers.ReLU(),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(4, activation="softmax", name="head"),
+        ]
+    )
+
+
+# -- representations ---------------------------------------------------------------------
+def two_models():
+    """Two models to compare layer by layer: Dense(12, relu) -> Dense(5), and :func:`nested`."""
+    seeded(0)
+    a = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(12, activation="relu", name="a1"),
+            keras.layers.Dense(5, name="a2"),
+        ]
+    )
+    seeded(1)
+    b = nested(seed=1)
+    return randomize_biases(a), b

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -401,3 +402,17 @@ def pwcca_reference(x, y, side):
     variates = variates / np.linalg.norm(variates, axis=0)
     weights = np.abs(variates.T @ neurons).sum(axis=1)
     return np.sum(weights * correlations) / np.sum(weights)
+
+
+# =====================================================================================
+# Bounds of sampled estimators, sub-model activations
+# =====================================================================================
+# Four standard errors: under the central limit theorem a correct estimator leaves this
+# band with probability 6e-5 per check (about 1e-3 over the 21 checks of one test).
+K_SIGMA = 4.0
+
+
+def channel_means(model, layer, images):
+    """Per-image mean of every channel of ``layer``, from a plain Keras sub-model."""
+    sub = keras.Model(model.inputs[0], model.get_layer(layer).output)
+    return sub(images).numpy().mean(axis=(1, 2))
