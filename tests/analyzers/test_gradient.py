@@ -463,8 +463,9 @@ def test_integer_input_not_read_by_an_embedding_is_rejected():
     model = keras.Model(inputs, outputs, name="cast_tokens")
     with pytest.raises(
         ValueError,
-        match=r"Input 0 of model 'cast_tokens' is an integer input consumed by \['cast(_\d+)?'\], not "
-        r"by an Embedding layer, so it has no gradient\. Feed floats, or explain layer=",
+        match=r"Input 0 of model 'cast_tokens' is an integer input consumed by "
+        r"\['cast(_\d+)?'\], not by an Embedding layer, so it has no gradient\. Feed floats, "
+        r"or explain layer=",
     ):
         kx.Gradient(model)
     with pytest.raises(ValueError, match=r"not by an Embedding layer"):
