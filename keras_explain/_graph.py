@@ -41,6 +41,13 @@ class Call:
         input_dtypes: The dtypes of the inputs.
         options: The call's keyword arguments that are not tensors
             (``use_causal_mask=True``, ...).
+        note: Why a layer that was to be opened into its operations could not be
+            (for messages), or None.
+        reopen: For such a layer, ``reopen(shapes) -> Walk | None``: the walk of
+            its call opened on inputs of the given static shapes (the shapes of a
+            run), or None when it cannot be opened on them either.
+        owner: For a call inside a layer opened into its operations, that layer
+            (the outermost one), or None.
     """
 
     operation: Any
@@ -53,6 +60,9 @@ class Call:
     input_names: tuple[str | None, ...] = ()
     input_dtypes: tuple[str, ...] = ()
     options: dict = dataclasses.field(default_factory=dict)
+    note: str | None = None
+    reopen: Callable[[Sequence[tuple]], Walk | None] | None = None
+    owner: Any = None
 
 
 @dataclasses.dataclass
@@ -67,8 +77,22 @@ class Walk:
     layer_outputs: dict[int, Key]
 
 
-def walk(model: keras.Model) -> Walk:
-    """Flatten ``model`` into calls, inlining nested models.
+def walk(model: keras.Model, opens: Callable[[Any], bool] | None = None, owner: Any = None) -> Walk:
+    """Flatten ``model`` into calls, inlining nested models and the layers ``opens`` picks.
+
+    A layer to open is called once on symbolic stand-ins of its inputs (its
+    ``call``, not ``__call__``), so the ``keras.ops`` operations and the sublayers
+    it runs are recorded as a small functional graph, which is inlined as a nested
+    model is, recursively. The nodes this adds to the sublayers are removed again
+    when the walk ends: the model is not modified. A layer whose ``call`` cannot run
+    on symbolic tensors (Python control flow on values, shapes unknown until run
+    time, backend calls) stays one call, with the reason as its ``note``.
+
+    Args:
+        model: A built Sequential or Functional model.
+        opens: ``opens(layer) -> bool``: whether a layer (not a model) is opened
+            into its operations; default: none.
+        owner: The layer ``model`` was opened from, if it is one (its calls say so).
 
     Raises:
         ValueError: If ``model`` is an unbuilt Sequential model.
@@ -79,6 +103,7 @@ def walk(model: keras.Model) -> Walk:
     result = Walk(input_keys, list(functional._inputs), [], [], [], {})
     aliases: dict[Key, Key] = {}
     counter = itertools.count()
+    added_nodes: dict[int, tuple[Any, int, int]] = {}  # layer id -> (layer, inbound, outbound)
 
     def resolve(key: Key) -> Key:
         while key in aliases:
@@ -115,7 +140,7 @@ def walk(model: keras.Model) -> Walk:
         )
         return key
 
-    def inline(graph, prefix: Key, keys: Sequence[Key]) -> None:
+    def inline(graph, prefix: Key, keys: Sequence[Key], owner: Any = owner) -> None:
         for tensor, key in zip(graph._inputs, keys):
             if prefix + (id(tensor),) != key:
                 aliases[prefix + (id(tensor),)] = key
@@ -126,11 +151,29 @@ def walk(model: keras.Model) -> Walk:
             if not any(item is operation for item in result.layers):
                 result.layers.append(operation)
             inner = functional_of(operation, strict=False)
+            note = reopen = None
+            inner_owner = owner
             if inner is not None:
-                inner_prefix = prefix + (next(counter),)
                 args = node.arguments.args
                 flat = keras.tree.flatten(args[0] if len(args) == 1 else args)
-                inline(inner, inner_prefix, [resolve(prefix + (id(t),)) for t in flat])
+                inner_keys = [resolve(prefix + (id(t),)) for t in flat]
+            elif opens is not None and _openable(operation) and opens(operation):
+                try:
+                    inner = _opened(operation, node, added_nodes)
+                    inner_keys = list(in_keys)
+                    inner_owner = owner or operation
+                except Exception as error:  # noqa: BLE001  (any failure: the layer stays whole)
+                    note = _open_failure(operation, error)
+                    reopen = _reopener(operation, node, opens, owner or operation)
+                    # deferred only if it opens once its unknown dimensions are known
+                    # (probed with 2): a call that fails for another reason stays whole
+                    shapes = [tuple(tensor.shape) for tensor in node.input_tensors]
+                    probe = [tuple(2 if dim is None else dim for dim in s) for s in shapes]
+                    if probe == shapes or reopen(probe) is None:
+                        reopen = None
+            if inner is not None:
+                inner_prefix = prefix + (next(counter),)
+                inline(inner, inner_prefix, inner_keys, inner_owner)
                 for outer, inner_output in zip(out_keys, inner._outputs):
                     aliases[outer] = resolve(inner_prefix + (id(inner_output),))
                 result.layer_outputs.setdefault(id(operation), resolve(out_keys[0]))
@@ -157,14 +200,95 @@ def walk(model: keras.Model) -> Walk:
                     tuple(str(t.dtype) for t in node.input_tensors)
                     + tuple(str(mask.dtype) for _, mask in masks),
                     options,
+                    note,
+                    reopen,
+                    owner,
                 )
             )
             result.layer_outputs.setdefault(id(operation), out_keys[0])
 
-    inline(functional, (), input_keys)
+    try:
+        inline(functional, (), input_keys)
+    finally:  # the symbolic calls of opened layers added nodes to their sublayers
+        _remove_added(added_nodes)
     result.output_keys = [resolve((id(tensor),)) for tensor in functional._outputs]
     result.layer_outputs = {k: resolve(v) for k, v in result.layer_outputs.items()}
     return result
+
+
+def _openable(operation: Any) -> bool:
+    """A layer with a ``call`` of its own (not an input, not a model)."""
+    return isinstance(operation, keras.layers.Layer) and not isinstance(
+        operation, keras.layers.InputLayer | keras.Model
+    )
+
+
+def _remove_added(added_nodes: dict) -> None:
+    """Remove the nodes symbolic calls added to layers (``{id: (layer, inbound, outbound)}``)."""
+    for layer, inbound, outbound in added_nodes.values():
+        del layer._inbound_nodes[inbound:]
+        del layer._outbound_nodes[outbound:]
+
+
+def _reopener(operation, node, opens, owner) -> Callable[[Sequence[tuple]], Walk | None]:
+    """``reopen(shapes)``: the walk of the layer's call opened on inputs of static ``shapes``."""
+
+    def reopen(shapes: Sequence[tuple]) -> Walk | None:
+        added: dict = {}
+        try:
+            return walk(_opened(operation, node, added, shapes), opens, owner)
+        except Exception:  # noqa: BLE001  (it stays one call, as when the plan was built)
+            return None
+        finally:
+            _remove_added(added)
+
+    return reopen
+
+
+def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None = None) -> Any:
+    """The functional graph of one call of a layer, from its ``call`` on symbolic stand-ins.
+
+    Its inputs are the stand-ins of the node's input tensors, in their order, shaped
+    like them with an unknown batch size (methods run copies of a batch: a batch size
+    must not be baked into the opened operations) or, given ``shapes``, with those
+    static shapes (a run's).
+    """
+    for layer in [operation, *operation._flatten_layers(include_self=False)]:
+        if id(layer) not in added_nodes:
+            added_nodes[id(layer)] = (
+                layer,
+                len(layer._inbound_nodes),
+                len(layer._outbound_nodes),
+            )
+    shapes = shapes or [(None, *tuple(tensor.shape)[1:]) for tensor in node.input_tensors]
+    stand_ins = [
+        keras.Input(batch_shape=tuple(shape), dtype=tensor.dtype)
+        for tensor, shape in zip(node.input_tensors, shapes)
+    ]
+    args, kwargs = node.arguments.fill_in(
+        {id(tensor): stand_in for tensor, stand_in in zip(node.input_tensors, stand_ins)}
+    )
+    kwargs = dict(kwargs)
+    if getattr(operation, "_call_has_training_arg", False):
+        kwargs["training"] = False
+    outputs = keras.tree.flatten(operation.call(*args, **kwargs))
+    if len(outputs) != len(node.outputs) or not all(
+        isinstance(output, keras.KerasTensor) for output in outputs
+    ):
+        raise ValueError(
+            f"its call returned {len(outputs)} values for the {len(node.outputs)} outputs "
+            "of the layer"
+        )
+    return keras.Model(stand_ins, outputs)
+
+
+def _open_failure(operation, error: Exception) -> str:
+    """Why a layer could not be opened into its operations."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (
+        "its call could not run on symbolic tensors to be opened into keras.ops "
+        f"operations ({type(error).__name__}: {first[:160]})"
+    )
 
 
 def functional_of(model: Any, strict: bool = True):

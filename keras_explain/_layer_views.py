@@ -63,6 +63,7 @@ KINDS = (
     "normalization",  # LayerNormalization & co.: linear once the scale is held constant
     "reshape",  # bookkeeping: the values move, unchanged
     "embedding",
+    "constant",  # reads its input's shape only (position embeddings): passes nothing back
     "recurrent",  # LSTM, GRU, SimpleRNN, Bidirectional: a program of the kinds above
     "attention",  # MultiHeadAttention: a program of the kinds above
     "other",
@@ -173,6 +174,10 @@ class Entry:
             ``x * c`` against ``x * y``); ``kind`` is then the documented one.
         program: ``program(layer, names, dtypes, options) -> [Part]``: the
             one part of a recurrent or attention call, with its program.
+        variant: ``variant(options) -> Entry | None``: the entry of a call whose
+            non-tensor options change what the layer computes (KerasHub's
+            ``ReversibleEmbedding`` with ``reverse=True`` is a linear map, not a
+            lookup); None keeps this entry.
         family: The linear layer family composites name (``"dense"``,
             ``"conv"``, ``"batch_norm"``), or None.
         field: How the receptive field composes (one of :data:`FIELDS`, for the
@@ -198,6 +203,7 @@ class Entry:
     activation: str | Callable[[Any], str] | None = None
     kind_of: Callable[[Any, int], str] | None = None
     program: Callable[..., list[Part]] | None = None
+    variant: Callable[[dict], Entry | None] | None = None
     family: str | None = None
     field: str | None = None
     role: str | None = None
@@ -357,6 +363,8 @@ def decompose(
     entry = entry_of(layer)
     if entry is None:  # the one place an unknown layer or op is decided: one opaque op
         return [Part("other", "", forward)]
+    if entry.variant is not None:
+        entry = entry.variant(options or {}) or entry
     if entry.program is not None:
         return entry.program(layer, names, dtypes, options or {})
     if entry.linear is not None:
@@ -368,7 +376,7 @@ def decompose(
 
 def _linear_parts(layer, entry: Entry) -> list[Part] | None:
     """The linear map(s) of a layer, then its fused activation; None without a map."""
-    maps = linear_maps(layer)
+    maps = linear_maps(layer, entry)
     if maps is None:
         return None
     dtype = getattr(layer, "compute_dtype", None)  # raw keras.ops operations have none
@@ -389,9 +397,9 @@ def _linear_parts(layer, entry: Entry) -> list[Part] | None:
     return parts
 
 
-def linear_maps(layer) -> tuple[Linear, ...] | None:
-    """The linear map(s) of a layer, in execution order, or None when it has none."""
-    entry = entry_of(layer)
+def linear_maps(layer, entry: Entry | None = None) -> tuple[Linear, ...] | None:
+    """The linear map(s) of a layer (under ``entry``, default its own), or None without."""
+    entry = entry_of(layer) if entry is None else entry
     if entry is None or entry.linear is None:
         return None
     maps = entry.linear(layer)
@@ -750,7 +758,34 @@ def _sequence_program(name: str) -> Callable[..., list[Part]]:
     return program
 
 
+def _reverse_embedding_view(layer) -> Linear | None:
+    """KerasHub's ``ReversibleEmbedding(x, reverse=True)``: ``x E^T`` (or its own kernel)."""
+    if getattr(layer, "logit_soft_cap", None) is not None:
+        return None  # tanh(z / c) c after the map: not linear; the layer stays whole
+
+    def weights():
+        dtype = getattr(layer, "reverse_dtype", None) or layer.compute_dtype
+        kernel = ops.transpose(layer.embeddings) if layer.tie_weights else layer.reverse_embeddings
+        return ops.cast(kernel, dtype), None
+
+    def apply(x, kernel, bias):
+        z = ops.matmul(ops.cast(x, kernel.dtype), kernel)
+        return z if bias is None else z + bias
+
+    return Linear(weights, apply, scale_outputs=_scale_axis(-1))
+
+
+def _reversed_embedding(options: dict) -> Entry | None:
+    if not options.get("reverse"):
+        return None
+    return Entry("ReversibleEmbedding", "linear", linear=_reverse_embedding_view, family="dense")
+
+
 # -- the table ----------------------------------------------------------------------------
+def _of_one_tensor(operation, tensor_inputs: int) -> str:
+    return "activation" if tensor_inputs == 1 else "other"
+
+
 def _bilinear(layer) -> bool:
     return getattr(layer, "interpolation", None) == "bilinear"
 
@@ -911,6 +946,14 @@ for _entry in [
         "StochasticDepth", "reshape", note="keras.applications' ConvNeXt", **_POINTWISE
     ),
     Entry(layers.Embedding, "embedding"),
+    # KerasHub's layers, by class name (keras_hub is not a dependency)
+    Entry(
+        "ReversibleEmbedding",
+        "embedding",
+        variant=_reversed_embedding,
+        note="reverse=True: the linear map onto the vocabulary",
+    ),
+    Entry("PositionEmbedding", "constant", note="its input's length only"),
     # programs of primitive ops, re-executed step by step (_sequence_views)
     *_rows(
         (layers.LSTM, layers.GRU, layers.SimpleRNN),
@@ -926,6 +969,13 @@ for _entry in [
     Entry(layers.MultiHeadAttention, "attention", program=_sequence_program("attention")),
     # raw keras.ops calls in a functional graph, by class name
     *_ops("Add Mean Sum", "sum_pool", keeps_sign=True),
+    # masks: comparisons, selections by a mask, values made from shapes only
+    *_ops(
+        "Equal NotEqual Greater GreaterEqual Less LessEqual LogicalAnd LogicalOr LogicalNot "
+        "All Any ZerosLike OnesLike FullLike Arange",
+        "constant",
+    ),
+    *_ops("Where", "reshape", note="where(mask, x, y): x or y moves, unchanged"),
     *_ops("Subtract Negative", "sum_pool"),
     Entry(
         "Multiply", "multiply", op=True, kind_of=_product, note='x * c: "sum_pool"', **_POINTWISE
@@ -941,6 +991,20 @@ for _entry in [
         "Relu Relu6 LeakyRelu Sigmoid HardSigmoid Tanh HardTanh Elu Selu Celu Gelu Silu "
         "HardSilu Softplus Softsign Mish"
     ),
+    # element-wise functions of one tensor (normalizations written with keras.ops:
+    # x * rsqrt(mean(x²) + ε)); of two tensors, "other"
+    *[
+        Entry(
+            name,
+            "activation",
+            op=True,
+            activation=_snake(name),
+            kind_of=_of_one_tensor,
+            field="pointwise",
+        )
+        for name in "Exp Expm1 Log Log1p Sqrt Rsqrt Square Reciprocal Abs Absolute Erf Power "
+        "Clip Sin Cos".split()
+    ],
     Entry("Softmax", "softmax", op=True, activation="softmax", **_POINTWISE),
 ]:
     register(_entry)

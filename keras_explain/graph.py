@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -86,6 +87,7 @@ __all__ = [
     "Linear",
     "Op",
     "Plan",
+    "Deferred",
     "Step",
     "call_op",
     "entry_of",
@@ -118,6 +120,13 @@ class Op:
             function of its tensor inputs alone.
         inner: For recurrent and attention layers, the :class:`Inner`
             program that re-executes the layer from primitive ops.
+        owner: For an operation of a layer the table does not know, opened into
+            its operations, that layer (the outermost), else None.
+        deferred: For a layer the table does not know whose call could not be
+            opened into its operations on symbolic shapes (a length or batch size
+            its code needs), the :class:`Deferred` opening: :meth:`Plan.run`
+            opens it when the shapes of a run are known and runs its operations
+            through the hook, as if they were steps of the plan.
         note: Why an op of kind ``"other"`` has no program (for messages).
     """
 
@@ -131,6 +140,8 @@ class Op:
     constants: bool = False
     inner: Inner | None = None
     note: str | None = None
+    deferred: Deferred | None = None
+    owner: Any = None
 
     def __repr__(self) -> str:
         return f"Op({self.kind}, {self.name})"
@@ -214,6 +225,120 @@ def call_op(step: Step, inputs: list) -> Any:
     return step.op.forward(*inputs)
 
 
+class Deferred:
+    """A layer opened into its operations when the shapes of a run are known.
+
+    Its ``call`` could not run on symbolic tensors of unknown length or batch size
+    (KerasHub's decoder blocks build causal masks from the sequence length), so
+    :meth:`Plan.run` opens it on the static shapes of the tensors it is given,
+    once per shape, and runs the resulting steps through the hook. The opened
+    steps must reproduce the layer on a probe input of those shapes (random
+    floats, ones for integer inputs), run eagerly once; a layer that cannot be
+    opened on the shapes, or whose opened steps differ from it, runs as one step.
+
+    Attributes:
+        mixed: Whether a mixing linear op is upstream of the layer (its first
+            mixing linear op is then not the "first layer" of composites).
+    """
+
+    def __init__(self, reopen: Callable[[Sequence[tuple]], Any], forward: Callable[..., Any]):
+        self._reopen = reopen
+        self._forward = forward
+        self._valid: dict[tuple, bool] = {}  # shapes -> the opened steps reproduce the layer
+        # per traced graph: what the call computes from variables alone (a class token
+        # tiled to the batch) are ops of that graph, which read the variables at each run
+        self._expansions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.mixed = False
+
+    def steps(self, inputs: Sequence[tf.Tensor]) -> tuple[list, list, list[Step]] | None:
+        """``(input_keys, output_keys, steps)`` of the layer opened on ``inputs``' shapes.
+
+        None when a shape is not static or the call cannot be opened on it. Inside a
+        ``tf.function`` the opened steps are kept for the traced graph; run eagerly,
+        the layer is opened again at every call (its variables are read then).
+        """
+        shapes = tuple(tuple(x.shape) for x in inputs)
+        if any(dim is None for shape in shapes for dim in shape):
+            return None
+        if shapes not in self._valid:
+            with tf.init_scope():  # once per shape, eagerly
+                expansion = self._expand(shapes)
+                dtypes = [x.dtype for x in inputs]
+                self._valid[shapes] = expansion is not None and self._reproduces(
+                    expansion, shapes, dtypes
+                )
+        if not self._valid[shapes]:
+            return None
+        if tf.executing_eagerly():
+            return self._expand(shapes)
+        graph = tf.compat.v1.get_default_graph()
+        kept = self._expansions.setdefault(graph, {})
+        if shapes not in kept:
+            kept[shapes] = self._expand(shapes)
+        return kept[shapes]
+
+    def _expand(self, shapes) -> tuple[list, list, list[Step]] | None:
+        walk = self._reopen(shapes)
+        if walk is None:
+            return None
+        steps = _steps_of(walk, {}, {})
+        steps = _mark_first_linear(steps, set(walk.input_keys) if self.mixed else set())
+        return list(walk.input_keys), walk.output_keys, steps
+
+    def _reproduces(self, expansion, shapes, dtypes) -> bool:
+        """Whether the opened steps equal the layer on a probe input (run eagerly, once)."""
+        input_keys, output_keys, steps = expansion
+        with tf.init_scope():
+            probe = [
+                tf.ones(shape, dtype)
+                if dtype.is_integer or dtype.is_bool
+                else tf.random.stateless_normal(shape, [7, index], dtype=dtype)
+                for index, (shape, dtype) in enumerate(zip(shapes, dtypes))
+            ]
+            try:
+                values = dict(zip(input_keys, probe))
+                _run_steps(steps, values, call_op)
+                opened = [values[key] for key in output_keys]
+                whole = keras.tree.flatten(self._forward(*probe))
+            except Exception:  # noqa: BLE001  (it cannot run opened: it runs whole)
+                return False
+            return len(opened) == len(whole) and all(
+                a.shape == b.shape
+                and bool(
+                    tf.reduce_all(
+                        tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32))
+                        <= 1e-4 * (1 + tf.abs(tf.cast(b, tf.float32)))
+                    )
+                )
+                for a, b in zip(opened, whole)
+            )
+
+
+def _run_steps(steps: Sequence[Step], values: dict, hook: Hook, needed=None) -> None:
+    """Run ``steps`` through ``hook``, reading and writing ``values``.
+
+    A step whose op is :class:`Deferred` runs as its opened steps when it can be
+    opened on the shapes of its inputs.
+    """
+    for step in steps:
+        if needed is not None and step not in needed:
+            continue
+        arguments = [values[key] for key in step.inputs]
+        opened = None if step.op.deferred is None else step.op.deferred.steps(arguments)
+        if opened is None:
+            result = hook(step, arguments)
+        else:
+            input_keys, output_keys, inner_steps = opened
+            inner = dict(zip(input_keys, arguments))
+            _run_steps(inner_steps, inner, hook)
+            result = [inner[key] for key in output_keys]
+            result = result[0] if len(step.outputs) == 1 else result
+        if len(step.outputs) == 1:
+            values[step.outputs[0]] = result
+        else:
+            values.update(zip(step.outputs, keras.tree.flatten(result)))
+
+
 class Plan:
     """A model as a flat list of primitive steps (read-only).
 
@@ -236,7 +361,7 @@ class Plan:
     """
 
     def __init__(self, model: keras.Model):
-        walk = _graph.walk(model)
+        walk = _graph.walk(model, opens=_unknown_layer)
         self.model = model
         self.input_keys = list(walk.input_keys)
         self.output_keys = list(walk.output_keys)
@@ -249,32 +374,7 @@ class Plan:
         self._dtypes: dict[Key, str] = {
             key: str(spec.dtype) for key, spec in zip(self.input_keys, self.input_specs)
         }
-        steps = []
-        for call in walk.calls:
-            parts = _layer_views.decompose(
-                call.operation,
-                call.forward,
-                len(call.inputs),
-                call.input_names,
-                call.input_dtypes,
-                call.options,
-            )
-            name = getattr(call.operation, "name", type(call.operation).__name__)
-            self._shapes.update(zip(call.outputs, call.output_shapes))
-            self._dtypes.update(zip(call.outputs, call.output_dtypes))
-            current = call.inputs
-            for index, part in enumerate(parts):
-                last = index == len(parts) - 1
-                outputs = call.outputs if last else (call.outputs[0] + ("pre", index),)
-                if not last:  # known when only activations follow (shape-preserving)
-                    rest = {later.kind for later in parts[index + 1 :]}
-                    known = rest <= {"activation", "softmax"}
-                    self._shapes[outputs[0]] = call.output_shapes[0] if known else None
-                op = _op(part, call.operation, name, call.constants)
-                if part.forward is None:  # a layer with a program runs as itself
-                    op = dataclasses.replace(op, forward=call.forward)
-                steps.append(Step(op, current, outputs))
-                current = outputs
+        steps = _steps_of(walk, self._shapes, self._dtypes)
         self._set_steps(_mark_first_linear(steps))
 
     def _set_steps(self, steps: Iterable[Step]) -> None:
@@ -382,6 +482,52 @@ class Plan:
             return step.inputs[0]
         return key
 
+    def describe(self, rule: Callable[[Step], str] | None = None) -> str:
+        """What the plan runs, one line per step: the plan before it runs.
+
+        Args:
+            rule: ``rule(step) -> str``, what an analyzer does at the step (the
+                LRP rule); default: nothing.
+
+        Returns:
+            A text table: step (layer name), layer class, op kind, the rule, and a
+            note (why a layer stays whole; a layer opened into its operations when
+            the shapes of a run are known).
+
+        Example:
+            >>> import keras
+            >>> from keras_explain import graph
+            >>> model = keras.Sequential([keras.Input((3,)),
+            ...                           keras.layers.Dense(2, activation="relu", name="d")])
+            >>> print(graph.Plan(model).describe())
+            step          class  kind
+            d             Dense  linear
+            d/activation  Dense  activation
+        """
+        rows = []
+        for step in self.steps:
+            note = step.op.note or ""
+            if step.op.deferred is not None:
+                note = "opened into its operations when the shapes of a run are known"
+            row = [step.op.name, type(step.op.layer).__name__, step.op.kind]
+            rows.append((row, rule(step) if rule is not None else None, note))
+        header = ["step", "class", "kind"]
+        if rule is not None:
+            header.append("rule")
+        if any(note for _, _, note in rows):
+            header.append("note")
+        table = [header]
+        for row, rule_text, note in rows:
+            row = row + ([rule_text] if rule is not None else [])
+            table.append(row + ([note] if "note" in header else []))
+        widths = [max(len(str(line[i])) for line in table) for i in range(len(header) - 1)]
+        return "\n".join(
+            "  ".join(
+                [str(cell).ljust(width) for cell, width in zip(line[:-1], widths)] + [str(line[-1])]
+            ).rstrip()
+            for line in table
+        )
+
     def unsupported(self, kinds: set[str]) -> list[Step]:
         """Steps whose op kind is not in ``kinds``."""
         return [step for step in self.steps if step.op.kind not in kinds]
@@ -425,15 +571,7 @@ class Plan:
         hook = hook or call_op
         values: dict[Key, tf.Tensor] = dict(zip(self.input_keys, inputs))
         needed = self.upstream(targets)[0] if targets is not None else None
-        for step in self.steps:
-            if needed is not None and step not in needed:
-                continue
-            arguments = [values[key] for key in step.inputs]
-            result = hook(step, arguments)
-            if len(step.outputs) == 1:
-                values[step.outputs[0]] = result
-            else:
-                values.update(zip(step.outputs, keras.tree.flatten(result)))
+        _run_steps(self.steps, values, hook, needed)
         return values
 
 
@@ -509,11 +647,11 @@ def register_layer(
         ...         return 2.0 * x
         >>> model = keras.Sequential([keras.Input((3,)), Double()])
         >>> entry = graph.register_layer(Double, kind="sum_pool", field="pointwise")
-        >>> [step.op.kind for step in graph.Plan(model).steps]
-        ['sum_pool']
-        >>> graph.unregister(entry)
-        >>> [step.op.kind for step in graph.Plan(model).steps]
-        ['other']
+        >>> [(step.op.kind, type(step.op.layer).__name__) for step in graph.Plan(model).steps]
+        [('sum_pool', 'Double')]
+        >>> graph.unregister(entry)  # unknown again: opened into its keras.ops operations
+        >>> [(step.op.kind, type(step.op.layer).__name__) for step in graph.Plan(model).steps]
+        [('sum_pool', 'Multiply')]
     """
     if isinstance(layer, type) and not issubclass(layer, keras.layers.Layer):
         raise TypeError(
@@ -612,6 +750,48 @@ def unregister(entry: Entry) -> None:
     _layer_views.unregister(entry)
 
 
+def _steps_of(walk: Any, shapes: dict, dtypes: dict) -> list[Step]:
+    """The steps of a walk's calls; records their output shapes and dtypes."""
+    steps = []
+    for call in walk.calls:
+        parts = _layer_views.decompose(
+            call.operation,
+            call.forward,
+            len(call.inputs),
+            call.input_names,
+            call.input_dtypes,
+            call.options,
+        )
+        deferred = None
+        if call.note is not None and [part.kind for part in parts] == ["other"]:
+            parts = [_layer_views.Part("other", "", call.forward, note=call.note)]
+            deferred = None if call.reopen is None else Deferred(call.reopen, call.forward)
+        name = getattr(call.operation, "name", type(call.operation).__name__)
+        shapes.update(zip(call.outputs, call.output_shapes))
+        dtypes.update(zip(call.outputs, call.output_dtypes))
+        current = call.inputs
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            outputs = call.outputs if last else (call.outputs[0] + ("pre", index),)
+            if not last:  # known when only activations follow (shape-preserving)
+                rest = {later.kind for later in parts[index + 1 :]}
+                known = rest <= {"activation", "softmax"}
+                shapes[outputs[0]] = call.output_shapes[0] if known else None
+            op = _op(part, call.operation, name, call.constants)
+            if part.forward is None:  # a layer with a program runs as itself
+                op = dataclasses.replace(op, forward=call.forward)
+            if deferred is not None or call.owner is not None:
+                op = dataclasses.replace(op, deferred=deferred, owner=call.owner)
+            steps.append(Step(op, current, outputs))
+            current = outputs
+    return steps
+
+
+def _unknown_layer(layer: Any) -> bool:
+    """Whether a layer is opened into its operations: the table does not know it."""
+    return entry_of(layer) is None
+
+
 def _op(part: _layer_views.Part, layer: Any, name: str, constants: bool = False) -> Op:
     """The Op of a part of a layer call (and of the parts of its program)."""
     inner = None
@@ -642,13 +822,19 @@ def _itemsize(layer) -> int:
     return tf.as_dtype(dtype).size
 
 
-def _mark_first_linear(steps: list[Step]) -> list[Step]:
-    """Mark mixing linear ops with no mixing linear op upstream."""
-    after: set[Key] = set()
+def _mark_first_linear(steps: list[Step], after: set[Key] | None = None) -> list[Step]:
+    """Mark mixing linear ops with no mixing linear op upstream.
+
+    ``after`` holds the keys known to come after a mixing linear op already.
+    """
+    after = set() if after is None else set(after)
     result = []
     for step in steps:
         upstream = any(key in after for key in step.inputs)
         mixing = step.op.kind == "linear" and not step.op.linear.elementwise
+        if step.op.deferred is not None:  # its own first linear op is found when opened
+            step.op.deferred.mixed = upstream
+            after.update(step.outputs)
         if step.op.inner is not None:  # mixes inputs; its programs' ops are never "first"
             after.update(step.outputs)
         if mixing and not upstream:

@@ -73,6 +73,10 @@ class Backpropagation(Analyzer):
             return [self.plan.output_key_of(self.layer)], [False]
         keys, embedded = [], []
         for position, (key, spec) in enumerate(zip(self.plan.input_keys, self.plan.input_specs)):
+            if self.held_input(position):  # not a feature: no gradient is asked of it
+                keys.append(key)
+                embedded.append(False)
+                continue
             if tf.as_dtype(spec.dtype).is_integer:
                 # a Keras mask (Embedding(mask_zero=True)'s not_equal) reads the
                 # tokens too; it carries no gradient and reaches its layers as in model(x)
@@ -89,7 +93,21 @@ class Backpropagation(Analyzer):
             else:
                 keys.append(key)
                 embedded.append(False)
+        if len(self.constant_inputs) == len(keys):
+            raise ValueError(
+                f"{type(self).__name__}: every input of model {self.model.name!r} is held "
+                f"constant ({self.input_names}), so nothing is left to attribute. Pass "
+                "constant_inputs=[...] naming only the inputs that are not features."
+            )
         return keys, embedded
+
+    def held_input(self, position: int) -> bool:
+        """Whether model input ``position`` is held constant (``constant_inputs``)."""
+        return position in self.constant_inputs
+
+    def _input_sources(self) -> bool:
+        """Whether the sources are the model inputs (not a layer's output)."""
+        return self.layer is None
 
     def _is_mask(self, step) -> bool:
         dtypes = [self.plan.dtype_of(key) for key in step.outputs]
@@ -121,7 +139,11 @@ class Backpropagation(Analyzer):
         if self.relevance_seed:
             seed = seed * output
         grads = tape.gradient(output, sources, output_gradients=seed)
-        grads = [tf.zeros_like(s) if g is None else g for g, s in zip(grads, sources)]
+        held = self._input_sources()
+        grads = [
+            tf.zeros_like(s) if g is None or (held and self.held_input(i)) else g
+            for i, (g, s) in enumerate(zip(grads, sources))
+        ]
         return grads, sources
 
     def attribution(self, grads, sources):
@@ -180,7 +202,8 @@ class Backpropagation(Analyzer):
         """The values the analyzer attributes: the Embedding output of token inputs.
 
         Float inputs are returned as they are; token inputs ``(B, T)`` become
-        their embeddings ``(B, T, D)``, where wrappers put noise and paths.
+        their embeddings ``(B, T, D)``, where wrappers put noise and paths. Inputs
+        held constant are returned as they are, and wrappers leave them so.
         """
         return [
             x if self.embedding_layer(i) is None else self._embedding_forward(i, x)
@@ -256,6 +279,9 @@ class Backpropagation(Analyzer):
         """Baselines broadcast to ``points`` (:meth:`embed`); token ids become embeddings."""
         result = []
         for position, (baseline, x, point) in enumerate(zip(baselines, inputs, points)):
+            if self.held_input(position):  # a constant input is its own baseline
+                result.append(point)
+                continue
             layer = self.embedding_layer(position)
             if layer is not None and isinstance(baseline, int):
                 tokens = tf.fill(tf.shape(x), tf.cast(baseline, x.dtype))

@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -33,6 +34,9 @@ from keras_explain.graph import Plan, call_op
 from keras_explain.targets import Target, fix_target, parse_target, target_scores
 
 ModelLike = keras.Model | Callable[..., Any]
+#: Names of inputs that are not features by default: masks, segment and token type ids,
+#: positions (``padding_mask``, ``segment_ids``, ``token_type_ids``, ``position_ids``).
+_CONSTANT_NAMES = re.compile(r"mask|segment|token_type|type_ids|position", re.IGNORECASE)
 #: How an analyzer's :meth:`~Analyzer.explain_batch` runs (:attr:`Analyzer.execution`).
 EXECUTIONS = ("compiled", "compiled_models", "host")
 
@@ -103,6 +107,12 @@ class Analyzer:
             ``target=lambda out: -out[:, 0]`` explains the negative class.
         neuron_selection_mode: iNNvestigate compatibility: ``"max_activation"``,
             ``"index"`` or ``"all"``.
+        constant_inputs: Model inputs that are not features (names or
+            positions): held constant by the method (never attributed,
+            perturbed or interpolated) and given all-zero attributions. Default,
+            for a model with several inputs: the inputs named like a mask, segment
+            or token type ids or positions (``padding_mask``, ``segment_ids``),
+            and integer inputs no embedding reads. ``[]`` attributes every input.
         verbose: Progress bars of long runs: ``"auto"`` (default; a bar once the
             work has lasted two seconds), ``1`` (always) or ``0`` (never), as
             Keras' ``verbose``.
@@ -151,6 +161,7 @@ class Analyzer:
         output_layer: str | keras.Layer | None = None,
         strip_softmax: bool = True,
         neuron_selection_mode: str | None = None,
+        constant_inputs: Sequence[str | int] | None = None,
         verbose: Any = "auto",
         **unexpected: Any,
     ):
@@ -165,6 +176,7 @@ class Analyzer:
             )
         self.plan = self._make_plan(model)
         self.output_key = self._explained_key(output_layer)
+        self.constant_inputs = self._constant_inputs(constant_inputs)
         self._start(verbose)
 
     def _start(self, verbose: Any) -> None:
@@ -288,14 +300,17 @@ class Analyzer:
         """Explain the predictions for ``x``.
 
         Args:
-            x: A numpy array, a ``tf.Tensor``, a list of them (multi-input
-                model), or a ``tf.data.Dataset`` yielding ``x`` or ``(x, y)``.
+            x: A numpy array, a ``tf.Tensor``, a list of them or a dict keyed
+                by the input names (multi-input model), or a ``tf.data.Dataset``
+                yielding ``x`` or ``(x, y)``.
             target: What to explain; see :mod:`keras_explain.targets`.
             batch_size: Split ``x`` into chunks of this many samples.
             neuron_selection: iNNvestigate-compatible alias of ``target``.
 
         Returns:
-            float32 array(s) shaped like ``x`` (one per model input).
+            float32 array(s) shaped like ``x``: one per model input, in a list, or
+            in a dict with ``x``'s keys when ``x`` is a dict. The inputs held
+            constant (``constant_inputs``) get zeros.
 
         Raises:
             ValueError: For an input of the wrong shape, non-finite values, or a
@@ -313,16 +328,24 @@ class Analyzer:
                 )
             target = neuron_selection
         if not isinstance(x, tf.data.Dataset):
-            return self._analyze(x, target, batch_size, split=False)
-        pieces = [
-            self._analyze(part, part_target, batch_size, split=True, first_row=first_row)
-            for first_row, part, part_target in _batching.dataset_parts(x, target)
-        ]
+            return self._keyed(x, self._analyze(x, target, batch_size, split=False))
+        pieces, first = [], None
+        for first_row, part, part_target in _batching.dataset_parts(x, target):
+            first = part if first is None else first
+            pieces.append(
+                self._analyze(part, part_target, batch_size, split=True, first_row=first_row)
+            )
         if not pieces:
             raise ValueError("The dataset passed as x yielded no batches.")
         pieces = [piece if isinstance(piece, list) else [piece] for piece in pieces]
         results = [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
-        return results if len(results) > 1 else results[0]
+        return self._keyed(first, results if len(results) > 1 else results[0])
+
+    def _keyed(self, x: Any, results: Any) -> Any:
+        """The results as a dict with ``x``'s keys when ``x`` is a dict of inputs."""
+        if not isinstance(x, Mapping) or not isinstance(results, list):
+            return results
+        return dict(zip(self.input_names, results))
 
     def analyze_part(
         self,
@@ -363,7 +386,9 @@ class Analyzer:
             True
         """
         run_batch = None if strategy is None else distributed.batch_runner(self, strategy)
-        return self._analyze(x, target, None, split=True, first_row=first_row, run_batch=run_batch)
+        return self._keyed(
+            x, self._analyze(x, target, None, split=True, first_row=first_row, run_batch=run_batch)
+        )
 
     def _analyze(self, x, target, batch_size, split, first_row=0, run_batch=None):
         """Explain ``x`` in chunks of ``batch_size``; ``split``: part of a larger input."""
@@ -722,6 +747,8 @@ class Analyzer:
         return self._functions[key]
 
     def _standardize(self, x) -> list[tf.Tensor | np.ndarray]:
+        if isinstance(x, Mapping):
+            x = self._ordered(x)
         items = list(x) if isinstance(x, list | tuple) else [x]
         specs = self._input_specs()
         if specs is not None and len(items) != len(specs):
@@ -771,6 +798,96 @@ class Analyzer:
         if 0 in sizes:
             raise ValueError("x is empty (0 samples); pass at least one sample.")
         return result
+
+    @property
+    def input_names(self) -> list[str] | None:
+        """The names of the model's inputs, in order (the keys of a dict ``x``), or None."""
+        specs = self._input_specs()
+        if specs is None:
+            return None
+        return [getattr(spec, "name", None) or f"input_{i}" for i, spec in enumerate(specs)]
+
+    def _constant_inputs(self, given: Sequence[str | int] | None) -> tuple[int, ...]:
+        """The positions of the model inputs held constant (not features; see ``analyze``).
+
+        By default: inputs named like a mask, segment ids, token type ids or
+        positions, and integer inputs no embedding reads (a padding mask). Names
+        or positions in ``given`` replace the default.
+        """
+        names = self.input_names
+        if names is None:
+            return ()
+        if given is not None:
+            if isinstance(given, str | int):
+                given = [given]
+            positions = []
+            for item in given:
+                position = names.index(item) if item in names else item
+                if not isinstance(position, int) or not 0 <= position < len(names):
+                    raise ValueError(
+                        f"{type(self).__name__}: constant_inputs names inputs of model "
+                        f"{self.model.name!r} by name or position. Received: {item!r}. "
+                        f"Inputs: {names}."
+                    )
+                positions.append(position)
+            return tuple(sorted(set(positions)))
+        specs = self._input_specs()
+        return tuple(
+            position
+            for position, (name, spec) in enumerate(zip(names, specs))
+            if len(names) > 1
+            and (_CONSTANT_NAMES.search(name) or self._integer_not_embedded(position, spec))
+        )
+
+    def _integer_not_embedded(self, position: int, spec) -> bool:
+        """An integer input that no embedding reads (a mask or ids of another kind)."""
+        if self.plan is None or not tf.as_dtype(spec.dtype).is_integer:
+            return False
+        key = self.plan.input_keys[position]
+        readers = [s for s in self.plan.consumers(key) if s.op.kind not in ("reshape",)]
+        return not readers or any(step.op.kind != "embedding" for step in readers)
+
+    def _ordered(self, x: Mapping) -> list:
+        """A dict of model inputs as a list in the model's input order."""
+        names = self.input_names
+        if names is None or set(x) != set(names):
+            missing = sorted(set(names or ()) - set(x))
+            extra = sorted(set(x) - set(names or ()))
+            raise ValueError(
+                f"{type(self).__name__}: a dict x needs one array per input of model "
+                f"{self.model.name!r}, keyed by the input names {names}. Received keys "
+                f"{sorted(x)} (missing: {missing}, unknown: {extra})."
+            )
+        return [x[name] for name in names]
+
+    def describe(self) -> str:
+        """What the analyzer does at each step of the model: the plan before it runs.
+
+        Returns:
+            A text table (:meth:`keras_explain.graph.Plan.describe`): each step's
+            layer, class, op kind, what the method does there and why a layer
+            stays whole or is opened when the shapes of a run are known.
+
+        Raises:
+            ValueError: For a model without a layer graph (subclassed).
+
+        Example:
+            >>> import keras, keras_explain as kx
+            >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+            >>> print(kx.LRP(model, "epsilon").describe())
+            step  class  kind    rule
+            d     Dense  linear  Epsilon(epsilon=1e-07)
+        """
+        if self.plan is None:
+            raise ValueError(
+                f"{type(self).__name__}: model {getattr(self.model, 'name', self.model)!r} has "
+                "no layer graph to describe; the method runs it as a whole."
+            )
+        return self.active_plan().describe(self.describe_step)
+
+    def describe_step(self, step) -> str:
+        """What the method does at ``step`` (default: its gradient)."""
+        return "gradient"
 
     def _input_specs(self):
         if self.plan is not None:

@@ -221,6 +221,9 @@ class LayerMaps(Backpropagation):
         """One map per sample."""
         return 1
 
+    def _input_sources(self) -> bool:
+        return False  # the source is the layer's output
+
     def explain_batch(self, inputs, target, indices, seed, params):
         """The maps of one batch: :meth:`combine` of the layer's gradients and values."""
         gradients, sources = self.backward(inputs, target, indices)

@@ -149,7 +149,7 @@ class DeepLift(Backpropagation):
             for x, values, emb in zip(inputs, stacked, self.embedded or [False] * len(inputs))
         ]
         with tf.GradientTape() as tape:
-            tape.watch(stacked)
+            tape.watch([value for value in stacked if value.dtype.is_floating])
             with self.substituted(stacked):
                 output, _ = self.forward(model_inputs, self.hook)
             scores = self.scores(output[:batch], target, indices)
@@ -319,7 +319,12 @@ class DeepLiftShap(DeepLift):
             # copies of the batch, then each copy's baseline row for every sample
             rows = [base[start : start + size][:, None] for base in background]
             shapes = [tf.concat([[size], tf.shape(x)], 0) for x in inputs]
-            baselines = [tf.broadcast_to(row, shape) for row, shape in zip(rows, shapes)]
+            baselines = [
+                _batching.copies(x, size)  # an input held constant is its own baseline
+                if self.held_input(position)
+                else tf.broadcast_to(row, shape)
+                for position, (x, row, shape) in enumerate(zip(inputs, rows, shapes))
+            ]
             return [_batching.copies(x, size) for x in inputs] + baselines, None
 
         def evaluate(flat, size):

@@ -296,6 +296,10 @@ class GradientShap(_AroundGradient, Wrapper):
         rows = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
         points, differences = [], []
         for position, (x, base) in enumerate(zip(inputs, background)):
+            if self.analyzer.held_input(position):  # not a feature: x at every copy
+                points.append(_batching.copies(x, size))
+                differences.append(tf.zeros_like(points[-1]))
+                continue
             shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
             alpha = tf.reshape(tf.cast(uniform[:, 1], x.dtype), shape)
             baseline = tf.gather(tf.cast(base, x.dtype), rows)[:, None]

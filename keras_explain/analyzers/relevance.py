@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -99,6 +100,7 @@ class LRP(Backpropagation):
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
         self._needed = self.plan.upstream([self.output_key])[0]  # steps the output needs
         self._rules = self._assign_rules()  # by op: the same in every variant of the plan
+        self._planned = {step.op for step in self.plan.steps} | set(self._rules)
         self._sign_sensitive = any(
             getattr(rule, "splits_signs", False) for rule in self._rules.values()
         )
@@ -113,6 +115,8 @@ class LRP(Backpropagation):
             if step not in self._needed or self._is_mask(step):
                 continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
+            if step.op.deferred is not None and rule is None:
+                continue  # opened when the shapes of a run are known: rules then (hook)
             if step.op.inner is not None and (rule is None or isinstance(rule, rules.LinearRule)):
                 # re-executed step by step, each primitive op under its own rule (a
                 # non-linear rule, such as Gradient(), takes the whole layer instead)
@@ -127,9 +131,28 @@ class LRP(Backpropagation):
             assigned[step.op] = rule
         return assigned
 
+    def describe_step(self, step) -> str:
+        """The rule of ``step`` (of each op of a layer's program)."""
+        rule = self._rules.get(step.op)
+        if rule is not None:
+            return repr(rule)
+        if step.op.inner is not None:
+            inner = [
+                f"{name}: {self._rules.get(s.op)!r}" for name, s in step.op.inner.steps.items()
+            ]
+            return "; ".join(inner)
+        if step.op.deferred is not None:
+            return "its operations' rules, when it is opened"
+        return "runs as in the model (no relevance passes)"
+
     def _unsupported_message(self, step) -> str:
         op = step.op
         layer = f"layer {op.name!r} of class {type(op.layer).__name__}"
+        if op.owner is not None:  # an operation of a layer opened into its operations
+            layer += (
+                f" (an operation of layer {op.owner.name!r} of class "
+                f"{type(op.owner).__name__}, opened into its keras.ops operations)"
+            )
         if op.kind == "linear":
             reason = f"composite {self.composite!r} has no rule for linear {layer}"
         elif op.kind == "softmax" and self.output_key in step.outputs:
@@ -146,12 +169,17 @@ class LRP(Backpropagation):
         cls = type(op.layer).__name__
         describe = ""
         if graph.entry_of(op.layer) is None:  # unknown to the layer table
-            describe = (
-                f"describe what it computes with kx.graph.register_layer({cls}, kind=...) "
-                "(see the guide 'Extending'), "
+            register = (
+                f"kx.graph.register_layer({cls}, kind=...)"
+                if isinstance(op.layer, keras.layers.Layer)
+                else f'kx.graph.register_op("{cls}", kind=...)'
             )
+            if op.owner is not None:
+                register += f" or kx.graph.register_layer({type(op.owner).__name__}, kind=...)"
+            describe = f"describe what it computes with {register} (see the guide 'Extending'), "
         return (
-            f"{type(self).__name__}: {reason}. Supported: {graph.supported_layers()}. To "
+            f"{type(self).__name__}: {reason}. kx.graph.Plan(model).describe() shows what "
+            f"every step of the model is. Supported: {graph.supported_layers()}. To "
             "proceed, add a composite entry for it, e.g. LRP(model, composite="
             f"kx.composites.Composite([({cls}, kx.rules.Gradient()), ...])), {describe}or "
             "use a gradient-based analyzer ('gradient', 'input_t_gradient', "
@@ -159,13 +187,32 @@ class LRP(Backpropagation):
         )
 
     def hook(self, step, inputs):
-        """Run ``step`` under its composite rule."""
+        """Run ``step`` under its composite rule.
+
+        The steps of a layer opened when the shapes of a run are known
+        (:class:`keras_explain.graph.Deferred`) get their rules here, the first
+        time they run; one no rule covers is an error then, unless it computes no
+        floating-point value (a mask).
+        """
         rule = self._rules.get(step.op)
         if rule is None and step.op.inner is not None:
             return step.op.inner.run(inputs, self.hook)
+        if rule is None and step.op.deferred is not None:  # not openable on these shapes
+            raise ValueError(self._unsupported_message(step))
+        if rule is None and step.op not in self._planned:
+            rule = self._rules[step.op] = self._rule_of_opened(step, inputs)
         if rule is None:
             return step.op.forward(*inputs)
         return rule(step, inputs)
+
+    def _rule_of_opened(self, step, inputs) -> rules.Rule | None:
+        """The rule of a step of a layer opened at run time (None: it runs as itself)."""
+        rule = self.composite.rule_for(step)
+        if rule is None:
+            values = keras.tree.flatten(step.op.forward(*inputs))
+            if any(value.dtype.is_floating for value in values):
+                raise ValueError(self._unsupported_message(step))
+        return rule
 
     def trace_variant(self, inputs: tuple) -> tuple[bool, ...] | None:
         """Which model inputs of the batch are all ``>= 0``, when a rule splits signs.

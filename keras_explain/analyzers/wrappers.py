@@ -130,6 +130,7 @@ class Wrapper(Analyzer):
     output_index = _bound("output_index")
     strip_softmax = _bound("strip_softmax")
     neuron_selection_mode = _bound("neuron_selection_mode")
+    constant_inputs = _bound("constant_inputs")
     returns_maps = _bound("returns_maps")
     backward_memory_factor = _bound("backward_memory_factor")
 
@@ -249,6 +250,9 @@ class NoiseTunnel(Wrapper):
         for position, x in enumerate(inputs):
             axes = list(range(1, x.shape.rank))
             spread = tf.reduce_max(x, axes, keepdims=True) - tf.reduce_min(x, axes, keepdims=True)
+            if self.analyzer.held_input(position):  # not a feature: no noise
+                copies.append(_batching.copies(x, size))
+                continue
             sigma = tf.cast(noise_scale, x.dtype) * spread
             noise = random.copy_noise(seed, x, start, size, stream=position)
             copies.append(x[None] + noise * sigma[None])

@@ -58,6 +58,7 @@ DEFAULT_RULES: dict[str, rules.Rule] = {
     "max_pool": rules.Gradient(),
     "reshape": rules.Gradient(),
     "embedding": rules.Gradient(),
+    "constant": rules.Gradient(),  # nothing flows back: its relevance is absorbed
 }
 
 LayerKind = str | type | Callable[[Any], bool] | tuple

@@ -22,6 +22,7 @@ import helpers
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_explain as kx
 from keras_explain import composites, rules
@@ -110,8 +111,10 @@ def test_multi_input_and_nested_models_conserve():
 
 
 class Scale(layers.Layer):
+    """A layer the table does not know, whose call cannot be opened (a TensorFlow op)."""
+
     def call(self, x):
-        return x * 2.0
+        return tf.math.scalar_mul(2.0, x)
 
 
 def test_unsupported_layer_error_at_construction():
@@ -121,7 +124,10 @@ def test_unsupported_layer_error_at_construction():
     with pytest.raises(
         ValueError,
         match=(
-            r"LRPEpsilon: layer 'scale' of class Scale has no LRP rule \(op kind 'other'\)\. "
+            r"LRPEpsilon: layer 'scale' of class Scale has no LRP rule in this configuration: its "
+            r"call could not run on symbolic tensors to be opened into keras\.ops operations "
+            r"\(ValueError: A KerasTensor cannot be used as input to a TensorFlow function.*\)\. "
+            r"kx\.graph\.Plan\(model\)\.describe\(\) shows what every step of the model is\. "
             r"Supported: Dense, .*Embedding.* To proceed, add a composite entry for it, e\.g\. "
             r".*\(\[\(Scale, kx\.rules\.Gradient\(\)\), \.\.\.\]\).*gradient-based analyzer"
         ),

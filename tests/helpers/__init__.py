@@ -83,10 +83,12 @@ from .models import (
 )
 from .private import (
     analyzer_steps,
+    assigned_rules,
     fail_file_writes_after,
     fail_fsync,
     first_step,
     marked_step,
+    node_counts,
     noisy_copies,
     plan_of,
     program_kinds,
@@ -156,6 +158,7 @@ __all__ = [
     "SubclassedCNN",
     "TOKEN_KINDS",
     "analyzer_steps",
+    "assigned_rules",
     "average_pool_matrix",
     "batch_norm_scale_shift",
     "bias_free",
@@ -197,6 +200,7 @@ __all__ = [
     "lrp_net_reference",
     "lstm_lrp_reference",
     "marked_step",
+    "node_counts",
     "max_pool_reference",
     "multi_input",
     "nested",

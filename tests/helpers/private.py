@@ -121,3 +121,16 @@ def fail_fsync(monkeypatch, error=None):
         raise error
 
     monkeypatch.setattr(_shards.os, "fsync", fsync)
+
+
+def node_counts(layer):
+    """The numbers of inbound and outbound nodes of a layer and of its sublayers."""
+    return [
+        (len(item._inbound_nodes), len(item._outbound_nodes))
+        for item in [layer, *layer._flatten_layers(include_self=False)]
+    ]
+
+
+def assigned_rules(analyzer):
+    """``{op name: repr(rule)}`` of every op an LRP analyzer has a rule for (run-time ones too)."""
+    return {op.name: repr(rule) for op, rule in analyzer._rules.items()}

@@ -1,0 +1,89 @@
+"""KerasHub models explained as users load them: tiny random backbones, no download.
+
+Their layers are unknown to the layer table and opened into their keras.ops
+operations (encoder blocks when the plan is built, ViT's patching when the shapes of
+a run are known); the padding mask and segment ids are held constant.
+"""
+
+import helpers
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_explain as kx
+
+keras_hub = pytest.importorskip("keras_hub")
+
+
+def bert(seed=0):
+    helpers.seeded(seed)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=8,
+    )
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=3, preprocessor=None, activation=None
+    )
+
+
+def bert_batch():
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 8), "int32")
+    mask[1, 5:] = 0
+    return {
+        "token_ids": rng.integers(1, 30, (2, 8)).astype("int32") * mask,
+        "segment_ids": np.zeros((2, 8), "int32"),
+        "padding_mask": mask,
+    }
+
+
+def test_bert_classifier_is_opened_and_explained_with_its_mask_held():
+    model, x = bert(), bert_batch()
+    plan = helpers.plan_of(model)
+    kinds = {type(s.op.layer).__name__: s.op.kind for s in plan.steps}
+    assert "TransformerEncoder" not in kinds  # opened into its operations
+    assert kinds["MultiHeadAttention"] == "attention" and kinds["PositionEmbedding"] == "constant"
+    values = plan.run([tf.constant(x[spec.name]) for spec in plan.input_specs])
+    np.testing.assert_allclose(
+        values[plan.output_keys[0]].numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6
+    )
+    ig = kx.IntegratedGradients(model, steps=256).analyze(x, target=1)
+    assert set(ig) == {"token_ids", "segment_ids", "padding_mask"}
+    np.testing.assert_array_equal(ig["padding_mask"], 0.0)
+    np.testing.assert_array_equal(ig["token_ids"][1, 5:], 0.0)  # padding reaches nothing
+    baseline = {**x, "token_ids": np.zeros_like(x["token_ids"])}
+    delta = model(x).numpy()[:, 1] - model(baseline).numpy()[:, 1]
+    np.testing.assert_allclose(ig["token_ids"].sum(1), delta, atol=1e-3)
+    relevance = kx.LRP(model, "epsilon").analyze(x, target=1)
+    assert np.all(np.isfinite(relevance["token_ids"]))
+    assert np.abs(relevance["token_ids"]).sum() > 0
+
+
+def test_vit_patching_is_opened_when_the_shapes_of_a_run_are_known():
+    helpers.seeded(0)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(8, 8, 3), patch_size=4, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16
+    )
+    model = keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=3, preprocessor=None, activation=None
+    )
+    plan = helpers.plan_of(model)
+    (patching,) = [s for s in plan.steps if type(s.op.layer).__name__ == "ViTPatchingAndEmbedding"]
+    assert patching.op.deferred is not None
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(
+        kx.Gradient(model).analyze(x, target=0),
+        helpers.tape_gradient(model, x, 0),
+        rtol=1e-4,
+        atol=1e-7,
+    )
+    analyzer = kx.LRP(model, "epsilon_plus")
+    relevance = analyzer.analyze(x, target=0)
+    assert relevance.shape == x.shape and np.all(np.isfinite(relevance))
+    # the patch convolution, opened at the first call, got the convolutions' rule
+    rules = helpers.assigned_rules(analyzer)
+    assert rules["patch_embedding"].startswith("AlphaBeta(alpha=1, beta=0")
