@@ -984,7 +984,8 @@ for _entry in [
     *_ops("Maximum Minimum Max", "max_pool"),
     *_ops(
         "Reshape Transpose ExpandDims Squeeze Concatenate Stack Flatten Identity GetItem Pad "
-        "Cast BroadcastTo Tile",
+        "Cast BroadcastTo Tile Moveaxis Swapaxes Repeat Slice Split Unstack Roll Take "
+        "TakeAlongAxis",
         "reshape",
     ),
     *_activation_ops(
