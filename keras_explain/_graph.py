@@ -10,6 +10,7 @@ structure is built on top of this in :mod:`keras_explain.graph`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import itertools
@@ -271,7 +272,8 @@ def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None =
     kwargs = dict(kwargs)
     if getattr(operation, "_call_has_training_arg", False):
         kwargs["training"] = False
-    outputs = keras.tree.flatten(operation.call(*args, **kwargs))
+    with _tolerant_output_specs(operation._flatten_layers(include_self=False)):
+        outputs = keras.tree.flatten(operation.call(*args, **kwargs))
     if len(outputs) != len(node.outputs) or not all(
         isinstance(output, keras.KerasTensor) for output in outputs
     ):
@@ -280,6 +282,46 @@ def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None =
             "of the layer"
         )
     return keras.Model(stand_ins, outputs)
+
+
+@contextlib.contextmanager
+def _tolerant_output_specs(layers):
+    """Sublayers' ``compute_output_spec`` accepting keyword arguments passed as None.
+
+    A layer may pass a sublayer keyword arguments that the sublayer's
+    ``compute_output_spec`` does not name (KerasHub's ``CachedMultiHeadAttention``
+    gets ``cache=None``): Keras builds the outer layer by tracing its whole call
+    in a backend graph, where that method never runs, but opening calls the
+    sublayers on symbolic tensors. Arguments left None are dropped, through
+    instance attributes removed on exit (the layers are as before).
+    """
+    patched = []
+    for layer in layers:
+        method = type(layer).compute_output_spec
+        if method is keras.layers.Layer.compute_output_spec:
+            continue  # the default traces the call itself: any argument goes
+        parameters = inspect.signature(method).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        object.__setattr__(
+            layer, "compute_output_spec", _dropping_none(layer.compute_output_spec, set(parameters))
+        )
+        patched.append(layer)
+    try:
+        yield
+    finally:
+        for layer in patched:
+            object.__delattr__(layer, "compute_output_spec")
+
+
+def _dropping_none(method: Callable, names: set[str]) -> Callable:
+    """``method`` called without the keyword arguments it does not name that are None."""
+
+    def tolerant(*args, **kwargs):
+        kept = {k: v for k, v in kwargs.items() if k in names or v is not None}
+        return method(*args, **kept)
+
+    return tolerant
 
 
 def _open_failure(operation, error: Exception) -> str:

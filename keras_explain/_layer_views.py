@@ -60,6 +60,7 @@ KINDS = (
     "max_pool",  # routes its output to one input element (max pooling, Maximum)
     "sum_pool",  # a fixed linear map without weights: average pooling, Add, x * constant
     "multiply",  # an element-wise product of tensors (gates)
+    "bilinear",  # a product of two computed tensors that mixes elements (query · key)
     "normalization",  # LayerNormalization & co.: linear once the scale is held constant
     "reshape",  # bookkeeping: the values move, unchanged
     "embedding",
@@ -738,6 +739,11 @@ def _product(layer, tensor_inputs) -> str:
     return "sum_pool" if tensor_inputs == 1 else "multiply"  # x * c: a fixed linear map of x
 
 
+def _matrix_product(layer, tensor_inputs) -> str:
+    # x W with W a constant (a weight read inside a layer): a fixed linear map of x
+    return "sum_pool" if tensor_inputs == 1 else "bilinear"
+
+
 def _quotient(layer, tensor_inputs) -> str:
     return "sum_pool" if tensor_inputs == 1 else "other"  # x / c: a fixed linear map of x
 
@@ -981,6 +987,10 @@ for _entry in [
         "Multiply", "multiply", op=True, kind_of=_product, note='x * c: "sum_pool"', **_POINTWISE
     ),
     *_ops("Divide TrueDivide", "sum_pool", kind_of=_quotient, note="x / c"),
+    *[
+        Entry(name, "bilinear", op=True, kind_of=_matrix_product, note='x W: "sum_pool"')
+        for name in "Einsum Matmul Dot Tensordot Inner Outer".split()
+    ],
     *_ops("Maximum Minimum Max", "max_pool"),
     *_ops(
         "Reshape Transpose ExpandDims Squeeze Concatenate Stack Flatten Identity GetItem Pad "

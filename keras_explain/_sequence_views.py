@@ -426,11 +426,12 @@ def _attend(values, weights):
 
 
 def _attention(layer, names, options) -> Inner:
-    """MultiHeadAttention with its attention weights held constant (Ali et al. 2022)."""
-    projections = {
-        name: linear_maps(getattr(layer, f"{name}_dense"))[0]
-        for name in ("query", "key", "value", "output")
-    }
+    """MultiHeadAttention as its primitive ops: projections, two products, a softmax.
+
+    The attention weights are a gate of the values (``gates=(1,)``): rules that
+    respect gates hold them constant (CP-LRP, Ali et al. 2022); AttnLRP's uniform
+    rule lets relevance flow into them, through the softmax to query and key.
+    """
     parts = {
         name: Part(
             "linear",
@@ -439,32 +440,34 @@ def _attention(layer, names, options) -> Inner:
             linear=linear,
             layer=getattr(layer, f"{name}_dense"),
         )
-        for name, linear in projections.items()
-        if name in ("value", "output")
+        for name in ("query", "key", "value", "output")
+        for linear in linear_maps(getattr(layer, f"{name}_dense"))[:1]
     }
-    # the attention weights take no relevance: a fixed linear map of the values
-    parts["attention"] = Part("sum_pool", "/attention", _attend)
+    scale = 1.0 / float(layer.key_dim) ** 0.5
+
+    def scores(key, query):
+        """``Σ_h k[b, s, n, h] q[b, t, n, h] / √d`` as ``(B, N, T, S)``."""
+        return tf.einsum("aecd,abcd->acbe", key, query * tf.cast(scale, query.dtype))
+
+    parts["scores"] = Part("bilinear", "/scores", scores)
+    parts["softmax"] = Part("softmax", "/softmax", tf.nn.softmax, "softmax")
+    parts["attention"] = Part("bilinear", "/attention", _attend, gates=(1,))
     causal = bool(options.get("use_causal_mask", False))
     dtype = layer.compute_dtype
-    scale = 1.0 / float(layer.key_dim) ** 0.5
 
     def run(inputs, apply):
         given = {name: tensor for name, tensor in zip(names, inputs) if name}
         query = tf.cast(given["query"], dtype)
         value = tf.cast(given["value"], dtype)
         key = tf.cast(given.get("key", given["value"]), dtype)
-        with tf.name_scope("attention_weights"):
-            q = projections["query"].apply(query, *projections["query"].weights())
-            k = projections["key"].apply(key, *projections["key"].weights())
-            scores = tf.einsum("aecd,abcd->acbe", k, q * tf.cast(scale, dtype))
-            mask = _attention_mask(given, query, value, causal)
-            if mask is not None:
-                mask = mask[:, None]  # the heads axis
-                scores = tf.where(mask, scores, tf.cast(-1e9, scores.dtype))
-            weights = tf.nn.softmax(scores, axis=-1)
-            if mask is not None:
-                weights = tf.where(mask, weights, tf.zeros_like(weights))
-            weights = tf.stop_gradient(weights)
+        logits = apply("scores", [apply("key", [key]), apply("query", [query])])
+        mask = _attention_mask(given, query, value, causal)
+        if mask is not None:
+            mask = mask[:, None]  # the heads axis
+            logits = tf.where(mask, logits, tf.cast(-1e9, logits.dtype))
+        weights = apply("softmax", [logits])
+        if mask is not None:
+            weights = tf.where(mask, weights, tf.zeros_like(weights))
         values = apply("value", [value])
         return apply("output", [apply("attention", [values, weights])])
 

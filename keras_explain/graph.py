@@ -24,10 +24,14 @@ Op kinds (``op.kind``), what a rule may rely on:
                           ``Subtract``, ``x * constant``, bilinear upsampling
 ``"multiply"``            an element-wise product of tensors (squeeze-and-excitation
                           gates); ``step.gates`` says which inputs are gates
+``"bilinear"``            a product of two computed tensors that mixes elements
+                          (``einsum``/``matmul`` of query and key, attention and
+                          value); ``step.gates`` as for ``"multiply"``
 ``"normalization"``       LayerNormalization, RMSNormalization, UnitNormalization;
                           ``op.linearized`` is the op with its scale held constant
 ``"reshape"``             bookkeeping: values move unchanged (Flatten, padding, ...)
 ``"embedding"``           an ``Embedding`` lookup
+``"constant"``            reads its input's shape only (position embeddings, masks)
 ``"recurrent"``           LSTM, GRU, SimpleRNN, Bidirectional; ``op.inner`` re-executes
                           it step by step from primitive ops (:class:`Inner`)
 ``"attention"``           MultiHeadAttention; ``op.inner`` as for ``"recurrent"``

@@ -100,6 +100,7 @@ class LRP(Backpropagation):
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
         self._needed = self.plan.upstream([self.output_key])[0]  # steps the output needs
         self._rules = self._assign_rules()  # by op: the same in every variant of the plan
+        self._opened_gates: dict = {}  # the gates of products of layers opened at run time
         self._planned = {step.op for step in self.plan.steps} | set(self._rules)
         self._sign_sensitive = any(
             getattr(rule, "splits_signs", False) for rule in self._rules.values()
@@ -115,6 +116,8 @@ class LRP(Backpropagation):
             if step not in self._needed or self._is_mask(step):
                 continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
+            if step.op.kind == "softmax" and self.output_key in step.outputs:
+                rule = None  # LRP explains the logits (strip_softmax=True), not probabilities
             if step.op.deferred is not None and rule is None:
                 continue  # opened when the shapes of a run are known: rules then (hook)
             if step.op.inner is not None and (rule is None or isinstance(rule, rules.LinearRule)):
@@ -160,8 +163,6 @@ class LRP(Backpropagation):
                 f"the explained output comes out of the softmax {layer}; LRP explains "
                 "the logits: keep strip_softmax=True"
             )
-        elif op.kind == "softmax":
-            reason = f"{layer} is a softmax in the middle of the network, which has no LRP rule"
         elif op.note:
             reason = f"{layer} has no LRP rule in this configuration: {op.note}"
         else:
@@ -201,8 +202,14 @@ class LRP(Backpropagation):
             raise ValueError(self._unsupported_message(step))
         if rule is None and step.op not in self._planned:
             rule = self._rules[step.op] = self._rule_of_opened(step, inputs)
+            if step.op.kind == "multiply":  # what canonize tells of planned products
+                self._opened_gates[step.op] = canonizers_module.broadcast_gates(
+                    [tuple(x.shape) for x in inputs]
+                )
         if rule is None:
             return step.op.forward(*inputs)
+        if step.op in self._opened_gates:
+            step = step.replace(gates=self._opened_gates[step.op])
         return rule(step, inputs)
 
     def _rule_of_opened(self, step, inputs) -> rules.Rule | None:
@@ -336,11 +343,12 @@ class LRP(Backpropagation):
 
 
 #: The registry names of the LRP presets of :data:`keras_explain.lrp.composites.PRESETS`:
-#: ``"lrp." + preset``, and Deep Taylor's two.
+#: ``"lrp." + preset``; Deep Taylor's two and AttnLRP's (``"lrp.attn"``) are shorter.
 PRESET_NAMES = {
-    **{preset: f"lrp.{preset}" for preset in composites.PRESETS if "deep_taylor" not in preset},
+    **{preset: f"lrp.{preset}" for preset in composites.PRESETS},
     "deep_taylor": "deep_taylor",
     "deep_taylor_bounded": "deep_taylor.bounded",
+    "attn_lrp": "lrp.attn",
 }
 for _preset, _name in PRESET_NAMES.items():
     add(_name, LRP, composite=_preset)

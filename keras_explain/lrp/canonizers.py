@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import tensorflow as tf
 
 from keras_explain.graph import Key, Linear, Op, Plan, Step, entry_of
@@ -223,12 +224,45 @@ def _gates(plan: Plan, step: Step, gated: set[Key]) -> tuple[int, ...]:
     marked = tuple(i for i, key in enumerate(step.inputs) if key in gated)
     if 0 < len(marked) < len(step.inputs):
         return marked
-    sizes = []
-    for key in step.inputs:
-        shape = plan.shape_of(key)
-        known = shape is not None and all(d is not None for d in shape[1:])
-        sizes.append(int(tf.TensorShape(shape[1:]).num_elements()) if known else None)
+    return broadcast_gates([plan.shape_of(key) for key in step.inputs])
+
+
+def broadcast_gates(shapes) -> tuple[int, ...]:
+    """The factors of a product broadcast to the others' shape: gates (a ``1 / σ`` scale).
+
+    A factor is a gate when it has size 1 along an axis where another factor has
+    more (or an unknown number of) elements, and is nowhere larger than the
+    others: ``x * rsqrt(mean(x², -1, keepdims=True))`` gates ``x``.
+
+    Args:
+        shapes: The factors' static shapes (batch axis first; None for an
+            unknown shape, None entries for unknown sizes).
+
+    Returns:
+        The positions of the gates; none when a shape is unknown, when no factor
+        is broadcast, or when every factor is (an outer product) and their sizes
+        cannot tell them apart.
+    """
+    if not shapes or any(shape is None for shape in shapes):
+        return ()
+    rank = max(len(shape) for shape in shapes)
+    padded = [(1,) * (rank - len(shape)) + tuple(shape) for shape in shapes]
+
+    def broadcast(i):
+        mine = padded[i]
+        others = [shape for j, shape in enumerate(padded) if j != i]
+        stretched = any(
+            mine[a] == 1 and any(other[a] != 1 for other in others) for a in range(1, rank)
+        )
+        larger = any(
+            mine[a] != 1 and any(other[a] == 1 for other in others) for a in range(1, rank)
+        )
+        return stretched and not larger
+
+    gates = tuple(i for i in range(len(padded)) if broadcast(i))
+    if len(gates) < len(padded):
+        return gates
+    sizes = [np.prod(shape[1:]) if None not in shape[1:] else None for shape in padded]
     if None in sizes or len(set(sizes)) == 1:
         return ()
-    largest = max(sizes)
-    return tuple(i for i, size in enumerate(sizes) if size < largest)
+    return tuple(i for i, size in enumerate(sizes) if size < max(sizes))

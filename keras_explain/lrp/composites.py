@@ -8,14 +8,17 @@ preprocessing (``Rescaling``, ``Normalization``) pass relevance through
 (:class:`~keras_explain.lrp.rules.Pass`), ``Add`` and average pooling use
 the stabilized proportional rule (:class:`~keras_explain.lrp.rules.Proportional`),
 a gated product gives all relevance to its signal
-(:class:`~keras_explain.lrp.rules.SignalTakesAll`), a LayerNormalization holds its
+(:class:`~keras_explain.lrp.rules.SignalTakesAll`), a product of two computed
+tensors (``query · key``) splits it evenly between the factors that are not gates
+(:class:`~keras_explain.lrp.rules.Bilinear`), a softmax in the middle gets
+AttnLRP's rule (:class:`~keras_explain.lrp.rules.Softmax`), a LayerNormalization holds its
 scale constant (:class:`~keras_explain.lrp.rules.ConstantScale`), max pooling,
 reshapes and embeddings follow the gradient (:class:`~keras_explain.lrp.rules.Gradient`).
 
 A layer kind (the first element of an entry) is any of:
 
 - an op kind of :mod:`keras_explain.graph` (``"linear"``, ``"activation"``,
-  ``"max_pool"``, ``"sum_pool"``, ``"multiply"``, ``"normalization"``,
+  ``"max_pool"``, ``"sum_pool"``, ``"multiply"``, ``"bilinear"``, ``"normalization"``,
   ``"reshape"``, ``"embedding"``, ``"softmax"``, ``"other"``);
 - a linear layer family, the ``family`` of the layer's entry in the layer table:
   ``"dense"`` (Dense, EinsumDense), ``"conv"`` (every convolution: Conv1D/2D/3D,
@@ -54,6 +57,8 @@ DEFAULT_RULES: dict[str, rules.Rule] = {
     "activation": rules.Pass(),
     "sum_pool": rules.Proportional(),
     "multiply": rules.SignalTakesAll(),
+    "bilinear": rules.Bilinear(),
+    "softmax": rules.Softmax(),
     "normalization": rules.ConstantScale(),
     "max_pool": rules.Gradient(),
     "reshape": rules.Gradient(),
@@ -201,6 +206,9 @@ class Preset:
             linear op of a uniform preset.
         first: ``first(params) -> Rule`` for the first linear layer(s), or None.
         defaults: The preset's parameters and their defaults.
+        entries: ``entries(params) -> [(layer kind, Rule), ...]``: a preset with
+            rules for more than linear ops (AttnLRP); then :attr:`dense` and
+            :attr:`conv` are not read.
     """
 
     summary: str
@@ -208,10 +216,13 @@ class Preset:
     conv: Callable[[Mapping[str, Any]], rules.Rule] | None = None
     first: Callable[[Mapping[str, Any]], rules.Rule] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    entries: Callable[[Mapping[str, Any]], list] | None = None
 
     def build(self, name: str, **params: Any) -> Composite:
         """The composite named ``name``, with ``params`` overriding the defaults."""
         values = {**self.defaults, **params}
+        if self.entries is not None:
+            return Composite(self.entries(values), name=name)
         if self.conv is None and self.first is None:
             return Uniform(self.dense(values), name=name)
         first = None if self.first is None else self.first(values)
@@ -264,6 +275,24 @@ def _alpha_beta_fixed(alpha, beta, bias=None):
     return rule
 
 
+def _attn_lrp(params):
+    """AttnLRP (Achtibat et al., ICML 2024, arXiv:2402.05602), as LXT computes it.
+
+    ``epsilon`` is the linear maps' ε; the other rules' stabilizers are guards
+    against exact zeros only (LXT computes them as gradient × input, without one).
+    """
+    guard = 1e-9
+    return [
+        ("linear", rules.Epsilon(params["epsilon"])),
+        ("bilinear", rules.Bilinear(guard, gates=False)),  # query·key, attention·value
+        ("multiply", rules.Bilinear(guard)),  # gated products; a 1/σ scale takes none
+        ("softmax", rules.Softmax()),
+        ("normalization", rules.ConstantScale(guard)),
+        ("activation", rules.Pass()),  # the identity rule
+        ("sum_pool", rules.Proportional(guard)),  # sums, x * c: in proportion
+    ]
+
+
 _EPSILON = {"epsilon": 1e-7}
 
 #: Every preset, by name: the registry of :func:`get` and of the ``lrp.*`` analyzers
@@ -313,6 +342,15 @@ PRESETS: dict[str, Preset] = {
         "LRP-z⁺ with W⁺ only, for inputs >= 0, on every linear op",
         dense=lambda params: rules.ZPlusFast(params["epsilon"]),
         defaults=_EPSILON,
+    ),
+    "attn_lrp": Preset(
+        "AttnLRP for Transformers: ε on linear maps, the uniform rule on products of "
+        "computed tensors, the softmax rule, identity through normalizations' scales "
+        "and element-wise non-linearities (Achtibat et al. 2024)",
+        dense=_epsilon,
+        entries=_attn_lrp,
+        # a guard only: LXT computes the rules as gradient × input, the limit ε → 0
+        defaults={"epsilon": 1e-9},
     ),
     # convolutions and the other linear ops apart
     "sequential_preset_a": Preset(

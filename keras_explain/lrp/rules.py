@@ -729,6 +729,99 @@ class ConstantScale(Rule):
         return [tf.cast(x * grad, inputs[0].dtype)]
 
 
+class Bilinear(Rule):
+    """The uniform rule: a product of computed tensors splits its relevance evenly.
+
+    For ``y = f(a, b)`` bilinear (``query · key``, ``attention · value``, an
+    element-wise product such as SwiGLU's ``silu(x W) * (x V)``), each factor
+    that is not a gate takes an equal share, redistributed in proportion to its
+    contributions: ``R_k = x_k * vjp_k(f, R / stab(f(x))) / n`` for the ``n``
+    factors that take part (AttnLRP's uniform rule, Achtibat et al., "AttnLRP:
+    Attention-Aware Layer-Wise Relevance Propagation for Transformers", ICML 2024,
+    arXiv:2402.05602, eq. 7). The factors' relevances sum to ``R``.
+
+    Factors named in ``step.gates`` (the attention weights of a
+    ``MultiHeadAttention``, a normalization's ``1 / σ`` factor, a sigmoid gate)
+    take none when ``gates=True``: the other factor takes all of it, and a
+    ``MultiHeadAttention`` then holds its attention weights constant (CP-LRP, Ali
+    et al., ICML 2022, arXiv:2202.07304). ``gates=False`` lets every factor take
+    part, as AttnLRP does for attention weights.
+
+    Args:
+        epsilon: Stabilizer of the denominator.
+        gates: Whether factors marked as gates are left out.
+
+    Example:
+        >>> from keras_explain import rules
+        >>> rules.Bilinear(gates=False)
+        Bilinear(epsilon=1e-07, gates=False)
+    """
+
+    def __init__(self, epsilon: float = 1e-7, gates: bool = True):
+        self.epsilon = epsilon
+        self.gates = gates
+
+    def backward(self, step, inputs, output, upstream, weights):
+        """See :meth:`Rule.backward`; a gate gets None (nothing flows back into it)."""
+        taking = [
+            index
+            for index in range(len(inputs))
+            if not (self.gates and index in step.gates and len(step.gates) < len(inputs))
+        ]
+        scaled = divide(tf.cast(upstream, output.dtype), output, self.epsilon)
+        scaled = scaled / len(taking)
+
+        def of_factors(*factors):
+            values = list(inputs)
+            for index, factor in zip(taking, factors):
+                values[index] = factor
+            return step.op.forward(*values)
+
+        grads = vjp(of_factors, [inputs[index] for index in taking], scaled)
+        result: list = [None] * len(inputs)
+        for index, grad in zip(taking, grads):
+            result[index] = inputs[index] * tf.cast(grad, inputs[index].dtype)
+        return result
+
+
+class Softmax(Rule):
+    """AttnLRP's softmax rule: ``R_in = x * (R_out − s * Σ R_out)``.
+
+    The first-order Taylor decomposition of ``s = softmax(x)`` at ``x`` with the
+    bias absorbing the rest (Achtibat et al., ICML 2024, arXiv:2402.05602,
+    Proposition 3.1); the sum runs along the softmax's axis. With relevance
+    ``R_out = s * g`` this is ``x * J^T g``: gradient × input through the
+    softmax, which is how LXT computes it. Inputs besides the first (a mask)
+    get none.
+
+    Example:
+        >>> from keras_explain import rules
+        >>> rules.Softmax()
+        Softmax()
+    """
+
+    def backward(self, step, inputs, output, upstream, weights):
+        """See :meth:`Rule.backward`."""
+        x = inputs[0]
+        axis = softmax_axis(step.op)
+        s = tf.cast(output, tf.float32)
+        relevance = tf.cast(upstream, tf.float32)
+        total = tf.reduce_sum(relevance, axis=axis, keepdims=True)
+        result = tf.cast(x, tf.float32) * (relevance - s * total)
+        return [tf.cast(result, x.dtype)] + [None] * (len(inputs) - 1)
+
+    def __repr__(self) -> str:
+        return "Softmax()"
+
+
+def softmax_axis(op) -> int | tuple:
+    """The axis of a softmax op: a ``Softmax`` layer's or operation's ``axis``, else -1."""
+    if type(op.layer).__name__ == "Softmax":
+        axis = op.layer.axis
+        return tuple(axis) if isinstance(axis, list) else axis
+    return -1
+
+
 def _unbroadcast(value: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Sum ``value`` over the axes along which ``like`` was broadcast to it."""
     if value.shape.rank == like.shape.rank and value.shape == like.shape:

@@ -137,17 +137,33 @@ def test_unsupported_layer_error_at_construction():
     composite = composites.Composite([(Scale, rules.Gradient()), ("linear", rules.Epsilon())])
     assert kx.LRP(model, composite).analyze(helpers.data((4,))).shape == (4, 4)
 
+    # a final softmax is stripped; kept, it is an error (LRP explains the logits)
+    assert kx.LRPZ(helpers.dense_sequential()).analyze(helpers.data((6,))).shape == (4, 6)
+    with pytest.raises(ValueError, match=r"the explained output comes out of the softmax"):
+        kx.LRPZ(helpers.dense_sequential(), strip_softmax=False)
+
+
+def test_a_softmax_in_the_middle_gets_the_attn_lrp_softmax_rule():
+    """``R_z = z (R_s - s sum(R_s))`` (Achtibat et al. 2024, Prop. 3.1), by hand in numpy."""
+    helpers.seeded(0)
     inputs = keras.Input((4,))
     h = layers.Dense(3, activation="softmax", name="middle")(inputs)
-    model = keras.Model(inputs, layers.Dense(2)(h))
-    with pytest.raises(
-        ValueError,
-        match=r"'middle/activation' of class Dense is a softmax in "
-        r"the middle of the network",
-    ):
-        kx.create_analyzer("lrp.z", model)
-    # a final softmax is stripped instead
-    assert kx.LRPZ(helpers.dense_sequential()).analyze(helpers.data((6,))).shape == (4, 6)
+    model = helpers.randomize(keras.Model(inputs, layers.Dense(2, name="top")(h)), 0)
+    x = helpers.data((4,))
+    w1, b1 = (v.numpy() for v in model.get_layer("middle").weights)
+    w2, b2 = (v.numpy() for v in model.get_layer("top").weights)
+    z = x @ w1 + b1
+    s = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    logit = s @ w2[:, 1] + b2[1]
+    r_s = s * w2[:, 1] / logit[:, None] * logit[:, None]  # LRP-0 at the top layer
+    r_z = z * (r_s - s * r_s.sum(1, keepdims=True))
+    expected = x[:, :, None] * w1[None] / z[:, None, :] * r_z[:, None, :]
+    np.testing.assert_allclose(
+        kx.create_analyzer("lrp.z", model).analyze(x, target=1),
+        expected.sum(2),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_subclassed_model_gets_a_clear_error():
@@ -410,6 +426,7 @@ DEFAULTS = [
     ("lrp.epsilon_gamma_box", {}, layout(BOX01, GAMMA, EPS7)),
     ("deep_taylor", {}, uniform(ZPLUS)),
     ("deep_taylor.bounded", {}, layout(BOX01, ZPLUS, ZPLUS)),
+    ("lrp.attn", {}, uniform("Epsilon(epsilon=1e-09)")),
 ]
 
 
@@ -468,6 +485,7 @@ PASSED_THROUGH = [
         layout(BOX11, "Gamma(gamma=0.6, epsilon=1e-07)", EPS05),
     ),
     ("deep_taylor.bounded", {"low": -1.0, "high": 1.0}, layout(BOX11, ZPLUS, ZPLUS)),
+    ("lrp.attn", {"epsilon": 0.5}, uniform(EPS05)),
 ]
 
 
@@ -520,7 +538,7 @@ def reference(model, x, expected_layout):
 
 
 def test_the_table_covers_every_relevance_name_at_defaults_and_with_its_parameters():
-    assert len(RELEVANCE_NAMES) == 23
+    assert len(RELEVANCE_NAMES) == 24
     assert sorted(name for name, _, _ in DEFAULTS) == RELEVANCE_NAMES
     with_parameters = {name for name, _, _ in PASSED_THROUGH}
     assert with_parameters == set(RELEVANCE_NAMES) - set(WITHOUT_PARAMETERS)
@@ -539,6 +557,8 @@ def test_rule_of_every_layer(net, case):
     name, kwargs, expected_layout, _ = case
     analyzer = kx.create_analyzer(name, net, **kwargs)
     fused = ("conv2", "dense1")  # split into a linear op and its ReLU, which passes
+    # sums split in proportion, with AttnLRP's guard or the default ε
+    proportional = f"Proportional(epsilon={1e-09 if name == 'lrp.attn' else 1e-07})"
     got = {layer.name: [repr(rule) for rule in analyzer.rule_of(layer)] for layer in net.layers[1:]}
     expected = {
         layer: [text] + (["Pass()"] if layer in fused else [])
@@ -549,8 +569,8 @@ def test_rule_of_every_layer(net, case):
             "bn_fold": [],  # folded into conv1: no op of its own
             "max_pool": ["Gradient()"],
             "relu1": ["Pass()"],
-            "add": ["Proportional(epsilon=1e-07)"],
-            "avg_pool": ["Proportional(epsilon=1e-07)"],
+            "add": [proportional],
+            "avg_pool": [proportional],
             "flatten": ["Gradient()"],
         }
     )

@@ -23,6 +23,8 @@ from .browser import (
 )
 from .lrp_references import (
     Ref,
+    attn_lrp_llama_reference,
+    attn_lrp_transformer_reference,
     average_pool_matrix,
     batch_norm_scale_shift,
     conv_matrix,
@@ -153,6 +155,8 @@ __all__ = [
     "LRP_NET_LINEAR_LAYERS",
     "REPO_ROOT",
     "Ref",
+    "attn_lrp_llama_reference",
+    "attn_lrp_transformer_reference",
     "SIGMOID_FORMS",
     "Subclassed",
     "SubclassedCNN",

@@ -11,6 +11,7 @@ import dataclasses
 import re
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -398,3 +399,159 @@ def gru_lrp_reference(layer, dense, x, target, eps, sum_eps=1e-7):
         )
         relevance_h = kept + from_b
     return result
+
+
+# =====================================================================================
+# AttnLRP as LXT computes it: gradient × input with modified gradients
+# =====================================================================================
+@tf.custom_gradient
+def _divide_gradient(value, factor):
+    """The identity whose gradient is divided by ``factor`` (LXT's ``divide_gradient``)."""
+    return tf.identity(value), lambda upstream: (upstream / factor, None)
+
+
+def _identity_rule(function, value):
+    """``function(value)`` whose gradient is ``function(value) / value`` (the identity rule)."""
+
+    @tf.custom_gradient
+    def run(value):
+        output = function(value)
+        return output, lambda upstream: upstream * output / (value + 1e-10)
+
+    return run(value)
+
+
+def _lxt_norm(layer, h):
+    """LayerNorm / RMSNorm with the scale's gradient stopped (LXT's normalization patch)."""
+    if isinstance(layer, keras.layers.RMSNormalization):
+        rms = tf.sqrt(tf.reduce_mean(tf.square(h), -1, keepdims=True) + layer.epsilon)
+        return h / tf.stop_gradient(rms) * layer.scale
+    mean = tf.reduce_mean(h, -1, keepdims=True)
+    std = tf.sqrt(tf.reduce_mean(tf.square(h - mean), -1, keepdims=True) + layer.epsilon)
+    centered = (h - mean) / tf.stop_gradient(std)
+    return centered * (1.0 if layer.gamma is None else layer.gamma) + (
+        0.0 if layer.beta is None else layer.beta
+    )
+
+
+def _lxt_attention(mha, h, causal):
+    def project(dense, value):
+        out = tf.einsum("btd,dnh->btnh", value, dense.kernel)
+        return out if dense.bias is None else out + dense.bias
+
+    q = _divide_gradient(project(mha.query_dense, h), 4.0)  # through q·k, then A·v
+    k = _divide_gradient(project(mha.key_dense, h), 4.0)
+    v = _divide_gradient(project(mha.value_dense, h), 2.0)  # through A·v
+    scores = tf.einsum("bsnh,btnh->bnts", k, q) / float(mha.key_dim) ** 0.5
+    if causal:
+        length = scores.shape[-1]
+        allowed = np.tril(np.ones((length, length), bool))
+        scores = tf.where(allowed, scores, -1e9)
+    mixed = tf.einsum("bnts,bsnh->btnh", tf.nn.softmax(scores, -1), v)
+    out = tf.einsum("btnh,nhd->btd", mixed, mha.output_dense.kernel)
+    return out if mha.output_dense.bias is None else out + mha.output_dense.bias
+
+
+def attn_lrp_transformer_reference(model, x, target, causal=False):
+    """AttnLRP of a ``helpers.transformer_classifier`` on float inputs, as LXT computes it.
+
+    LXT ("efficient" AttnLRP, Achtibat et al. 2024; Arras et al. 2025,
+    arXiv:2502.15886) writes every rule as gradient × input: the gradients of
+    query and key are divided by 4 and of the values by 2 (the uniform rule on the
+    two bilinear products), the normalizations' scales are constants, and the
+    element-wise non-linearities pass ``f(x) / x`` back (the identity rule); linear
+    maps, sums and the softmax keep their own gradient. The relevance of the input
+    is ``x * d logit / d x``. A plain ``tf.GradientTape``; no keras_explain.
+    """
+    mhas = [layer for layer in model.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    norms = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.LayerNormalization | keras.layers.RMSNormalization)
+    ]
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        h = x
+        for block, mha in enumerate(mhas):
+            h = _lxt_norm(norms[2 * block], h + _lxt_attention(mha, h, causal))
+            first, second = sorted(
+                dense[2 * block : 2 * block + 2], key=lambda d: d.activation is None
+            )
+            hidden = _identity_rule(first.activation, h @ first.kernel + first.bias)
+            h = _lxt_norm(norms[2 * block + 1], h + hidden @ second.kernel + second.bias)
+        logits = tf.reduce_mean(h, 1) @ dense[-1].kernel + dense[-1].bias
+        explained = tf.gather(logits, np.asarray(target), axis=1, batch_dims=1)
+    return (x * tape.gradient(explained, x)).numpy(), explained.numpy()
+
+
+def attn_lrp_llama_reference(causal_lm, x, position, token):
+    """AttnLRP of a KerasHub Llama causal LM, as LXT computes it on Hugging Face's Llama.
+
+    LXT's Llama patch, written on KerasHub's layers: the RMS norms' ``rsqrt`` is a
+    constant, SiLU passes ``f(x) / x`` back, SwiGLU's product halves its gradient and
+    the attention divides the gradients of query and key by 4 and of the values by 2.
+    The relevance of a token is ``Σ_d e_d * d logit / d e_d`` at its token
+    embedding ``e``. The patches are instance attributes, removed afterwards.
+    """
+    backbone = causal_lm.backbone
+    embedding = backbone.get_layer("token_embedding")
+    norms = [
+        layer for layer in backbone._flatten_layers() if type(layer).__name__ == "LlamaLayerNorm"
+    ]
+    decoders = [
+        layer
+        for layer in backbone._flatten_layers()
+        if type(layer).__name__ == "LlamaTransformerDecoder"
+    ]
+    patched = []
+
+    def patch(owner, name, value):
+        patched.append((owner, name, owner.__dict__.get(name, patched)))
+        object.__setattr__(owner, name, value)
+
+    def norm_call(norm):
+        def call(h):
+            h = tf.cast(h, "float32")
+            scale = tf.math.rsqrt(tf.reduce_mean(tf.square(h), -1, keepdims=True) + norm.epsilon)
+            return h * tf.stop_gradient(scale) * norm.scale
+
+        return call
+
+    for norm in norms:
+        patch(norm, "call", norm_call(norm))
+    for decoder in decoders:
+        activation = decoder.activation
+        patch(decoder, "activation", lambda h, f=activation: _identity_rule(f, h))
+        dense = decoder._feedforward_output_dense
+        patch(dense, "call", lambda h, call=dense.call: call(_divide_gradient(h, 2.0)))
+        attention = decoder._self_attention_layer
+        compute = attention._compute_attention
+
+        def divided(q, k, v, mask=None, compute=compute):
+            q, k = _divide_gradient(q, 4.0), _divide_gradient(k, 4.0)
+            return compute(q, k, _divide_gradient(v, 2.0), mask)
+
+        patch(attention, "_compute_attention", divided)
+    lookup = embedding.call
+    shift = tf.Variable(tf.zeros(x["token_ids"].shape + (backbone.hidden_dim,)))
+
+    def embed(inputs, reverse=False, **kwargs):
+        if reverse:
+            return lookup(inputs, reverse=True, **kwargs)
+        return lookup(inputs, **kwargs) + shift
+
+    patch(embedding, "call", embed)
+    try:
+        with tf.GradientTape() as tape:
+            explained = causal_lm(x)[:, position, token]
+        grad = tape.gradient(explained, shift)
+        vectors = lookup(tf.constant(x["token_ids"]))
+    finally:
+        for owner, name, before in reversed(patched):
+            if before is patched:  # a method of the class: the instance had none
+                object.__delattr__(owner, name)
+            else:
+                object.__setattr__(owner, name, before)
+    return tf.reduce_sum(vectors * grad, -1).numpy(), explained.numpy()
