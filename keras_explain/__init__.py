@@ -22,6 +22,7 @@ from keras_explain import (
     representations,
     streaming,
     targets,
+    text,
     visualize,
 )
 from keras_explain.analyzers import (
@@ -117,6 +118,7 @@ __all__ = [
     "load_explanations",
     "ray",
     "random",
+    "text",
 ]
 
 

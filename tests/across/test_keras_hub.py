@@ -89,47 +89,9 @@ def test_vit_patching_is_opened_when_the_shapes_of_a_run_are_known():
     assert rules["patch_embedding"].startswith("AlphaBeta(alpha=1, beta=0")
 
 
-def causal_lm(family, seed=0):
-    """A tiny random KerasHub causal LM (no download) with non-trivial norm scales."""
-    helpers.seeded(seed)
-    if family == "gpt2":
-        backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=40,
-            num_layers=2,
-            num_heads=2,
-            hidden_dim=8,
-            intermediate_dim=16,
-            max_sequence_length=16,
-        )
-        model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-    else:
-        backbone = keras_hub.models.LlamaBackbone(
-            vocabulary_size=40,
-            num_layers=2,
-            num_query_heads=4,
-            num_key_value_heads=2,
-            hidden_dim=16,
-            intermediate_dim=32,
-        )
-        model = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        shift = 1.0 if weight.path.endswith(("scale", "gamma")) else 0.0
-        weight.assign(rng.normal(shift, 0.3, weight.shape).astype("float32"))
-    return model
-
-
-def lm_batch(length=6):
-    rng = np.random.default_rng(1)
-    return {
-        "token_ids": rng.integers(1, 40, (2, length)).astype("int32"),
-        "padding_mask": np.ones((2, length), "int32"),
-    }
-
-
 def test_attn_lrp_on_llama_equals_lxt_recipe():
     """Rotary embeddings, grouped-query attention, RMS norms and SwiGLU, opened at run time."""
-    model, x = causal_lm("llama"), lm_batch()
+    model, x = helpers.keras_hub_causal_lm("llama"), helpers.keras_hub_lm_batch()
     expected, _ = helpers.attn_lrp_llama_reference(model, x, -1, 7)
     result = kx.create_analyzer("lrp.attn", model).analyze(x, lambda out: out[:, -1, 7])
     assert set(result) == {"token_ids", "padding_mask"}
@@ -140,7 +102,7 @@ def test_attn_lrp_on_llama_equals_lxt_recipe():
 
 def test_gpt2_decoder_blocks_open_and_attn_lrp_runs():
     """KerasHub's TransformerDecoder calls CachedMultiHeadAttention with cache=None."""
-    model, x = causal_lm("gpt2"), lm_batch()
+    model, x = helpers.keras_hub_causal_lm("gpt2"), helpers.keras_hub_lm_batch()
     analyzer = kx.create_analyzer("lrp.attn", model)
     result = analyzer.analyze(x, lambda out: out[:, -1, 7])["token_ids"]
     assert result.shape == (2, 6) and np.all(np.isfinite(result))

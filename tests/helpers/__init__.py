@@ -137,6 +137,8 @@ from .references import (
 )
 from .sequence_models import (
     TOKEN_KINDS,
+    keras_hub_causal_lm,
+    keras_hub_lm_batch,
     padded_tokens,
     recurrent_classifier,
     token_model,
@@ -157,6 +159,8 @@ __all__ = [
     "Ref",
     "attn_lrp_llama_reference",
     "attn_lrp_transformer_reference",
+    "keras_hub_causal_lm",
+    "keras_hub_lm_batch",
     "SIGMOID_FORMS",
     "Subclassed",
     "SubclassedCNN",

@@ -130,3 +130,43 @@ def token_recurrent_classifier(layer, steps=6, tokens=20, features=4, classes=3)
     inputs = keras.Input((steps,), dtype="int32")
     hidden = layers.Embedding(tokens, features, mask_zero=True)(inputs)
     return keras.Model(inputs, layers.Dense(classes)(layer(hidden)))
+
+
+def keras_hub_causal_lm(family, seed=0):
+    """A tiny random KerasHub causal LM (no download) with non-trivial norm scales."""
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    if family == "gpt2":
+        backbone = keras_hub.models.GPT2Backbone(
+            vocabulary_size=40,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=16,
+        )
+        model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    else:
+        backbone = keras_hub.models.LlamaBackbone(
+            vocabulary_size=40,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=16,
+            intermediate_dim=32,
+        )
+        model = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        shift = 1.0 if weight.path.endswith(("scale", "gamma")) else 0.0
+        weight.assign(rng.normal(shift, 0.3, weight.shape).astype("float32"))
+    return model
+
+
+def keras_hub_lm_batch(length=6):
+    rng = np.random.default_rng(1)
+    return {
+        "token_ids": rng.integers(1, 40, (2, length)).astype("int32"),
+        "padding_mask": np.ones((2, length), "int32"),
+    }

@@ -1,0 +1,127 @@
+"""kx.text.explain_generation: each generated token attributed to the tokens before it."""
+
+import helpers
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_explain as kx
+
+keras_hub = pytest.importorskip("keras_hub")
+
+PROMPT = np.array([5, 9, 3, 17])
+
+
+def score(model, sequence, position, token, padding=True):
+    inputs = sequence[None].astype("int32")
+    if padding:
+        inputs = {"token_ids": inputs, "padding_mask": np.ones_like(inputs)}
+    return float(np.asarray(model(inputs))[0, position, token])
+
+
+def test_greedy_tokens_and_each_row_equal_the_analyzer_on_that_token():
+    model = helpers.keras_hub_causal_lm("gpt2")
+    generation = kx.text.explain_generation(
+        model, PROMPT, max_new_tokens=3, method="input_t_gradient"
+    )
+    # greedy decoding, by hand
+    sequence = list(PROMPT)
+    for _ in range(3):
+        inputs = np.asarray([sequence], "int32")
+        logits = model({"token_ids": inputs, "padding_mask": np.ones_like(inputs)})
+        sequence.append(int(np.argmax(np.asarray(logits)[0, -1])))
+    np.testing.assert_array_equal(generation.generated, sequence[4:])
+    np.testing.assert_array_equal(generation.prompt, PROMPT)
+    assert generation.attributions.shape == (3, 7) and generation.tokens == [
+        str(i) for i in sequence
+    ]
+    full = np.asarray(sequence)
+    inputs = {"token_ids": full[None].astype("int32"), "padding_mask": np.ones((1, 7), "int32")}
+    analyzer = kx.create_analyzer("input_t_gradient", model)
+    for row, token in enumerate(generation.generated):
+        position = 3 + row
+        expected = analyzer.analyze(inputs, lambda out, p=position, t=token: out[:, p, t])
+        expected = expected["token_ids"][0]
+        np.testing.assert_allclose(generation.attributions[row], expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(generation.attributions[row, position + 1 :], 0.0)
+        assert generation.scores[row] == pytest.approx(score(model, full, position, token), 1e-5)
+
+
+def test_integrated_gradients_rows_are_complete():
+    model = helpers.keras_hub_causal_lm("llama")
+    answer = np.array([7, 2])
+    generation = kx.text.explain_generation(
+        model, PROMPT, continuation=answer, method="integrated_gradients", steps=128
+    )
+    full = np.concatenate([PROMPT, answer])
+    for row, token in enumerate(answer):
+        position = 3 + row
+        # the baseline is token 0 everywhere; later positions do not reach position p
+        delta = score(model, full, position, token) - score(
+            model, np.zeros_like(full), position, token
+        )
+        assert generation.attributions[row].sum() == pytest.approx(delta, rel=0.02, abs=1e-3)
+
+
+def test_ablation_is_the_score_drop_with_each_position_replaced():
+    model = helpers.keras_hub_causal_lm("gpt2")
+    answer = np.array([11, 4])
+    generation = kx.text.explain_generation(
+        model, PROMPT, continuation=answer, method="ablation", baseline=1
+    )
+    full = np.concatenate([PROMPT, answer])
+    for row, token in enumerate(answer):
+        position = 3 + row
+        for column in range(len(full)):
+            ablated = full.copy()
+            ablated[column] = 1
+            expected = score(model, full, position, token) - score(model, ablated, position, token)
+            if column > position:
+                expected = 0.0  # causal: it cannot change the score (and is zeroed)
+            assert generation.attributions[row, column] == pytest.approx(expected, abs=1e-5)
+
+
+def test_attn_lrp_on_a_plain_keras_causal_model_and_the_heatmap():
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(30, 8)(tokens)
+    x = layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)])
+    model = keras.Model(tokens, layers.Dense(30)(layers.LayerNormalization()(x)))
+    generation = kx.text.explain_generation(model, [3, 4, 5], max_new_tokens=2)
+    assert generation.attributions.shape == (2, 5)
+    assert np.all(np.isfinite(generation.attributions))
+    html = generation.text_heatmap(0)
+    assert html.count("<span") == 4  # the prompt and the explained token
+    # a token's own prediction does not see later positions: zero there
+    np.testing.assert_array_equal(generation.attributions[0, 3:], 0.0)
+
+
+def test_bad_arguments_are_named():
+    model = helpers.keras_hub_causal_lm("gpt2")
+    with pytest.raises(ValueError, match=r"target must be 'logit' or 'logprob'. Received: "):
+        kx.text.explain_generation(model, PROMPT, target="prob")
+    with pytest.raises(ValueError, match=r"'lrp.attn' explains logits .* target='logprob'"):
+        kx.text.explain_generation(model, PROMPT, target="logprob", max_new_tokens=1)
+    with pytest.raises(TypeError, match=r"a string prompt needs the model's tokenizer"):
+        kx.text.explain_generation(model, "hello")
+    with pytest.raises(ValueError, match=r"nothing to explain"):
+        kx.text.explain_generation(model, PROMPT, max_new_tokens=0)
+
+
+def test_log_probabilities_with_a_gradient_method():
+    model = helpers.keras_hub_causal_lm("gpt2")
+    answer = np.array([7])
+    generation = kx.text.explain_generation(
+        model, PROMPT, continuation=answer, method="integrated_gradients", target="logprob"
+    )
+    full = np.concatenate([PROMPT, answer])
+
+    def logprob(sequence):
+        inputs = {"token_ids": sequence[None].astype("int32"), "padding_mask": np.ones((1, 5))}
+        logits = np.asarray(model(inputs), "float64")[0, 3]
+        return logits[7] - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+
+    assert generation.scores[0] == pytest.approx(logprob(full), abs=1e-5)
+    delta = logprob(full) - logprob(np.zeros_like(full))
+    assert generation.attributions[0].sum() == pytest.approx(delta, rel=0.02, abs=1e-3)
