@@ -960,6 +960,7 @@ for _entry in [
         note="reverse=True: the linear map onto the vocabulary",
     ),
     Entry("PositionEmbedding", "constant", note="its input's length only"),
+    Entry("RelativeEmbedding", "constant", note="DeBERTa's: its input's batch size only"),
     # programs of primitive ops, re-executed step by step (_sequence_views)
     *_rows(
         (layers.LSTM, layers.GRU, layers.SimpleRNN),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import tensorflow as tf
 
 from keras_explain.graph import Key, Linear, Op, Plan, Step, entry_of
@@ -239,9 +238,8 @@ def broadcast_gates(shapes) -> tuple[int, ...]:
             unknown shape, None entries for unknown sizes).
 
     Returns:
-        The positions of the gates; none when a shape is unknown, when no factor
-        is broadcast, or when every factor is (an outer product) and their sizes
-        cannot tell them apart.
+        The positions of the gates; none when a shape is unknown or when no
+        factor is only broadcast (an outer product ``(3, 1) * (1, 2)``).
     """
     if not shapes or any(shape is None for shape in shapes):
         return ()
@@ -260,9 +258,4 @@ def broadcast_gates(shapes) -> tuple[int, ...]:
         return stretched and not larger
 
     gates = tuple(i for i in range(len(padded)) if broadcast(i))
-    if len(gates) < len(padded):
-        return gates
-    sizes = [np.prod(shape[1:]) if None not in shape[1:] else None for shape in padded]
-    if None in sizes or len(set(sizes)) == 1:
-        return ()
-    return tuple(i for i, size in enumerate(sizes) if size < max(sizes))
+    return gates if len(gates) < len(padded) else ()

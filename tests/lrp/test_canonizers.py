@@ -97,3 +97,14 @@ def test_canonizer_can_be_disabled_and_kx_exports():
     # the registry name is LRP with a preset, and says so
     assert type(analyzer) is kx.LRP and analyzer.name == "lrp.epsilon"
     assert kx.LRP(model).name == "lrp" and kx.LRPEpsilon(model).name == "lrp.epsilon"
+
+
+def test_broadcast_gates_compare_shapes_axis_by_axis():
+    gates = kx.lrp.canonizers.broadcast_gates
+    # an RMS scale beside x, with a sequence length unknown when the plan is built
+    assert gates([(None, None, 16), (None, None, 1)]) == (1,)
+    assert gates([(None, 1, 1, 4), (None, 5, 5, 4)]) == (0,)  # a squeeze-and-excitation gate
+    assert gates([(None, 3), (None, 3)]) == ()  # SwiGLU's factors: no gate
+    assert gates([(None, 3, 1), (None, 1, 2)]) == ()  # an outer product: neither scales
+    assert gates([(None, 1, 1), (None, 4, 4)]) == (0,)  # one value per sample
+    assert gates([(None, 3), None]) == ()
