@@ -89,8 +89,10 @@ def explain_generation(
         max_new_tokens: How many tokens to generate greedily (ignored with
             ``continuation``).
         method: A registry name (``"lrp.attn"``, ``"gradient"``,
-            ``"input_t_gradient"``, ``"integrated_gradients"``, ...), or
-            ``"ablation"``.
+            ``"input_t_gradient"``, ``"integrated_gradients"``, ...),
+            ``"ablation"``, or an analyzer built on ``causal_lm`` (its compiled
+            function is then reused from call to call: build it once to explain
+            many generations).
         target: ``"logit"`` or ``"logprob"`` (log-softmax over the vocabulary;
             not for relevance methods, which explain logits).
         continuation: Token ids to explain instead of generating (a fixed answer).
@@ -102,7 +104,7 @@ def explain_generation(
 
     Raises:
         ValueError: For an unknown ``target``, ``target="logprob"`` with a
-            relevance method, an empty prompt or nothing to explain.
+            relevance method or an analyzer, an empty prompt or nothing to explain.
         TypeError: For a string prompt and a model without a preprocessor.
 
     Example:
@@ -206,6 +208,15 @@ def _backward(causal_lm, sequence, padding, picks, target, method, params):
     Each row's target is the flat index ``p_t * V + token_t`` of the output ``(T, V)``,
     so the analyzer's copies and batches carry it as any per-sample index.
     """
+    if not isinstance(method, str):  # an analyzer built on causal_lm
+        if target == "logprob":
+            raise ValueError(
+                "explain_generation: an analyzer explains the output it was built on (the "
+                "logits). Received: target='logprob' with an analyzer. Pass the method's "
+                "name instead."
+            )
+        analyzer = method
+        return _attribute(analyzer, causal_lm, sequence, padding, picks, target)
     model = causal_lm
     if target == "logprob":
         if getattr(analyzer_class(method)[0], "relevance_seed", False):
@@ -216,7 +227,12 @@ def _backward(causal_lm, sequence, padding, picks, target, method, params):
             )
         output = keras.tree.flatten(causal_lm.outputs)[0]
         model = keras.Model(causal_lm.inputs, keras.ops.log_softmax(output, axis=-1))
-    analyzer = create_analyzer(method, model, **params)
+    return _attribute(
+        create_analyzer(method, model, **params), causal_lm, sequence, padding, picks, target
+    )
+
+
+def _attribute(analyzer, causal_lm, sequence, padding, picks, target):
     vocabulary = int(keras.tree.flatten(causal_lm.outputs)[0].shape[-1])
     batch = _inputs(np.repeat(sequence[None], len(picks), axis=0), padding)
     result = analyzer.analyze(batch, picks[:, 0] * vocabulary + picks[:, 1])

@@ -125,3 +125,20 @@ def test_log_probabilities_with_a_gradient_method():
     assert generation.scores[0] == pytest.approx(logprob(full), abs=1e-5)
     delta = logprob(full) - logprob(np.zeros_like(full))
     assert generation.attributions[0].sum() == pytest.approx(delta, rel=0.02, abs=1e-3)
+
+
+def test_an_analyzer_passed_in_is_reused_and_gives_the_same_rows():
+    model = helpers.keras_hub_causal_lm("gpt2")
+    answer = np.array([7, 2, 9])
+    analyzer = kx.create_analyzer("lrp.attn", model)
+    first = kx.text.explain_generation(model, PROMPT, continuation=answer, method=analyzer)
+    traces = helpers.tracing_counts(analyzer)
+    again = kx.text.explain_generation(model, PROMPT, continuation=answer, method=analyzer)
+    assert helpers.tracing_counts(analyzer) == traces  # the compiled function is reused
+    by_name = kx.text.explain_generation(model, PROMPT, continuation=answer)
+    np.testing.assert_array_equal(first.attributions, again.attributions)
+    np.testing.assert_allclose(first.attributions, by_name.attributions, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"target='logprob' with an analyzer"):
+        kx.text.explain_generation(
+            model, PROMPT, continuation=answer, method=analyzer, target="logprob"
+        )
