@@ -78,7 +78,12 @@ class Walk:
     layer_outputs: dict[int, Key]
 
 
-def walk(model: keras.Model, opens: Callable[[Any], bool] | None = None, owner: Any = None) -> Walk:
+def walk(
+    model: keras.Model,
+    opens: Callable[[Any], bool] | None = None,
+    owner: Any = None,
+    static: bool = False,
+) -> Walk:
     """Flatten ``model`` into calls, inlining nested models and the layers ``opens`` picks.
 
     A layer to open is called once on symbolic stand-ins of its inputs (its
@@ -94,6 +99,9 @@ def walk(model: keras.Model, opens: Callable[[Any], bool] | None = None, owner: 
         opens: ``opens(layer) -> bool``: whether a layer (not a model) is opened
             into its operations; default: none.
         owner: The layer ``model`` was opened from, if it is one (its calls say so).
+        static: Whether ``model``'s shapes are those of a run (a layer opened when
+            they are known): the layers opened inside it keep them, batch size
+            included (a ``Reshape`` they build must not see an unknown batch).
 
     Raises:
         ValueError: If ``model`` is an unbuilt Sequential model.
@@ -160,7 +168,7 @@ def walk(model: keras.Model, opens: Callable[[Any], bool] | None = None, owner: 
                 inner_keys = [resolve(prefix + (id(t),)) for t in flat]
             elif opens is not None and _openable(operation) and opens(operation):
                 try:
-                    inner = _opened(operation, node, added_nodes)
+                    inner = _opened(operation, node, added_nodes, static=static)
                     inner_keys = list(in_keys)
                     inner_owner = owner or operation
                 except Exception as error:  # noqa: BLE001  (any failure: the layer stays whole)
@@ -237,7 +245,7 @@ def _reopener(operation, node, opens, owner) -> Callable[[Sequence[tuple]], Walk
     def reopen(shapes: Sequence[tuple]) -> Walk | None:
         added: dict = {}
         try:
-            return walk(_opened(operation, node, added, shapes), opens, owner)
+            return walk(_opened(operation, node, added, shapes), opens, owner, static=True)
         except Exception:  # noqa: BLE001  (it stays one call, as when the plan was built)
             return None
         finally:
@@ -246,13 +254,15 @@ def _reopener(operation, node, opens, owner) -> Callable[[Sequence[tuple]], Walk
     return reopen
 
 
-def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None = None) -> Any:
+def _opened(
+    operation, node, added_nodes: dict, shapes: Sequence[tuple] | None = None, static=False
+) -> Any:
     """The functional graph of one call of a layer, from its ``call`` on symbolic stand-ins.
 
     Its inputs are the stand-ins of the node's input tensors, in their order, shaped
     like them with an unknown batch size (methods run copies of a batch: a batch size
-    must not be baked into the opened operations) or, given ``shapes``, with those
-    static shapes (a run's).
+    must not be baked into the opened operations), or exactly like them when
+    ``static`` (inside a layer opened on a run's shapes), or with the given ``shapes``.
     """
     for layer in [operation, *operation._flatten_layers(include_self=False)]:
         if id(layer) not in added_nodes:
@@ -261,7 +271,10 @@ def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None =
                 len(layer._inbound_nodes),
                 len(layer._outbound_nodes),
             )
-    shapes = shapes or [(None, *tuple(tensor.shape)[1:]) for tensor in node.input_tensors]
+    shapes = shapes or [
+        tuple(tensor.shape) if static else (None, *tuple(tensor.shape)[1:])
+        for tensor in node.input_tensors
+    ]
     stand_ins = [
         keras.Input(batch_shape=tuple(shape), dtype=tensor.dtype)
         for tensor, shape in zip(node.input_tensors, shapes)
@@ -272,7 +285,7 @@ def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None =
     kwargs = dict(kwargs)
     if getattr(operation, "_call_has_training_arg", False):
         kwargs["training"] = False
-    with _tolerant_output_specs(operation._flatten_layers(include_self=False)):
+    with _tolerant_output_specs(operation._flatten_layers(include_self=False), traced=static):
         outputs = keras.tree.flatten(operation.call(*args, **kwargs))
     if len(outputs) != len(node.outputs) or not all(
         isinstance(output, keras.KerasTensor) for output in outputs
@@ -285,7 +298,7 @@ def _opened(operation, node, added_nodes: dict, shapes: Sequence[tuple] | None =
 
 
 @contextlib.contextmanager
-def _tolerant_output_specs(layers):
+def _tolerant_output_specs(layers, traced: bool = False):
     """Sublayers' ``compute_output_spec`` accepting keyword arguments passed as None.
 
     A layer may pass a sublayer keyword arguments that the sublayer's
@@ -294,24 +307,43 @@ def _tolerant_output_specs(layers):
     in a backend graph, where that method never runs, but opening calls the
     sublayers on symbolic tensors. Arguments left None are dropped, through
     instance attributes removed on exit (the layers are as before).
+
+    With ``traced`` (a layer opened on a run's shapes), every sublayer's output
+    spec comes from tracing its call instead: a declared output shape keeps the
+    unknown axes of its configuration (``EinsumDense(output_shape=(None, 4, 4))``),
+    and a ``reshape`` to ``ops.shape`` of that output (Gemma's attention) would
+    then hold None.
     """
     patched = []
     for layer in layers:
+        spec = layer.compute_output_spec
         method = type(layer).compute_output_spec
-        if method is keras.layers.Layer.compute_output_spec:
-            continue  # the default traces the call itself: any argument goes
         parameters = inspect.signature(method).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            continue
-        object.__setattr__(
-            layer, "compute_output_spec", _dropping_none(layer.compute_output_spec, set(parameters))
-        )
+        if method is not keras.layers.Layer.compute_output_spec and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+        ):
+            spec = _dropping_none(spec, set(parameters))
+        elif not traced:
+            continue  # the default traces the call itself: any argument goes
+        object.__setattr__(layer, "compute_output_spec", _traced(layer, spec) if traced else spec)
         patched.append(layer)
     try:
         yield
     finally:
         for layer in patched:
             object.__delattr__(layer, "compute_output_spec")
+
+
+def _traced(layer, spec: Callable) -> Callable:
+    """``compute_output_spec`` of ``layer`` by tracing its call; ``spec`` if that fails."""
+
+    def traced(*args, **kwargs):
+        try:
+            return keras.Operation.compute_output_spec(layer, *args, **kwargs)
+        except Exception:  # noqa: BLE001  (a call that cannot be traced alone: as declared)
+            return spec(*args, **kwargs)
+
+    return traced
 
 
 def _dropping_none(method: Callable, names: set[str]) -> Callable:
@@ -454,3 +486,27 @@ def _forward(operation, node, mask_names=()) -> Callable:
         return operation(*args, **kwargs)
 
     return forward
+
+
+def position_limit(layers: Any) -> tuple[str, int] | None:
+    """``(layer name, positions)`` of the shortest learned position embedding, or None.
+
+    A learned position embedding (KerasHub's ``PositionEmbedding``,
+    ``TokenAndPositionEmbedding``) has a table of ``sequence_length`` rows: longer
+    sequences cannot be placed. Rotary embeddings have no limit.
+
+    Args:
+        layers: The layers to look at (a plan's steps' layers, or :func:`sublayers`).
+    """
+    limits = [
+        (layer.name, int(layer.sequence_length))
+        for layer in layers
+        if isinstance(getattr(layer, "sequence_length", None), int)
+        and "Position" in type(layer).__name__
+    ]
+    return min(limits, key=lambda item: item[1]) if limits else None
+
+
+def sublayers(model: Any) -> list:
+    """Every layer inside ``model``, at any depth (not ``model`` itself)."""
+    return list(model._flatten_layers(include_self=False))

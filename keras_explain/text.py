@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_explain import _graph
 from keras_explain.analyzers.registry import analyzer_class, create_analyzer
 
 
@@ -121,11 +122,16 @@ def explain_generation(
         raise ValueError(
             f"explain_generation: target must be 'logit' or 'logprob'. Received: target={target!r}."
         )
+    vocabulary = _check_causal_lm(causal_lm)
     ids, padding = _prompt_ids(causal_lm, prompt)
+    _check_ids(ids, vocabulary, "prompt")
     if continuation is None:
+        _check_length(causal_lm, len(ids), max_new_tokens)
         generated = _greedy(causal_lm, ids, padding, max_new_tokens)
     else:
         generated = np.asarray(continuation, "int64").reshape(-1)
+        _check_ids(generated, vocabulary, "continuation")
+        _check_length(causal_lm, len(ids), len(generated))
     if len(generated) == 0:
         raise ValueError(
             "explain_generation: nothing to explain. Received: max_new_tokens="
@@ -147,6 +153,42 @@ def explain_generation(
 
 
 # -- inputs ------------------------------------------------------------------------------
+def _check_causal_lm(causal_lm) -> int:
+    """The vocabulary size of a causal LM: token ids (and a padding mask) -> ``(B, T, V)``."""
+    inputs = keras.tree.flatten(getattr(causal_lm, "inputs", None) or [])
+    outputs = keras.tree.flatten(getattr(causal_lm, "outputs", None) or [])
+    names = sorted(getattr(tensor, "name", "") for tensor in inputs)
+    extra = [n for n in names if n not in ("token_ids", "padding_mask")] if len(names) > 1 else []
+    shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
+    if not inputs or shape is None or len(shape) != 3 or shape[-1] is None or extra:
+        received = f"output shape {shape}" if shape is not None else f"{len(outputs)} outputs"
+        raise ValueError(
+            "explain_generation: causal_lm must map token ids (batch, length) to next-token "
+            f"logits (batch, length, vocabulary), as KerasHub's *CausalLM. Received: model "
+            f"{getattr(causal_lm, 'name', causal_lm)!r} with inputs {names} and {received}."
+        )
+    return int(shape[-1])
+
+
+def _check_ids(ids: np.ndarray, vocabulary: int, what: str) -> None:
+    if len(ids) and (ids.min() < 0 or ids.max() >= vocabulary):
+        raise ValueError(
+            f"explain_generation: {what} token ids must be in [0, {vocabulary}), the model's "
+            f"vocabulary. Received: ids from {ids.min()} to {ids.max()}."
+        )
+
+
+def _check_length(causal_lm, prompt: int, new: int) -> None:
+    """The prompt and the generated tokens fit the model's learned positions."""
+    limit = _graph.position_limit(_graph.sublayers(causal_lm))
+    if limit is not None and prompt + new > limit[1]:
+        raise ValueError(
+            f"explain_generation: the prompt ({prompt} tokens) and the {new} tokens to "
+            f"explain do not fit the {limit[1]} positions of {limit[0]!r}. Received: "
+            f"{prompt + new} tokens. Shorten the prompt or ask for fewer tokens."
+        )
+
+
 def _prompt_ids(causal_lm, prompt) -> tuple[np.ndarray, bool]:
     """The prompt's ids ``(P,)`` and whether the model takes a padding mask."""
     padding = _takes_padding_mask(causal_lm)

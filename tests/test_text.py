@@ -107,6 +107,30 @@ def test_bad_arguments_are_named():
         kx.text.explain_generation(model, "hello")
     with pytest.raises(ValueError, match=r"nothing to explain"):
         kx.text.explain_generation(model, PROMPT, max_new_tokens=0)
+    # GPT-2's learned positions: 16 (max_sequence_length)
+    with pytest.raises(
+        ValueError,
+        match=r"the prompt \(14 tokens\) and the 4 tokens to explain do not fit the 16 "
+        r"positions of 'position_embedding'. Received: 18 tokens",
+    ):
+        kx.text.explain_generation(model, np.arange(1, 15), max_new_tokens=4)
+    with pytest.raises(ValueError, match=r"prompt token ids must be in \[0, 40\), .* 1 to 50"):
+        kx.text.explain_generation(model, np.array([1, 50, 2]), max_new_tokens=1)
+    with pytest.raises(ValueError, match=r"continuation token ids must be in \[0, 40\)"):
+        kx.text.explain_generation(model, PROMPT, continuation=[3, -1])
+
+
+def test_a_model_that_is_not_a_causal_lm_is_named():
+    inputs = keras.Input((4,), dtype="int32")
+    classifier = keras.Model(
+        inputs, layers.Dense(3)(layers.Flatten()(layers.Embedding(40, 2)(inputs))), name="clf"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"causal_lm must map token ids \(batch, length\) to next-token logits .* "
+        r"Received: model 'clf' with inputs \['.*'\] and output shape \(None, 3\)",
+    ):
+        kx.text.explain_generation(classifier, PROMPT)
 
 
 def test_log_probabilities_with_a_gradient_method():

@@ -797,7 +797,39 @@ class Analyzer:
             )
         if 0 in sizes:
             raise ValueError("x is empty (0 samples); pass at least one sample.")
+        if specs is not None and len(result) > 1:
+            self._check_token_companions(result)
         return result
+
+    def _check_token_companions(self, arrays) -> None:
+        """Masks and segment ids shaped like the token ids; sequences the model can place."""
+        owner, name = type(self).__name__, self.model.name
+        names = self.input_names
+        tokens = [
+            i
+            for i, spec in enumerate(self._input_specs())
+            if tf.as_dtype(spec.dtype).is_integer and i not in self.constant_inputs
+        ]
+        if len(tokens) != 1:
+            return
+        token_shape = tuple(arrays[tokens[0]].shape)
+        for position in self.constant_inputs:
+            if not _CONSTANT_NAMES.search(names[position]):
+                continue
+            shape = tuple(arrays[position].shape)
+            if len(shape) == len(token_shape) and shape != token_shape:
+                raise ValueError(
+                    f"{owner}: input {names[position]!r} of model {name!r} must have the "
+                    f"shape of the token ids {names[tokens[0]]!r}, {token_shape}. Received: "
+                    f"shape {shape}. Pass one entry per token (pad both to the same length)."
+                )
+        limit = _graph.position_limit(step.op.layer for step in self.plan.steps)
+        if limit is not None and len(token_shape) > 1 and token_shape[1] > limit[1]:
+            raise ValueError(
+                f"{owner}: input {names[tokens[0]]!r} of model {name!r} holds sequences of "
+                f"{token_shape[1]} tokens; its position embedding {limit[0]!r} has "
+                f"{limit[1]} positions. Truncate the sequences to {limit[1]} tokens."
+            )
 
     @property
     def input_names(self) -> list[str] | None:

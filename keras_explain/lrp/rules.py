@@ -42,7 +42,11 @@ class Rule:
             output = forward(*tensors)
 
             def grad(upstream, variables=None):
-                result = self.backward(step, list(tensors), output, upstream, weights)
+                wide = None if weights is None else tuple(widened(w) for w in weights)
+                result = self.backward(
+                    step, [widened(x) for x in tensors], widened(output), widened(upstream), wide
+                )
+                result = [narrowed(r, x) for r, x in zip(result, tensors)]
                 result = result if len(tensors) > 1 else result[0]
                 if variables:  # the op read the layer's variables (a normalization's γ, β)
                     return result, [None] * len(variables)
@@ -75,6 +79,30 @@ class Rule:
         return f"{type(self).__name__}({params})"
 
 
+LOW_PRECISION = (tf.float16, tf.bfloat16)
+
+
+def widened(value: tf.Tensor | None) -> tf.Tensor | None:
+    """A float16 or bfloat16 tensor as float32; any other unchanged.
+
+    Rules do their arithmetic (stabilizer, division, transposed map) in float32
+    when a layer computes in float16 or bfloat16 (``mixed_float16``,
+    ``mixed_bfloat16``): an ε of 1e-9 is 0 in float16, and a relevance divided by
+    a small pre-activation overflows it. The relevance they return is cast back
+    to the tensor's dtype.
+    """
+    if value is None or value.dtype not in LOW_PRECISION:
+        return value
+    return tf.cast(value, tf.float32)
+
+
+def narrowed(value: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor | None:
+    """``value`` in the dtype of the floating tensor ``like`` (the inverse of :func:`widened`)."""
+    if value is None or value.dtype == like.dtype or not like.dtype.is_floating:
+        return value
+    return tf.cast(value, like.dtype)
+
+
 def vjp(function, inputs: Sequence[tf.Tensor], upstream: tf.Tensor) -> list[tf.Tensor]:
     """Vector-Jacobian product of ``function`` at ``inputs`` with ``upstream``.
 
@@ -85,6 +113,8 @@ def vjp(function, inputs: Sequence[tf.Tensor], upstream: tf.Tensor) -> list[tf.T
     with tf.GradientTape() as tape:
         tape.watch(inputs)
         output = function(*inputs)
+    if upstream.dtype != output.dtype:  # a layer casting widened inputs to its compute dtype
+        upstream = tf.cast(upstream, output.dtype)
     grads = tape.gradient(output, inputs, output_gradients=upstream)
     return [tf.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
@@ -269,10 +299,10 @@ class LinearRule(Rule):
             zs = [output if z is None else z for z in zs]
 
             def grad(upstream):
-                upstream = tf.cast(upstream, output.dtype)
-                relevance = self.relevance(shares, zs, upstream, apply)
-                result = tf.zeros_like(x) if relevance is None else relevance
-                return tf.cast(result, x_in.dtype)
+                relevance = self.relevance(shares, zs, widened(upstream), apply)
+                if relevance is None:
+                    return tf.zeros_like(x_in)
+                return tf.cast(relevance, x_in.dtype)
 
             return output, grad
 
@@ -284,13 +314,13 @@ class LinearRule(Rule):
         for share, z in zip(shares, zs):
             if not share.terms or share.coefficient == 0:
                 continue
-            scaled = divide(upstream, z, self.epsilon, share.sign)
+            scaled = divide(upstream, widened(z), self.epsilon, share.sign)
             if share.coefficient != 1:
                 scaled = share.coefficient * scaled
             for x_t, w_t in share.terms:
-                (grad,) = vjp(lambda v, w_t=w_t: apply(v, w_t, None), [x_t], scaled)
-                grads.setdefault(id(x_t), [x_t, None])
-                entry = grads[id(x_t)]
+                entry = grads.setdefault(id(x_t), [widened(x_t), None])
+                w_t = widened(w_t)
+                (grad,) = vjp(lambda v, w_t=w_t: apply(v, w_t, None), [entry[0]], scaled)
                 entry[1] = grad if entry[1] is None else entry[1] + grad
         relevance = None
         for x_t, grad in grads.values():

@@ -63,6 +63,57 @@ def test_bert_classifier_is_opened_and_explained_with_its_mask_held():
     assert np.abs(relevance["token_ids"]).sum() > 0
 
 
+def test_perturbation_methods_replace_tokens_and_hold_the_mask():
+    """Occlusion and Shapley sampling perturb the token ids only (baseline id 0)."""
+    model, x = bert(), bert_batch()
+    logits = model(x).numpy()[:, 1]
+    expected = np.zeros((2, 8))  # the score drop with token i replaced by id 0
+    for i in range(8):
+        tokens = x["token_ids"].copy()
+        tokens[:, i] = 0
+        expected[:, i] = logits - model({**x, "token_ids": tokens}).numpy()[:, 1]
+    occlusion = kx.Occlusion(model, window=1).analyze(x, target=1)
+    assert set(occlusion) == {"token_ids", "segment_ids", "padding_mask"}
+    np.testing.assert_allclose(occlusion["token_ids"], expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(occlusion["padding_mask"], 0.0)
+    np.testing.assert_array_equal(occlusion["segment_ids"], 0.0)
+    shapley = kx.ShapleySampling(model, samples=3, seed=0).analyze(x, target=1)
+    empty = model({**x, "token_ids": np.zeros_like(x["token_ids"])}).numpy()[:, 1]
+    # efficiency: every permutation's marginals add up to f(x) - f(all tokens replaced)
+    np.testing.assert_allclose(shapley["token_ids"].sum(1), logits - empty, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(shapley["token_ids"][1, 5:], 0.0)  # padding changes nothing
+    with pytest.raises(ValueError, match=r"RISE blends inputs with soft masks, which token ids"):
+        kx.RISE(model)
+    with pytest.raises(
+        ValueError,
+        match=r"KernelShap explains models with one input \(it scores numpy rows on the host\)"
+        r"; model 'bert_text_classifier\w*' has inputs \['padding_mask', 'segment_ids', "
+        r"'token_ids'\]. Use 'occlusion' or 'shapley_sampling'",
+    ):
+        kx.KernelShap(model)
+
+
+def test_masks_and_sequences_that_do_not_fit_are_named():
+    model, x = bert(), bert_batch()
+    analyzer = kx.Gradient(model)
+    short_mask = {**x, "padding_mask": x["padding_mask"][:, :5]}
+    with pytest.raises(
+        ValueError,
+        match=r"Gradient: input 'padding_mask' of model 'bert_text_classifier\w*' must have the "
+        r"shape of the token ids 'token_ids', \(2, 8\). Received: shape \(2, 5\)",
+    ):
+        analyzer.analyze(short_mask)
+    long = {key: np.concatenate([value, value], axis=1) for key, value in x.items()}
+    with pytest.raises(
+        ValueError,
+        match=r"input 'token_ids' of model 'bert_text_classifier\w*' holds sequences of 16 "
+        r"tokens; its position embedding 'position_embedding' has 8 positions",
+    ):
+        analyzer.analyze(long)
+    with pytest.raises(ValueError, match=r"outside the Embedding vocabulary \[0, 30\)"):
+        analyzer.analyze({**x, "token_ids": x["token_ids"] + 30})
+
+
 def test_vit_patching_is_opened_when_the_shapes_of_a_run_are_known():
     helpers.seeded(0)
     backbone = keras_hub.models.ViTBackbone(

@@ -144,3 +144,39 @@ def test_channels_first_fold_conserves_on_a_bias_free_model():
     x = helpers.data((2, 6, 6), seed=2, batch=3)
     result = kx.LRPZ(model).analyze(x)
     np.testing.assert_allclose(result.sum((1, 2, 3)), model(x).numpy().max(1), rtol=1e-5)
+
+
+# -- Transformers in mixed precision -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("family", "policy"), [("gpt2", "mixed_float16"), ("llama", "mixed_bfloat16")]
+)
+def test_mixed_precision_transformers_agree_with_their_float32_twin(family, policy):
+    """AttnLRP on a KerasHub causal LM computing in float16 / bfloat16.
+
+    The rules divide and map relevance back in float32 (an ε of 1e-9 is 0 in float16:
+    GPT-2's AttnLRP was NaN before), and Llama's decoder blocks, whose opened operations
+    round differently from the fused call in half precision, are still opened (AttnLRP
+    refused them before: "could not run on symbolic tensors"). Gradient methods in half
+    precision: ``test_float16_models_agree_with_their_float32_twin``.
+    """
+    pytest.importorskip("keras_hub")
+    twin = helpers.keras_hub_causal_lm(family)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = helpers.keras_hub_causal_lm(family)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model.set_weights(twin.get_weights())
+    x = helpers.keras_hub_lm_batch()
+    logits = model(x)
+    assert model.backbone.compute_dtype == policy.removeprefix("mixed_")
+    # the float32 twin's prediction: the half-precision argmax may pick another token
+    target = np.argmax(np.asarray(twin(x)).reshape(len(logits), -1), axis=1)
+    # float16 keeps 11 significant bits, bfloat16 8: a few units of round-off per layer
+    tolerance = 1e-2 if policy == "mixed_float16" else 4e-2
+    result = kx.LRP(model, "attn_lrp").analyze(x, target)["token_ids"]
+    expected = kx.LRP(twin, "attn_lrp").analyze(x, target)["token_ids"]
+    assert result.dtype == np.float32 and np.isfinite(result).all()
+    assert np.abs(result - expected).max() <= tolerance * np.abs(expected).max()
+    assert not np.array_equal(result, expected)  # half precision really ran

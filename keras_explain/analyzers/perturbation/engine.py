@@ -56,6 +56,8 @@ class Perturbation(Analyzer):
 
     accepts_callable = True
     float_tokens = True
+    #: Whether the method can explain integer token ids (it replaces them whole).
+    takes_tokens = True
     execution = "compiled_models"
 
     def __init__(
@@ -69,11 +71,38 @@ class Perturbation(Analyzer):
         self.seed = seed
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
         super().__init__(model, **kwargs)
+        self.feature_input = 0
+        self._companions: list | None = None
         if self.plan is not None and len(self.plan.input_keys) > 1:
+            names = self.input_names
+            features = [i for i in range(len(names)) if i not in self.constant_inputs]
+            if self.execution == "host":
+                raise ValueError(
+                    f"{type(self).__name__} explains models with one input (it scores numpy "
+                    f"rows on the host); model {self.model.name!r} has inputs {names}. Use "
+                    "'occlusion' or 'shapley_sampling', which hold masks and segment ids "
+                    "constant, or wrap the model in a callable of one input."
+                )
+            if len(features) != 1:
+                raise ValueError(
+                    f"{type(self).__name__} explains models with one feature input; model "
+                    f"{self.model.name!r} has inputs {names}, of which "
+                    f"{[names[i] for i in features]} are features. Name the others in "
+                    "constant_inputs=[...] (masks, segment ids), or wrap the model in a "
+                    "callable of one (concatenated) input."
+                )
+            self.feature_input = features[0]
+        specs = self._input_specs()
+        if (
+            not self.takes_tokens
+            and specs
+            and tf.as_dtype(specs[self.feature_input].dtype).is_integer
+        ):
             raise ValueError(
-                f"{type(self).__name__} explains models with one input; model "
-                f"{self.model.name!r} has {len(self.plan.input_keys)}. Wrap it in a "
-                "callable of one (concatenated) input instead."
+                f"{type(self).__name__} blends inputs with soft masks, which token ids "
+                f"cannot take: input {self.feature_input} of model {self.model.name!r} is "
+                f"{tf.as_dtype(specs[self.feature_input].dtype).name}. Use 'occlusion' or "
+                "'shapley_sampling' (tokens replaced by the baseline id), or a gradient method."
             )
 
     #: Attributes holding baselines, checked against the input when known.
@@ -98,13 +127,44 @@ class Perturbation(Analyzer):
             _validate.batch_baseline(value, shapes[0], split, name)
 
     def single_input(self, inputs) -> tf.Tensor:
-        """The one input of the batch (these methods explain single-input models)."""
-        if len(inputs) != 1:
-            raise ValueError(
-                f"{type(self).__name__} explains models with one input. Received "
-                f"{len(inputs)} inputs."
-            )
-        return inputs[0]
+        """The one feature input of the batch; the others ride along unchanged.
+
+        A model whose other inputs are held constant (a padding mask, segment ids:
+        ``constant_inputs``) gets them with every perturbed copy of the feature
+        input (see :meth:`forward`).
+        """
+        if len(inputs) == 1:
+            return inputs[0]
+        self._companions = list(inputs)
+        return inputs[self.feature_input]
+
+    def forward(self, inputs, hook=None, watch=()):
+        """The model on copies of the feature input, with the constant inputs repeated."""
+        companions = self._companions
+        if companions is not None and len(inputs) == 1 and len(companions) > 1:
+            (x,) = inputs
+            size = tf.shape(x)[0] // tf.shape(companions[0])[0]  # copies per sample
+            inputs = [
+                x if i == self.feature_input else _batching.repeat(c, size)
+                for i, c in enumerate(companions)
+            ]
+        return super().forward(inputs, hook, watch)
+
+    def prepare_batch(self, batch, target, first_row):
+        """As the base's; with several inputs, zeros for those held constant."""
+        function, arguments = super().prepare_batch(batch, target, first_row)
+        if len(batch) == 1:
+            return function, arguments
+        shapes = [tuple(item.shape) for item in batch]
+
+        def per_input(*args):
+            (result,) = function(*args)
+            return [
+                result if i == self.feature_input else tf.zeros(shape, tf.float32)
+                for i, shape in enumerate(shapes)
+            ]
+
+        return per_input, arguments
 
     def clean_scores(self, x: tf.Tensor, target: Target, indices: tf.Tensor):
         """The target fixed on the clean input and its scores there.
@@ -165,3 +225,8 @@ class Perturbation(Analyzer):
             return accumulate(acc, aux, values[0])
 
         return self.run_copies([x], count, make_copies, scores_of, fold, initial, backward=False)
+
+
+def attribution_dtype(x: tf.Tensor) -> tf.DType:
+    """The dtype of attributions of ``x``: its own, float32 for token ids."""
+    return x.dtype if x.dtype.is_floating else tf.float32

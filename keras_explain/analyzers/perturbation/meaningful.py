@@ -96,6 +96,7 @@ class MeaningfulPerturbation(Perturbation):
     """
 
     execution = "compiled"
+    takes_tokens = False
     renamed = {"iterations": "steps", "softmax": "probabilities"}
     baseline_attributes = ("baseline",)
 

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_explain._spatial import blend, spatial_axes, spread_over_channels
-from keras_explain.analyzers.perturbation.engine import Perturbation
+from keras_explain.analyzers.perturbation.engine import Perturbation, attribution_dtype
 from keras_explain.analyzers.registry import register
 
 
@@ -148,9 +148,11 @@ class Occlusion(Perturbation):
 
         scores = self.evaluate(x, make, math.prod(counts), target, indices)
         diffs = tf.reshape(tf.transpose(clean[None] - scores), [-1, *counts])
-        totals = tf.cast(diffs, x.dtype)
-        coverage = tf.ones(counts, x.dtype)
+        dtype = attribution_dtype(x)
+        totals = tf.cast(diffs, dtype)
+        coverage = tf.ones(counts, dtype)
         for cover in covers:  # sum over the windows covering each element, axis by axis
+            cover = tf.cast(cover, dtype)
             totals = tf.tensordot(totals, cover, axes=[[1], [0]])
             coverage = tf.tensordot(coverage, cover, axes=[[0], [0]])
         result = spread_over_channels(totals / coverage[None], rank)

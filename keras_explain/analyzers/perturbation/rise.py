@@ -69,6 +69,8 @@ class RISE(Perturbation):
         (2, 8, 8, 1)
     """
 
+    takes_tokens = False
+
     def __init__(
         self,
         model,

@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_explain import _validate
 from keras_explain._spatial import blend, spatial_axes, spread_over_channels
 from keras_explain.analyzers.perturbation import segmentation as segmentation_module
-from keras_explain.analyzers.perturbation.engine import Perturbation
+from keras_explain.analyzers.perturbation.engine import Perturbation, attribution_dtype
 from keras_explain.analyzers.registry import register
 from keras_explain.random import shared_seed
 
@@ -196,5 +196,6 @@ class ShapleySampling(Perturbation):
         marginals = path[:, 1:] - path[:, :-1]  # (K, count, B), by position in the order
         values = tf.reduce_mean(tf.gather(marginals, ranks, axis=1, batch_dims=1), axis=0)
         painted = tf.gather(tf.transpose(values), labels, axis=1, batch_dims=1)
-        painted = spread_over_channels(tf.cast(painted, x.dtype), rank) if spread else painted
+        painted = tf.cast(painted, attribution_dtype(x))
+        painted = spread_over_channels(painted, rank) if spread else painted
         return [tf.broadcast_to(painted, tf.shape(x))]

@@ -75,7 +75,9 @@ def test_rise_localises_the_patch():
 def test_one_input_only_and_rise_parameter_errors():
     with pytest.raises(
         ValueError,
-        match=r"Occlusion explains models with one input; model 'multi_input' has 2\. Wrap it",
+        match=r"Occlusion explains models with one feature input; model 'multi_input' has "
+        r"inputs \['first', 'second'\], of which \['first', 'second'\] are features\. Name "
+        r"the others in constant_inputs",
     ):
         kx.Occlusion(helpers.multi_input())
     model = helpers.conv_sequential()
@@ -188,3 +190,21 @@ def test_rise_masks_are_shifted_upsampled_binary_grids_with_the_right_statistics
     np.testing.assert_allclose(saliency, 3.0 * masks.mean(0) / probability, rtol=1e-5)
     bound = K_SIGMA * 3.0 * np.sqrt(probability * (1 - probability) / samples) / probability
     assert np.abs(saliency - 3.0).max() < bound
+
+
+def test_occlusion_of_one_input_with_the_other_held_constant():
+    model = helpers.multi_input()
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(3, 6)).astype("float32")
+    second = rng.normal(size=(3, 4)).astype("float32")
+    result = kx.Occlusion(model, window=1, constant_inputs=["second"]).analyze(
+        {"first": first, "second": second}, target=2
+    )
+    clean = model([first, second])[0].numpy()[:, 2]
+    expected = np.zeros_like(first)
+    for j in range(6):
+        occluded = first.copy()
+        occluded[:, j] = 0.0
+        expected[:, j] = clean - model([occluded, second])[0].numpy()[:, 2]
+    np.testing.assert_allclose(result["first"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(result["second"], 0.0)
