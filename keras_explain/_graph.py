@@ -294,7 +294,14 @@ def _opened(
             f"its call returned {len(outputs)} values for the {len(node.outputs)} outputs "
             "of the layer"
         )
-    return keras.Model(stand_ins, outputs)
+    opened = keras.Model(stand_ins, outputs)
+    for inner in opened.operations:
+        shape = getattr(inner, "newshape", None)  # a reshape's target
+        if isinstance(shape, list | tuple) and any(dim is None for dim in shape):
+            raise ValueError(
+                f"a reshape to {tuple(shape)} holds a dimension unknown on symbolic tensors"
+            )
+    return opened
 
 
 @contextlib.contextmanager

@@ -153,6 +153,48 @@ def test_a_layer_needing_static_shapes_is_opened_at_run_time_like_its_twin():
     )
 
 
+class PairsByBatch(layers.Layer):
+    """Swin's window partition in small: a reshape to ``(batch, -1, 2)``.
+
+    On symbolic inputs ``ops.shape(x)[0]`` is None, which the recorded reshape would
+    keep: the layer is opened when the shapes of a run are known instead.
+    """
+
+    def call(self, x):
+        return ops.reshape(x, (ops.shape(x)[0], -1, 2))
+
+
+class PairsAnyBatch(layers.Layer):
+    def call(self, x):
+        return ops.reshape(x, (-1, 12, 2))
+
+
+def pairs_model(layer, seed=0):
+    helpers.seeded(seed)
+    inputs = keras.Input((4, 3))
+    h = layer(name="pairs")(layers.Dense(6, name="embed")(inputs))
+    h = layers.GlobalAveragePooling1D()(layers.Dense(2, activation="relu", name="mix")(h))
+    return helpers.randomize(keras.Model(inputs, layers.Dense(3, name="logits")(h)), seed)
+
+
+def test_a_reshape_holding_the_unknown_batch_size_is_opened_at_run_time():
+    dynamic, static = pairs_model(PairsByBatch), pairs_model(PairsAnyBatch)
+    static.set_weights(dynamic.get_weights())
+    step = helpers.plan_of(dynamic).steps[1]
+    assert step.op.deferred is not None
+    assert "a reshape to (None, -1, 2) holds a dimension unknown" in step.op.note
+    assert all(s.op.deferred is None for s in helpers.plan_of(static).steps)
+    x = helpers.data((4, 3), batch=3)
+    for name in ("lrp.epsilon", "integrated_gradients"):
+        np.testing.assert_allclose(
+            kx.create_analyzer(name, dynamic).analyze(x, target=1),
+            kx.create_analyzer(name, static).analyze(x, target=1),
+            rtol=1e-6,
+            atol=1e-8,
+            err_msg=name,
+        )
+
+
 def test_describe_lists_each_step_with_its_rule():
     text = kx.LRP(token_model(), "epsilon").describe()
     lines = text.splitlines()

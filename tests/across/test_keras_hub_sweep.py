@@ -28,7 +28,6 @@ pytestmark = pytest.mark.slow
 FAILING = {
     "deberta_v3": r"DisentangledSelfAttention .*could not run on symbolic tensors",
     "deit": r"DeiTEncoder has no LRP rule.*returned a non-tensor",
-    "swin": r"Reshape",
 }
 
 TEXT = {
@@ -114,7 +113,8 @@ def check_backward(model, x, target, score, baseline):
         result = kx.create_analyzer(name, model).analyze(x, target)
         values = result["token_ids"] if isinstance(result, dict) else result
         assert np.all(np.isfinite(values)) and np.abs(values).sum() > 0, name
-    ig = kx.create_analyzer("integrated_gradients", model, steps=512).analyze(x, target)
+    params = {} if isinstance(x, dict) else {"baseline": baseline[0]}
+    ig = kx.create_analyzer("integrated_gradients", model, steps=512, **params).analyze(x, target)
     ig = ig["token_ids"] if isinstance(ig, dict) else ig
     delta = score(x) - score(baseline)
     total = ig.reshape(len(delta), -1).sum(1)
@@ -152,7 +152,9 @@ def test_image_classifiers(family):
 
     def check():
         score = lambda inputs: np.asarray(model(inputs))[:, 1]  # noqa: E731
-        check_backward(model, x, 1, score, np.zeros_like(x))
+        # a grey baseline: at a black image Swin's first LayerNorm sees a constant patch
+        # embedding (zero variance), where the model's own gradient is 1.6e12
+        check_backward(model, x, 1, score, np.full_like(x, 0.5))
         occlusion = kx.create_analyzer("occlusion", model, window=4).analyze(x, 1)
         assert occlusion.shape == x.shape and np.all(np.isfinite(occlusion))
 
