@@ -36,7 +36,8 @@ from keras_explain.targets import Target, fix_target, parse_target, target_score
 ModelLike = keras.Model | Callable[..., Any]
 #: Names of inputs that are not features by default: masks, segment and token type ids,
 #: positions (``padding_mask``, ``segment_ids``, ``token_type_ids``, ``position_ids``).
-_CONSTANT_NAMES = re.compile(r"mask|segment|token_type|type_ids|position", re.IGNORECASE)
+#: Names of model inputs that are not features by default (see ``constant_inputs``).
+CONSTANT_INPUT_NAMES = re.compile(r"mask|segment|token_type|type_ids|position", re.IGNORECASE)
 #: How an analyzer's :meth:`~Analyzer.explain_batch` runs (:attr:`Analyzer.execution`).
 EXECUTIONS = ("compiled", "compiled_models", "host")
 
@@ -814,7 +815,7 @@ class Analyzer:
             return
         token_shape = tuple(arrays[tokens[0]].shape)
         for position in self.constant_inputs:
-            if not _CONSTANT_NAMES.search(names[position]):
+            if not CONSTANT_INPUT_NAMES.search(names[position]):
                 continue
             shape = tuple(arrays[position].shape)
             if len(shape) == len(token_shape) and shape != token_shape:
@@ -868,7 +869,7 @@ class Analyzer:
             position
             for position, (name, spec) in enumerate(zip(names, specs))
             if len(names) > 1
-            and (_CONSTANT_NAMES.search(name) or self._integer_not_embedded(position, spec))
+            and (CONSTANT_INPUT_NAMES.search(name) or self._integer_not_embedded(position, spec))
         )
 
     def _integer_not_embedded(self, position: int, spec) -> bool:

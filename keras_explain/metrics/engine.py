@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from keras_explain import _batching, _validate
 from keras_explain._spatial import gaussian_blur, spatial_axes
+from keras_explain.analyzers.base import CONSTANT_INPUT_NAMES
 from keras_explain.analyzers.perturbation.engine import Perturbation
 
 #: Names a ``baseline`` may take besides a number or an array.
@@ -133,6 +134,8 @@ def run_job(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
         evaluator.job = job
         _EVALUATORS.move_to_end(key)
     columns = evaluator.analyze(x, target)
+    if isinstance(columns, Mapping):  # a dict x: the columns are the feature input's
+        columns = columns[evaluator.input_names[evaluator.feature_input]]
     return columns[:, 0].astype(np.int64), columns[:, 1], columns[:, 2:]
 
 
@@ -150,6 +153,34 @@ def fixed_target(analyzer: Any, x: np.ndarray, target: Any) -> Any:
     if not isinstance(analyzer, Analyzer):
         return target
     return analyzer.resolve_target(x, target)
+
+
+def feature_input(x: Any, attributions: Any, function: str) -> tuple[Any, Any, Any]:
+    """``(inputs, x, attributions)`` of the one feature input of a dict ``x``.
+
+    A model whose other inputs are a padding mask or segment ids (named like them,
+    as the analyzers' ``constant_inputs`` default) is scored on the whole dict
+    ``inputs`` with only the feature input perturbed; ``x`` and ``attributions``
+    are then that input's batch and attributions. For an array ``x``, ``inputs``
+    is None and the others are returned unchanged.
+
+    Raises:
+        ValueError: For a dict without exactly one input not named like a mask,
+            segment ids or positions.
+    """
+    if not isinstance(x, Mapping):
+        return None, x, attributions
+    features = [key for key in x if not CONSTANT_INPUT_NAMES.search(str(key))]
+    if len(features) != 1:
+        raise ValueError(
+            f"{function}: a dict x needs exactly one feature input beside the masks, "
+            f"segment ids and positions (named like them). Received: keys {sorted(x)}, "
+            f"features {features}."
+        )
+    (key,) = features
+    if isinstance(attributions, Mapping):
+        attributions = attributions[key]
+    return dict(x), x[key], attributions
 
 
 def as_batch(x: Any, function: str) -> np.ndarray:

@@ -24,6 +24,7 @@ from keras_explain.metrics.engine import (
     attributions_like,
     baseline_of,
     checked,
+    feature_input,
     keep_copies,
     pixel_maps,
     positive_steps,
@@ -76,6 +77,7 @@ def _ordered_curve(model, x, target, rank, cuts, baseline, insert, probabilities
 
 
 def _feature_curve(function, model, x, attributions, target, baseline, steps, probabilities):
+    inputs, x, attributions = feature_input(x, attributions, function)
     x = as_batch(x, function)
     maps = pixel_maps(attributions_like(attributions, x, function), x)
     features = math.prod(spatial_shape(x))
@@ -83,7 +85,14 @@ def _feature_curve(function, model, x, attributions, target, baseline, steps, pr
     cuts = np.arange(steps + 1) * features // steps
     base = baseline_of(baseline, x, function)
     scores = _ordered_curve(
-        model, x, target, ranks(maps), cuts, base, function == "insertion", bool(probabilities)
+        model,
+        x if inputs is None else inputs,
+        target,
+        ranks(maps),
+        cuts,
+        base,
+        function == "insertion",
+        bool(probabilities),
     )
     return Curve(scores, (cuts / features).astype(np.float32))
 
@@ -245,6 +254,7 @@ def pixel_flipping(
         (array([[6., 3., 1., 0.]], dtype=float32), array([3.5], dtype=float32))
     """
     function = "pixel_flipping"
+    inputs, x, attributions = feature_input(x, attributions, function)
     x = as_batch(x, function)
     order = checked(function, _validate.one_of, order, "order", ORDERS)
     maps = pixel_maps(attributions_like(attributions, x, function), x)
@@ -260,7 +270,16 @@ def pixel_flipping(
     region_rank = ranks(totals, descending=order == "morf")
     rank = region_rank[:, region_of].reshape(maps.shape)
     base = baseline_of(baseline, x, function)
-    scores = _ordered_curve(model, x, target, rank, np.arange(steps + 1), base, False, False)
+    scores = _ordered_curve(
+        model,
+        x if inputs is None else inputs,
+        target,
+        rank,
+        np.arange(steps + 1),
+        base,
+        False,
+        False,
+    )
     return Curve(scores, (np.arange(steps + 1) / steps).astype(np.float32))
 
 
@@ -310,6 +329,7 @@ def faithfulness_correlation(
     from scipy import stats
 
     function = "faithfulness_correlation"
+    inputs, x, attributions = feature_input(x, attributions, function)
     x = as_batch(x, function)
     maps = pixel_maps(attributions_like(attributions, x, function), x)
     if not 0 < checked(function, _validate.positive, subset, "subset") <= 1:
@@ -333,7 +353,7 @@ def faithfulness_correlation(
         _subset_copies,
         {"removed": removed_maps, "baseline": baseline_of(baseline, x, function)},
     )
-    _, clean, scores = run_job(model, x, target, job)
+    _, clean, scores = run_job(model, x if inputs is None else inputs, target, job)
     drops = clean[:, None].astype(np.float64) - scores
     sums = maps.reshape(len(x), -1).astype(np.float64) @ removed.T.astype(np.float64)
     with warnings.catch_warnings():

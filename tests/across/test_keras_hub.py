@@ -93,6 +93,47 @@ def test_perturbation_methods_replace_tokens_and_hold_the_mask():
         kx.KernelShap(model)
 
 
+def test_faithfulness_metrics_on_dict_inputs_perturb_the_token_ids_only():
+    """The curves perturb the token ids only: equal to a loop over the model."""
+    model, x = bert(), bert_batch()
+    attributions = kx.IntegratedGradients(model, steps=16).analyze(x, target=1)
+    order = np.argsort(-attributions["token_ids"], axis=1, kind="stable")
+    expected = np.zeros((2, 9))
+    for k in range(9):  # the k most relevant tokens replaced by id 0
+        tokens = x["token_ids"].copy()
+        np.put_along_axis(tokens, order[:, :k], 0, axis=1)
+        expected[:, k] = model({**x, "token_ids": tokens}).numpy()[:, 1]
+    deletion = kx.metrics.deletion(model, x, attributions, target=1, steps=8)
+    np.testing.assert_allclose(deletion.scores, expected, rtol=1e-5, atol=1e-8)
+    flipped = kx.metrics.pixel_flipping(
+        model, x, attributions["token_ids"], target=1, region=1, steps=8
+    )
+    np.testing.assert_allclose(flipped.scores, expected, rtol=1e-5, atol=1e-8)
+    # faithfulness correlation: the same subsets of tokens as a loop over the model
+    correlation = kx.metrics.faithfulness_correlation(
+        model, x, attributions, target=1, subset=0.25, samples=6, seed=3
+    )
+    draws = np.random.default_rng(3).random((6, 8))
+    removed = np.argsort(np.argsort(draws, axis=1), axis=1) < 2
+    drops = np.stack(
+        [
+            model(x).numpy()[:, 1]
+            - model({**x, "token_ids": np.where(r, 0, x["token_ids"])}).numpy()[:, 1]
+            for r in removed
+        ],
+        axis=1,
+    )
+    sums = attributions["token_ids"] @ removed.T.astype("float32")
+    expected = [np.corrcoef(sums[b], drops[b])[0, 1] for b in range(2)]
+    np.testing.assert_allclose(correlation, expected, rtol=1e-3)
+    with pytest.raises(
+        ValueError,
+        match=r"deletion: a dict x needs exactly one feature input beside the masks, segment "
+        r"ids and positions \(named like them\). Received: keys \['a', 'b'\], features",
+    ):
+        kx.metrics.deletion(model, {"a": x["token_ids"], "b": x["token_ids"]}, attributions)
+
+
 def test_masks_and_sequences_that_do_not_fit_are_named():
     model, x = bert(), bert_batch()
     analyzer = kx.Gradient(model)
