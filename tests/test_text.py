@@ -166,3 +166,29 @@ def test_an_analyzer_passed_in_is_reused_and_gives_the_same_rows():
         kx.text.explain_generation(
             model, PROMPT, continuation=answer, method=analyzer, target="logprob"
         )
+
+
+def test_a_string_prompt_is_tokenized_by_the_models_preprocessor():
+    """A tiny in-memory byte-pair tokenizer (no download): the same rows as its ids."""
+    vocabulary = {"<|endoftext|>": 0, "a": 1, "b": 2, "c": 3, "Ġ": 4, "Ġa": 5, "Ġb": 6}
+    vocabulary.update({"Ġc": 7, "ab": 8, "Ġab": 9})
+    tokenizer = keras_hub.tokenizers.GPT2Tokenizer(
+        vocabulary=vocabulary, merges=["a b", "Ġ a", "Ġ b", "Ġ c", "Ġa b"]
+    )
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=10,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+    )
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=16)
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    generation = kx.text.explain_generation(model, "ab c a", max_new_tokens=2)
+    np.testing.assert_array_equal(generation.prompt, [8, 7, 5])  # "ab", " c", " a"
+    assert generation.tokens[:3] == ["ab", "Ġc", "Ġa"]
+    from_ids = kx.text.explain_generation(model, np.array([8, 7, 5]), max_new_tokens=2)
+    np.testing.assert_array_equal(generation.generated, from_ids.generated)
+    np.testing.assert_array_equal(generation.attributions, from_ids.attributions)
