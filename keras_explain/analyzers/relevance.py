@@ -11,7 +11,7 @@ of the model. The mathematical conventions are in ``docs/relevance_rules.md``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -284,6 +284,8 @@ class LRP(Backpropagation):
             ['h', 'input', 'out']
         """
         names, keys = self._layer_keys()
+        if isinstance(x, Mapping):  # the inputs in order: the results are per layer, not per key
+            x = self._ordered(x)
         with self._layerwise_mode(keys):
             results = self.analyze(x, target, batch_size=batch_size)
         return dict(zip(names, results))
@@ -324,6 +326,10 @@ class LRP(Backpropagation):
 
     def _multi_input(self, count: int) -> bool:
         return self._layerwise or super()._multi_input(count)
+
+    def _input_sources(self) -> bool:
+        # layer by layer, source i is the i-th layer, not model input i (held or not)
+        return not self._layerwise and super()._input_sources()
 
     @classmethod
     def parameters(cls, composite: Any = None, **preset: Any) -> list[str]:

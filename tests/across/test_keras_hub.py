@@ -134,6 +134,17 @@ def test_faithfulness_metrics_on_dict_inputs_perturb_the_token_ids_only():
         kx.metrics.deletion(model, {"a": x["token_ids"], "b": x["token_ids"]}, attributions)
 
 
+def test_relevance_layer_by_layer_of_a_dict_input_model():
+    """analyze_layers keyed by layer; the token embedding's relevance is the tokens'."""
+    model, x = bert(), bert_batch()
+    analyzer = kx.LRP(model, "attn_lrp")
+    layers = analyzer.analyze_layers(x, target=1)
+    assert {"token_embedding", "transformer_layer_1"} <= set(layers)
+    tokens = analyzer.analyze(x, target=1)["token_ids"]
+    assert np.abs(tokens).max() > 0
+    np.testing.assert_allclose(layers["token_embedding"].sum(-1), tokens, rtol=1e-5, atol=1e-9)
+
+
 def test_masks_and_sequences_that_do_not_fit_are_named():
     model, x = bert(), bert_batch()
     analyzer = kx.Gradient(model)
