@@ -68,6 +68,81 @@ class Generation:
         return text_heatmap(self.tokens[:end], scores, **kwargs)
 
 
+def generation_page(
+    generations: Generation | dict[str, Generation],
+    out: str = "generation.html",
+    *,
+    title: str = "Explained generation",
+    **kwargs: Any,
+) -> str:
+    """Write one offline HTML page: each generated token's context, coloured, per method.
+
+    One row per generated token; in it, one heatmap per method (the context of the
+    token coloured by its attribution, the explained token last and uncoloured), so
+    the methods read side by side, as :func:`keras_explain.report` shows classifiers.
+    The page has no script and loads nothing; it is written to a temporary name and
+    renamed (a failure leaves no partial page).
+
+    Args:
+        generations: A :class:`Generation`, or ``{method name: Generation}`` of the
+            same prompt and generated tokens (e.g. ``"lrp.attn"`` and ``"ablation"``).
+        out: The HTML file to write.
+        title: The page title.
+        **kwargs: For :func:`keras_explain.visualize.text_heatmap` (``cmap``, ``signed``).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: For no generation, or generations of other tokens.
+
+    Example:
+        >>> import os, tempfile, numpy as np, keras_explain as kx
+        >>> generation = kx.text.Generation(np.array([1, 2]), np.array([3]),
+        ...     np.array([[0.5, -0.5, 0.0]], "float32"), np.array([1.0], "float32"),
+        ...     ["a", "b", "c"])
+        >>> path = kx.text.generation_page(generation, os.path.join(tempfile.mkdtemp(), "g.html"))
+        >>> open(path).read().count("<span")
+        3
+    """
+    import html
+
+    from keras_explain._shards import write_atomic
+
+    if isinstance(generations, Generation):
+        generations = {"attribution": generations}
+    if not generations:
+        raise ValueError("generation_page: no generation to show. Pass at least one.")
+    first = next(iter(generations.values()))
+    for name, generation in generations.items():
+        if generation.tokens != first.tokens:
+            raise ValueError(
+                "generation_page: every generation must explain the same tokens. Received: "
+                f"{name!r} explains {generation.tokens}, the first {first.tokens}."
+            )
+    rows = []
+    for row, token in enumerate(first.tokens[len(first.prompt) :]):
+        cells = "".join(
+            f"<td>{generation.text_heatmap(row, **kwargs)}</td>"
+            for generation in generations.values()
+        )
+        rows.append(f"<tr><th>{html.escape(token)}</th>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(str(name))}</th>" for name in generations)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif}}"
+        "td,th{border-bottom:1px solid #ddd;padding:4px;text-align:left;vertical-align:top}"
+        f"</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>Prompt: {html.escape(' '.join(first.tokens[: len(first.prompt)]))}</p>"
+        f"<table><tr><th>generated token</th>{head}</tr>{''.join(rows)}</table>"
+        "</body></html>\n"
+    )
+    write_atomic(out, lambda handle: handle.write(page.encode("utf-8")))
+    return out
+
+
 def explain_generation(
     causal_lm: Any,
     prompt: Any,

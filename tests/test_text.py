@@ -192,3 +192,26 @@ def test_a_string_prompt_is_tokenized_by_the_models_preprocessor():
     from_ids = kx.text.explain_generation(model, np.array([8, 7, 5]), max_new_tokens=2)
     np.testing.assert_array_equal(generation.generated, from_ids.generated)
     np.testing.assert_array_equal(generation.attributions, from_ids.attributions)
+
+
+def test_the_generation_page_shows_every_method_per_generated_token(tmp_path):
+    model = helpers.keras_hub_causal_lm("gpt2")
+    relevance = kx.text.explain_generation(model, PROMPT, max_new_tokens=3)
+    ablation = kx.text.explain_generation(
+        model, PROMPT, continuation=relevance.generated, method="ablation"
+    )
+    path = kx.text.generation_page(
+        {"lrp.attn": relevance, "ablation": ablation}, str(tmp_path / "g.html"), title="<GPT-2>"
+    )
+    page = open(path, encoding="utf-8").read()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert "&lt;GPT-2&gt;" in page and "<th>lrp.attn</th><th>ablation</th>" in page
+    assert page.count("<tr>") == 1 + 3  # the header and one row per generated token
+    # each row: a heatmap per method of the P + t + 1 tokens up to the explained one
+    assert page.count("<span") == 2 * sum(len(PROMPT) + t + 1 for t in range(3))
+    assert not (tmp_path / "g.html.partial").exists()
+    other = kx.text.explain_generation(model, PROMPT[:2], max_new_tokens=1)
+    with pytest.raises(ValueError, match=r"every generation must explain the same tokens"):
+        kx.text.generation_page({"a": relevance, "b": other}, str(tmp_path / "h.html"))
+    with pytest.raises(ValueError, match=r"no generation to show"):
+        kx.text.generation_page({}, str(tmp_path / "h.html"))
