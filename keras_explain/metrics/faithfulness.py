@@ -476,10 +476,11 @@ def completeness(model, x, attributions, target=None, baseline: Any = 0.0) -> np
         array([-1.], dtype=float32)
     """
     function = "completeness"
+    inputs, x, attributions = feature_input(x, attributions, function)
     x = as_batch(x, function)
     full = attributions_like(attributions, x, function)
 
     job = Job(1, _baseline_copy, {"baseline": baseline_of(baseline, x, function)})
-    _, clean, scores = run_job(model, x, target, job)
+    _, clean, scores = run_job(model, x if inputs is None else inputs, target, job)
     totals = full.reshape(len(x), -1).astype(np.float64).sum(axis=1)
     return (totals - (clean.astype(np.float64) - scores[:, 0])).astype(np.float32)

@@ -126,6 +126,11 @@ def test_faithfulness_metrics_on_dict_inputs_perturb_the_token_ids_only():
     sums = attributions["token_ids"] @ removed.T.astype("float32")
     expected = [np.corrcoef(sums[b], drops[b])[0, 1] for b in range(2)]
     np.testing.assert_allclose(correlation, expected, rtol=1e-3)
+    # completeness: IG's sum against f(x) - f(all tokens 0), the mask held
+    gap = kx.metrics.completeness(model, x, attributions, target=1)
+    empty = model({**x, "token_ids": np.zeros_like(x["token_ids"])}).numpy()[:, 1]
+    total = attributions["token_ids"].sum(1) - (model(x).numpy()[:, 1] - empty)
+    np.testing.assert_allclose(gap, total, rtol=1e-4, atol=1e-8)
     with pytest.raises(
         ValueError,
         match=r"deletion: a dict x needs exactly one feature input beside the masks, segment "
