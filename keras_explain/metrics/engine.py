@@ -168,8 +168,18 @@ def feature_input(x: Any, attributions: Any, function: str) -> tuple[Any, Any, A
         ValueError: For a dict without exactly one input not named like a mask,
             segment ids or positions.
     """
-    if not isinstance(x, Mapping):
+    key = feature_key(x, function)
+    if key is None:
         return None, x, attributions
+    if isinstance(attributions, Mapping):
+        attributions = attributions[key]
+    return dict(x), x[key], attributions
+
+
+def feature_key(x: Any, function: str) -> Any:
+    """The key of a dict ``x``'s one feature input (see :func:`feature_input`), or None."""
+    if not isinstance(x, Mapping):
+        return None
     features = [key for key in x if not CONSTANT_INPUT_NAMES.search(str(key))]
     if len(features) != 1:
         raise ValueError(
@@ -177,10 +187,7 @@ def feature_input(x: Any, attributions: Any, function: str) -> tuple[Any, Any, A
             f"segment ids and positions (named like them). Received: keys {sorted(x)}, "
             f"features {features}."
         )
-    (key,) = features
-    if isinstance(attributions, Mapping):
-        attributions = attributions[key]
-    return dict(x), x[key], attributions
+    return features[0]
 
 
 def as_batch(x: Any, function: str) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_explain import _validate
+from keras_explain import _graph, _validate
 from keras_explain.analyzers.registry import create_analyzer, parameters
-from keras_explain.metrics.engine import as_batch, checked, fixed_target
+from keras_explain.metrics.engine import as_batch, checked, feature_key, fixed_target
 
 MODES = ("cascading", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "pearson", "ssim")
@@ -150,12 +150,22 @@ def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
 
 
 def _initializer_of(layer: keras.Layer, variable) -> keras.initializers.Initializer:
-    """The layer's own initializer of one of its variables (``kernel_initializer``, ...)."""
+    """The initializer of one of the layer's variables (``kernel_initializer``, ...).
+
+    It is looked for on the innermost sublayer holding the variable first (a
+    Transformer block's LayerNormalization holds its ``gamma``), then outwards.
+    """
     name = variable.name.split("/")[-1].split(":")[0]
-    for attribute in (f"{name}_initializer", f"{name.replace('_kernel', '')}_initializer"):
-        initializer = getattr(layer, attribute, None)
-        if initializer is not None:
-            return keras.initializers.get(initializer)
+    owners = [
+        inner
+        for inner in reversed([layer, *_graph.sublayers(layer)])
+        if any(weight is variable for weight in inner.weights)
+    ]
+    for owner in owners:
+        for attribute in (f"{name}_initializer", f"{name.replace('_kernel', '')}_initializer"):
+            initializer = getattr(owner, attribute, None)
+            if initializer is not None:
+                return keras.initializers.get(initializer)
     raise ValueError(
         f"randomization: layer {layer.name!r} has no initializer for its variable {name!r} "
         f"(looked for {name}_initializer). Pass layers=[...] without {layer.name!r}."
@@ -236,7 +246,8 @@ def randomization(
             f"{function} re-initializes a clone of a Keras model. Received: model of type "
             f"{type(model).__name__}."
         )
-    x = as_batch(x, function)
+    key = feature_key(x, function)  # a dict x: its feature input's attributions compared
+    x = as_batch(x, function) if key is None else dict(x)
     if _takes_seed(analyzer_name):
         # a sampling method (smoothgrad, occlusion, ...) draws the same noise for the
         # original and every randomized explanation, so only the weights differ
@@ -255,14 +266,19 @@ def randomization(
             )
         candidates = [layer for layer in candidates if layer.name in layers]
     target = fixed_target(analyzer, x, target)
-    original = analyzer.analyze(x, target)
+
+    def explain() -> np.ndarray:
+        result = analyzer.analyze(x, target)
+        return result if key is None else result[key]
+
+    original = explain()
     prepared = None if measure == "ssim" else _prepared(original, measure)
     results = {}
     for index, layer in enumerate(reversed(candidates)):
         if mode == "independent" and index:
             clone.set_weights(trained)
         _reinitialize(layer, seed * 7919 + index)
-        explanation = analyzer.analyze(x, target)
+        explanation = explain()
         if prepared is None:
             results[layer.name] = _compare(original, explanation, measure)
         else:  # the original's ranks are computed once

@@ -150,6 +150,21 @@ def test_relevance_layer_by_layer_of_a_dict_input_model():
     np.testing.assert_allclose(layers["token_embedding"].sum(-1), tokens, rtol=1e-5, atol=1e-9)
 
 
+def test_randomization_of_a_dict_input_model_and_of_a_transformer_block():
+    """The token ids' attributions compared; a block's LayerNorm γ drawn from its own γ init."""
+    model, x = bert(), bert_batch()
+    weights = [w.copy() for w in model.get_weights()]
+    result = kx.metrics.randomization(
+        "gradient", model, x, target=1, layers=["logits", "transformer_layer_1"]
+    )
+    assert list(result) == ["logits", "transformer_layer_1"]  # top-down, cascading
+    for values in result.values():
+        assert values.shape == (2,) and np.all(np.abs(values) <= 1)
+    assert np.all(result["transformer_layer_1"] < 0.99)  # the explanation changed
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)  # the model is untouched
+
+
 def test_masks_and_sequences_that_do_not_fit_are_named():
     model, x = bert(), bert_batch()
     analyzer = kx.Gradient(model)
