@@ -194,8 +194,14 @@ def as_batch(x: Any, function: str) -> np.ndarray:
     """``x`` as a float32 numpy batch of rank >= 2.
 
     Raises:
-        ValueError: For a rank below 2.
+        ValueError: For a rank below 2, or a dict (several inputs).
     """
+    if isinstance(x, Mapping):
+        raise ValueError(
+            f"{function} takes one input, an array. Received: a dict with keys {sorted(x)}. "
+            "Dict inputs with masks or segment ids are taken by deletion, insertion, "
+            "pixel_flipping, faithfulness_correlation, completeness and randomization."
+        )
     array = np.asarray(x.numpy() if isinstance(x, tf.Tensor) else x)
     if array.ndim < 2:
         raise ValueError(

@@ -137,6 +137,10 @@ def test_faithfulness_metrics_on_dict_inputs_perturb_the_token_ids_only():
         r"ids and positions \(named like them\). Received: keys \['a', 'b'\], features",
     ):
         kx.metrics.deletion(model, {"a": x["token_ids"], "b": x["token_ids"]}, attributions)
+    with pytest.raises(
+        ValueError, match=r"infidelity takes one input, an array. Received: a dict with keys"
+    ):
+        kx.metrics.infidelity(model, x, attributions)
 
 
 def test_relevance_layer_by_layer_of_a_dict_input_model():
