@@ -264,7 +264,7 @@ def _opened(
     must not be baked into the opened operations), or exactly like them when
     ``static`` (inside a layer opened on a run's shapes), or with the given ``shapes``.
     """
-    for layer in [operation, *operation._flatten_layers(include_self=False)]:
+    for layer in [operation, *sublayers(operation)]:
         if id(layer) not in added_nodes:
             added_nodes[id(layer)] = (
                 layer,
@@ -285,7 +285,7 @@ def _opened(
     kwargs = dict(kwargs)
     if getattr(operation, "_call_has_training_arg", False):
         kwargs["training"] = False
-    with _tolerant_output_specs(operation._flatten_layers(include_self=False), traced=static):
+    with _tolerant_output_specs(sublayers(operation), traced=static):
         outputs = keras.tree.flatten(operation.call(*args, **kwargs))
     if len(outputs) != len(node.outputs) or not all(
         isinstance(output, keras.KerasTensor) for output in outputs
