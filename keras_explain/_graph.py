@@ -163,7 +163,10 @@ def walk(
             note = reopen = None
             inner_owner = owner
             if inner is not None:
-                args = node.arguments.args
+                # a model called as model(x) or as model(inputs=x) (KerasHub's Gemma3CausalLM)
+                args = node.arguments.args or tuple(
+                    value for name, value in node.arguments.kwargs.items() if name == "inputs"
+                )
                 flat = keras.tree.flatten(args[0] if len(args) == 1 else args)
                 inner_keys = [resolve(prefix + (id(t),)) for t in flat]
             elif opens is not None and _openable(operation) and opens(operation):

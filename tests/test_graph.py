@@ -192,3 +192,19 @@ def test_plan_does_not_modify_the_model():
     assert model.layers[-1].activation.__name__ == "softmax"
     for before, after in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(before, after)
+
+
+def test_a_nested_model_called_by_keyword_is_inlined():
+    """KerasHub's Gemma3CausalLM calls its backbone as ``backbone(inputs=x)``."""
+    helpers.seeded(0)
+    inner_input = keras.Input((3,), name="inner_x")
+    inner = keras.Model(inner_input, keras.layers.Dense(2, name="inner_dense")(inner_input))
+    outer_input = keras.Input((3,), name="x")
+    model = keras.Model(outer_input, inner(inputs=outer_input))
+    x = helpers.data((3,), batch=4)
+    plan = helpers.plan_of(model)
+    values = plan.run([tf.constant(x)])
+    np.testing.assert_allclose(values[plan.output_keys[0]].numpy(), model(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        kx.Gradient(model).analyze(x, target=1), helpers.tape_gradient(model, x, 1), rtol=1e-6
+    )

@@ -79,6 +79,10 @@ LMS = {
     "gemma": lambda: models.GemmaCausalLM(
         models.GemmaBackbone(30, 2, 4, 2, 16, 32, 4), preprocessor=None
     ),
+    # text only (no vision encoder); the task model calls its backbone as backbone(inputs=x)
+    "gemma3": lambda: models.Gemma3CausalLM(
+        backbone=models.Gemma3Backbone(30, 16, 2, 4, 2, 16, 32, 4), preprocessor=None
+    ),
 }
 
 
