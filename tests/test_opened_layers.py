@@ -76,11 +76,12 @@ class PrependTokenByAddition(PrependToken):
         return ops.concatenate([ops.zeros_like(x[:, :1]) + self.token, x], axis=1)
 
 
-def token_model(layer=PrependToken, seed=0):
+def token_model(layer=PrependToken, seed=0, width=3, pool=layers.Flatten, name="prepend"):
+    """Input (4, 3) -> Dense(width) -> ``layer`` -> Dense(2, relu) -> ``pool`` -> Dense(3)."""
     helpers.seeded(seed)
     inputs = keras.Input((4, 3))
-    h = layer(name="prepend")(layers.Dense(3, name="embed")(inputs))
-    h = layers.Flatten()(layers.Dense(2, activation="relu", name="mix")(h))
+    h = layer(name=name)(layers.Dense(width, name="embed")(inputs))
+    h = pool()(layers.Dense(2, activation="relu", name="mix")(h))
     return helpers.randomize(keras.Model(inputs, layers.Dense(3, name="logits")(h)), seed)
 
 
@@ -169,12 +170,8 @@ class PairsAnyBatch(layers.Layer):
         return ops.reshape(x, (-1, 12, 2))
 
 
-def pairs_model(layer, seed=0):
-    helpers.seeded(seed)
-    inputs = keras.Input((4, 3))
-    h = layer(name="pairs")(layers.Dense(6, name="embed")(inputs))
-    h = layers.GlobalAveragePooling1D()(layers.Dense(2, activation="relu", name="mix")(h))
-    return helpers.randomize(keras.Model(inputs, layers.Dense(3, name="logits")(h)), seed)
+def pairs_model(layer):
+    return token_model(layer, width=6, pool=layers.GlobalAveragePooling1D, name="pairs")
 
 
 def test_a_reshape_holding_the_unknown_batch_size_is_opened_at_run_time():

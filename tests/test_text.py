@@ -175,17 +175,8 @@ def test_a_string_prompt_is_tokenized_by_the_models_preprocessor():
     tokenizer = keras_hub.tokenizers.GPT2Tokenizer(
         vocabulary=vocabulary, merges=["a b", "Ġ a", "Ġ b", "Ġ c", "Ġa b"]
     )
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=10,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=16)
-    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    model = helpers.keras_hub_causal_lm("gpt2", vocabulary_size=10, preprocessor=preprocessor)
     generation = kx.text.explain_generation(model, "ab c a", max_new_tokens=2)
     np.testing.assert_array_equal(generation.prompt, [8, 7, 5])  # "ab", " c", " a"
     assert generation.tokens[:3] == ["ab", "Ġc", "Ġa"]

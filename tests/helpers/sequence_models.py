@@ -132,31 +132,31 @@ def token_recurrent_classifier(layer, steps=6, tokens=20, features=4, classes=3)
     return keras.Model(inputs, layers.Dense(classes)(layer(hidden)))
 
 
-def keras_hub_causal_lm(family, seed=0):
+def keras_hub_causal_lm(family, seed=0, vocabulary_size=40, preprocessor=None):
     """A tiny random KerasHub causal LM (no download) with non-trivial norm scales."""
     import keras_hub
 
     keras.utils.set_random_seed(seed)
     if family == "gpt2":
         backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=40,
+            vocabulary_size=vocabulary_size,
             num_layers=2,
             num_heads=2,
             hidden_dim=8,
             intermediate_dim=16,
             max_sequence_length=16,
         )
-        model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+        model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
     else:
         backbone = keras_hub.models.LlamaBackbone(
-            vocabulary_size=40,
+            vocabulary_size=vocabulary_size,
             num_layers=2,
             num_query_heads=4,
             num_key_value_heads=2,
             hidden_dim=16,
             intermediate_dim=32,
         )
-        model = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+        model = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=preprocessor)
     rng = np.random.default_rng(seed)
     for weight in model.weights:
         shift = 1.0 if weight.path.endswith(("scale", "gamma")) else 0.0
