@@ -80,7 +80,7 @@ class Walk:
 
 def walk(
     model: keras.Model,
-    opens: Callable[[Any], bool] | None = None,
+    opens: Callable[[Any], Callable | None] | None = None,
     owner: Any = None,
     static: bool = False,
 ) -> Walk:
@@ -96,8 +96,9 @@ def walk(
 
     Args:
         model: A built Sequential or Functional model.
-        opens: ``opens(layer) -> bool``: whether a layer (not a model) is opened
-            into its operations; default: none.
+        opens: ``opens(layer) -> call | None``: the function a layer (not a
+            model) is opened through, its ``call`` or a stand-in written in
+            ``keras.ops``; None keeps it whole. Default: none is opened.
         owner: The layer ``model`` was opened from, if it is one (its calls say so).
         static: Whether ``model``'s shapes are those of a run (a layer opened when
             they are known): the layers opened inside it keep them, batch size
@@ -161,6 +162,7 @@ def walk(
                 result.layers.append(operation)
             inner = functional_of(operation, strict=False)
             note = reopen = None
+            call = opens(operation) if opens is not None and _openable(operation) else None
             inner_owner = owner
             if inner is not None:
                 # a model called as model(x) or as model(inputs=x) (KerasHub's Gemma3CausalLM)
@@ -169,14 +171,17 @@ def walk(
                 )
                 flat = keras.tree.flatten(args[0] if len(args) == 1 else args)
                 inner_keys = [resolve(prefix + (id(t),)) for t in flat]
-            elif opens is not None and _openable(operation) and opens(operation):
+                kept = range(len(out_keys))
+            elif call is not None:
                 try:
-                    inner = _opened(operation, node, added_nodes, static=static)
+                    inner, kept = _opened(operation, call, node, added_nodes, static=static)
+                    if any(id(node.outputs[i]) in _consumed(graph) for i in _dropped(node, kept)):
+                        raise ValueError("its call returned a non-tensor for an output in use")
                     inner_keys = list(in_keys)
                     inner_owner = owner or operation
                 except Exception as error:  # noqa: BLE001  (any failure: the layer stays whole)
                     note = _open_failure(operation, error)
-                    reopen = _reopener(operation, node, opens, owner or operation)
+                    reopen = _reopener(operation, call, node, opens, owner or operation)
                     # deferred only if it opens once its unknown dimensions are known
                     # (probed with 2): a call that fails for another reason stays whole
                     shapes = [tuple(tensor.shape) for tensor in node.input_tensors]
@@ -186,8 +191,8 @@ def walk(
             if inner is not None:
                 inner_prefix = prefix + (next(counter),)
                 inline(inner, inner_prefix, inner_keys, inner_owner)
-                for outer, inner_output in zip(out_keys, inner._outputs):
-                    aliases[outer] = resolve(inner_prefix + (id(inner_output),))
+                for index, inner_output in zip(kept, inner._outputs):
+                    aliases[out_keys[index]] = resolve(inner_prefix + (id(inner_output),))
                 result.layer_outputs.setdefault(id(operation), resolve(out_keys[0]))
                 continue
             names = _input_names(operation, node)
@@ -242,13 +247,16 @@ def _remove_added(added_nodes: dict) -> None:
         del layer._outbound_nodes[outbound:]
 
 
-def _reopener(operation, node, opens, owner) -> Callable[[Sequence[tuple]], Walk | None]:
+def _reopener(operation, call, node, opens, owner) -> Callable[[Sequence[tuple]], Walk | None]:
     """``reopen(shapes)``: the walk of the layer's call opened on inputs of static ``shapes``."""
 
     def reopen(shapes: Sequence[tuple]) -> Walk | None:
         added: dict = {}
         try:
-            return walk(_opened(operation, node, added, shapes), opens, owner, static=True)
+            opened, kept = _opened(operation, call, node, added, shapes)
+            if _dropped(node, kept):
+                return None
+            return walk(opened, opens, owner, static=True)
         except Exception:  # noqa: BLE001  (it stays one call, as when the plan was built)
             return None
         finally:
@@ -258,9 +266,17 @@ def _reopener(operation, node, opens, owner) -> Callable[[Sequence[tuple]], Walk
 
 
 def _opened(
-    operation, node, added_nodes: dict, shapes: Sequence[tuple] | None = None, static=False
-) -> Any:
-    """The functional graph of one call of a layer, from its ``call`` on symbolic stand-ins.
+    operation,
+    call: Callable,
+    node,
+    added_nodes: dict,
+    shapes: Sequence[tuple] | None = None,
+    static=False,
+) -> tuple[Any, list[int]]:
+    """The functional graph of one call of a layer, from ``call`` on symbolic stand-ins.
+
+    ``call`` is the layer's ``call``, or a stand-in for it written in ``keras.ops``.
+    Returns the graph and the positions of the layer's outputs it computes.
 
     Its inputs are the stand-ins of the node's input tensors, in their order, shaped
     like them with an unknown batch size (methods run copies of a batch: a batch size
@@ -288,23 +304,73 @@ def _opened(
     kwargs = dict(kwargs)
     if getattr(operation, "_call_has_training_arg", False):
         kwargs["training"] = False
-    with _tolerant_output_specs(sublayers(operation), traced=static):
-        outputs = keras.tree.flatten(operation.call(*args, **kwargs))
-    if len(outputs) != len(node.outputs) or not all(
-        isinstance(output, keras.KerasTensor) for output in outputs
-    ):
+    with _tolerant_output_specs(sublayers(operation), traced=static or shapes is not None):
+        outputs = keras.tree.flatten(call(*args, **kwargs))
+    if len(outputs) != len(node.outputs):
         raise ValueError(
             f"its call returned {len(outputs)} values for the {len(node.outputs)} outputs "
             "of the layer"
         )
-    opened = keras.Model(stand_ins, outputs)
+    # outputs that are not tensors of its inputs (DeiT's encoder returns empty arrays
+    # for the attention scores it was not asked for) are left out: unused, they are
+    # not the layer's computation
+    kept = [i for i, output in enumerate(outputs) if _symbolic(output)]
+    opened = keras.Model(stand_ins, [outputs[i] for i in kept])
     for inner in opened.operations:
         shape = getattr(inner, "newshape", None)  # a reshape's target
         if isinstance(shape, list | tuple) and any(dim is None for dim in shape):
             raise ValueError(
                 f"a reshape to {tuple(shape)} holds a dimension unknown on symbolic tensors"
             )
-    return opened
+    return opened, kept
+
+
+def disentangled_attention(layer) -> Callable:
+    """KerasHub's DeBERTaV3 attention call, its relative scores gathered in ``keras.ops``.
+
+    On TensorFlow the layer gathers its content-to-position and position-to-content
+    scores with ``tf.gather(..., batch_dims=3)``, which symbolic tensors cannot
+    enter; ``ops.take_along_axis`` on the last axis is the same gather (the layer's
+    own path on the other backends). The stand-in method is an instance attribute
+    removed again after the call.
+    """
+
+    def relative_scores(query, key, rel_embeddings):
+        batch, positions = keras.ops.shape(query)[0], keras.ops.shape(query)[1]
+        span = layer.bucket_size
+        relative = layer._get_rel_pos(positions)
+        shape = (batch, layer.num_heads, positions, positions)
+        scores = []
+        for projection, other, offsets in (
+            (layer._key_dense, query, relative),  # content to position
+            (layer._query_dense, key, -relative),  # position to content
+        ):
+            score = keras.ops.einsum("aecd,abcd->acbe", projection(rel_embeddings), other)
+            index = keras.ops.broadcast_to(keras.ops.clip(offsets + span, 0, 2 * span - 1), shape)
+            scores.append(keras.ops.take_along_axis(score, index, axis=3))
+        to_position, to_content = scores[0], keras.ops.transpose(scores[1], [0, 1, 3, 2])
+        return keras.ops.multiply(to_position, layer.scale_factor) + keras.ops.multiply(
+            to_content, layer.scale_factor
+        )
+
+    def call(*args, **kwargs):
+        object.__setattr__(layer, "_compute_disentangled_attention", relative_scores)
+        try:
+            return layer.call(*args, **kwargs)
+        finally:
+            object.__delattr__(layer, "_compute_disentangled_attention")
+
+    return call
+
+
+def _symbolic(output: Any) -> bool:
+    """A symbolic tensor that is not a stand-in for a None output (:func:`_absent_as_tensors`)."""
+    return isinstance(output, keras.KerasTensor) and not getattr(output, _ABSENT, False)
+
+
+def _dropped(node, kept: Sequence[int]) -> list[int]:
+    """The positions of ``node``'s outputs that its opened call does not produce."""
+    return [i for i in range(len(node.outputs)) if i not in kept]
 
 
 @contextlib.contextmanager
@@ -317,6 +383,11 @@ def _tolerant_output_specs(layers, traced: bool = False):
     in a backend graph, where that method never runs, but opening calls the
     sublayers on symbolic tensors. Arguments left None are dropped, through
     instance attributes removed on exit (the layers are as before).
+
+    A None a sublayer returns beside its outputs (DeiT's blocks return
+    ``(x, None)`` when no attention scores are asked for) becomes a marked
+    stand-in tensor, as Keras records only tensors; nothing may read it
+    (:func:`_dropped`).
 
     With ``traced`` (a layer opened on a run's shapes), every sublayer's output
     spec comes from tracing its call instead: a declared output shape keeps the
@@ -333,9 +404,9 @@ def _tolerant_output_specs(layers, traced: bool = False):
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
         ):
             spec = _dropping_none(spec, set(parameters))
-        elif not traced:
-            continue  # the default traces the call itself: any argument goes
-        object.__setattr__(layer, "compute_output_spec", _traced(layer, spec) if traced else spec)
+        if traced:
+            spec = _traced(layer, spec)
+        object.__setattr__(layer, "compute_output_spec", _absent_as_tensors(spec))
         patched.append(layer)
     try:
         yield
@@ -354,6 +425,34 @@ def _traced(layer, spec: Callable) -> Callable:
             return spec(*args, **kwargs)
 
     return traced
+
+
+#: the attribute marking a stand-in for a None output
+_ABSENT = "_keras_explain_absent"
+
+
+def _absent_as_tensors(method: Callable) -> Callable:
+    """``method`` with the None items of a tuple or list it returns replaced by stand-ins."""
+
+    def specified(*args, **kwargs):
+        spec = method(*args, **kwargs)
+        if not isinstance(spec, tuple | list) or all(item is not None for item in spec):
+            return spec
+        return type(spec)(_absent() if item is None else item for item in spec)
+
+    return specified
+
+
+def _absent() -> keras.KerasTensor:
+    stand_in = keras.KerasTensor((), dtype="float32")
+    setattr(stand_in, _ABSENT, True)
+    return stand_in
+
+
+def _consumed(graph) -> set[int]:
+    """The ids of the tensors ``graph``'s nodes read or it returns."""
+    read = {id(t) for node in _nodes_in_order(graph) for t in node.input_tensors}
+    return read | {id(t) for t in graph._outputs}
 
 
 def _dropping_none(method: Callable, names: set[str]) -> Callable:

@@ -49,6 +49,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_explain import _graph
+
 layers = keras.layers
 
 #: Op kinds: what a rule can rely on.
@@ -193,6 +195,11 @@ class Entry:
             when it depends on the configuration (bilinear resizing does,
             bicubic does not). Canonizers mark the linear ops behind such sums
             as reading non-negative inputs.
+        call: For kind ``"other"``: ``call(layer) -> f``, where ``f(*args,
+            **kwargs)`` computes what the layer's call computes, written in
+            ``keras.ops``; the layer is opened into ``f``'s operations instead of
+            its call's (a call that uses backend functions, such as DeBERTa's
+            ``tf.gather``). None: a layer the table knows is never opened.
         note: A remark for the supported list (``"gates"``).
     """
 
@@ -209,6 +216,7 @@ class Entry:
     field: str | None = None
     role: str | None = None
     keeps_sign: bool | Callable[[Any], bool] = False
+    call: Callable[[Any], Callable[..., Any]] | None = None
     note: str = ""
 
     def __post_init__(self):
@@ -279,6 +287,11 @@ def _check_entry(entry: Entry) -> None:
         raise ValueError(
             f"{name}: a layer family is a family of linear layers; kind is {entry.kind!r}. "
             f"Received: family={entry.family!r}."
+        )
+    if entry.call is not None and (entry.kind != "other" or entry.op):
+        raise ValueError(
+            f"{name}: a stand-in call opens a layer of kind 'other'; kind is {entry.kind!r}"
+            f"{' (an operation)' if entry.op else ''}. Received: call={entry.call!r}."
         )
 
 
@@ -961,6 +974,12 @@ for _entry in [
     ),
     Entry("PositionEmbedding", "constant", note="its input's length only"),
     Entry("RelativeEmbedding", "constant", note="DeBERTa's: its input's batch size only"),
+    Entry(
+        "DisentangledSelfAttention",
+        "other",
+        call=_graph.disentangled_attention,
+        note="DeBERTa's: opened, its relative scores gathered in keras.ops",
+    ),
     # programs of primitive ops, re-executed step by step (_sequence_views)
     *_rows(
         (layers.LSTM, layers.GRU, layers.SimpleRNN),

@@ -168,6 +168,8 @@ class Step:
         gates: For ``"multiply"`` ops, the positions of the inputs that are
             gates (they come out of a sigmoid-like activation, or are
             broadcast over the other input); set by ``canonize``.
+        input_dtypes: The dtypes of its inputs in the model (empty when not
+            recorded: the steps of a recurrent or attention program).
     """
 
     op: Op
@@ -176,10 +178,29 @@ class Step:
     first_linear: bool = False
     nonnegative: bool = False
     gates: tuple[int, ...] = ()
+    input_dtypes: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Step:
         """A copy of the step with some fields changed (canonizers use it)."""
         return dataclasses.replace(self, **changes)
+
+    def as_in_model(self, inputs: Sequence[Any]) -> list:
+        """``inputs`` in the dtypes the model gives them.
+
+        Rules hand float32 values on between the ops of a ``float16`` or
+        ``bfloat16`` model, so that relevance, the gradient of those values, is
+        carried in float32; each op is run on its inputs cast back, so its
+        forward value is the model's. An input of unrecorded dtype goes to the
+        layer's compute dtype.
+        """
+        fallback = getattr(self.op.layer, "compute_dtype", None)
+        result = []
+        for index, x in enumerate(inputs):
+            wanted = self.input_dtypes[index] if index < len(self.input_dtypes) else fallback
+            if wanted in _LOW_PRECISION and getattr(x, "dtype", None) == tf.float32:
+                x = tf.cast(x, wanted)
+            result.append(x)
+        return result
 
     def __repr__(self) -> str:
         return f"Step({self.op.kind}, {self.op.name})"
@@ -226,8 +247,8 @@ class Inner:
 
 
 def call_op(step: Step, inputs: list) -> Any:
-    """The default hook: run the step's op unchanged."""
-    return step.op.forward(*inputs)
+    """The default hook: run the step's op unchanged (on its inputs as in the model)."""
+    return step.op.forward(*step.as_in_model(inputs))
 
 
 class Deferred:
@@ -332,6 +353,10 @@ def _reproduction_tolerance(dtype) -> float:
     return max(1e-4, 16 * float(np.finfo(dtype.as_numpy_dtype).eps))
 
 
+#: The dtypes whose values rules carry in float32 between ops.
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
 def _run_steps(steps: Sequence[Step], values: dict, hook: Hook, needed=None) -> None:
     """Run ``steps`` through ``hook``, reading and writing ``values``.
 
@@ -379,7 +404,7 @@ class Plan:
     """
 
     def __init__(self, model: keras.Model):
-        walk = _graph.walk(model, opens=_unknown_layer)
+        walk = _graph.walk(model, opens=_opening)
         self.model = model
         self.input_keys = list(walk.input_keys)
         self.output_keys = list(walk.output_keys)
@@ -606,6 +631,7 @@ def register_layer(
     family: str | None = None,
     field: str | None = None,
     role: str | None = None,
+    call: Callable[[Any], Callable[..., Any]] | None = None,
     note: str = "",
 ) -> Entry:
     """Tell the explainers what a layer computes: one entry of the layer table.
@@ -647,6 +673,11 @@ def register_layer(
         role: For CAM, one of :data:`ROLES`: ``"global"`` pooling,
             ``"resampling"`` or ``"bookkeeping"`` (never the default layer);
             kind ``"reshape"`` defaults to ``"bookkeeping"``.
+        call: For kind ``"other"``, a layer whose ``call`` cannot run on
+            symbolic tensors (it uses backend functions such as ``tf.gather``):
+            ``call(layer) -> f``, ``f(*args, **kwargs)`` the same computation in
+            ``keras.ops``. The layer is then opened into ``f``'s operations, as an
+            unknown layer is into its call's.
         note: A remark shown in :func:`supported_layers`.
 
     Returns:
@@ -687,6 +718,7 @@ def register_layer(
         family=family,
         field=field,
         role=role,
+        call=call,
         note=note,
     )
     return _layer_views.register(entry)
@@ -800,14 +832,21 @@ def _steps_of(walk: Any, shapes: dict, dtypes: dict) -> list[Step]:
                 op = dataclasses.replace(op, forward=call.forward)
             if deferred is not None or call.owner is not None:
                 op = dataclasses.replace(op, deferred=deferred, owner=call.owner)
-            steps.append(Step(op, current, outputs))
+            in_dtypes = call.input_dtypes if index == 0 else call.output_dtypes[:1]
+            steps.append(Step(op, current, outputs, input_dtypes=tuple(in_dtypes)))
             current = outputs
     return steps
 
 
-def _unknown_layer(layer: Any) -> bool:
-    """Whether a layer is opened into its operations: the table does not know it."""
-    return entry_of(layer) is None
+def _opening(layer: Any) -> Callable[..., Any] | None:
+    """What a layer is opened through: its call, a stand-in, or None (not opened).
+
+    Its call when the table does not know it, its entry's stand-in for its call.
+    """
+    entry = entry_of(layer)
+    if entry is None:
+        return layer.call
+    return None if entry.call is None else entry.call(layer)
 
 
 def _op(part: _layer_views.Part, layer: Any, name: str, constants: bool = False) -> Op:

@@ -204,3 +204,121 @@ def test_describe_lists_each_step_with_its_rule():
         "linear",
         "gradient",
     ]
+
+
+class GatheredDense(layers.Layer):
+    """A custom layer calling a backend function: ``tf.gather`` of a dense output.
+
+    TensorFlow functions cannot take symbolic tensors, so its call cannot be
+    opened; a registered stand-in written in ``keras.ops`` can.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(units, name="inner_dense")
+        self.order = [2, 0, 3, 1]
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, x):
+        return tf.gather(self.dense(x), self.order, axis=-1)
+
+
+class TakenDense(GatheredDense):
+    """Its twin, written in keras.ops: opened without help."""
+
+    def call(self, x):
+        return ops.take(self.dense(x), self.order, axis=-1)
+
+
+def test_a_layer_calling_a_backend_function_is_opened_through_its_registered_stand_in():
+    backend, twin = gated_model(layer=GatheredDense), gated_model(layer=TakenDense)
+    twin.set_weights(backend.get_weights())
+    x = helpers.data((5,), batch=3)
+    with pytest.raises(ValueError, match=r"class GatheredDense has no LRP rule.*symbolic"):
+        kx.LRP(backend, "epsilon")
+    entry = kx.graph.register_layer(
+        GatheredDense,
+        kind="other",
+        call=lambda layer: lambda inputs: ops.take(layer.dense(inputs), layer.order, axis=-1),
+    )
+    try:
+        plan = helpers.plan_of(backend)
+        kinds = [(s.op.kind, type(s.op.layer).__name__) for s in plan.steps[2:-1]]
+        assert kinds == [("linear", "Dense"), ("reshape", "Take")]
+        values = plan.run([tf.constant(x)])
+        np.testing.assert_array_equal(values[plan.output_keys[0]].numpy(), backend(x).numpy())
+        for name in ("lrp.epsilon", "lrp.alpha_2_beta_1"):
+            np.testing.assert_array_equal(
+                kx.create_analyzer(name, backend).analyze(x, target=1),
+                kx.create_analyzer(name, twin).analyze(x, target=1),
+                err_msg=name,
+            )
+    finally:
+        kx.graph.unregister(entry)
+    with pytest.raises(ValueError, match=r"Entry for .*: a stand-in call opens a layer of kind "):
+        kx.graph.register_layer(GatheredDense, kind="reshape", call=lambda layer: layer.call)
+
+
+class ScoredBlock(layers.Layer):
+    """A block returning ``(y, None)``, as DeiT's blocks do when no scores are asked for."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(4, activation="relu")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, x):
+        return self.dense(x), None
+
+
+class ScoredEncoder(layers.Layer):
+    """DeiT's encoder in small: blocks, and empty arrays for what was not asked for."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [ScoredBlock(name=f"block_{i}") for i in range(2)]
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+
+    def call(self, x):
+        for block in self.blocks:
+            x, _ = block(x)
+        return x, ops.empty((0, 4)), ops.empty((0, 4))
+
+
+class PlainEncoder(ScoredEncoder):
+    """Its twin: the same blocks, one output."""
+
+    def call(self, x):
+        for block in self.blocks:
+            x = block.dense(x)
+        return x
+
+
+def test_outputs_no_layer_reads_are_left_out_of_an_opened_layer():
+    def model(encoder):
+        helpers.seeded(0)
+        inputs = keras.Input((4,))
+        hidden = encoder(name="encoder")(layers.Dense(4, name="first")(inputs))
+        hidden = hidden[0] if isinstance(hidden, tuple | list) else hidden
+        return helpers.randomize(keras.Model(inputs, layers.Dense(3, name="logits")(hidden)), 0)
+
+    scored, plain = model(ScoredEncoder), model(PlainEncoder)
+    plain.set_weights(scored.get_weights())
+    plan = helpers.plan_of(scored)
+    assert [type(s.op.layer).__name__ for s in plan.steps[1:-1]] == ["Dense"] * 4
+    x = helpers.data((4,), batch=3)
+    values = plan.run([tf.constant(x)])
+    np.testing.assert_array_equal(values[plan.output_keys[0]].numpy(), scored(x).numpy())
+    for name in ("lrp.epsilon", "lrp.attn", "gradient"):
+        np.testing.assert_array_equal(
+            kx.create_analyzer(name, scored).analyze(x, target=1),
+            kx.create_analyzer(name, plain).analyze(x, target=1),
+            err_msg=name,
+        )

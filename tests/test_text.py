@@ -206,3 +206,16 @@ def test_the_generation_page_shows_every_method_per_generated_token(tmp_path):
         kx.text.generation_page({"a": relevance, "b": other}, str(tmp_path / "h.html"))
     with pytest.raises(ValueError, match=r"no generation to show"):
         kx.text.generation_page({}, str(tmp_path / "h.html"))
+    # kx.report on a causal LM writes the same page: every method explains the
+    # first one's generation
+    reported = kx.report(
+        ["lrp.attn", "ablation"],
+        model,
+        PROMPT,
+        out=str(tmp_path / "r.html"),
+        max_new_tokens=3,
+        title="<GPT-2>",
+    )
+    assert open(reported, encoding="utf-8").read() == page
+    with pytest.warns(UserWarning, match=r"report: methods left out of the page: lime: "):
+        kx.report(["lrp.attn", "lime"], model, PROMPT, out=str(tmp_path / "w.html"))

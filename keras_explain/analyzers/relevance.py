@@ -207,7 +207,7 @@ class LRP(Backpropagation):
                     [tuple(x.shape) for x in inputs]
                 )
         if rule is None:
-            return step.op.forward(*inputs)
+            return step.op.forward(*step.as_in_model(inputs))
         if step.op in self._opened_gates:
             step = step.replace(gates=self._opened_gates[step.op])
         return rule(step, inputs)
@@ -216,7 +216,7 @@ class LRP(Backpropagation):
         """The rule of a step of a layer opened at run time (None: it runs as itself)."""
         rule = self.composite.rule_for(step)
         if rule is None:
-            values = keras.tree.flatten(step.op.forward(*inputs))
+            values = keras.tree.flatten(step.op.forward(*step.as_in_model(inputs)))
             if any(value.dtype.is_floating for value in values):
                 raise ValueError(self._unsupported_message(step))
         return rule

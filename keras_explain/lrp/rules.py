@@ -39,12 +39,14 @@ class Rule:
 
         @tf.custom_gradient
         def apply(*tensors):
-            output = forward(*tensors)
+            # a float16 model's values arrive in float32 (relevance, their gradient, is
+            # carried in float32 between ops): the op runs on them as in the model
+            output = widened(forward(*step.as_in_model(tensors)))
 
             def grad(upstream, variables=None):
                 wide = None if weights is None else tuple(widened(w) for w in weights)
                 result = self.backward(
-                    step, [widened(x) for x in tensors], widened(output), widened(upstream), wide
+                    step, [widened(x) for x in tensors], output, widened(upstream), wide
                 )
                 result = [narrowed(r, x) for r, x in zip(result, tensors)]
                 result = result if len(tensors) > 1 else result[0]
@@ -91,9 +93,19 @@ def widened(value: tf.Tensor | None) -> tf.Tensor | None:
     a small pre-activation overflows it. The relevance they return is cast back
     to the tensor's dtype.
     """
+    if isinstance(value, list | tuple):  # the outputs of an op with several
+        return type(value)(widened(item) for item in value)
     if value is None or value.dtype not in LOW_PRECISION:
         return value
     return tf.cast(value, tf.float32)
+
+
+def low_precision(step) -> bool:
+    """Whether a step reads or computes float16 or bfloat16 values."""
+    names = ("float16", "bfloat16")
+    return any(str(d) in names for d in step.input_dtypes) or (
+        getattr(step.op.layer, "compute_dtype", None) in names
+    )
 
 
 def narrowed(value: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor | None:
@@ -304,7 +316,7 @@ class LinearRule(Rule):
                     return tf.zeros_like(x_in)
                 return tf.cast(relevance, x_in.dtype)
 
-            return output, grad
+            return widened(output), grad  # float32 out of a float16 op (see Rule)
 
         return run(inputs[0])
 
@@ -650,8 +662,18 @@ class Gradient(Rule):
     """
 
     def __call__(self, step, inputs):
-        """Run the op (see :class:`Rule`)."""
-        return step.op.forward(*inputs)
+        """Run the op (see :class:`Rule`): plain autodiff.
+
+        In a float16 or bfloat16 layer of one output, the op's gradient at
+        float32 inputs (relevance stays float32).
+        """
+        if not low_precision(step) or len(step.outputs) != 1:
+            return step.op.forward(*step.as_in_model(inputs))
+        return super().__call__(step, inputs)
+
+    def backward(self, step, inputs, output, upstream, weights):
+        """See :meth:`Rule.backward`."""
+        return vjp(step.op.forward, inputs, upstream)
 
 
 # -- products and normalizations -------------------------------------------------------

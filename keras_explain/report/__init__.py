@@ -11,12 +11,13 @@ import datetime
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from keras_explain import _validate, visualize
+from keras_explain import _validate, text, visualize
 from keras_explain._shards import write_atomic
 from keras_explain.metrics import registry
 from keras_explain.metrics.table import parse_methods
@@ -39,6 +40,7 @@ def report(
     feature_names: Sequence[str] | None = None,
     out: str = "report.html",
     title: str | None = None,
+    max_new_tokens: int = 8,
 ) -> str:
     """Explain ``x`` with every method and write one offline HTML page to browse the results.
 
@@ -54,7 +56,11 @@ def report(
 
     The input kind follows ``x``: ``(B, H, W, C)`` images; ``(B, T)`` integer
     token ids (text, shown with ``tokens``, default the ids); other ``(B, F)``
-    arrays are tabular.
+    arrays are tabular. A KerasHub causal LM (a ``*CausalLM``) with a prompt
+    ``x`` (token ids, a dict of its inputs or a string) gets the page of
+    :func:`keras_explain.text.generation_page`: the first method generates
+    ``max_new_tokens`` tokens greedily and every method explains that same
+    generation (``"ablation"`` is a method there too).
 
     Args:
         methods: Registry names, or a dict ``{name: {parameter: value}}``. The
@@ -80,6 +86,7 @@ def report(
         feature_names: Names of the features of tabular data.
         out: The HTML file to write.
         title: The page title (default: ``"Explanations of <model name>"``).
+        max_new_tokens: For a causal LM: how many tokens to generate.
 
     Returns:
         The absolute path of the written page.
@@ -104,6 +111,8 @@ def report(
     started = time.perf_counter()
     methods, model, x = _validate.methods_first("report", methods, model, x)
     out = _writable(out)
+    if _generates(model):
+        return _generation(parse_methods(methods, "report"), model, x, out, title, max_new_tokens)
     x = np.asarray(x)
     kind = _kind(x)
     if kind != "text":
@@ -173,6 +182,38 @@ def report(
     text = _encode.page(data, title).encode("utf-8")
     write_atomic(out, lambda handle: handle.write(text))
     return out
+
+
+def _generates(model) -> bool:
+    """Whether ``model`` is a KerasHub causal LM (its class or a base is a ``*CausalLM``)."""
+    return any(cls.__name__.endswith("CausalLM") for cls in type(model).__mro__)
+
+
+def _generation(chosen: dict, model, prompt, out: str, title: str | None, new: int) -> str:
+    """The page of a causal LM: every method explains the first method's generation."""
+    generations, failed, continuation = {}, {}, None
+    for label, (name, params) in chosen.items():
+        try:
+            generation = text.explain_generation(
+                model,
+                prompt,
+                max_new_tokens=new,
+                method=name,
+                continuation=continuation,
+                **params,
+            )
+        except (ValueError, TypeError) as error:
+            failed[label] = f"{type(error).__name__}: {error}"
+            continue
+        continuation = generation.generated
+        generations[label] = generation
+    reasons = "; ".join(f"{name}: {why}" for name, why in failed.items())
+    if not generations:
+        raise ValueError(f"report: every method failed on this model, no page written. {reasons}")
+    if failed:
+        warnings.warn(f"report: methods left out of the page: {reasons}", stacklevel=3)
+    title = title or f"Explained generation of {model.name}"
+    return os.path.abspath(text.generation_page(generations, out, title=title))
 
 
 def _writable(out: Any) -> str:

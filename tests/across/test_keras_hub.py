@@ -5,6 +5,9 @@ operations (encoder blocks when the plan is built, ViT's patching when the shape
 a run are known); the padding mask and segment ids are held constant.
 """
 
+import itertools
+import math
+
 import helpers
 import numpy as np
 import pytest
@@ -86,11 +89,48 @@ def test_perturbation_methods_replace_tokens_and_hold_the_mask():
         kx.RISE(model)
     with pytest.raises(
         ValueError,
-        match=r"KernelShap explains models with one input \(it scores numpy rows on the host\)"
+        match=r"Lime explains models with one input \(it scores numpy rows on the host\)"
         r"; model 'bert_text_classifier\w*' has inputs \['padding_mask', 'segment_ids', "
-        r"'token_ids'\]. Use 'occlusion' or 'shapley_sampling'",
+        r"'token_ids'\]. Use 'occlusion' or 'shapley_sampling', which hold masks and segment "
+        r"ids constant \(KernelSHAP does, for token ids\)",
     ):
-        kx.KernelShap(model)
+        kx.Lime(model)
+
+
+def exact_shapley(score, tokens, off=0):
+    """Shapley values of the token positions by enumerating every coalition."""
+    count = len(tokens)
+    coalitions = np.array(list(itertools.product([0, 1], repeat=count)), bool)
+    values = score(np.where(coalitions, tokens, off).astype(tokens.dtype))
+    value_of = dict(zip(map(tuple, coalitions), values.astype(np.float64)))
+    result = np.zeros(count)
+    for coalition in coalitions:
+        size = int(coalition.sum())
+        for i in np.flatnonzero(~coalition):
+            joined = coalition.copy()
+            joined[i] = True
+            weight = math.factorial(size) * math.factorial(count - size - 1)
+            weight /= math.factorial(count)
+            result[i] += weight * (value_of[tuple(joined)] - value_of[tuple(coalition)])
+    return result
+
+
+def test_kernel_shap_explains_token_ids_with_the_mask_held():
+    """Every coalition enumerated (nsamples >= 2^8 - 2): shap's values are the exact ones."""
+    model, x = bert(), bert_batch()
+    result = kx.KernelShap(model, samples=300, seed=0).analyze(x, target=1)
+    assert set(result) == {"token_ids", "segment_ids", "padding_mask"}
+    np.testing.assert_array_equal(result["padding_mask"], 0.0)
+    for row in range(2):
+        others = {k: np.repeat(v[row : row + 1], 256, 0) for k, v in x.items() if k != "token_ids"}
+
+        def score(tokens, others=others):
+            return model({**others, "token_ids": tokens}).numpy()[:, 1]
+
+        expected = exact_shapley(score, x["token_ids"][row])
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(result["token_ids"][row], expected, atol=1e-4 * scale)
+    np.testing.assert_allclose(result["token_ids"][1, 5:], 0.0, atol=1e-6)  # padding
 
 
 def test_faithfulness_metrics_on_dict_inputs_perturb_the_token_ids_only():

@@ -58,6 +58,9 @@ class Perturbation(Analyzer):
     float_tokens = True
     #: Whether the method can explain integer token ids (it replaces them whole).
     takes_tokens = True
+    #: Whether a host method explains token ids beside constant inputs (one sample
+    #: at a time, its constant inputs repeated: KernelSHAP).
+    host_tokens = False
     execution = "compiled_models"
 
     def __init__(
@@ -73,15 +76,18 @@ class Perturbation(Analyzer):
         super().__init__(model, **kwargs)
         self.feature_input = 0
         self._companions: list | None = None
+        specs = self._input_specs()
         if self.plan is not None and len(self.plan.input_keys) > 1:
             names = self.input_names
             features = [i for i in range(len(names)) if i not in self.constant_inputs]
-            if self.execution == "host":
+            tokens = len(features) == 1 and tf.as_dtype(specs[features[0]].dtype).is_integer
+            if self.execution == "host" and not (self.host_tokens and tokens):
+                also = " (KernelSHAP does, for token ids)" if tokens else ""
                 raise ValueError(
                     f"{type(self).__name__} explains models with one input (it scores numpy "
                     f"rows on the host); model {self.model.name!r} has inputs {names}. Use "
                     "'occlusion' or 'shapley_sampling', which hold masks and segment ids "
-                    "constant, or wrap the model in a callable of one input."
+                    f"constant{also}, or wrap the model in a callable of one input."
                 )
             if len(features) != 1:
                 raise ValueError(
@@ -92,7 +98,6 @@ class Perturbation(Analyzer):
                     "callable of one (concatenated) input."
                 )
             self.feature_input = features[0]
-        specs = self._input_specs()
         if (
             not self.takes_tokens
             and specs

@@ -19,7 +19,11 @@ class KernelShap(Surrogate):
     data: the values sum to ``f_t(x) - mean f_t(background)``. Images
     ``(B, H, W, C)`` are explained over superpixels, a switched-off superpixel
     taking the ``baseline`` value (as in :class:`Lime`); each superpixel's value
-    is painted onto its pixels (all channels).
+    is painted onto its pixels (all channels). Token ids ``(B, length)`` are
+    explained over their positions, a switched-off token becoming the id
+    ``baseline`` when it is a number (0 otherwise), the model's constant inputs
+    (a padding mask, segment ids) passed unchanged: the values sum to
+    ``f_t(x) - f_t(all tokens switched off)``.
 
     Args:
         model: A Keras model or a callable ``f(x) -> scores``.
@@ -61,6 +65,7 @@ class KernelShap(Surrogate):
     """
 
     extra = "shap"
+    host_tokens = True
 
     def __init__(
         self,
@@ -117,6 +122,25 @@ class KernelShap(Surrogate):
             shap.Explanation(values=result[i], base_values=expected[i], data=x[i])
             for i in range(len(x))
         ]
+        return result
+
+    def _tokens(self, x, indices, seed):
+        shap = segmentation.require("shap", "shap", "KernelShap")
+        result = np.zeros(x.shape, np.float32)
+        off = 0 if isinstance(self.baseline, str | None) else int(self.baseline)
+        for row, (tokens, index) in enumerate(zip(x, indices)):
+            score = self.score_function(index, row)
+
+            def function(keep, tokens=tokens, score=score):
+                return score(np.where(np.asarray(keep) > 0.5, tokens, off).astype(tokens.dtype))
+
+            values, base = self._shap_values(
+                shap, function, np.zeros((1, len(tokens))), np.ones((1, len(tokens))), seed
+            )
+            result[row] = values.reshape(-1)
+            self.last_explanations.append(
+                shap.Explanation(values=result[row], base_values=base, data=tokens)
+            )
         return result
 
     def _images(self, x, labels, indices, seed):

@@ -55,7 +55,9 @@ class Surrogate(Perturbation):
         seed = np.asarray(seed)
         random_seed = int((seed[0] * 1000003 + seed[1]) % (2**31 - 1))
         start = time.perf_counter()
-        if x.shape.rank == 2:
+        if x.dtype.is_integer and x.shape.rank == 2 and self.host_tokens:
+            result = self._tokens(np.asarray(x), np.asarray(indices), random_seed)
+        elif x.shape.rank == 2:
             result = self._tabular(np.asarray(x), np.asarray(indices), random_seed)
         elif x.shape.rank == 4:
             began = time.perf_counter()
@@ -72,13 +74,26 @@ class Surrogate(Perturbation):
         timings["surrogate"] = spent - timings["model"] - timings["segmentation"]
         return [tf.constant(result.astype(np.float32))]
 
-    def score_function(self, index):
-        """``f(rows) -> (n,)``: the fixed target score of numpy rows (timed)."""
+    def score_function(self, index, sample: int | None = None):
+        """``f(rows) -> (n,)``: the fixed target score of numpy rows (timed).
+
+        Rows of token ids stay integers; with constant inputs (a padding mask),
+        those of batch row ``sample`` go with every row.
+        """
 
         def score(rows):
             began = time.perf_counter()
-            rows = np.asarray(rows, dtype=np.float32)
-            outputs = tf.convert_to_tensor(self.predict(rows))
+            rows = np.asarray(rows)
+            rows = rows if np.issubdtype(rows.dtype, np.integer) else rows.astype(np.float32)
+            inputs = rows
+            if self._companions is not None:
+                inputs = [
+                    rows
+                    if i == self.feature_input
+                    else np.repeat(np.asarray(c)[sample : sample + 1], len(rows), 0)
+                    for i, c in enumerate(self._companions)
+                ]
+            outputs = tf.convert_to_tensor(self.predict(inputs))
             tiled = tf.fill([len(rows)], tf.constant(index, tf.int64))
             scores = np.asarray(self.scores(outputs, self._target, tiled), np.float32)
             self.last_timings["model"] += time.perf_counter() - began
