@@ -233,8 +233,8 @@ class GradientShap(_AroundGradient, Wrapper):
         ``analyze(x, target)`` returns attributions shaped like x.
 
     Raises:
-        ValueError: For an empty or misshapen background, ``samples < 1`` or
-            ``noise_scale < 0``.
+        ValueError: For an empty or misshapen background, ``samples < 1``,
+            ``noise_scale < 0`` or ``layer=`` (layer attribution).
         TypeError: For an unexpected parameter.
 
     Example:
@@ -267,6 +267,13 @@ class GradientShap(_AroundGradient, Wrapper):
         )
         self.seed = seed
         gradient = self._split(model, kwargs)
+        if gradient.layer is not None:
+            raise ValueError(
+                "GradientShap draws baselines and path points in input space and multiplies "
+                "by x - x', so it needs attributions of the inputs; it does not support layer "
+                f"attribution. Received: layer={gradient.layer.name!r}. Build a sub-model that "
+                "starts at that layer and explain its input instead."
+            )
         super().__init__(gradient, internal_batch_size=internal_batch_size, **kwargs)
         self.background = _validate.background_set(
             type(self).__name__, background, self._input_specs()

@@ -162,6 +162,13 @@ def test_integrated_gradients_errors(dense_model, x6):
         kx.IntegratedGradients(dense_model, method="simpson")
     with pytest.raises(ValueError, match=r"does not support layer attribution"):
         kx.IntegratedGradients(dense_model, layer="dense")
+    # it failed deep in the traced function before ("Dimensions must be equal")
+    with pytest.raises(
+        ValueError,
+        match=r"GradientShap draws baselines and path points in input space .* does not "
+        r"support layer attribution\. Received: layer='dense'\. Build a sub-model",
+    ):
+        kx.GradientShap(dense_model, background=np.zeros((2, 6), "float32"), layer="dense")
     # baselines are checked when the analyzer is built (SPEC 1.1), not at trace time
     with pytest.raises(
         ValueError,
