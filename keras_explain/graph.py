@@ -193,14 +193,25 @@ class Step:
         forward value is the model's. An input of unrecorded dtype goes to the
         layer's compute dtype.
         """
-        fallback = getattr(self.op.layer, "compute_dtype", None)
         result = []
         for index, x in enumerate(inputs):
-            wanted = self.input_dtypes[index] if index < len(self.input_dtypes) else fallback
+            wanted = self._dtype_in_model(index)
             if wanted in _LOW_PRECISION and getattr(x, "dtype", None) == tf.float32:
                 x = tf.cast(x, wanted)
             result.append(x)
         return result
+
+    @property
+    def low_precision(self) -> bool:
+        """Whether the step reads or computes float16 or bfloat16 values (:meth:`as_in_model`)."""
+        compute = getattr(self.op.layer, "compute_dtype", None)
+        return compute in _LOW_PRECISION or any(d in _LOW_PRECISION for d in self.input_dtypes)
+
+    def _dtype_in_model(self, index: int) -> str | None:
+        """The recorded dtype of input ``index``; unrecorded: the layer's compute dtype."""
+        if index < len(self.input_dtypes):
+            return self.input_dtypes[index]
+        return getattr(self.op.layer, "compute_dtype", None)
 
     def __repr__(self) -> str:
         return f"Step({self.op.kind}, {self.op.name})"

@@ -100,14 +100,6 @@ def widened(value: tf.Tensor | None) -> tf.Tensor | None:
     return tf.cast(value, tf.float32)
 
 
-def low_precision(step) -> bool:
-    """Whether a step reads or computes float16 or bfloat16 values."""
-    names = ("float16", "bfloat16")
-    return any(str(d) in names for d in step.input_dtypes) or (
-        getattr(step.op.layer, "compute_dtype", None) in names
-    )
-
-
 def narrowed(value: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor | None:
     """``value`` in the dtype of the floating tensor ``like`` (the inverse of :func:`widened`)."""
     if value is None or value.dtype == like.dtype or not like.dtype.is_floating:
@@ -667,7 +659,7 @@ class Gradient(Rule):
         In a float16 or bfloat16 layer of one output, the op's gradient at
         float32 inputs (relevance stays float32).
         """
-        if not low_precision(step) or len(step.outputs) != 1:
+        if not step.low_precision or len(step.outputs) != 1:
             return step.op.forward(*step.as_in_model(inputs))
         return super().__call__(step, inputs)
 
