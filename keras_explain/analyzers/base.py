@@ -728,7 +728,9 @@ class Analyzer:
         signature = (key, *((t.shape, t.dtype) for t in tf.nest.flatten(arguments)))
         concrete = self._concrete.get(signature)
         if concrete is None:
-            concrete = self._concrete[signature] = function.get_concrete_function(*arguments)
+            concrete = function.get_concrete_function(*arguments)
+            _graph.release_gradients(concrete.graph)  # else kept after the analyzer is gone
+            concrete = self._concrete[signature] = _graph.unrecorded(concrete)
         return concrete
 
     def _function_for(self, key):

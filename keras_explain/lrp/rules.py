@@ -112,14 +112,24 @@ def vjp(function, inputs: Sequence[tf.Tensor], upstream: tf.Tensor) -> list[tf.T
 
     Inside a ``tf.function`` the recomputed forward value is unused and pruned,
     so for linear maps this costs one transposed map, as a plain gradient does.
+    There the product is taken symbolically (``tf.gradients``) from fresh copies of
+    the inputs, so only the recomputed op is differentiated: a ``GradientTape`` opened
+    inside a backward function keeps the whole traced graph alive after the analyzer
+    is dropped (TensorFlow 2.21: an ``Add`` whose gradient returns the upstream tensor
+    twice leaks a reference to it; ``tests/test_lifetime.py``).
     """
     inputs = list(inputs)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
+    if not tf.executing_eagerly():
+        inputs = [tf.identity(x) for x in inputs]
         output = function(*inputs)
-    if upstream.dtype != output.dtype:  # a layer casting widened inputs to its compute dtype
+        upstream = tf.cast(upstream, output.dtype)  # a layer casting widened inputs
+        grads = tf.gradients(output, inputs, grad_ys=upstream)
+    else:
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            output = function(*inputs)
         upstream = tf.cast(upstream, output.dtype)
-    grads = tape.gradient(output, inputs, output_gradients=upstream)
+        grads = tape.gradient(output, inputs, output_gradients=upstream)
     return [tf.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
 
