@@ -150,9 +150,9 @@ def relevance_names() -> list[str]:
     return [n for n in kx.analyzers.names() if n.startswith(("lrp", "deep_taylor"))]
 
 
-def create(name: str, model: keras.Model, params: dict):
+def create(name: str, model: keras.Model, params: dict, jit_compile: bool = False):
     # no progress bars in the timings; the data lie in [0, 1], ZBox's default bounds
-    return kx.create_analyzer(name, model, verbose=0, **params)
+    return kx.create_analyzer(name, model, verbose=0, jit_compile=jit_compile, **params)
 
 
 def compiled_call(analyzer, x: np.ndarray):
@@ -168,7 +168,7 @@ def compiled_call(analyzer, x: np.ndarray):
     return lambda: [tensor.numpy() for tensor in function(inputs, indices, seed, params)]
 
 
-def build_cases(model_names, patterns, batch, seed):
+def build_cases(model_names, patterns, batch, seed, jit_compile=False):
     cases, data, references = [], {}, {}
     rng = np.random.default_rng(seed)
     for model_name in model_names:
@@ -203,7 +203,7 @@ def build_cases(model_names, patterns, batch, seed):
                 relevance,
             )
             try:
-                case.analyzer = create(name, model, params)
+                case.analyzer = create(name, model, params, jit_compile)
             except Exception as error:  # report, keep benchmarking the others
                 case.error = f"{type(error).__name__}: {error}".splitlines()[0][:60]
             cases.append(case)
@@ -289,13 +289,20 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="analyzers compiled with XLA (jit_compile=True); the reference stays the default",
+    )
     args = parser.parse_args(argv)
     model_names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in model_names if name not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     patterns = [p.strip() for p in args.methods.split(",") if p.strip()]
-    cases, data, references = build_cases(model_names, patterns, args.batch, args.seed)
+    cases, data, references = build_cases(
+        model_names, patterns, args.batch, args.seed, args.jit_compile
+    )
     if not cases:
         parser.error(f"no method matches {patterns}")
     print(

@@ -31,7 +31,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 
-# The tutorials live in ../tutorials (run by `pytest --nbmake tutorials/`); they
+# The tutorials live in ../tutorials (CI runs them here, in the docs build); they
 # are copied here so that MyST-NB renders them as pages. They are stored without
 # outputs (tests/across/test_tutorials.py fails otherwise) and the docs build executes them,
 # so the pages always show what the current code prints.

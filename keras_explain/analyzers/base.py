@@ -19,9 +19,11 @@ function and its arguments without running it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import math
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -71,10 +73,43 @@ def _accepting_renamed(init: Callable) -> Callable:
         renamed = type(self).renamed_keywords()
         if renamed:
             kwargs = _validate.renamed_keywords(type(self).__name__, kwargs, renamed)
+        # the arguments the analyzer was created with (the outermost __init__'s), which
+        # identify its traces for sharing (Analyzer._trace_identity)
+        vars(self).setdefault("_arguments", (args, dict(kwargs)))
         return init(self, *args, **kwargs)
 
     __init__.renames_keywords = True
     return __init__
+
+
+#: Traced functions shared between analyzers of the same class, model, arguments and
+#: input signature (see Analyzer._compiled). Weak values: an entry lives as long as
+#: one analyzer holding it, so creating the same analyzer again while the first
+#: exists traces nothing, and dropping every analyzer frees the traces.
+_SHARED_TRACES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class _NotShared(Exception):
+    """An argument that cannot identify a trace (an object compared by identity)."""
+
+
+def _fingerprint(value: Any, model: Any) -> Any:
+    """A hashable stand-in for an analyzer argument, equal for equal arguments."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return (type(value).__name__, value)
+    if value is model:
+        return ("model",)
+    if isinstance(value, np.generic):
+        return (type(value).__name__, value.item())
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        digest = hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return ("array", value.shape, value.dtype.str, digest)
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(_fingerprint(item, model) for item in value))
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return ("dict", tuple((str(key), _fingerprint(item, model)) for key, item in items))
+    raise _NotShared
 
 
 def _explain_entry(analyzer, target, variant, inputs, indices, seed, params):
@@ -117,6 +152,10 @@ class Analyzer:
         verbose: Progress bars of long runs: ``"auto"`` (default; a bar once the
             work has lasted two seconds), ``1`` (always) or ``0`` (never), as
             Keras' ``verbose``.
+        jit_compile: Compile the explanation with XLA (``tf.function(...,
+            jit_compile=True)``). Off by default: on a CPU it ran 3.7-4x slower
+            here; on a GPU it may win (measure it: ``benchmarks/bench_analyzers.py
+            --jit-compile``). Results equal the default path to float32 rounding.
 
     Raises:
         ValueError: For an unbuilt Sequential model, an unknown layer, a bad
@@ -164,6 +203,7 @@ class Analyzer:
         neuron_selection_mode: str | None = None,
         constant_inputs: Sequence[str | int] | None = None,
         verbose: Any = "auto",
+        jit_compile: bool = False,
         **unexpected: Any,
     ):
         _validate.unexpected_parameters(type(self).__name__, unexpected, self.parameters())
@@ -178,11 +218,19 @@ class Analyzer:
         self.plan = self._make_plan(model)
         self.output_key = self._explained_key(output_layer)
         self.constant_inputs = self._constant_inputs(constant_inputs)
-        self._start(verbose)
+        self._start(verbose, jit_compile)
 
-    def _start(self, verbose: Any) -> None:
+    __init__ = _accepting_renamed(__init__)
+
+    def _start(self, verbose: Any, jit_compile: bool = False) -> None:
         """The state of the runs: progress bars, compiled functions (wrappers share it)."""
         self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
+        if not isinstance(jit_compile, bool | np.bool_):
+            raise TypeError(
+                f"{type(self).__name__}: jit_compile must be True or False. Received: "
+                f"{jit_compile!r}."
+            )
+        self.jit_compile = bool(jit_compile)
         self._functions: dict[Any, Callable] = {}
         self._concrete: dict[Any, Callable] = {}
         self._num_outputs: int | None = None
@@ -722,20 +770,59 @@ class Analyzer:
         Calling the concrete function skips ``tf.function``'s dispatch on every call
         (a few hundred microseconds, much of a small model's gradient).
         """
-        function = self._function_for(key)
         if not self.compiled and key != ("outputs",):
-            return function
+            return self._function_for(key)
         signature = (key, *((t.shape, t.dtype) for t in tf.nest.flatten(arguments)))
         concrete = self._concrete.get(signature)
+        if concrete is not None:
+            return concrete
+        identity = self._trace_identity()
+        shared = None if identity is None else (identity, signature)
+        concrete = None if shared is None else _SHARED_TRACES.get(shared)
         if concrete is None:
-            concrete = function.get_concrete_function(*arguments)
-            _graph.release_gradients(concrete.graph)  # else kept after the analyzer is gone
-            concrete = self._concrete[signature] = _graph.unrecorded(concrete)
+            traced = self._function_for(key).get_concrete_function(*arguments)
+            _graph.release_gradients(traced.graph)  # else kept after the analyzer is gone
+            concrete = _graph.unrecorded(traced)
+            if shared is not None:
+                _SHARED_TRACES[shared] = concrete
+        self._concrete[signature] = concrete
         return concrete
+
+    def _trace_identity(self) -> tuple | None:
+        """What identifies this analyzer's traces: class, model, arguments, settings.
+
+        None (traces not shared) for a model that is not a Keras model, or an argument
+        compared by identity (a callable, a rule or layer object): two such analyzers
+        could trace differently. The public attributes of plain values (and lists or
+        arrays of them) are part of it, so an analyzer whose parameter was changed
+        after creation shares nothing with one created with the original value; so is
+        the memory budget, which sets the rows of a traced pass.
+        """
+        arguments = vars(self).get("_arguments")
+        model = self.model
+        if arguments is None or not isinstance(model, keras.Model):
+            return None
+        args, kwargs = arguments
+        kwargs = {name: value for name, value in kwargs.items() if name != "verbose"}
+        try:
+            fingerprint = _fingerprint((args, kwargs), model)
+        except _NotShared:
+            return None
+        settings = []  # e.g. the inputs LRP's analyze_layers explains (source_keys)
+        for name, value in vars(self).items():
+            if not name.startswith("_") and name != "verbose":
+                try:
+                    settings.append((name, _fingerprint(value, model)))
+                except _NotShared:  # derived objects (a plan, a composite)
+                    continue
+        fingerprint = (fingerprint, tuple(settings))
+        return (type(self), id(model), config.memory_budget(), fingerprint)
 
     def _function_for(self, key):
         if key == ("outputs",) and key not in self._functions:  # the explained output
-            self._functions[key] = tf.function(functools.partial(_outputs_entry, self))
+            self._functions[key] = tf.function(
+                functools.partial(_outputs_entry, self), jit_compile=self.jit_compile or None
+            )
         if key not in self._functions:
             trace_key, variant = key if isinstance(key, tuple) else (key, None)
             mode, function = (
@@ -746,7 +833,11 @@ class Analyzer:
             # function's code object, which all analyzers' closures would share,
             # and would warn about "retracing" when a user creates several.
             explain = functools.partial(_explain_entry, self, target, variant)
-            self._functions[key] = tf.function(explain) if self.compiled else explain
+            self._functions[key] = (
+                tf.function(explain, jit_compile=self.jit_compile or None)
+                if self.compiled
+                else explain
+            )
         return self._functions[key]
 
     def _standardize(self, x) -> list[tf.Tensor | np.ndarray]:

@@ -108,6 +108,7 @@ class Wrapper(Analyzer):
         *,
         internal_batch_size: int | None = None,
         verbose: Any = "auto",
+        jit_compile: bool = False,
         **unexpected: Any,
     ):
         name = type(self).__name__
@@ -120,7 +121,7 @@ class Wrapper(Analyzer):
             )
         self.analyzer = analyzer
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
-        self._start(verbose)
+        self._start(verbose, jit_compile)
 
     # the contract (model, explained output, target checks) is the wrapped analyzer's
     model = _bound("model")
