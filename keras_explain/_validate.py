@@ -76,6 +76,19 @@ def positive(value: Any, name: str) -> float:
     return number
 
 
+def boolean(value: Any, name: str, owner: str, where: str = "") -> bool:
+    """``value`` as a bool if it is True or False (numpy's too).
+
+    Raises:
+        TypeError: Naming ``owner``, the argument and what was received.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f"{owner}: {name} must be True or False. Received: {name}={value!r}{where}."
+        )
+    return bool(value)
+
+
 def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
     """``value`` if it is one of ``choices``.
 

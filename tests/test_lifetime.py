@@ -162,6 +162,6 @@ def test_jit_compile_equals_the_default_path(model, name):
 
 
 def test_jit_compile_must_be_a_bool(model):
-    message = r"LRPEpsilon: jit_compile must be True or False. Received: 'yes'\."
+    message = r"LRPEpsilon: jit_compile must be True or False. Received: jit_compile='yes'\."
     with pytest.raises(TypeError, match=message):
         kx.LRPEpsilon(model, jit_compile="yes")

@@ -225,12 +225,7 @@ class Analyzer:
     def _start(self, verbose: Any, jit_compile: bool = False) -> None:
         """The state of the runs: progress bars, compiled functions (wrappers share it)."""
         self.verbose = _validate.one_of(verbose, "verbose", _batching.VERBOSE)
-        if not isinstance(jit_compile, bool | np.bool_):
-            raise TypeError(
-                f"{type(self).__name__}: jit_compile must be True or False. Received: "
-                f"{jit_compile!r}."
-            )
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = _validate.boolean(jit_compile, "jit_compile", type(self).__name__)
         self._functions: dict[Any, Callable] = {}
         self._concrete: dict[Any, Callable] = {}
         self._num_outputs: int | None = None

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain import _validate
 from keras_explain.metrics.faithfulness import deletion, infidelity, insertion
 from keras_explain.metrics.localisation import pointing_game, relevance_mass, sparseness
 from keras_explain.metrics.randomization import randomization
@@ -149,11 +150,7 @@ def register_metric(
         )
     flags = {"needs_masks": needs_masks, "default": default, "report_default": report_default}
     for flag, value in flags.items():
-        if not isinstance(value, bool):
-            raise TypeError(
-                f"register_metric: {flag} must be True or False. Received: {flag}={value!r} "
-                f"for the metric {name!r}."
-            )
+        _validate.boolean(value, flag, "register_metric", f" for the metric {name!r}")
 
     def decorate(values: Callable[[MetricContext], Any]) -> Callable[[MetricContext], Any]:
         if not callable(values):
