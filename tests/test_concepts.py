@@ -123,7 +123,7 @@ def test_tcav_runs_match_the_readout_and_the_t_test_is_scipys():
     experiment = concepts.TCAV(
         model,
         "h",
-        {"along": along, "against": against, "random": random_concept},
+        {"along": along, "against": against},
         pool,
         runs=64,
     )
@@ -141,18 +141,25 @@ def test_tcav_runs_match_the_readout_and_the_t_test_is_scipys():
     # random-vs-random: the two halves of a random split are exchangeable, so each run
     # scores 1 with probability 1/2; over 64 runs 4 standard errors are 4 * 0.5 / 8
     assert abs(np.mean(rows["along"]["random_scores"]) - 0.5) < 0.25
-    # a random concept (2000 samples: its mean offset, fixed over the runs, is ~7x
-    # smaller than that of the 40-sample negatives, which change every run) scores
-    # near 1/2 too and is not told apart from the random directions
-    assert abs(rows["random"]["mean"] - 0.5) < 0.25
-    assert not rows["random"]["significant"] and rows["random"]["p_value"] > 0.05
+    # a random concept of 2000 samples against halves of one 80-sample pool is no control:
+    # its CAV points from the pool's mean, which every run shares (the converged
+    # logistic regression shows it; only the noise of a stochastic fit hid it). With a
+    # new random set each run it scores near 1/2 and is not told apart from random.
+    experiment = concepts.TCAV(
+        model, "h", {"random": random_concept}, [pool[:40] for pool in pools(rng, 64)], runs=64
+    )
+    row = experiment.run(x, target=0)[0]
+    assert abs(row["mean"] - 0.5) < 0.25
+    assert not row["significant"] and row["p_value"] > 0.05
 
 
 def test_tcav_with_a_list_of_random_sets_pairs_them_by_run():
     model, readout = readout_model()
     along, _, rng = sets(readout)
     randoms = [rng.normal(size=(20, 4)).astype("float32") for _ in range(3)]
-    experiment = concepts.TCAV(model, "h", {"along": along}, randoms, runs=3, seed=5)
+    experiment = concepts.TCAV(
+        model, "h", {"along": along}, randoms, runs=3, seed=5, classifier="linear"
+    )
     h = [kx.activations(model, "h", r) for r in randoms]
     for run in range(3):
         # run k: the concept against random[k]; random[k + 1] against random[k]
@@ -164,6 +171,96 @@ def test_tcav_with_a_list_of_random_sets_pairs_them_by_run():
         np.testing.assert_array_equal(experiment.random_cavs[run].vector, expected.vector)
     with pytest.raises(ValueError, match=r"at least max\(2, runs\) = 4 sets\. Received: 3"):
         concepts.TCAV(model, "h", {"along": along}, randoms, runs=4)
+
+
+def pools(rng, count):
+    return [rng.normal(size=(80, 4)).astype("float32") for _ in range(count)]
+
+
+def logistic_optimum(concept, random, seed, alpha=0.01):
+    """scikit-learn's LogisticRegression on the same split and objective, converged hard."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    features = np.concatenate([concept, random]).reshape(len(concept) + len(random), -1)
+    labels = np.r_[np.ones(len(concept)), np.zeros(len(random))]
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=0.33, stratify=labels, random_state=seed
+    )
+    model = LogisticRegression(C=1 / (alpha * len(train)), tol=1e-12, max_iter=100_000)
+    model.fit(features[train].astype(np.float64), labels[train])
+    return model, float(np.mean(model.predict(features[test]) == labels[test]))
+
+
+def test_batched_cav_is_scikit_learns_l2_logistic_regression_optimum():
+    rng = np.random.default_rng(3)
+    direction = rng.normal(size=(2, 3, 5))  # an activation shape with several axes
+    concept = (rng.normal(size=(70, 2, 3, 5)) + 0.4 * direction).astype("float32")
+    random = (rng.normal(size=(50, 2, 3, 5)) * 2 + 1).astype("float32")  # uncentred, wider
+    cav = concepts.CAV.from_activations(concept, random, classifier="batched", seed=4)
+    reference, accuracy = logistic_optimum(concept, random, seed=4)
+    expected = reference.coef_[0] / np.linalg.norm(reference.coef_[0])
+    assert cav.shape == (2, 3, 5) and cav.vector.dtype == np.float32
+    assert float(cav.vector.astype(np.float64) @ expected) > 1 - 1e-5
+    np.testing.assert_allclose(cav.classifier.coef_, reference.coef_, rtol=0, atol=2e-3)
+    np.testing.assert_allclose(cav.classifier.intercept_, reference.intercept_, rtol=2e-3)
+    assert cav.accuracy == accuracy and 0.7 < accuracy < 1  # a hard, not separable, problem
+    features = np.concatenate([concept, random]).reshape(120, -1)
+    np.testing.assert_array_equal(cav.classifier.predict(features), reference.predict(features))
+
+
+def test_tcav_fits_every_cav_at_once_and_each_equals_its_fit_alone():
+    model, readout = readout_model()
+    along, against, rng = sets(readout)
+    randoms = [rng.normal(size=(25, 4)).astype("float32") for _ in range(4)]
+    experiment = concepts.TCAV(model, "h", {"along": along, "against": against}, randoms, runs=4)
+    h = [kx.activations(model, "h", r) for r in randoms]
+    for run in range(4):
+        for name, values in (("along", along), ("against", against)):
+            alone = concepts.CAV.from_activations(
+                kx.activations(model, "h", values), h[run], classifier="batched", seed=run
+            )
+            cav = experiment.cavs[name][run]
+            assert float(cav.vector @ alone.vector) > 1 - 1e-6 and cav.accuracy == alone.accuracy
+        reference, _ = logistic_optimum(h[(run + 1) % 4], h[run], seed=run)
+        expected = reference.coef_[0] / np.linalg.norm(reference.coef_[0])
+        assert float(experiment.random_cavs[run].vector @ expected) > 1 - 1e-5
+
+
+def test_batched_tcav_scores_agree_with_the_original_codes_sgd_within_its_spread():
+    # the original code's classifier, SGDClassifier(alpha=0.01) fitted by stochastic steps,
+    # against the converged L2 logistic regression, on an MLP whose gradients at "h" vary
+    # from input to input: a concept that matters (significant either way) and one that
+    # does not, with scores spread over the runs
+    model = mlp(seed=2)
+    for target, scale, significant in ((0, 0.5, True), (2, 0.2, False)):
+        rng = np.random.default_rng(2)
+        shift = scale * np.float32([0.5, 1, -1, 0.5])
+        concept = rng.normal(size=(60, 4)).astype("float32") + shift
+        randoms = [rng.normal(size=(60, 4)).astype("float32") for _ in range(10)]
+        x = rng.normal(size=(200, 4)).astype("float32")
+        rows = {}
+        for classifier in ("batched", "linear"):
+            experiment = concepts.TCAV(
+                model, "h", {"c": concept}, randoms, runs=10, classifier=classifier
+            )
+            rows[classifier] = experiment.run(x, target=target)[0]
+        assert rows["linear"]["std"] > 0.1
+        assert abs(rows["batched"]["mean"] - rows["linear"]["mean"]) < rows["linear"]["std"]
+        assert rows["batched"]["significant"] == rows["linear"]["significant"] == significant
+
+
+def test_batched_fit_warns_when_it_does_not_converge():
+    from keras_explain import _logistic
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(40, 6)).astype("float32")
+    part = _logistic.Part
+    problem = [part(0, np.arange(0, 15), np.arange(15, 20), 1.0)]
+    problem.append(part(1, np.arange(0, 15), np.arange(15, 20), 0.0))
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 2 passes \(relative gradient"):
+        fitted = _logistic.fit([rows[:20] + 1, rows[20:]], [problem], alpha=0.01, max_iter=2)
+    assert not fitted.converged and fitted.iterations == 2
 
 
 # -- RCAV ----------------------------------------------------------------------------------
