@@ -248,7 +248,8 @@ def main(argv=None) -> int:
                 print(
                     f"        paired at N={size}: similarity_matrix / forward passes of both "
                     f"models = {case['ratio']:.2f}x ({case['method_s']:.2f} s vs "
-                    f"{case['reference_s']:.2f} s, median of {args.repeats} pairs)",
+                    f"{case['reference_s']:.2f} s, median of {args.repeats} pairs); target "
+                    f"<= 3x: {'met' if case['ratio'] <= 3 else 'NOT met'}",
                     flush=True,
                 )
         if len(sizes) > 1:

@@ -141,10 +141,16 @@ def test_analyzers_that_differ_do_not_share_traces(model, other):
 
 
 def test_an_argument_compared_by_identity_shares_nothing(model):
-    analyzer = kx.GradCAM(model, layer=model.layers[5], verbose=0)
+    analyzer = kx.LRP(model, composite=kx.lrp.composites.get("epsilon"), verbose=0)
     assert analyzer._trace_identity() is None
-    by_name = kx.GradCAM(model, layer=model.layers[5].name, verbose=0)
+    by_name = kx.LRP(model, composite="epsilon", verbose=0)
     assert by_name._trace_identity() is not None
+
+
+def test_the_same_layer_object_shares_and_another_layer_does_not(model):
+    first = kx.GradCAM(model, layer=model.layers[5], verbose=0)
+    assert first._trace_identity() == kx.GradCAM(model, layer=model.layers[5])._trace_identity()
+    assert first._trace_identity() != kx.GradCAM(model, layer=model.layers[4])._trace_identity()
 
 
 @pytest.mark.parametrize("name", ["gradient", "lrp.epsilon", "lrp.alpha_2_beta_1", "smoothgrad"])

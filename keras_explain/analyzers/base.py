@@ -99,6 +99,8 @@ def _fingerprint(value: Any, model: Any) -> Any:
         return (type(value).__name__, value)
     if value is model:
         return ("model",)
+    if isinstance(value, keras.Operation):  # a layer of the model, which holds it alive
+        return ("layer", id(value))
     if isinstance(value, np.generic):
         return (type(value).__name__, value.item())
     if isinstance(value, np.ndarray) and value.dtype != object:

@@ -13,11 +13,12 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_explain import _validate
 from keras_explain.analyzers.layer_output import LayerOutputs
 from keras_explain.graph import Plan
-from keras_explain.representations.measures import gram_linear, pwcca, svcca, unbiased_hsic
+from keras_explain.representations.measures import pwcca, svcca, unbiased_hsic
 
 MEASURES = ("cka", "svcca", "pwcca")
 #: Minibatch size of :func:`similarity_matrix` when ``batch_size`` is None.
@@ -112,8 +113,9 @@ def similarity_matrix(
             "similarity_matrix: the unbiased HSIC needs minibatches of at least 4 samples. "
             f"Received: batch_size={batch_size}."
         )
-    outputs_a = LayerOutputs(model_a, layers_a or _default_layers(model_a))
-    outputs_b = LayerOutputs(model_b, layers_b or _default_layers(model_b))
+    kind = LayerOutputs if measure != "cka" else _CentredGrams
+    outputs_a = kind(model_a, layers_a or _default_layers(model_a))
+    outputs_b = kind(model_b, layers_b or _default_layers(model_b))
     names_a = [layer.name for layer in outputs_a.layers]
     names_b = [layer.name for layer in outputs_b.layers]
     total = _sample_count(x, "similarity_matrix")
@@ -130,8 +132,8 @@ def similarity_matrix(
     self_a, self_b = np.zeros(len(names_a)), np.zeros(len(names_b))
     for start, stop in zip(bounds[:-1], bounds[1:]):
         batch = _rows(x, start, stop)
-        grams_a = [_batch_gram(a) for a in outputs_a.compute(batch)]
-        grams_b = [_batch_gram(b) for b in outputs_b.compute(batch)]
+        grams_a = [gram.astype(np.float64) for gram in outputs_a.compute(batch)]
+        grams_b = [gram.astype(np.float64) for gram in outputs_b.compute(batch)]
         self_a += [unbiased_hsic(gram, gram) for gram in grams_a]
         self_b += [unbiased_hsic(gram, gram) for gram in grams_b]
         cross += [[unbiased_hsic(ga, gb) for gb in grams_b] for ga in grams_a]
@@ -153,6 +155,21 @@ def similarity_matrix(
     return matrix, names_a, names_b
 
 
-def _batch_gram(activations: np.ndarray) -> np.ndarray:
-    features = activations.reshape(len(activations), -1).astype(np.float64)
-    return gram_linear(features)
+class _CentredGrams(LayerOutputs):
+    """Per minibatch, each layer's linear kernel matrix of its centred features, float32.
+
+    Computed where the model runs (a ``batch²`` matrix leaves the device, not
+    ``batch × features``). Centring the features on the minibatch's mean leaves
+    the unbiased HSIC unchanged exactly (it removes terms ``a_i + a_j + c`` from
+    the kernel matrix, which U-centring cancels) and keeps the float32 products
+    accurate for layers whose activations share a large mean (after a ReLU).
+    The HSIC sums are then taken in float64.
+    """
+
+    def explain_batch(self, inputs, target, indices, seed, params):
+        grams = []
+        for values in super().explain_batch(inputs, target, indices, seed, params):
+            features = tf.reshape(values, (tf.shape(values)[0], -1))
+            features -= tf.reduce_mean(features, 0, keepdims=True)
+            grams.append(tf.matmul(features, features, transpose_b=True))
+        return grams
