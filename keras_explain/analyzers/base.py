@@ -818,7 +818,9 @@ class Analyzer:
     def _function_for(self, key):
         if key == ("outputs",) and key not in self._functions:  # the explained output
             self._functions[key] = tf.function(
-                functools.partial(_outputs_entry, self), jit_compile=self.jit_compile or None
+                functools.partial(_outputs_entry, self),
+                jit_compile=self.jit_compile or None,
+                autograph=False,
             )
         if key not in self._functions:
             trace_key, variant = key if isinstance(key, tuple) else (key, None)
@@ -830,8 +832,12 @@ class Analyzer:
             # function's code object, which all analyzers' closures would share,
             # and would warn about "retracing" when a user creates several.
             explain = functools.partial(_explain_entry, self, target, variant)
+            # No AutoGraph: the engine's loops are explicit tf.while_loops and its
+            # branches Python ones, and Keras 3 layers do not rely on it (Keras' own
+            # train step is not converted); converting every function the trace
+            # reaches was 40% of the time to a first explanation.
             self._functions[key] = (
-                tf.function(explain, jit_compile=self.jit_compile or None)
+                tf.function(explain, jit_compile=self.jit_compile or None, autograph=False)
                 if self.compiled
                 else explain
             )
