@@ -32,7 +32,7 @@ from _paired import paired  # noqa: E402
 
 OBJECTIVES = 8
 SIZE = 128
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.3  # issue #27 (1.5 in issue #11)
 layers = keras.layers
 
 

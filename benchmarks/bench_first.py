@@ -102,8 +102,7 @@ def main(argv=None) -> int:
     ok = True
     for method in args.methods.split(","):
         runs = [
-            in_fresh_process(__file__, [*common, "--method", method])
-            for _ in range(args.processes)
+            in_fresh_process(__file__, [*common, "--method", method]) for _ in range(args.processes)
         ]
         ratio = statistics.median(run["method"][0] / run["reference"][0] for run in runs)
         first = statistics.median(run["method"][0] for run in runs)

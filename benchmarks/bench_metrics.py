@@ -3,15 +3,16 @@
 Deletion with 100 steps on 32 images of 64x64 (3,232 perturbed inputs) and pixel
 flipping with 6x6 regions and 100 steps, each timed against a plain compiled model
 call over the same number of perturbed inputs in the same chunks, with paired
-timing (``_paired.py``: the two alternate, median of the per-pair ratios; target:
-within 1.3x). The metric's time includes everything a user waits for: building
-the evaluator, tracing, ranking, making the copies and the curve.
+timing (``_paired.py``: the two alternate, median of the per-pair ratios; targets:
+deletion within 1.3x, pixel flipping within 1.2x (issue #27)). The metric's time
+includes everything a user waits for: building the evaluator, tracing, ranking,
+making the copies and the curve.
 
 Randomization (cascading, every layer of a CNN with five weighted layers) against
 the explanations it recomputes: the original and one per randomized layer, by an
-analyzer already traced (target: within 1.5x). Its time includes cloning the
-model, building and tracing the analyzer on the clone, re-initializing each layer
-and the Spearman similarities.
+analyzer already traced (target: within 1.3x, issue #27; 1.5x before). Its time
+includes cloning the model, building and tracing the analyzer on the clone,
+re-initializing each layer and the Spearman similarities.
 
 Run: python benchmarks/bench_metrics.py
 """
@@ -33,6 +34,10 @@ from _paired import paired  # noqa: E402
 from bench_perturbation import chunked_model_call, cnn  # noqa: E402
 
 
+def verdict(ratio: float, goal: float) -> str:
+    return "met" if ratio <= goal else "NOT met"
+
+
 def rows_per_pass(model, x):
     """The rows of one engine pass for this model, rounded to whole batches (as the engine)."""
     plan = kx.graph.Plan(model)
@@ -46,12 +51,13 @@ def main():
     relevance = kx.Gradient(model).analyze(images, labels)
     chunk = rows_per_pass(model, images)
     print(f"32 images 64x64, CNN of bench_perturbation; {chunk} rows per pass")
-    print(f"{'metric':<34}{'copies':>8}{'metric ms':>12}{'forward ms':>12}{'ratio':>8}")
+    print(f"{'metric':<34}{'copies':>8}{'metric ms':>12}{'forward ms':>12}{'ratio':>8}  target")
     cases = [
         (
             "deletion, 100 steps",
             lambda: kx.metrics.deletion(model, images, relevance, labels, steps=100),
             101,
+            1.3,
         ),
         (
             "pixel_flipping, 6x6 regions, 100",
@@ -59,14 +65,15 @@ def main():
                 model, images, relevance, labels, region=(6, 6), steps=100
             ),
             101,
+            1.2,
         ),
     ]
-    for name, metric, count in cases:
+    for name, metric, count, goal in cases:
         copies = np.repeat(images, count, axis=0)  # same number of rows; values irrelevant
         timing = paired(metric, chunked_model_call(model, copies, chunk), repeats=5, warmup=1)
         print(
             f"{name:<34}{len(copies):>8}{timing.method_ms:>12.0f}{timing.reference_ms:>12.0f}"
-            f"{timing.ratio:>8.2f}"
+            f"{timing.ratio:>8.2f}  <= {goal}x: {verdict(timing.ratio, goal)}"
         )
 
 
@@ -95,7 +102,7 @@ def randomization_cases():
     images, labels, _ = kx.datasets.shapes(32, size=64, seed=0)
     weighted = sum(1 for layer in model.layers if layer.weights)
     print(f"\nrandomization, cascading: CNN with {weighted} weighted layers, 32 images 64x64")
-    print(f"{'method':<34}{'explained':>10}{'metric ms':>12}{'explain ms':>12}{'ratio':>8}")
+    print(f"{'method':<34}{'explained':>10}{'metric ms':>12}{'explain ms':>12}{'ratio':>8}  target")
     for name in ("gradient", "lrp.epsilon", "grad_cam", "integrated_gradients"):
         analyzer = kx.create_analyzer(name, model, verbose=0)
         analyzer.analyze(images, labels)  # traced: the reference is the explanations only
@@ -110,7 +117,8 @@ def randomization_cases():
         timing = paired(metric, explanations, repeats=5, warmup=1)
         print(
             f"{name:<34}{weighted + 1:>10}{timing.method_ms:>12.0f}"
-            f"{timing.reference_ms:>12.0f}{timing.ratio:>8.2f}"
+            f"{timing.reference_ms:>12.0f}{timing.ratio:>8.2f}  <= 1.3x: "
+            f"{verdict(timing.ratio, 1.3)}"
         )
 
 

@@ -97,6 +97,9 @@ def main():
     for part, seconds in (*timings.items(), ("write (page assembly, rename)", written)):
         print(f"{part:<34}{seconds:>10.2f}{seconds / total:>8.1%}")
     print(f"{'total':<34}{total:>10.2f}")
+    share = sum(seconds for part, seconds in timings.items() if "metric" in part) / total
+    verdict = "met" if share <= 0.4 else "NOT met"
+    print(f"metrics' share of the time: {share:.0%}; target <= 40%: {verdict}")
     if data["failed"]:
         print("failed:", data["failed"])
 
