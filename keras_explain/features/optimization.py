@@ -197,7 +197,7 @@ class _Loop:
 
         # A partial has no __code__, so TensorFlow's frequent-retracing warning (keyed
         # by code object) does not count the traces of different loops together.
-        self.compiled = tf.function(functools.partial(run))
+        self.compiled = tf.function(functools.partial(run), autograph=False)
 
     def __call__(self, seed: int, steps: int, init: tf.Tensor | None) -> np.ndarray:
         self.params.assign(self.param.initial(seed) if init is None else init)
