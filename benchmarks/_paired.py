@@ -74,3 +74,43 @@ def in_fresh_process(script: str, argv: list[str]) -> dict:
         [sys.executable, script, "--child", *argv], capture_output=True, text=True, check=True
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def application_parser(doc: str, size: int, methods: tuple[str, ...]):
+    """Flags of a script timing methods on a ``keras.applications`` model in child processes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--model", default="EfficientNetB0")
+    parser.add_argument("--size", type=int, default=size)
+    parser.add_argument("--methods", default=",".join(methods))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--method", default="", help=argparse.SUPPRESS)
+    return parser
+
+
+def application(args):
+    """``args.model`` at ``args.size`` (``weights=None``, seeded, called once) and one image."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    build = getattr(keras.applications, args.model)
+    model = build(weights=None, input_shape=(args.size, args.size, 3), classes=10)
+    x = np.random.default_rng(0).uniform(0, 255, (1, args.size, args.size, 3)).astype("float32")
+    model(x)
+    return model, x
+
+
+def parsed_or_child(parser, argv, child):
+    """The parsed flags; or, in a child process (``--child``), run ``child`` and return None."""
+    args = parser.parse_args(argv)
+    if not args.child:
+        return args
+    child(args)
+    return None
+
+
+def application_flags(args) -> list[str]:
+    """The flags a child process needs to build the same model."""
+    return ["--model", args.model, "--size", str(args.size)]

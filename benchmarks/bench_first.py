@@ -20,14 +20,13 @@ Target: at most 1.3x the plain gradient's first call.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _paired import in_fresh_process  # noqa: E402
+import _paired  # noqa: E402
 
 METHODS = ("gradient", "lrp.epsilon", "lrp.epsilon_plus_flat", "integrated_gradients")
 TARGET = 1.3
@@ -39,17 +38,11 @@ def child(args) -> None:
     import time
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import numpy as np
     import tensorflow as tf
 
     import keras_explain as kx
 
-    keras.utils.set_random_seed(0)
-    build = getattr(keras.applications, args.model)
-    model = build(weights=None, input_shape=(args.size, args.size, 3), classes=10)
-    x = np.random.default_rng(0).uniform(0, 255, (1, args.size, args.size, 3)).astype("float32")
-    model(x)
+    model, x = _paired.application(args)
 
     def new_plain_gradient():
         @tf.function
@@ -82,18 +75,12 @@ def child(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="EfficientNetB0")
-    parser.add_argument("--size", type=int, default=96)
+    parser = _paired.application_parser(__doc__, 96, METHODS)
     parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--method", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    args = _paired.parsed_or_child(parser, argv, child)
+    if args is None:
         return 0
-    common = ["--model", args.model, "--size", str(args.size)]
+    common = _paired.application_flags(args)
     print(f"{args.model} at {args.size}x{args.size}, one image; first call = create + trace + run")
     print(
         f"{'method':<24} {'first s':>8} {'plain first s':>14} {'ratio':>7} "
@@ -102,7 +89,8 @@ def main(argv=None) -> int:
     ok = True
     for method in args.methods.split(","):
         runs = [
-            in_fresh_process(__file__, [*common, "--method", method]) for _ in range(args.processes)
+            _paired.in_fresh_process(__file__, [*common, "--method", method])
+            for _ in range(args.processes)
         ]
         ratio = statistics.median(run["method"][0] / run["reference"][0] for run in runs)
         first = statistics.median(run["method"][0] for run in runs)

@@ -18,14 +18,13 @@ Target: a new analyzer keeps no more than a plain new ``tf.function`` gradient d
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _paired import in_fresh_process  # noqa: E402
+import _paired  # noqa: E402
 
 METHODS = ("gradient", "lrp.epsilon", "lrp.epsilon_plus_flat", "integrated_gradients")
 
@@ -36,8 +35,6 @@ def child(args) -> None:
     import json
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import numpy as np
     import tensorflow as tf
 
     import keras_explain as kx
@@ -46,11 +43,7 @@ def child(args) -> None:
         with open("/proc/self/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    keras.utils.set_random_seed(0)
-    build = getattr(keras.applications, args.model)
-    model = build(weights=None, input_shape=(args.size, args.size, 3), classes=10)
-    x = np.random.default_rng(0).uniform(0, 255, (1, args.size, args.size, 3)).astype("float32")
-    model(x)
+    model, x = _paired.application(args)
 
     def plain_gradient() -> None:
         @tf.function
@@ -79,24 +72,18 @@ def growth(readings: list[float]) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="EfficientNetB0")
-    parser.add_argument("--size", type=int, default=64)
+    parser = _paired.application_parser(__doc__, 64, METHODS)
     parser.add_argument("--loops", type=int, default=5)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--method", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    args = _paired.parsed_or_child(parser, argv, child)
+    if args is None:
         return 0
-    common = ["--model", args.model, "--size", str(args.size), "--loops", str(args.loops)]
-    plain = growth(in_fresh_process(__file__, [*common, "--method", "plain"])["readings"])
+    common = [*_paired.application_flags(args), "--loops", str(args.loops)]
+    plain = growth(_paired.in_fresh_process(__file__, [*common, "--method", "plain"])["readings"])
     print(f"{args.model} at {args.size}x{args.size}; resident memory kept per loop (MiB)")
     print(f"{'method':<26} {'kept MiB':>9} {'plain tf.function':>18}  target met?")
     ok = True
     for method in args.methods.split(","):
-        kept = growth(in_fresh_process(__file__, [*common, "--method", method])["readings"])
+        kept = growth(_paired.in_fresh_process(__file__, [*common, "--method", method])["readings"])
         met = kept <= max(plain, 0.0) + 1.0  # 1 MiB: the allocator's page granularity
         ok &= met
         verdict = "met" if met else "NOT met"

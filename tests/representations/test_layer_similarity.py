@@ -38,16 +38,20 @@ def test_minibatch_cka_averages_hsic_over_minibatches():
     )
     acts_a = kx.activations(model_a, "a1", x).astype(np.float64)
     acts_b = kx.activations(model_b, inner, x).astype(np.float64)
-    # 23 // 8 = 2 minibatches of 12 and 11 samples: HSIC per minibatch (its own
-    # n (n - 3) normalization), averaged, then the ratio
+    # 23 // 8 = 2 minibatches of 12 and 11 samples
+    np.testing.assert_allclose(matrix[0, 0], minibatch_cka(acts_a, acts_b, 2), rtol=1e-6)
+
+
+def minibatch_cka(acts_a, acts_b, parts):
+    """HSIC per minibatch (U-centred float64 kernels, its own n (n - 3)), averaged, the ratio."""
     terms = []
-    for part in np.array_split(np.arange(23), 2):
+    for part in np.array_split(np.arange(len(acts_a)), parts):
         n = len(part)
         k = helpers.u_centered(acts_a[part] @ acts_a[part].T)
         m = helpers.u_centered(acts_b[part] @ acts_b[part].T)
         terms.append([np.sum(t) / (n * (n - 3)) for t in (k * m, k * k, m * m)])
     cross, self_a, self_b = np.mean(terms, axis=0)
-    np.testing.assert_allclose(matrix[0, 0], cross / np.sqrt(self_a * self_b), rtol=1e-6)
+    return cross / np.sqrt(self_a * self_b)
 
 
 def test_minibatch_cka_stays_accurate_when_activations_share_a_large_mean():
@@ -66,15 +70,9 @@ def test_minibatch_cka_stays_accurate_when_activations_share_a_large_mean():
     )
     acts_a = kx.activations(model, "shifted", x).astype(np.float64)
     acts_b = kx.activations(model, "narrow", x).astype(np.float64)
-    terms = []
-    for part in np.array_split(np.arange(64), 2):
-        n = len(part)
-        k = helpers.u_centered(acts_a[part] @ acts_a[part].T)
-        m = helpers.u_centered(acts_b[part] @ acts_b[part].T)
-        terms.append([np.sum(t) / (n * (n - 3)) for t in (k * m, k * k, m * m)])
-    cross, self_a, self_b = np.mean(terms, axis=0)
-    assert 0.05 < cross / np.sqrt(self_a * self_b) < 0.95
-    np.testing.assert_allclose(matrix[0, 0], cross / np.sqrt(self_a * self_b), rtol=1e-5)
+    expected = minibatch_cka(acts_a, acts_b, 2)
+    assert 0.05 < expected < 0.95
+    np.testing.assert_allclose(matrix[0, 0], expected, rtol=1e-5)
     one_batch = rep.cka(acts_a, acts_b, debiased=True)
     assert abs(matrix[0, 0] - one_batch) > 1e-4  # minibatching changes the estimate
 
