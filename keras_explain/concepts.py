@@ -97,6 +97,8 @@ def _fit_cavs(pairs: list[tuple[np.ndarray, np.ndarray, int]], classifier: Any) 
     pairs = [(np.asarray(concept), np.asarray(random), seed) for concept, random, seed in pairs]
     for concept, random, _ in pairs:
         _check_sets(concept, random, "CAV")
+    # one array as both sets: two sources, so each row can carry both labels
+    pairs = [(c, r.copy() if r is c else r, seed) for c, r, seed in pairs]
     if classifier == "batched":
         return _batched_cavs(pairs)
     return [_fitted_cav(concept, random, seed, classifier) for concept, random, seed in pairs]

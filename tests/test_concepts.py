@@ -250,6 +250,15 @@ def test_batched_tcav_scores_agree_with_the_original_codes_sgd_within_its_spread
         assert rows["batched"]["significant"] == rows["linear"]["significant"] == significant
 
 
+def test_one_array_as_both_sets_is_fitted_like_two_copies():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(30, 4)).astype("float32")
+    same = concepts.CAV.from_activations(values, values, classifier="batched", seed=2)
+    copies = concepts.CAV.from_activations(values, values.copy(), classifier="batched", seed=2)
+    np.testing.assert_array_equal(same.vector, copies.vector)
+    assert same.accuracy == copies.accuracy
+
+
 def test_batched_fit_warns_when_it_does_not_converge():
     from keras_explain import _logistic
 
