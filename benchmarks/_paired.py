@@ -114,3 +114,20 @@ def parsed_or_child(parser, argv, child):
 def application_flags(args) -> list[str]:
     """The flags a child process needs to build the same model."""
     return ["--model", args.model, "--size", str(args.size)]
+
+
+def new_plain_gradient(model, x):
+    """A new ``tf.function`` gradient of output 0 w.r.t. the input, as a call on ``x``.
+
+    What a user's own code would trace: each call of this factory is a new trace.
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def gradient(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            score = model(inputs, training=False)[:, 0]
+        return tape.gradient(score, inputs)
+
+    return lambda: gradient(tf.constant(x)).numpy()

@@ -38,23 +38,12 @@ def child(args) -> None:
     import time
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
 
     import keras_explain as kx
 
     model, x = _paired.application(args)
 
-    def new_plain_gradient():
-        @tf.function
-        def gradient(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                score = model(x, training=False)[:, 0]
-            return tape.gradient(score, x)
-
-        return lambda: gradient(tf.constant(x)).numpy()
-
-    new_plain_gradient()()  # TensorFlow's one-time start-up
+    _paired.new_plain_gradient(model, x)()  # TensorFlow's one-time start-up
 
     def first_and_second(make):
         started = time.perf_counter()
@@ -69,7 +58,7 @@ def child(args) -> None:
         analyzer = kx.create_analyzer(args.method, model, verbose=0)
         return lambda: analyzer.analyze(x)
 
-    reference = first_and_second(new_plain_gradient)
+    reference = first_and_second(lambda: _paired.new_plain_gradient(model, x))
     method = first_and_second(explanation)
     print(json.dumps({"reference": reference, "method": method}))
 

@@ -35,7 +35,6 @@ def child(args) -> None:
     import json
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
 
     import keras_explain as kx
 
@@ -45,20 +44,10 @@ def child(args) -> None:
 
     model, x = _paired.application(args)
 
-    def plain_gradient() -> None:
-        @tf.function
-        def gradient(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                score = model(x, training=False)[:, 0]
-            return tape.gradient(score, x)
-
-        gradient(tf.constant(x)).numpy()
-
     readings = [resident_mib()]
     for _ in range(args.loops):
         if args.method == "plain":
-            plain_gradient()
+            _paired.new_plain_gradient(model, x)()
         else:
             kx.create_analyzer(args.method, model, verbose=0).analyze(x)
         gc.collect()
