@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from keras_explain.demo import DEMO_SAMPLES, demo
+from keras_explain.demo import DEMO_EPOCHS, DEMO_SAMPLES, DEMO_SHAPES_EPOCHS, demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,22 +27,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="keras-explain",
         description="Explain Keras 3 models on TensorFlow (keras_explain).",
+        parents=[_verbose()],
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",
-        help="train a small CNN on scikit-learn's digits and explain it",
+        parents=[_verbose()],
+        help="train small CNNs on digits and 64x64 shapes and explain them",
         description=(
             "Train a small CNN on scikit-learn's bundled 8x8 digits (no download), log "
             "explanations to TensorBoard while it trains, and write a PNG grid of every "
-            "image method in the registry."
+            "image method in the registry; then train a second one on generated 64x64 "
+            "shapes, draw one method per family and write an HTML report of them."
         ),
     )
     demo_parser.add_argument(
         "--out", default="keras_explain_demo", help="output directory (default: %(default)s)"
     )
     demo_parser.add_argument(
-        "--epochs", type=_positive_int, default=8, help="training epochs (default: %(default)s)"
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"training epochs of both models (default: {DEMO_EPOCHS} on the digits, "
+        f"{DEMO_SHAPES_EPOCHS} on the shapes)",
     )
     demo_parser.add_argument(
         "--samples",
@@ -58,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_benchmark(commands)
     _add_report(commands)
-    commands.add_parser("methods", help="list every analyzer name")
+    commands.add_parser("methods", help="list every analyzer name", parents=[_verbose()])
     args = parser.parse_args(argv)
     if args.command == "methods":
         return _methods()
@@ -80,9 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return demo(args.out, epochs=args.epochs, samples=args.samples, methods=args.methods)
 
 
+def _verbose() -> argparse.ArgumentParser:
+    """The ``--verbose`` flag every command takes; read by the launcher (keras_explain_cli)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="keep TensorFlow's start-up logs (hidden by default unless TF_CPP_MIN_LOG_LEVEL "
+        "is set)",
+    )
+    return parent
+
+
 def _add_benchmark(commands) -> None:
     parser = commands.add_parser(
         "benchmark",
+        parents=[_verbose()],
         help="rank the image methods on a CNN trained on shapes with ground-truth masks",
         description=(
             "Train a small CNN on kx.datasets.shapes (generated, no download), explain "
@@ -125,6 +146,7 @@ def _add_benchmark(commands) -> None:
 def _add_report(commands) -> None:
     parser = commands.add_parser(
         "report",
+        parents=[_verbose()],
         help="write one offline HTML page of a model's explanations (kx.report)",
         description=(
             "Explain the samples of a .npz file with a saved Keras model and write one "

@@ -99,3 +99,68 @@ def test_benchmark_rejects_small_images(capsys):
     with pytest.raises(SystemExit):
         cli.main(["benchmark", "--size", "8"])
     assert "must be at least 16 pixels, got 8" in capsys.readouterr().err
+
+
+def dihedral_group(image):
+    turns = [np.rot90(image, k, axes=(0, 1)) for k in range(4)]
+    return turns + [turn[:, ::-1] for turn in turns]
+
+
+def test_dihedral_batches_turn_and_mirror_each_batch_as_a_whole_and_keep_labels():
+    import random
+
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.random((10, 6, 6, 1), dtype=np.float32)  # no symmetric image: all 8 differ
+    labels = np.arange(10)
+    before = (np.random.get_state()[1].copy(), random.getstate())
+    tf_before = tf.random.get_global_generator().state.numpy().copy()
+    data = benchmark.dihedral_batches(images, labels, 4, seed=3)
+    epochs = [list(data) for _ in range(2)]
+    seen = set()
+    for batches in epochs:
+        assert [len(batch_labels) for _, batch_labels in batches] == [4, 4, 2]
+        order = np.concatenate([batch_labels.numpy() for _, batch_labels in batches])
+        assert sorted(order) == list(range(10))  # a permutation: each image once per epoch
+        for turned, batch_labels in batches:
+            turned = turned.numpy()
+            originals = images[batch_labels.numpy()]
+            # one element g of the dihedral group, the same for the whole batch
+            matches = [
+                g
+                for g in range(8)
+                if all(
+                    np.array_equal(dihedral_group(original)[g], image)
+                    for original, image in zip(originals, turned)
+                )
+            ]
+            assert len(matches) == 1
+            seen.add(matches[0])
+    assert len(seen) > 1
+    first, second = ([labels.numpy() for _, labels in batches] for batches in epochs)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, second))  # reshuffled
+    again = list(benchmark.dihedral_batches(images, labels, 4, seed=3))
+    for (a, la), (b, lb) in zip(again, epochs[0]):  # seeded: the same first epoch
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(la.numpy(), lb.numpy())
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
+    np.testing.assert_array_equal(tf.random.get_global_generator().state.numpy(), tf_before)
+
+
+def test_the_strided_first_convolution_covers_every_pixel_equally():
+    import keras
+    import tensorflow as tf
+
+    conv = benchmark.shapes_cnn(64).get_layer("conv1")
+    assert conv.strides == (2, 2) and conv.kernel_size == (4, 4)
+    ones = keras.layers.Conv2D.from_config({**conv.get_config(), "use_bias": False})
+    ones.build((None, 64, 64, 3))
+    ones.set_weights([np.ones_like(conv.get_weights()[0])])
+    x = tf.zeros((1, 64, 64, 3))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(ones(x))
+    windows = tape.gradient(total, x).numpy()[0, :, :, 0] / conv.filters  # windows per pixel
+    assert np.all(windows[1:-1, 1:-1] == 4)  # 2 x 2 windows on every interior pixel
+    assert benchmark.shapes_cnn(32).get_layer("conv1").kernel_size == (3, 3)
