@@ -33,25 +33,46 @@ def spread_over_channels(values: tf.Tensor, rank: int) -> tf.Tensor:
     return values if rank == 2 else values[..., None]
 
 
-def resize(tensor: tf.Tensor, size) -> tf.Tensor:
-    """Bilinear resize, half-pixel centers, of ``(B, *spatial, C)`` with 1 or 2 spatial axes.
+#: How :func:`resize` interpolates: ``tf.image.resize`` methods, half-pixel centers.
+#: Each is separable, so it resizes 1, 2 or 3 spatial axes alike ("bilinear" is
+#: linear along every axis: trilinear on volumes).
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
+
+
+def resize(tensor: tf.Tensor, size, interpolation: str = "bilinear") -> tf.Tensor:
+    """Resize ``(B, *spatial, C)`` with 1, 2 or 3 spatial axes, half-pixel centers.
+
+    ``tf.image.resize`` resizes two axes; a length ``(B, L, C)`` is resized as
+    an image of width 1, a volume ``(B, D, H, W, C)`` as its ``(H, W)`` slices,
+    then its ``D`` axis (an image of height ``D`` and width ``H' W'``). Every
+    method is separable and leaves an axis of unchanged size as it is, so the
+    two passes are the 3-D interpolation.
 
     Args:
-        tensor: Channels-last values with one (``(B, L, C)``) or two spatial axes.
-        size: The new spatial size, ``[L]`` or ``[H, W]``.
+        tensor: Channels-last values with one, two or three spatial axes.
+        size: The new spatial size, ``[L]``, ``[H, W]`` or ``[D, H, W]``.
+        interpolation: One of :data:`INTERPOLATIONS`.
 
     Returns:
-        The resized float32 tensor (``tf.image.resize``, bilinear).
+        The resized tensor: float32 (``"nearest"`` keeps the dtype).
     """
-    if tensor.shape.rank == 3:
-        resized = tf.image.resize(tensor[:, :, None, :], [size[0], 1], method="bilinear")
+    rank = tensor.shape.rank
+    if rank == 3:
+        resized = tf.image.resize(tensor[:, :, None, :], [size[0], 1], method=interpolation)
         return resized[:, :, 0, :]
-    return tf.image.resize(tensor, size, method="bilinear")
+    if rank == 4:
+        return tf.image.resize(tensor, size, method=interpolation)
+    shape = tf.shape(tensor)
+    slices = tf.reshape(tensor, tf.concat([[-1], shape[2:]], axis=0))  # (B D, H, W, C)
+    slices = tf.image.resize(slices, size[1:], method=interpolation)
+    columns = tf.reshape(slices, [shape[0], shape[1], -1, shape[4]])  # (B, D, H' W', C)
+    columns = tf.image.resize(columns, [size[0], size[1] * size[2]], method=interpolation)
+    return tf.reshape(columns, [shape[0], size[0], size[1], size[2], shape[4]])
 
 
-def resize_maps(maps: tf.Tensor, size) -> tf.Tensor:
-    """Bilinear (half-pixel) resize of channel-less maps ``(n, *spatial)`` to ``(n, *size)``."""
-    return resize(maps[..., None], size)[..., 0]
+def resize_maps(maps: tf.Tensor, size, interpolation: str = "bilinear") -> tf.Tensor:
+    """:func:`resize` of channel-less maps ``(n, *spatial)`` to ``(n, *size)``."""
+    return resize(maps[..., None], size, interpolation)[..., 0]
 
 
 def broadcast_baseline(baseline: Any, x: tf.Tensor) -> tf.Tensor:

@@ -111,7 +111,8 @@ def method_parameters(size: int, channels: int = 3) -> dict[str, dict[str, Any]]
     The one table of the benchmark and of ``keras-explain demo`` (8x8 digits, one
     channel). Bounded methods get the data range [0, 1]; windows, cells and
     superpixels are an eighth of the image side, at least 2 pixels (so RISE has at
-    most ``size / 2`` cells a side); sampling methods are seeded; DeepLiftShap and
+    most ``size / 2`` cells a side); feature ablation and permutation take those
+    cells as feature groups; sampling methods are seeded; DeepLiftShap and
     GradientShap get :func:`background`. Every other method runs with its defaults.
 
     Example:
@@ -121,6 +122,7 @@ def method_parameters(size: int, channels: int = 3) -> dict[str, dict[str, Any]]
     """
     cell = max(2, size // 8)
     segments = functools.partial(grid_segments, cell=cell)
+    cells = grid_segments(np.zeros((size, size)), cell=cell)
     return {
         "deep_taylor.bounded": {"low": 0.0, "high": 1.0},
         "lrp.epsilon_gamma_box": {"low": 0.0, "high": 1.0},
@@ -128,6 +130,8 @@ def method_parameters(size: int, channels: int = 3) -> dict[str, dict[str, Any]]
         "squaregrad": {"seed": 0},
         "vargrad": {"seed": 0},
         "occlusion": {"window": cell, "stride": max(1, cell // 2), "baseline": 0.0},
+        "feature_ablation": {"feature_mask": cells, "baseline": 0.0},
+        "feature_permutation": {"feature_mask": cells, "seed": 0},
         "rise": {"samples": 1000, "cells": min(8, size // 2), "seed": 0},
         "shapley_sampling": {"samples": 8, "segmentation": segments, "seed": 0},
         "lime": {"samples": 300, "segmentation": segments, "seed": 0},

@@ -489,6 +489,22 @@ class Plan:
         """The key of a layer's output (its first call's)."""
         return self._layer_outputs[id(layer)]
 
+    def input_keys_of(self, layer: Any) -> list[Key]:
+        """The keys of the values a layer's calls read (what its steps read, produced elsewhere).
+
+        A layer called once on one tensor has one; ``Add``, ``Concatenate`` and a
+        layer called twice have several. Empty for a layer without steps of its
+        own (a nested model, whose steps belong to its layers).
+        """
+        own = [step for step in self.steps if step.op.layer is layer]
+        produced = {key for step in own for key in step.outputs}
+        keys: list[Key] = []
+        for step in own:
+            for key in step.inputs:
+                if key not in produced and key not in keys:
+                    keys.append(key)
+        return keys
+
     def has_output(self, layer: Any) -> bool:
         """Whether the layer's output is a value of the plan."""
         return id(layer) in self._layer_outputs

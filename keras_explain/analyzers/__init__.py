@@ -5,6 +5,7 @@ from keras_explain.analyzers import (  # noqa: F401  (importing registers the na
     deeplift,
     gradient,
     gradient_wrappers,
+    layer_paths,
     perturbation,
     relevance,
     wrappers,
@@ -34,8 +35,15 @@ from keras_explain.analyzers.gradient_wrappers import (
     SquareGrad,
     VarGrad,
 )
+from keras_explain.analyzers.layer_paths import (
+    InternalInfluence,
+    LayerConductance,
+    NeuronConductance,
+)
 from keras_explain.analyzers.perturbation import (
     RISE,
+    FeatureAblation,
+    FeaturePermutation,
     KernelShap,
     Lime,
     MeaningfulPerturbation,
@@ -53,6 +61,8 @@ __all__ = [
     "LRP",
     "CAM",
     "RISE",
+    "FeatureAblation",
+    "FeaturePermutation",
     "KernelShap",
     "Lime",
     "MeaningfulPerturbation",
@@ -70,6 +80,9 @@ __all__ = [
     "GuidedBackprop",
     "InputTimesGradient",
     "IntegratedGradients",
+    "InternalInfluence",
+    "LayerConductance",
+    "NeuronConductance",
     "NoiseTunnel",
     "PathIntegral",
     "SmoothGrad",

@@ -39,10 +39,26 @@ class Backpropagation(Analyzer):
 
     renamed = {"at_layer": "layer"}
 
-    def __init__(self, model, *, layer: str | keras.Layer | None = None, **kwargs):
+    def __init__(
+        self,
+        model,
+        *,
+        layer: str | keras.Layer | None = None,
+        attribute_to_layer_input: bool = False,
+        **kwargs,
+    ):
         super().__init__(model, **kwargs)
         self.layer = None
         self.returns_maps = False
+        self.attribute_to_layer_input = _validate.boolean(
+            attribute_to_layer_input, "attribute_to_layer_input", type(self).__name__
+        )
+        if self.attribute_to_layer_input and layer is None:
+            raise ValueError(
+                f"{type(self).__name__}: attribute_to_layer_input=True attributes the input of "
+                "the layer given as layer=, and no layer was given. Received: layer=None. "
+                "Pass layer=<name or layer object>."
+            )
         if layer is not None:
             if self.plan is None:
                 raise ValueError(
@@ -69,6 +85,8 @@ class Backpropagation(Analyzer):
         """
         if self.plan is None:
             return None, []
+        if self.layer is not None and self.attribute_to_layer_input:
+            return [self._layer_input_key()], [False]
         if self.layer is not None:
             return [self.plan.output_key_of(self.layer)], [False]
         keys, embedded = [], []
@@ -100,6 +118,37 @@ class Backpropagation(Analyzer):
                 "constant_inputs=[...] naming only the inputs that are not features."
             )
         return keys, embedded
+
+    def _layer_input_key(self):
+        """The one value ``layer`` reads (``attribute_to_layer_input=True``)."""
+        keys = self.plan.input_keys_of(self.layer)
+        if len(keys) != 1:
+            raise ValueError(
+                f"{type(self).__name__}: attribute_to_layer_input=True needs a layer that reads "
+                f"one tensor once; layer {self.layer.name!r} reads {len(keys)} (several inputs, "
+                f"or called several times). Received: layer={self.layer.name!r}. Attribute its "
+                "output, or the output of the layer before it."
+            )
+        return keys[0]
+
+    def source_values(self, inputs) -> list[tf.Tensor]:
+        """The attributed values of a batch (the layer's output or input): one forward pass."""
+        _, values = self.forward(inputs)
+        return [values[key] for key in self.source_keys]
+
+    @contextlib.contextmanager
+    def sources_substituted(self, values):
+        """Within the block, the attributed values (``layer=``'s) take ``values``, one per source.
+
+        The model runs on the inputs it is given up to the layer; the layer's value
+        is replaced, and everything after it reads the replacement (Captum's
+        layer hooks, without hooks).
+        """
+        self._substitutes = dict(zip(self.source_keys, values))
+        try:
+            yield
+        finally:
+            self._substitutes = {}
 
     def held_input(self, position: int) -> bool:
         """Whether model input ``position`` is held constant (``constant_inputs``)."""
@@ -236,6 +285,11 @@ class Backpropagation(Analyzer):
         if not self._substitutes:
             return super().forward(inputs, hook, watch)
         inner, substitutes = hook or call_op, self._substitutes
+        if any(key in substitutes for key in self.plan.input_keys):  # a layer reading an input
+            inputs = [substitutes.get(key, x) for key, x in zip(self.plan.input_keys, inputs)]
+            if watch:
+                tape, keys = watch
+                tape.watch([x for key, x in zip(self.plan.input_keys, inputs) if key in keys])
 
         def substituting(step, args):
             key = step.outputs[0]

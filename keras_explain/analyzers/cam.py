@@ -10,10 +10,12 @@ come from one run of the model through
 :class:`~keras_explain.analyzers.backprop.Backpropagation`; no Keras sub-model
 is built, which is what breaks on nested transfer-learning models elsewhere.
 
-Maps are ``(B, H, W)`` (``(B, L)`` for 1-D convolutional models) at the input
-resolution: the map is rectified first, then upsampled bilinearly with
-half-pixel centers (``tf.image.resize``). ``upsample=False`` keeps the layer's
-resolution. Maps are not normalized.
+Maps are ``(B, H, W)`` (``(B, L)`` for 1-D convolutional models, ``(B, D, H, W)``
+for volumes) at the input resolution: the map is rectified first (unless
+``rectify=False``; CAM never is), then upsampled with half-pixel centers,
+bilinearly by default (``interpolation="nearest"`` or ``"bicubic"`` otherwise;
+each is separable, so volumes are resized axis by axis). ``upsample=False`` keeps
+the layer's resolution. Maps are not normalized.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from keras_explain import _batching, _validate, graph
-from keras_explain._spatial import resize
+from keras_explain._spatial import INTERPOLATIONS, resize
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.gradient import GuidedBackprop
 from keras_explain.analyzers.registry import register
@@ -55,22 +57,35 @@ class LayerMaps(Backpropagation):
         layer: The layer whose output channels are weighed: a name or a layer
             object (nested models included). Default: :meth:`default_layer`.
         upsample: Resize the maps to the input resolution (default True).
+        interpolation: How: ``"bilinear"`` (default; linear along each axis),
+            ``"nearest"`` or ``"bicubic"``, half-pixel centers.
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
     Raises:
         ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial, or the maps cannot be upsampled to any input.
+            not spatial, the maps cannot be upsampled to any input, or for an
+            unknown ``interpolation``.
         TypeError: For a subclassed model without a layer graph.
     """
 
     requires_graph = True
-    #: Apply a ReLU to the map (Grad-CAM and its successors do; CAM does not).
+    #: Apply a ReLU to the map before upsampling. Grad-CAM and its successors
+    #: do unless given ``rectify=False`` (:class:`RectifiedMaps`); CAM never does.
     rectify = True
 
-    def __init__(self, model, *, layer=None, upsample: bool = True, **kwargs):
+    def __init__(
+        self,
+        model,
+        *,
+        layer=None,
+        upsample: bool = True,
+        interpolation: str = "bilinear",
+        **kwargs,
+    ):
         self._layer_argument = layer
         self.upsample = bool(upsample)
+        self.interpolation = _validate.one_of(interpolation, "interpolation", INTERPOLATIONS)
         super().__init__(model, **kwargs)
         self.returns_maps = True
         self._image_input = self._input_for_upsampling()
@@ -159,7 +174,8 @@ class LayerMaps(Backpropagation):
             if chosen is None:
                 raise ValueError(
                     f"{name} needs a layer with a spatial output, (batch, length, "
-                    "channels) or (batch, height, width, channels), but model "
+                    "channels), (batch, height, width, channels) or (batch, depth, "
+                    "height, width, channels), but model "
                     f"{self.model.name!r} has none feeding the explained output (nested "
                     "models included), apart from pooling, resizing or cropping layers "
                     "and the explained output itself. Use an input-attribution method "
@@ -179,7 +195,7 @@ class LayerMaps(Backpropagation):
             shape = self.plan.shape_of(self.plan.output_key_of(found))
             raise ValueError(
                 f"Layer {found.name!r} cannot be used by {name}: its output shape "
-                f"{shape} has no spatial axes (rank 3 or 4 expected) or it does not "
+                f"{shape} has no spatial axes (rank 3, 4 or 5 expected) or it does not "
                 f"feed the explained output. Received: layer={layer!r}. Layers with a "
                 f"spatial output: {names}."
             )
@@ -232,12 +248,12 @@ class LayerMaps(Backpropagation):
         return [self.finish_maps(maps, inputs)]
 
     def finish_maps(self, maps: tf.Tensor, inputs) -> tf.Tensor:
-        """Rectify (unless CAM), then upsample to the input resolution."""
+        """Rectify (if :attr:`rectify`), then upsample to the input resolution."""
         if self.rectify:
             maps = tf.nn.relu(maps)
         if not self.upsample:
             return maps
-        return resize(maps[..., None], self.input_size(inputs))[..., 0]
+        return resize(maps[..., None], self.input_size(inputs), self.interpolation)[..., 0]
 
     def input_size(self, inputs) -> list:
         """The spatial size of the input the maps are resized to."""
@@ -252,8 +268,27 @@ class LayerMaps(Backpropagation):
         return list(range(1, 1 + self._spatial_rank))
 
 
+class RectifiedMaps(LayerMaps):
+    """Base of the CAM methods whose map is rectified: Grad-CAM and its successors.
+
+    Args:
+        model: A Functional or Sequential Keras model (nested models work).
+        rectify: Apply a ReLU to the map before upsampling (default True, as in
+            the papers); False returns the signed map.
+        **kwargs: The arguments of :class:`LayerMaps`.
+
+    Raises:
+        TypeError: If ``rectify`` is not a bool.
+    """
+
+    def __init__(self, model, *, rectify: bool = True, **kwargs):
+        self.rectify = _validate.boolean(rectify, "rectify", type(self).__name__)
+        super().__init__(model, **kwargs)
+
+
 def _is_spatial(shape) -> bool:
-    if shape is None or len(shape) not in (3, 4):
+    """Whether a layer output has 1 to 3 spatial axes, not all of size 1."""
+    if shape is None or len(shape) not in (3, 4, 5):
         return False
     return not all(dim == 1 for dim in shape[1:-1])
 
@@ -269,23 +304,30 @@ _MAP_DOC = """
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
             nested models included. Default: the output of the last
-            convolutional block, the last layer with a spatial output ``(B, L, C)``
-            or ``(B, H, W, C)`` feeding the explained output that is not a
-            pooling, resizing, cropping or bookkeeping layer nor the explained
-            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
-        upsample: Resize the maps to the input resolution, bilinear with
-            half-pixel centers (default True); False keeps the layer's.
+            convolutional block, the last layer with a spatial output ``(B, L, C)``,
+            ``(B, H, W, C)`` or ``(B, D, H, W, C)`` feeding the explained output
+            that is not a pooling, resizing, cropping or bookkeeping layer nor the
+            explained output itself (VGG16: ``block5_conv3``; ResNet50:
+            ``conv5_block3_out``).
+        upsample: Resize the maps to the input resolution (default True); False
+            keeps the layer's.
+        interpolation: How the maps are upsampled, half-pixel centers:
+            ``"bilinear"`` (default; linear along each axis, trilinear on
+            volumes), ``"nearest"`` (Captum's default) or ``"bicubic"``.
+        rectify: Apply a ReLU to the map before upsampling (default True, as in
+            the paper); False returns the signed map, negative where the channels
+            lower the score (Captum's ``LayerGradCam(relu_attributions=False)``).
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
     Returns:
         ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
-        1-D models), not normalized.
+        1-D models, ``(B, D, H, W)`` for volumes), not normalized.
 
     Raises:
         ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial (the message lists the candidates), or the maps cannot
-            be upsampled to the input.
+            not spatial (the message lists the candidates), the maps cannot be
+            upsampled to the input, or ``interpolation`` is unknown.
         TypeError: For a subclassed model without a layer graph.
 
     Example:
@@ -304,7 +346,7 @@ def _map_doc(summary: str, name: str) -> str:
 
 
 @register("grad_cam")
-class GradCAM(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
+class GradCAM(RectifiedMaps):  # noqa: D101  (docstring built by _map_doc)
     __doc__ = _map_doc(
         """Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391).
 
@@ -324,7 +366,7 @@ class GradCAM(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
 
 
 @register("grad_cam_pp")
-class GradCAMPlusPlus(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
+class GradCAMPlusPlus(RectifiedMaps):  # noqa: D101  (docstring built by _map_doc)
     __doc__ = _map_doc(
         """Grad-CAM++ (Chattopadhay et al. 2018, arXiv:1710.11063).
 
@@ -352,7 +394,7 @@ class GradCAMPlusPlus(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
 
 
 @register("layer_cam")
-class LayerCAM(LayerMaps):  # noqa: D101  (docstring built by _map_doc)
+class LayerCAM(RectifiedMaps):  # noqa: D101  (docstring built by _map_doc)
     __doc__ = _map_doc(
         """LayerCAM (Jiang et al. 2021, IEEE TIP 30, doi:10.1109/TIP.2021.3089943).
 
@@ -382,23 +424,27 @@ class CAM(LayerMaps):
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
             nested models included. Default: the output of the last
-            convolutional block, the last layer with a spatial output ``(B, L, C)``
-            or ``(B, H, W, C)`` feeding the explained output that is not a
-            pooling, resizing, cropping or bookkeeping layer nor the explained
-            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
-        upsample: Resize the maps to the input resolution, bilinear with
-            half-pixel centers (default True); False keeps the layer's.
+            convolutional block, the last layer with a spatial output ``(B, L, C)``,
+            ``(B, H, W, C)`` or ``(B, D, H, W, C)`` feeding the explained output
+            that is not a pooling, resizing, cropping or bookkeeping layer nor the
+            explained output itself (VGG16: ``block5_conv3``; ResNet50:
+            ``conv5_block3_out``).
+        upsample: Resize the maps to the input resolution (default True); False
+            keeps the layer's.
+        interpolation: How the maps are upsampled, half-pixel centers:
+            ``"bilinear"`` (default; linear along each axis, trilinear on
+            volumes), ``"nearest"`` (Captum's default) or ``"bicubic"``.
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
     Returns:
         ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
-        1-D models), not normalized.
+        1-D models, ``(B, D, H, W)`` for volumes), not normalized.
 
     Raises:
         ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial (the message lists the candidates), or the maps cannot
-            be upsampled to the input.
+            not spatial (the message lists the candidates), the maps cannot be
+            upsampled to the input, or ``interpolation`` is unknown.
         ValueError: If the layer is not followed by global average pooling
             and one Dense layer producing the explained output (use
             ``grad_cam`` for other architectures).
@@ -479,7 +525,7 @@ class CAM(LayerMaps):
 
 
 @register("score_cam")
-class ScoreCAM(LayerMaps):
+class ScoreCAM(RectifiedMaps):
     """Score-CAM (Wang et al. 2020, arXiv:1910.01279).
 
     Each channel ``A_k`` is upsampled to the input, min-max normalized per
@@ -495,30 +541,46 @@ class ScoreCAM(LayerMaps):
     outputs included. All masked inputs of a batch run through the model in
     large batches inside one compiled function.
 
+    Faster Score-CAM (``max_n``, tf-keras-vis' ``max_N``): only the ``max_n``
+    channels of each sample whose activation maps have the largest variance
+    (at the layer's resolution) mask the input, and the map is the weighted
+    sum of those channels alone, with the softmax over them; ``C / max_n``
+    times fewer forward passes.
+
     Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
             nested models included. Default: the output of the last
-            convolutional block, the last layer with a spatial output ``(B, L, C)``
-            or ``(B, H, W, C)`` feeding the explained output that is not a
-            pooling, resizing, cropping or bookkeeping layer nor the explained
-            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
-        upsample: Resize the maps to the input resolution, bilinear with
-            half-pixel centers (default True); False keeps the layer's.
+            convolutional block, the last layer with a spatial output ``(B, L, C)``,
+            ``(B, H, W, C)`` or ``(B, D, H, W, C)`` feeding the explained output
+            that is not a pooling, resizing, cropping or bookkeeping layer nor the
+            explained output itself (VGG16: ``block5_conv3``; ResNet50:
+            ``conv5_block3_out``).
+        upsample: Resize the maps to the input resolution (default True); False
+            keeps the layer's.
+        interpolation: How the maps and the masks are upsampled, half-pixel
+            centers: ``"bilinear"`` (default; linear along each axis, trilinear
+            on volumes), ``"nearest"`` (Captum's default) or ``"bicubic"``.
+        rectify: Apply a ReLU to the map before upsampling (default True, as in
+            the paper); False returns the signed map, negative where the channels
+            lower the score (Captum's ``LayerGradCam(relu_attributions=False)``).
         internal_batch_size: Masked inputs per forward pass (default: as many
             as fit in :func:`keras_explain.config.memory_budget`).
+        max_n: Faster Score-CAM: mask with the ``max_n`` channels of largest
+            variance only (default None: every channel, plain Score-CAM).
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
     Returns:
         ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
-        1-D models), not normalized.
+        1-D models, ``(B, D, H, W)`` for volumes), not normalized.
 
     Raises:
         ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial (the message lists the candidates), or the maps cannot
-            be upsampled to the input.
-        ValueError: For a bad ``internal_batch_size``, an integer input (it
+            not spatial (the message lists the candidates), the maps cannot be
+            upsampled to the input, or ``interpolation`` is unknown.
+        ValueError: For a bad ``internal_batch_size``, a ``max_n`` that is not
+            None or an int from 1 to the layer's channels, an integer input (it
             cannot be masked) or ``upsample=False`` (masks need the input
             resolution).
         TypeError: For a subclassed model without a layer graph.
@@ -532,8 +594,18 @@ class ScoreCAM(LayerMaps):
         (2, 8, 8)
     """
 
-    def __init__(self, model, *, internal_batch_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        model,
+        *,
+        internal_batch_size: int | None = None,
+        max_n: int | None = None,
+        **kwargs,
+    ):
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
+        self.max_n = _validate.optional_positive_int(
+            max_n, "max_n", "every channel (plain Score-CAM)"
+        )
         if kwargs.get("upsample") is False:
             raise ValueError(
                 "ScoreCAM masks the input with upsampled channels, so it needs "
@@ -547,18 +619,45 @@ class ScoreCAM(LayerMaps):
                 f"input {self._image_input} of model {self.model.name!r}. Use grad_cam."
             )
         self._channels = self.plan.shape_of(self.source_keys[0])[-1]
+        if self.max_n is not None and self.max_n > self._channels:
+            raise ValueError(
+                f"ScoreCAM: max_n must be at most the {self._channels} channels of layer "
+                f"{self.layer.name!r}. Received: max_n={max_n!r}. Pass a smaller max_n, "
+                "or None for every channel."
+            )
 
     def explain_batch(self, inputs, target, indices, seed, params):
         """Softmax over channels of the masked inputs' scores, then the weighted map."""
         output, values = self.forward(inputs)
         activations = tf.cast(values[self.source_keys[0]], tf.float32)
+        if self.max_n is not None and self.max_n < self._channels:
+            activations = self.top_variance_channels(activations)
         target, indices, _ = self.fixed_target(inputs, target, indices, output)
         scores = self.masked_scores(inputs, activations, target, indices)
         weights = tf.nn.softmax(scores, axis=1)
         return [self.finish_maps(_weighted_sum(weights, activations), inputs)]
 
+    def top_variance_channels(self, activations: tf.Tensor) -> tf.Tensor:
+        """Faster Score-CAM: each sample's ``max_n`` channels of largest spatial variance.
+
+        As tf-keras-vis' ``Scorecam(max_N=...)`` (``tf_keras_vis/scorecam.py``, lines
+        106-113 at commit 8bb8392ae5894c91acdfacaa898088c6b0c7a522: ``reduce_std``
+        over the spatial axes, ``top_k``, ``gather``), with one difference: it keeps
+        the union over the batch of the samples' top channels (``tf.unique``), here
+        each sample keeps its own, so a map does not depend on the other samples of
+        its batch. Ties go to the lower channel index.
+
+        Returns:
+            ``(B, *spatial, max_n)``, the channels in decreasing variance.
+        """
+        variance = tf.math.reduce_variance(activations, axis=self._spatial_axes())
+        _, chosen = tf.math.top_k(variance, k=self.max_n)  # (B, max_n)
+        return tf.gather(activations, chosen, axis=-1, batch_dims=1)
+
     def masked_scores(self, inputs, activations, target, indices) -> tf.Tensor:
         """Target scores ``(B, C)`` of the input masked by each normalized channel.
+
+        Channels are upsampled with :attr:`interpolation`, like the map.
 
         The masked inputs are the copies of :meth:`Analyzer.run_copies
         <keras_explain.analyzers.base.Analyzer.run_copies>` (copy ``k``: the input
@@ -571,7 +670,7 @@ class ScoreCAM(LayerMaps):
 
         def make(start, count):
             chosen = tf.range(start, start + count)
-            masks = resize(tf.gather(activations, chosen, axis=-1), size)
+            masks = resize(tf.gather(activations, chosen, axis=-1), size, self.interpolation)
             low = tf.reduce_min(masks, axis=axes, keepdims=True)
             high = tf.reduce_max(masks, axis=axes, keepdims=True)
             masks = tf.math.divide_no_nan(masks - low, high - low)
@@ -588,7 +687,8 @@ class ScoreCAM(LayerMaps):
             output, _ = self.forward(flat)
             return [self.scores(output, target, _batching.repeat(indices, count))]
 
-        scores = self.run_copies(inputs, self._channels, make, evaluate, backward=False)
+        channels = activations.shape[-1]
+        scores = self.run_copies(inputs, channels, make, evaluate, backward=False)
         return tf.transpose(scores)
 
 
@@ -606,12 +706,19 @@ class GuidedGradCAM(GradCAM):
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
             nested models included. Default: the output of the last
-            convolutional block, the last layer with a spatial output ``(B, L, C)``
-            or ``(B, H, W, C)`` feeding the explained output that is not a
-            pooling, resizing, cropping or bookkeeping layer nor the explained
-            output itself (VGG16: ``block5_conv3``; ResNet50: ``conv5_block3_out``).
-        upsample: Resize the maps to the input resolution, bilinear with
-            half-pixel centers (default True); False keeps the layer's.
+            convolutional block, the last layer with a spatial output ``(B, L, C)``,
+            ``(B, H, W, C)`` or ``(B, D, H, W, C)`` feeding the explained output
+            that is not a pooling, resizing, cropping or bookkeeping layer nor the
+            explained output itself (VGG16: ``block5_conv3``; ResNet50:
+            ``conv5_block3_out``).
+        upsample: Resize the maps to the input resolution (default True); False
+            keeps the layer's.
+        interpolation: How the maps are upsampled, half-pixel centers:
+            ``"bilinear"`` (default; linear along each axis, trilinear on
+            volumes), ``"nearest"`` (Captum's default) or ``"bicubic"``.
+        rectify: Apply a ReLU to the map before upsampling (default True, as in
+            the paper); False returns the signed map, negative where the channels
+            lower the score (Captum's ``LayerGradCam(relu_attributions=False)``).
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
@@ -620,8 +727,8 @@ class GuidedGradCAM(GradCAM):
 
     Raises:
         ValueError: If the model has no spatial layer, ``layer`` is unknown or
-            not spatial (the message lists the candidates), or the maps cannot
-            be upsampled to the input.
+            not spatial (the message lists the candidates), the maps cannot be
+            upsampled to the input, or ``interpolation`` is unknown.
         ValueError: For ``upsample=False`` (the product needs the input
             resolution).
         TypeError: For a subclassed model without a layer graph.
@@ -642,8 +749,8 @@ class GuidedGradCAM(GradCAM):
                 "resolution, so it needs upsample=True. Received: upsample=False."
             )
         super().__init__(model, **kwargs)
-        kwargs.pop("layer", None)
-        kwargs.pop("upsample", None)
+        for own in ("layer", "upsample", "interpolation", "rectify"):
+            kwargs.pop(own, None)
         self.guided = GuidedBackprop(model, **kwargs)
         self.returns_maps = False
 

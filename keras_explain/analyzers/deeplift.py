@@ -59,17 +59,23 @@ class DeepLift(Backpropagation):
         epsilon: Where ``|x − x'| < epsilon`` at a non-linearity's input, its multiplier
             is the ordinary derivative instead of ``Δy / Δx`` (default 1e-10,
             Captum's; the limit of ``Δy / Δx`` as ``Δx → 0``).
-        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
+        multiply_by_inputs: Multiply the multipliers by ``Δ`` (default True,
+            Captum's); False returns the multipliers ``m`` themselves.
+        **kwargs: ``layer`` (Captum's ``LayerDeepLift``: attribute the layer's
+            value, ``(a(x) − a(x')) ⊙ m``, shaped like it), ``attribute_to_layer_input``,
+            ``output_layer``, ``output_index``, ``strip_softmax``,
             ``neuron_selection_mode``, ``verbose``.
 
     Returns:
-        ``analyze(x, target)`` returns attributions shaped like x that sum per
-        sample to ``f_t(x) − f_t(x')`` (summation-to-delta).
+        ``analyze(x, target)`` returns attributions shaped like x (like the
+        layer's value with ``layer``) that sum per sample to ``f_t(x) − f_t(x')``
+        (summation-to-delta; at a layer, when every path from the input to the
+        output goes through it).
 
     Raises:
         TypeError: For a subclassed model (its non-linearities cannot be found).
-        ValueError: For ``layer``, a negative ``epsilon``, a baseline of the
-            wrong shape or a baseline token id outside the vocabulary.
+        ValueError: For a negative ``epsilon``, a baseline of the wrong shape or
+            a baseline token id outside the vocabulary.
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -88,16 +94,20 @@ class DeepLift(Backpropagation):
 
     renamed = {"eps": "epsilon"}
 
-    def __init__(self, model, *, baseline: Any = 0.0, epsilon: float = 1e-10, **kwargs: Any):
-        name = type(self).__name__
-        if kwargs.get("layer") is not None:
-            raise ValueError(
-                f"{name} explains f(x) - f(baseline) with a baseline in input space and does "
-                f"not support layer attribution. Received: layer={kwargs['layer']!r}. Build a "
-                "sub-model that starts at that layer and explain its input instead."
-            )
+    def __init__(
+        self,
+        model,
+        *,
+        baseline: Any = 0.0,
+        epsilon: float = 1e-10,
+        multiply_by_inputs: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(model, **kwargs)
         self.epsilon = _validate.non_negative(epsilon, "epsilon")
+        self.multiply_by_inputs = _validate.boolean(
+            multiply_by_inputs, "multiply_by_inputs", type(self).__name__
+        )
         self.baseline = self._checked_baselines(baseline)
 
     def _checked_baselines(self, baseline):
@@ -129,8 +139,11 @@ class DeepLift(Backpropagation):
         return step.op.forward(*inputs)
 
     # -- the pass -----------------------------------------------------------------
-    def multipliers(self, inputs, baselines, target, indices) -> list[tf.Tensor]:
-        """Multipliers ``d(f_t(x) − f_t(x'))/d(Δx)`` from one pass over ``[x; x']``.
+    def multipliers(self, inputs, baselines, target, indices) -> tuple[list, list]:
+        """Differences ``Δ`` and multipliers ``d(f_t(x) − f_t(x'))/dΔ``, one pass over ``[x; x']``.
+
+        ``Δ`` is ``x − x'`` at the inputs, or ``a(x) − a(x')`` at ``layer=``'s
+        value (Captum's ``LayerDeepLift``: the layer's values on the two halves).
 
         Args:
             inputs: One ``(B, ...)`` tensor per model input.
@@ -148,18 +161,30 @@ class DeepLift(Backpropagation):
             tf.concat([x, x], 0) if emb else values
             for x, values, emb in zip(inputs, stacked, self.embedded or [False] * len(inputs))
         ]
+        at_layer = self.layer is not None
         with tf.GradientTape() as tape:
             tape.watch([value for value in stacked if value.dtype.is_floating])
+            watch = (tape, set(self.source_keys)) if at_layer else ()
             with self.substituted(stacked):
-                output, _ = self.forward(model_inputs, self.hook)
+                output, values = self.forward(model_inputs, self.hook, watch)
             scores = self.scores(output[:batch], target, indices)
-        grads = tape.gradient(scores, stacked)
-        return [tf.zeros_like(x) if g is None else g[:batch] for x, g in zip(points, grads)]
+        if at_layer:
+            sources = [values[key] for key in self.source_keys]
+            differences = [value[:batch] - value[batch:] for value in sources]
+        else:
+            sources = stacked
+            differences = [x - tf.cast(b, x.dtype) for x, b in zip(points, baselines)]
+        grads = tape.gradient(scores, sources)
+        multipliers = [
+            tf.zeros_like(d) if g is None else g[:batch] for d, g in zip(differences, grads)
+        ]
+        return differences, multipliers
 
     def deltas(self, inputs, baselines, target, indices) -> list[tf.Tensor]:
-        """The attributions ``(x − x') ⊙ m`` of one batch (float32, before :meth:`finish`).
+        """The attributions ``Δ ⊙ m`` of one batch (float32, before :meth:`finish`).
 
-        A token input's baseline is given as embeddings, or as token ids (embedded here).
+        ``m`` alone with ``multiply_by_inputs=False``. A token input's baseline is
+        given as embeddings, or as token ids (embedded here).
         """
         baselines = [
             self._embedding_forward(i, b)
@@ -167,11 +192,10 @@ class DeepLift(Backpropagation):
             else b
             for i, b in enumerate(baselines)
         ]
-        multipliers = self.multipliers(inputs, baselines, target, indices)
-        return [
-            tf.cast((x - tf.cast(b, x.dtype)) * m, tf.float32)
-            for x, b, m in zip(self.embed(inputs), baselines, multipliers)
-        ]
+        differences, multipliers = self.multipliers(inputs, baselines, target, indices)
+        if not self.multiply_by_inputs:
+            return [tf.cast(m, tf.float32) for m in multipliers]
+        return [tf.cast(d * m, tf.float32) for d, m in zip(differences, multipliers)]
 
     def attribute(self, inputs, target, indices):
         """DeepLIFT from the analyzer's baseline (wrappers call it on copies)."""

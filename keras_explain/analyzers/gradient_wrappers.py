@@ -26,8 +26,13 @@ from keras_explain.analyzers.registry import register
 from keras_explain.analyzers.wrappers import NoiseTunnel, PathIntegral, Wrapper, quadrature
 
 
-class _AroundGradient:
-    """Mixin: a wrapper built from ``model`` and Gradient's keyword arguments."""
+class AroundGradient:
+    """Mixin: a wrapper built from ``model`` and Gradient's keyword arguments.
+
+    The classes here and :mod:`keras_explain.analyzers.layer_paths` take
+    ``model`` and Gradient's parameters (``layer``, ``output_layer``, ...) and
+    build the gradient they wrap with :meth:`_split`.
+    """
 
     renamed = {"at_layer": "layer"}  # Gradient's
 
@@ -78,7 +83,7 @@ _NOISE_DOC = """
 """
 
 
-class _NoiseAroundGradient(_AroundGradient, NoiseTunnel):
+class _NoiseAroundGradient(AroundGradient, NoiseTunnel):
     kind_name = "smoothgrad"
 
     def __init__(
@@ -131,15 +136,24 @@ class VarGrad(_NoiseAroundGradient):  # noqa: D101
 
 
 @register("integrated_gradients")
-class IntegratedGradients(_AroundGradient, PathIntegral):
+class IntegratedGradients(AroundGradient, PathIntegral):
     """Integrated Gradients (Sundararajan et al. 2017, arXiv:1703.01365).
 
     ``(x - x') * sum_k w_k grad f(x' + alpha_k (x - x'))`` with the quadrature
     points and weights of :func:`quadrature`: a :class:`PathIntegral` around
     :class:`~keras_explain.analyzers.gradient.Gradient`.
 
+    With ``layer=``, Captum's ``LayerIntegratedGradients``: the path runs between
+    the layer's values ``a(x')`` and ``a(x)`` on the baseline and on the input,
+    the model runs from the layer on with the layer's value replaced by each
+    point, and the attributions ``(a(x) − a(x')) ⊙ Σ_k w_k ∂f_t/∂a`` are shaped
+    like the layer's value; they sum to about ``f_t(x) − f_t(x; a = a(x'))``,
+    which is ``f_t(x) − f_t(x')`` when every path from the input to the output
+    goes through the layer. ``attribute_to_layer_input=True`` does the same at
+    the layer's input.
+
     Args:
-        model: A Keras model (subclassed models work too).
+        model: A Keras model (subclassed models work too, without ``layer``).
         steps: Number of path points (default 64).
         method: ``"trapezoid"`` (default; both end points), ``"riemann_left"``,
             ``"riemann_right"``, ``"riemann_middle"`` or ``"gausslegendre"``.
@@ -148,19 +162,23 @@ class IntegratedGradients(_AroundGradient, PathIntegral):
             a multi-input model. For token inputs: a token id (default 0, the
             padding id) or an embedding array ``(T, D)`` or ``(B, T, D)``; the
             result is per token ``(B, T)``, 0 at masked positions.
+        multiply_by_inputs: Multiply by ``x − x'`` (default True, Captum's);
+            False returns the path's mean gradient ``Σ_k w_k ∇f_t`` (Captum's
+            ``multiply_by_inputs=False``, the "global" attribution).
         internal_batch_size: Rows per backward pass (default: as many as fit in
             :func:`keras_explain.config.memory_budget`).
-        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
-            ``neuron_selection_mode``, ``verbose``.
+        **kwargs: ``layer``, ``attribute_to_layer_input``, ``output_layer``,
+            ``output_index``, ``strip_softmax``, ``neuron_selection_mode``,
+            ``verbose``.
 
     Returns:
-        ``analyze(x)`` returns attributions shaped like x whose sum per sample
-        approximates ``f_t(x) - f_t(x')`` (completeness).
+        ``analyze(x)`` returns attributions shaped like x (at a layer: like the
+        layer's value) whose sum per sample approximates ``f_t(x) - f_t(x')``
+        (completeness).
 
     Raises:
-        ValueError: For a bad ``steps``/``method``, a baseline of the wrong
-            shape, or ``layer`` (not supported: build a sub-model that
-            starts at the layer instead).
+        ValueError: For a bad ``steps``/``method``, or a baseline of the wrong
+            shape.
         TypeError: For an unexpected parameter.
 
     Example:
@@ -181,12 +199,6 @@ class IntegratedGradients(_AroundGradient, PathIntegral):
         **kwargs: Any,
     ):
         quadrature(method, steps)
-        if kwargs.get("layer") is not None:
-            raise ValueError(
-                "IntegratedGradients integrates along a path in input space and does not "
-                f"support layer attribution. Received: layer={kwargs['layer']!r}. Build a "
-                "sub-model that starts at that layer and explain its input instead."
-            )
         gradient = self._split(model, kwargs)
         super().__init__(
             gradient,
@@ -199,7 +211,7 @@ class IntegratedGradients(_AroundGradient, PathIntegral):
 
 
 @register("gradient_shap")
-class GradientShap(_AroundGradient, Wrapper):
+class GradientShap(AroundGradient, Wrapper):
     """GradientShap (Captum's ``GradientShap``): expected gradients with random baselines.
 
     Each sample gets ``samples`` copies; copy ``k`` draws a baseline ``x'_k``
@@ -217,24 +229,33 @@ class GradientShap(_AroundGradient, Wrapper):
     their embeddings and the explained tokens' (``noise_scale`` in embedding units),
     with the explained tokens' mask.
 
+    With ``layer=``, Captum's ``LayerGradientShap``: the gradient is read at the
+    layer's value at each path point and multiplied by ``a(x̃_k) − a(x'_k)``, the
+    layer's values on the noisy input and on the baseline; the result is shaped
+    like the layer's value.
+
     Args:
-        model: A Keras model (subclassed models work too).
+        model: A Keras model (subclassed models work too, without ``layer``).
         background: Baselines shaped ``(N, *sample_shape)``; a list of such
             arrays (same ``N``) for a multi-input model.
         samples: Copies per sample (default 5, Captum's ``n_samples``).
         noise_scale: Standard deviation of the noise added to the input (default
             0.0, Captum's ``stdevs``), in the input's units.
         seed: Seed of the draws (default: fresh every call).
+        multiply_by_inputs: Multiply each gradient by ``x̃_k − x'_k`` (default
+            True, Captum's); False returns the mean gradient at the path points.
         internal_batch_size: Rows per pass (default: from the memory budget).
-        **kwargs: ``output_layer``, ``output_index``, ``strip_softmax``,
-            ``neuron_selection_mode``, ``verbose``.
+        **kwargs: ``layer``, ``attribute_to_layer_input``, ``output_layer``,
+            ``output_index``, ``strip_softmax``, ``neuron_selection_mode``,
+            ``verbose``.
 
     Returns:
-        ``analyze(x, target)`` returns attributions shaped like x.
+        ``analyze(x, target)`` returns attributions shaped like x (like the
+        layer's value with ``layer``).
 
     Raises:
-        ValueError: For an empty or misshapen background, ``samples < 1``,
-            ``noise_scale < 0`` or ``layer=`` (layer attribution).
+        ValueError: For an empty or misshapen background, ``samples < 1`` or
+            ``noise_scale < 0``.
         TypeError: For an unexpected parameter.
 
     Example:
@@ -258,6 +279,7 @@ class GradientShap(_AroundGradient, Wrapper):
         samples: int = 5,
         noise_scale: float = 0.0,
         seed: int | None = None,
+        multiply_by_inputs: bool = True,
         internal_batch_size: int | None = None,
         **kwargs: Any,
     ):
@@ -266,14 +288,10 @@ class GradientShap(_AroundGradient, Wrapper):
             noise_scale, "noise_scale", " (in the input's units)"
         )
         self.seed = seed
+        self.multiply_by_inputs = _validate.boolean(
+            multiply_by_inputs, "multiply_by_inputs", type(self).__name__
+        )
         gradient = self._split(model, kwargs)
-        if gradient.layer is not None:
-            raise ValueError(
-                "GradientShap draws baselines and path points in input space and multiplies "
-                "by x - x', so it needs attributions of the inputs; it does not support layer "
-                f"attribution. Received: layer={gradient.layer.name!r}. Build a sub-model that "
-                "starts at that layer and explain its input instead."
-            )
         super().__init__(gradient, internal_batch_size=internal_batch_size, **kwargs)
         self.background = _validate.background_set(
             type(self).__name__, background, self._input_specs()
@@ -286,7 +304,10 @@ class GradientShap(_AroundGradient, Wrapper):
         return {"samples": np.int32(samples), "noise_scale": np.float32(noise_scale)}
 
     def draws(self, inputs, seed, start, size, noise_scale, background=None):
-        """Path points and ``x̃ − x'`` of copies ``start .. start + size - 1``, ``(size, B, ...)``.
+        """Path points, noisy inputs ``x̃`` and baselines ``x'`` of some copies.
+
+        Copies ``start .. start + size - 1``: each a list (one per input) of
+        ``(size, B, ...)`` tensors.
 
         Args:
             inputs: One tensor per model input (token inputs: their embeddings).
@@ -301,11 +322,12 @@ class GradientShap(_AroundGradient, Wrapper):
         count = int(background[0].shape[0])
         uniform = random.copy_uniform(seed, start, size, 2, stream=self.draw_stream)
         rows = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
-        points, differences = [], []
+        points, noisy_inputs, baselines = [], [], []
         for position, (x, base) in enumerate(zip(inputs, background)):
             if self.analyzer.held_input(position):  # not a feature: x at every copy
                 points.append(_batching.copies(x, size))
-                differences.append(tf.zeros_like(points[-1]))
+                noisy_inputs.append(points[-1])
+                baselines.append(points[-1])
                 continue
             shape = tf.concat([[-1], tf.ones([x.shape.rank], tf.int32)], 0)
             alpha = tf.reshape(tf.cast(uniform[:, 1], x.dtype), shape)
@@ -313,8 +335,9 @@ class GradientShap(_AroundGradient, Wrapper):
             noise = random.copy_noise(seed, x, start, size, stream=position)
             noisy = x[None] + tf.cast(noise_scale, x.dtype) * noise
             points.append(baseline + alpha * (noisy - baseline))
-            differences.append(noisy - baseline)
-        return points, differences
+            noisy_inputs.append(noisy)
+            baselines.append(tf.broadcast_to(baseline, tf.shape(noisy)))
+        return points, noisy_inputs, baselines
 
     def explain_batch(self, inputs, target, indices, seed, params):
         """The mean over copies of ``(x̃ − x') ⊙ ∇f_t`` at random path points."""
@@ -323,22 +346,44 @@ class GradientShap(_AroundGradient, Wrapper):
         points = self.analyzer.embed(inputs)  # token inputs: paths between embeddings
         background = self.analyzer.embed([tf.constant(b) for b in self.background])
 
+        at_layer = self.analyzer.layer is not None
+        count_inputs = len(inputs)
+
         def make(start, size):
-            return self.draws(points, seed, start, size, params["noise_scale"], background)
+            drawn, noisy, baselines = self.draws(
+                points, seed, start, size, params["noise_scale"], background
+            )
+            if at_layer:  # the layer's values at x̃ and x' are evaluated with the gradients
+                return drawn + noisy + baselines, None
+            return drawn, [n - b for n, b in zip(noisy, baselines)]
 
         def evaluate(flat, size):
             rows = _batching.repeat(indices, size)
-            return self.at_points(
-                flat, inputs, size, lambda x: self.analyzer.backward(x, target, rows)[0]
+            gradients = self.at_points(
+                flat[:count_inputs],
+                inputs,
+                size,
+                lambda x: self.analyzer.backward(x, target, rows)[0],
             )
+            if not at_layer:
+                return gradients
+            ends = [
+                self.at_points(part, inputs, size, self.analyzer.source_values)[0]
+                for part in (flat[count_inputs : 2 * count_inputs], flat[2 * count_inputs :])
+            ]
+            return [gradients[0], ends[0] - ends[1]]
 
         def accumulate(totals, values, differences, start, size):
+            if at_layer:  # Captum's LayerGradientShap: ∂f/∂a ⊙ (a(x̃) − a(x'))
+                values, differences = values[:1], values[1:]
+            if not self.multiply_by_inputs:  # the mean gradient (Captum's False)
+                return [total + tf.reduce_sum(v, axis=0) for total, v in zip(totals, values)]
             return [
                 total + tf.reduce_sum(tf.cast(d, tf.float32) * value, axis=0)
                 for total, d, value in zip(totals, differences, values)
             ]
 
-        initial = [tf.zeros(())] * len(inputs)
+        initial = [tf.zeros(())] * (1 if at_layer else len(inputs))
         totals = self.run_copies(inputs, count, make, evaluate, accumulate, initial, backward=True)
         return self.analyzer.finish(
             [total / tf.cast(count, tf.float32) for total in totals], inputs

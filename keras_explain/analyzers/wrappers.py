@@ -5,7 +5,10 @@ the input (Captum's ``NoiseTunnel``); :class:`PathIntegral` integrates an
 analyzer's backward pass along the straight path from a baseline to the input
 (Integrated Gradients when the backward pass is the gradient). Both wrap any
 backpropagation analyzer: gradient, guided backprop, deconvnet, every LRP
-analyzer, CAM maps (NoiseTunnel only). :class:`SmoothGrad`,
+analyzer, CAM maps (NoiseTunnel only). NoiseTunnel also wraps any other
+analyzer: Integrated Gradients and the other wrappers, the perturbation methods
+(one noisy copy per pass, each multiplied by the method itself) and LIME and
+KernelSHAP (on the host, where they run). :class:`SmoothGrad`,
 :class:`SquareGrad`, :class:`VarGrad` and :class:`IntegratedGradients` are
 these wrappers around :class:`~keras_explain.analyzers.gradient.Gradient`
 (:mod:`keras_explain.analyzers.gradient_wrappers`).
@@ -31,6 +34,7 @@ from keras_explain import _batching, _validate, random
 from keras_explain.analyzers.backprop import Backpropagation
 from keras_explain.analyzers.base import Analyzer, keyword_parameters
 from keras_explain.analyzers.cam import LayerMaps
+from keras_explain.analyzers.layer_output import LayerOutputs
 
 QUADRATURES = ("trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 NOISE_KINDS = ("smoothgrad", "squaregrad", "vargrad")
@@ -113,15 +117,20 @@ class Wrapper(Analyzer):
     ):
         name = type(self).__name__
         _validate.unexpected_parameters(name, unexpected, self.parameters())
-        if not isinstance(analyzer, Backpropagation):
+        if not isinstance(analyzer, self.wraps):
             raise TypeError(
-                f"{name} wraps a backpropagation analyzer (gradient, guided_backprop, "
-                f"deconvnet, lrp.*, ...). Received: {type(analyzer).__name__}. "
+                f"{name} wraps {self.wraps_description}. Received: {type(analyzer).__name__}. "
                 "Model-agnostic methods have their own sampling parameters."
             )
         self.analyzer = analyzer
         self.internal_batch_size = _validate.internal_batch_size(internal_batch_size)
         self._start(verbose, jit_compile)
+
+    #: The analyzers a wrapper accepts, and how its error message names them.
+    wraps: type | tuple[type, ...] = Backpropagation
+    wraps_description = (
+        "a backpropagation analyzer (gradient, guided_backprop, deconvnet, lrp.*, ...)"
+    )
 
     # the contract (model, explained output, target checks) is the wrapped analyzer's
     model = _bound("model")
@@ -134,6 +143,16 @@ class Wrapper(Analyzer):
     constant_inputs = _bound("constant_inputs")
     returns_maps = _bound("returns_maps")
     backward_memory_factor = _bound("backward_memory_factor")
+
+    embedded = _bound("embedded")
+
+    def held_input(self, position: int) -> bool:
+        """Whether input ``position`` is held constant: the wrapped analyzer's answer."""
+        return self.analyzer.held_input(position)
+
+    def output_count(self, input_count: int) -> int:
+        """Results of :meth:`explain_batch`: the wrapped analyzer's count."""
+        return self.analyzer.output_count(input_count)
 
     @classmethod
     def parameters(cls, **preset: Any) -> list[str]:
@@ -158,7 +177,7 @@ class Wrapper(Analyzer):
         repeated once per copy (they set the masks), with the Embedding outputs
         replaced by ``points``.
         """
-        embedded = self.analyzer.embedded
+        embedded = getattr(self.analyzer, "embedded", ())
         if not any(embedded):
             return run(points)
         model_inputs = [
@@ -184,8 +203,13 @@ class NoiseTunnel(Wrapper):
     - ``"vargrad"``: ``var_k a_k`` (Adebayo et al. 2018, arXiv:1810.03307).
 
     Args:
-        analyzer: A backpropagation analyzer: gradient, input × gradient,
-            guided backprop, deconvnet, any LRP analyzer, a CAM method.
+        analyzer: Any analyzer: a backpropagation analyzer (gradient, input ×
+            gradient, guided backprop, deconvnet, any LRP analyzer, a CAM
+            method), Integrated Gradients or another wrapper (Captum's
+            NoiseTunnel around IG), DeepLIFT, or a perturbation method
+            (occlusion, Shapley sampling, RISE, LIME, KernelSHAP; single-input
+            models, not token ids: the noise is added to the input). A wrapped
+            method that draws random numbers gets the tunnel's seed.
         kind: ``"smoothgrad"`` (default), ``"squaregrad"`` or ``"vargrad"``.
         samples: Noisy copies per sample (default 50).
         noise_scale: σ as a fraction of each sample's value range (default 0.1).
@@ -200,8 +224,11 @@ class NoiseTunnel(Wrapper):
         the wrapped analyzer's.
 
     Raises:
-        TypeError: If ``analyzer`` is not a backpropagation analyzer.
-        ValueError: For a bad ``kind``, ``samples`` or ``noise_scale``.
+        TypeError: If ``analyzer`` is not an analyzer, or returns activations
+            (``LayerOutputs``).
+        ValueError: For a bad ``kind``, ``samples`` or ``noise_scale``; for a
+            non-backpropagation analyzer on token ids or on a model with several
+            perturbed inputs.
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -210,6 +237,9 @@ class NoiseTunnel(Wrapper):
         ...                           keras.layers.Dense(3)])
         >>> smooth_lrp = kx.NoiseTunnel(kx.LRP(model, "epsilon"), samples=8, seed=0)
         >>> smooth_lrp.analyze(np.ones((2, 4), "float32")).shape
+        (2, 4)
+        >>> smooth_ig = kx.NoiseTunnel(kx.IntegratedGradients(model, steps=8), samples=4, seed=0)
+        >>> smooth_ig.analyze(np.ones((2, 4), "float32")).shape
         (2, 4)
     """
 
@@ -234,6 +264,55 @@ class NoiseTunnel(Wrapper):
         super().__init__(
             analyzer, internal_batch_size=internal_batch_size, verbose=verbose, **unexpected
         )
+        if not isinstance(analyzer, Backpropagation):
+            self._check_copies_of(analyzer)
+            # the copies run where the wrapped method runs: in the compiled function,
+            # or on the host for LIME and KernelSHAP
+            self.execution = analyzer.execution
+
+    wraps = Analyzer
+    wraps_description = "an analyzer"
+
+    def _check_copies_of(self, analyzer: Analyzer) -> None:
+        """Refuse what noise cannot be added to: token ids, several perturbed inputs."""
+        name, wrapped = type(self).__name__, type(analyzer).__name__
+        if isinstance(analyzer, LayerOutputs):
+            raise TypeError(
+                f"{name} averages attributions; {wrapped} returns a layer's activations, "
+                f"not attributions. Received: {wrapped}."
+            )
+        specs = self._input_specs() or []
+        features = [i for i in range(len(specs)) if not analyzer.held_input(i)]
+        integers = [i for i in features if tf.as_dtype(specs[i].dtype).is_integer]
+        if integers or any(getattr(analyzer, "embedded", ())):
+            raise ValueError(
+                f"{name} adds Gaussian noise to the input, and input {integers or 0} of model "
+                f"{self.model.name!r} holds token ids, which {wrapped} explains whole. "
+                f"Received: {wrapped}. Wrap a backpropagation analyzer "
+                "(kx.NoiseTunnel(kx.Gradient(model))): it adds the noise to the embeddings."
+            )
+        if getattr(analyzer, "single_feature_input", False) and len(specs) > 1:
+            raise ValueError(
+                f"{name} around {wrapped} explains models with one input; model "
+                f"{self.model.name!r} has {len(specs)}. Received: {wrapped}. Wrap a "
+                "backpropagation analyzer or Integrated Gradients instead."
+            )
+
+    def _one_copy_per_pass(self) -> bool:
+        """A perturbation method multiplies each copy itself and needs a static batch."""
+        return bool(getattr(self.analyzer, "single_feature_input", False))
+
+    def copies_per_pass(self, inputs, *, backward: bool) -> int:
+        """One noisy copy per pass around a perturbation method, else from the memory budget."""
+        if self._one_copy_per_pass():
+            return 1
+        return super().copies_per_pass(inputs, backward=backward)
+
+    def _points(self, inputs) -> list[tf.Tensor]:
+        """The values the noise is added to: the embeddings of token inputs, else the inputs."""
+        if isinstance(self.analyzer, Backpropagation):
+            return self.analyzer.embed(inputs)
+        return list(inputs)
 
     def call_params(self) -> dict[str, Any]:
         """``samples`` and ``noise_scale``, read at every call (no retracing)."""
@@ -266,7 +345,7 @@ class NoiseTunnel(Wrapper):
             inputs: One tensor per model input.
             seed: ``[user_seed, first_row]``, as the compiled function receives it.
         """
-        points = self.analyzer.embed(inputs)
+        points = self._points(inputs)
         return self.noise(points, seed, 0, self.samples, self.noise_scale)
 
     def explain_batch(self, inputs, target, indices, seed, params):
@@ -274,13 +353,15 @@ class NoiseTunnel(Wrapper):
         target, indices, _ = self.fixed_target(inputs, target, indices)
         count = params["samples"]
         outputs = self.analyzer.output_count(len(inputs))
-        points = self.analyzer.embed(inputs)
+        points = self._points(inputs)
 
         def make(start, size):
             return self.noise(points, seed, start, size, params["noise_scale"]), None
 
         def evaluate(flat, size):
             rows = _batching.repeat(indices, size)
+            if self._one_copy_per_pass():  # one copy: the batch's static shape
+                flat = [tf.ensure_shape(f, x.shape) for f, x in zip(flat, points)]
             return self.at_points(
                 flat,
                 inputs,
@@ -382,6 +463,7 @@ class PathIntegral(Wrapper):
         steps: int = 64,
         method: str = "trapezoid",
         baseline: Any = 0.0,
+        multiply_by_inputs: bool = True,
         internal_batch_size: int | None = None,
         verbose: Any = "auto",
         **unexpected: Any,
@@ -392,6 +474,7 @@ class PathIntegral(Wrapper):
             analyzer, internal_batch_size=internal_batch_size, verbose=verbose, **unexpected
         )
         name = type(self).__name__
+        self.multiply_by_inputs = _validate.boolean(multiply_by_inputs, "multiply_by_inputs", name)
         if not getattr(analyzer, "path_integrable", True):
             raise ValueError(
                 f"{name} integrates an analyzer's backward pass along a path; "
@@ -399,19 +482,18 @@ class PathIntegral(Wrapper):
                 "baseline, so its path integral means nothing. Received: "
                 f"{type(analyzer).__name__}. Use it alone, or PathIntegral(kx.Gradient(model))."
             )
-        if isinstance(analyzer, LayerMaps) or analyzer.layer is not None:
-            what = (
-                f"layer={analyzer.layer.name!r}"
-                if not isinstance(analyzer, LayerMaps)
-                else f"{type(analyzer).__name__} maps"
-            )
+        if isinstance(analyzer, LayerMaps):
             raise ValueError(
-                f"{name} integrates along a path in input space and multiplies by x - x', "
-                f"so it needs attributions of the inputs; it does not support layer attribution. "
-                f"Received: {what}. Build a sub-model that starts at that layer and "
-                "explain its input instead."
+                f"{name} integrates an attribution along a path and multiplies by the "
+                f"difference from the baseline; a CAM map is neither. Received: "
+                f"{type(analyzer).__name__} maps. Use kx.NoiseTunnel around a CAM method, or "
+                "integrate the gradient at the layer: IntegratedGradients(model, layer=...)."
             )
         self.baseline = self._checked_baselines(baseline)
+
+    #: With a ``layer=`` analyzer, whether the path runs between the layer's values
+    #: (Integrated Gradients at a layer) or between inputs (internal influence).
+    layer_path = True
 
     def _checked_baselines(self, baseline):
         specs = self._input_specs()
@@ -449,7 +531,13 @@ class PathIntegral(Wrapper):
             _validate.batch_baseline(base, shape, split)
 
     def explain_batch(self, inputs, target, indices, seed, params):
-        """``(x − x') ⊙ Σ_k w_k G(x' + α_k (x − x'))`` over the quadrature points."""
+        """``(x − x') ⊙ Σ_k w_k G(x' + α_k (x − x'))`` over the quadrature points.
+
+        At a layer (``layer=`` on the wrapped analyzer), ``x`` and ``x'`` are the
+        layer's values on the input and on the baseline input, and the model runs
+        from the layer on with its value replaced by each point (Captum's
+        ``LayerIntegratedGradients``).
+        """
         target, indices, _ = self.fixed_target(inputs, target, indices)
         baselines = (
             self.baseline if isinstance(self.baseline, list) else [self.baseline] * len(inputs)
@@ -462,6 +550,10 @@ class PathIntegral(Wrapper):
             [tf.float64, tf.float64],
             stateful=False,
         )
+        at_layer = self.analyzer.layer is not None and self.layer_path
+        if at_layer:  # the path runs between the layer's values
+            points = self.analyzer.source_values(inputs)
+            baselines = self.at_points(baselines, inputs, 1, self.analyzer.source_values)
 
         values = points
 
@@ -476,6 +568,10 @@ class PathIntegral(Wrapper):
 
         def evaluate(flat, size):
             rows = _batching.repeat(indices, size)
+            if at_layer:
+                repeated = [_batching.repeat(x, size) for x in inputs]
+                with self.analyzer.sources_substituted(flat):
+                    return self.analyzer.backward(repeated, target, rows)[0]
             return self.at_points(
                 flat, inputs, size, lambda x: self.analyzer.backward(x, target, rows)[0]
             )
@@ -486,10 +582,12 @@ class PathIntegral(Wrapper):
                 total + tf.tensordot(weight, value, axes=1) for total, value in zip(totals, values)
             ]
 
-        initial = [tf.zeros(())] * len(inputs)
+        initial = [tf.zeros(())] * len(values)
         totals = self.run_copies(
-            inputs, params["steps"], make, evaluate, accumulate, initial, backward=True
+            values, params["steps"], make, evaluate, accumulate, initial, backward=True
         )
+        if not self.multiply_by_inputs:  # the path's mean backward pass (Captum's False)
+            return self.analyzer.finish(totals, inputs)
         return self.analyzer.finish(
             [
                 tf.cast(x - base, tf.float32) * total

@@ -4,8 +4,9 @@
   :func:`channel`, :func:`logit`, :func:`direction`, combined with ``+``, ``-``
   and ``* float``), with the :class:`Fourier` or :class:`Pixel`
   parameterization, random :class:`Transforms` and regularizers
-  (:func:`total_variation`, :func:`l1`, :func:`l2`); Olah et al. 2017,
-  "Feature Visualization", Distill.
+  (:func:`total_variation`, :func:`lp`, :func:`l1`, :func:`l2`, :func:`norm`),
+  any Keras optimizer, several inputs and a per-step callback; Olah et al.
+  2017, "Feature Visualization", Distill.
 - :func:`receptive_field`: a layer's exact receptive field from the graph.
 - :func:`top_patches`: the dataset patches that activate a channel most.
 - :func:`occlusion_receptive_field`: the empirical receptive field by
@@ -32,6 +33,8 @@ from keras_explain.features.parameterization import (
     Transforms,
     l1,
     l2,
+    lp,
+    norm,
     total_variation,
 )
 
@@ -50,8 +53,10 @@ __all__ = [
     "l1",
     "l2",
     "logit",
+    "lp",
     "maximize",
     "neuron",
+    "norm",
     "occlusion_receptive_field",
     "receptive_field",
     "top_patches",

@@ -10,8 +10,8 @@
   other channel counts are left as they are. Both use the same sigmoid.
 - :class:`Transforms`: Lucid's ``standard_transforms`` (pad, jitter, scale,
   rotate, jitter), one random affine resample per image and step.
-- :func:`total_variation`, :func:`l1`, :func:`l2`: penalties subtracted from
-  each image's objective.
+- :func:`total_variation`, :func:`lp` (:func:`l1`, :func:`l2`) and :func:`norm`
+  (tf-keras-vis' ``Norm``): penalties subtracted from each image's objective.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Pixel:
     """Plain parameterization: one parameter per pixel and channel, squashed into the range.
 
     Args:
-        shape: ``(N, H, W, C)`` of the images.
+        shape: ``(N, H, W, C)`` of the images (any ``(N, ...)`` works: a
+            vector input is ``(N, D)``).
         value_range: ``(low, high)`` of the images.
 
     Example:
@@ -58,16 +59,20 @@ class Pixel:
         """The shape of the parameter tensor."""
         return self.shape
 
-    def initial(self, seed: int) -> tf.Tensor:
-        """Random initial parameters (normal, standard deviation 0.01)."""
-        return INITIAL_SD * tf.random.stateless_normal(self.param_shape(), [seed, 0])
+    def initial(self, seed: int, stream: int = 0) -> tf.Tensor:
+        """Random initial parameters (normal, standard deviation 0.01).
+
+        ``stream`` tells apart the inputs of a multi-input model (the stateless
+        seed is ``[seed, stream]``).
+        """
+        return INITIAL_SD * tf.random.stateless_normal(self.param_shape(), [seed, stream])
 
     def unsquashed(self, params: tf.Tensor) -> tf.Tensor:
         """The image before the sigmoid."""
         return params
 
     def image(self, params: tf.Tensor) -> tf.Tensor:
-        """The images ``(N, H, W, C)`` in ``value_range``."""
+        """The images ``(N, H, W, C)`` (``shape``) in ``value_range``."""
         return self.low + (self.high - self.low) * tf.sigmoid(self.unsquashed(params))
 
     def unsquashed_params(self, t: tf.Tensor) -> tf.Tensor:
@@ -221,27 +226,53 @@ class Regularizer:
     """A penalty on each image, subtracted from its objective.
 
     Attributes:
-        kind: ``"total_variation"``, ``"l1"`` or ``"l2"``.
+        kind: ``"total_variation"``, ``"lp"`` (:func:`lp`, :func:`l1`,
+            :func:`l2`) or ``"norm"`` (:func:`norm`).
         weight: Its weight.
-        center: The image value it pulls towards (L1 and L2; None: the middle
-            of the value range).
+        center: The image value it pulls towards (``lp`` and ``norm``; None:
+            the middle of the value range).
+        p: The exponent of ``lp`` and ``norm``.
     """
 
     kind: str
     weight: float
     center: float | None = None
+    p: float | None = None
 
     def __call__(self, images: tf.Tensor, middle: float) -> tf.Tensor:
-        """The penalty of each image, ``(N,)``."""
+        """The penalty of each image, ``(N,)`` (images ``(N, ...)``; total variation: 4-D)."""
         if self.kind == "total_variation":
             return self.weight * tf.image.total_variation(images)
         offset = images - (middle if self.center is None else self.center)
-        power = tf.abs(offset) if self.kind == "l1" else tf.square(offset)
-        return self.weight * tf.reduce_sum(power, axis=[1, 2, 3])
+        if self.p == 1:
+            power = tf.abs(offset)
+        elif self.p == 2:
+            power = tf.square(offset)
+        else:
+            power = tf.pow(tf.abs(offset), self.p)
+        axes = list(range(1, len(images.shape)))
+        if self.kind == "lp":
+            return self.weight * tf.reduce_sum(power, axis=axes)
+        mean = tf.reduce_mean(power, axis=axes)
+        # (mean)^(1/p) with the subgradient 0 where every pixel sits at the center
+        positive = mean > 0
+        root = tf.pow(tf.where(positive, mean, tf.ones_like(mean)), 1.0 / self.p)
+        return self.weight * tf.where(positive, root, tf.zeros_like(mean))
+
+    def __repr__(self) -> str:
+        if self.kind == "total_variation":
+            return f"total_variation({self.weight!r})"
+        center = "" if self.center is None else f", center={self.center!r}"
+        if self.kind == "lp" and self.p in (1, 2):
+            return f"l{self.p:g}({self.weight!r}{center})"
+        return f"{self.kind}({self.p:g}, {self.weight!r}{center})"
 
 
 def total_variation(weight: float) -> Regularizer:
     """``weight * Σ |x[i+1, j] - x[i, j]| + |x[i, j+1] - x[i, j]|`` (``tf.image.total_variation``).
+
+    For image inputs ``(H, W, C)`` only. tf-keras-vis' ``TotalVariation2D(w)``
+    divides by the number of values: it is ``total_variation(w / (H * W * C))``.
 
     Args:
         weight: Non-negative weight.
@@ -257,6 +288,30 @@ def total_variation(weight: float) -> Regularizer:
     return Regularizer("total_variation", _weight(weight, "total_variation"))
 
 
+def lp(p: float, weight: float, center: float | None = None) -> Regularizer:
+    """``weight * Σ |x - center|^p`` over each image (center: the middle of the value range).
+
+    :func:`l1` and :func:`l2` are ``lp(1, ...)`` and ``lp(2, ...)``.
+
+    Args:
+        p: The exponent, ``p >= 1`` (a float: ``1.5`` works).
+        weight: Non-negative weight.
+        center: The value pulled towards.
+
+    Returns:
+        The :class:`Regularizer`.
+
+    Raises:
+        ValueError: For ``p < 1`` or a negative weight.
+
+    Example:
+        >>> from keras_explain import features
+        >>> features.lp(3, 0.01), features.lp(2, 0.5) == features.l2(0.5)
+        (lp(3, 0.01), True)
+    """
+    return Regularizer("lp", _weight(weight, "lp"), center, _p(p, "lp"))
+
+
 def l1(weight: float, center: float | None = None) -> Regularizer:
     """``weight * Σ |x - center|`` (center: the middle of the value range by default).
 
@@ -265,14 +320,14 @@ def l1(weight: float, center: float | None = None) -> Regularizer:
         center: The value pulled towards.
 
     Returns:
-        The :class:`Regularizer`.
+        The :class:`Regularizer` (``lp(1, weight, center)``).
 
     Example:
         >>> from keras_explain import features
         >>> features.l1(0.01).weight
         0.01
     """
-    return Regularizer("l1", _weight(weight, "l1"), center)
+    return Regularizer("lp", _weight(weight, "l1"), center, 1.0)
 
 
 def l2(weight: float, center: float | None = None) -> Regularizer:
@@ -286,14 +341,50 @@ def l2(weight: float, center: float | None = None) -> Regularizer:
         center: The value pulled towards.
 
     Returns:
-        The :class:`Regularizer`.
+        The :class:`Regularizer` (``lp(2, weight, center)``).
 
     Example:
         >>> from keras_explain import features
         >>> features.l2(0.5)
-        Regularizer(kind='l2', weight=0.5, center=None)
+        l2(0.5)
     """
-    return Regularizer("l2", _weight(weight, "l2"), center)
+    return Regularizer("lp", _weight(weight, "l2"), center, 2.0)
+
+
+def norm(p: float, weight: float, center: float | None = None) -> Regularizer:
+    """``weight * (mean |x - center|^p)^(1/p)`` per image: tf-keras-vis' ``Norm(weight, p)``.
+
+    tf-keras-vis computes ``weight * ||x||_p / n^(1/p)`` over the ``n`` values
+    of each input, around 0: ``norm(p, weight, center=0.0)`` is the same. Here
+    the center defaults to the middle of the value range, like :func:`lp`.
+    Unlike :func:`lp` the penalty grows linearly with the image's distance
+    from the center, and does not grow with the image size.
+
+    Args:
+        p: The order of the norm, ``p >= 1``.
+        weight: Non-negative weight.
+        center: The value pulled towards.
+
+    Returns:
+        The :class:`Regularizer`.
+
+    Raises:
+        ValueError: For ``p < 1`` or a negative weight.
+
+    Example:
+        >>> from keras_explain import features
+        >>> features.norm(1, 0.3, center=0.0)
+        norm(1, 0.3, center=0.0)
+    """
+    return Regularizer("norm", _weight(weight, "norm"), center, _p(p, "norm"))
+
+
+def _p(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value < math.inf:
+        raise ValueError(
+            f"kx.features.{name} needs an exponent p >= 1 (finite). Received: p={value!r}."
+        )
+    return float(value)
 
 
 def _weight(value, name: str) -> float:

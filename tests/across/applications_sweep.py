@@ -160,20 +160,25 @@ def sweep(application: str, size: int) -> dict:
         "feature_mask": (half[:, None] * 2 + half[None, :]).astype(np.int32),
     }
     params["occlusion"] = {"window": size // 2}
+    quadrants = (half[:, None] * 2 + half[None, :]).astype(np.int32)
+    params["feature_ablation"] = {"feature_mask": quadrants}
+    params["feature_permutation"] = {"feature_mask": quadrants, "seed": 0}
     background = np.stack([np.zeros_like(x[0]), batch[1]])
     params["deeplift_shap"] = {"background": background}
     params["gradient_shap"] = {"background": background, "samples": 2, "seed": 0}
     results = {}
     for name in kx.analyzers.names():
         try:
-            result = kx.create_analyzer(name, model, **params.get(name, {})).analyze(x)
+            # permutation needs other samples to permute with: the first two images
+            inputs = batch[:2] if name == "feature_permutation" else x
+            result = kx.create_analyzer(name, model, **params.get(name, {})).analyze(inputs)
         except Exception as error:  # noqa: BLE001 - report every failure of the family
             if name == "cam" and CAM_HEAD in str(error):
                 results[name] = "ok"
             else:
                 results[name] = f"{type(error).__name__}: {error}"[:400]
             continue
-        shape = (1, size, size) if name in MAPS else x.shape
+        shape = (1, size, size) if name in MAPS else inputs.shape
         if result.shape != shape:
             results[name] = f"shape {result.shape}, expected {shape}"
         elif not np.isfinite(result).all():

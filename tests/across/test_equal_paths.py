@@ -35,6 +35,9 @@ CHUNKED = {
     "occlusion": ({"window": 3, "stride": 2}, 10),
     # 2 + 5 * 7 = 37 evaluations, 3 per call
     "shapley_sampling": ({"samples": 5, "feature_mask": ROW_GROUPS, "seed": 0}, 10),
+    # 8 row groups, 3 per call
+    "feature_ablation": ({"feature_mask": ROW_GROUPS, "baseline": 0.5}, 10),
+    "feature_permutation": ({"feature_mask": ROW_GROUPS, "seed": 0}, 10),
     # 40 masks, 3 per call
     "rise": ({"samples": 40, "cells": 3, "seed": 0}, 10),
     # 7 noisy copies or path points, 2 per pass
@@ -106,6 +109,8 @@ SUBCLASSED_PARAMS = {
         "seed": 0,
     },
     "occlusion": {"window": 2},
+    "feature_ablation": {"feature_mask": GRID[:6, :6]},
+    "feature_permutation": {"feature_mask": GRID[:6, :6], "seed": 0},
     "shapley_sampling": {"samples": 5, "seed": 0},
     "rise": {"samples": 20, "cells": 2, "seed": 0},
     "meaningful_perturbation": {"steps": 3, "mask_size": 3, "seed": 0},

@@ -381,8 +381,9 @@ def test_cam_on_nested_backbone_and_head_conv_after_it():
 def test_model_without_spatial_layer_is_rejected():
     with pytest.raises(
         ValueError,
-        match=r"GradCAM needs a layer with a spatial output, \(batch, length, channels\) or "
-        r"\(batch, height, width, channels\), but model 'dense_sequential' has none",
+        match=r"GradCAM needs a layer with a spatial output, \(batch, length, channels\), "
+        r"\(batch, height, width, channels\) or \(batch, depth, height, width, channels\), "
+        r"but model 'dense_sequential' has none",
     ):
         kx.GradCAM(helpers.dense_sequential())
 

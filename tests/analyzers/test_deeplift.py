@@ -269,8 +269,6 @@ def test_bad_input():
         kx.GradientShap(model)
     with pytest.raises(TypeError, match=r"DeepLiftShap averages over background=.*kx.DeepLift"):
         kx.DeepLiftShap(model, baseline=0.0, background=np.zeros((2, 6)))
-    with pytest.raises(ValueError, match=r"does not support layer attribution.*layer='dense'"):
-        kx.DeepLift(model, layer="dense")
     with pytest.raises(ValueError, match=r"PathIntegral integrates .*Received: DeepLift"):
         kx.PathIntegral(kx.DeepLift(model))
     with pytest.raises(ValueError, match=r"baseline must be .* like the batch \(4, 6\)"):

@@ -160,16 +160,6 @@ def test_integrated_gradients_errors(dense_model, x6):
         r"Expected one of \('trapezoid'",
     ):
         kx.IntegratedGradients(dense_model, method="simpson")
-    with pytest.raises(ValueError, match=r"does not support layer attribution"):
-        kx.IntegratedGradients(dense_model, layer="dense")
-    # it failed deep in the traced function before ("Dimensions must be equal")
-    hidden = dense_model.layers[0].name
-    with pytest.raises(
-        ValueError,
-        match=r"GradientShap draws baselines and path points in input space .* does not "
-        rf"support layer attribution\. Received: layer='{hidden}'\. Build a sub-model",
-    ):
-        kx.GradientShap(dense_model, background=np.zeros((2, 6), "float32"), layer=hidden)
     # baselines are checked when the analyzer is built (SPEC 1.1), not at trace time
     with pytest.raises(
         ValueError,

@@ -6,6 +6,10 @@ One file per method, all on the batched evaluator of
 """
 
 from keras_explain.analyzers.perturbation.engine import Perturbation
+from keras_explain.analyzers.perturbation.feature_ablation import (
+    FeatureAblation,
+    FeaturePermutation,
+)
 from keras_explain.analyzers.perturbation.kernel_shap import KernelShap
 from keras_explain.analyzers.perturbation.lime import Lime
 from keras_explain.analyzers.perturbation.meaningful import MeaningfulPerturbation
@@ -15,6 +19,8 @@ from keras_explain.analyzers.perturbation.shapley import ShapleySampling
 
 __all__ = [
     "RISE",
+    "FeatureAblation",
+    "FeaturePermutation",
     "KernelShap",
     "Lime",
     "MeaningfulPerturbation",

@@ -112,6 +112,16 @@ class Perturbation(Analyzer):
 
     #: Attributes holding baselines, checked against the input when known.
     baseline_attributes: tuple[str, ...] = ()
+    #: :meth:`explain_batch` explains the one feature input (wrappers read this).
+    single_feature_input = True
+
+    def held_input(self, position: int) -> bool:
+        """Whether input ``position`` is held constant (not perturbed)."""
+        return position in self.constant_inputs
+
+    def output_count(self, input_count: int) -> int:
+        """:meth:`explain_batch` returns the attributions of the feature input only."""
+        return 1
 
     def checked_baseline(self, value: Any, name: str = "baseline") -> Any:
         """A baseline checked against one sample's shape, if the model's input shape is known.
@@ -230,6 +240,40 @@ class Perturbation(Analyzer):
             return accumulate(acc, aux, values[0])
 
         return self.run_copies([x], count, make_copies, scores_of, fold, initial, backward=False)
+
+
+def group_labels(feature_mask: Any, owner: str) -> np.ndarray | None:
+    """The int group labels of a ``feature_mask``, renumbered ``0 .. groups - 1``.
+
+    The one check of the feature masks of the family (Shapley sampling, feature
+    ablation and permutation): labels keep their shape and order; equal labels stay
+    one group.
+
+    Args:
+        feature_mask: Int labels, or None.
+        owner: The analyzer's class name, for the error message.
+
+    Returns:
+        The renumbered labels (same shape), or None.
+
+    Raises:
+        ValueError: For labels that are not integers.
+
+    Example:
+        >>> from keras_explain.analyzers.perturbation.engine import group_labels
+        >>> group_labels([[7, 7], [3, 9]], "FeatureAblation").tolist()
+        [[1, 1], [0, 2]]
+    """
+    if feature_mask is None:
+        return None
+    labels = np.asarray(feature_mask)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.size == 0:
+        raise ValueError(
+            f"{owner}: feature_mask must hold int group labels. Received: dtype "
+            f"{labels.dtype}, shape {labels.shape}. Pass an int array, e.g. "
+            "mask.astype('int32')."
+        )
+    return np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
 
 
 def attribution_dtype(x: tf.Tensor) -> tf.DType:

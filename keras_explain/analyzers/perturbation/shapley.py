@@ -16,7 +16,11 @@ import tensorflow as tf
 from keras_explain import _validate
 from keras_explain._spatial import blend, spatial_axes, spread_over_channels
 from keras_explain.analyzers.perturbation import segmentation as segmentation_module
-from keras_explain.analyzers.perturbation.engine import Perturbation, attribution_dtype
+from keras_explain.analyzers.perturbation.engine import (
+    Perturbation,
+    attribution_dtype,
+    group_labels,
+)
 from keras_explain.analyzers.registry import register
 from keras_explain.random import shared_seed
 
@@ -93,14 +97,7 @@ class ShapleySampling(Perturbation):
                 segmentation, segmentation_options, extra="lime", owner=type(self).__name__
             )
         self.samples = _validate.positive_int(samples, "samples")
-        self.feature_mask = None
-        if feature_mask is not None:
-            labels = np.asarray(feature_mask)
-            if not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(
-                    f"feature_mask must hold int group labels. Received: dtype {labels.dtype}."
-                )
-            self.feature_mask = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+        self.feature_mask = group_labels(feature_mask, type(self).__name__)
         self.segmentation = segmentation
         self.segmentation_options = segmentation_options
         self.antithetic = bool(antithetic)
