@@ -11,7 +11,10 @@
 
 The explained output is the model output (``output_index`` picks one of
 several) or, with ``output_layer``, an intermediate layer's output; integer
-targets index its flattened per-sample values.
+targets index its flattened per-sample values. With a list ``output_index`` the
+explained output is the concatenation of those outputs, each flattened per
+sample; :func:`per_output` names one class of each, and the score is their sum
+(tf-keras-vis' list of score functions, one per output).
 
 iNNvestigate compatibility: ``neuron_selection_mode="max_activation" | "index" |
 "all"`` at construction and ``analyze(x, neuron_selection=...)`` map onto the
@@ -197,3 +200,84 @@ def fix_target(outputs: tf.Tensor, target: Target, indices: tf.Tensor | None):
     if target.mode != "max":
         return target, indices
     return Target("index"), selected_indices(outputs, target, None)
+
+
+class PerOutput:
+    """One class per explained output; the score is their sum (see :func:`per_output`)."""
+
+    def __init__(self, classes):
+        classes = list(classes)
+        if not classes or not all(
+            isinstance(c, int | np.integer) and not isinstance(c, bool) and c >= 0 for c in classes
+        ):
+            raise ValueError(
+                "per_output takes one class index (an int >= 0) per explained output. "
+                f"Received: {classes!r}."
+            )
+        self.classes = [int(c) for c in classes]
+
+    def __repr__(self) -> str:
+        return f"per_output({self.classes})"
+
+    def score(self, sizes: list[int]) -> Callable:
+        """The callable target on the concatenated outputs of ``sizes`` values per sample.
+
+        Raises:
+            ValueError: If the number of classes is not the number of outputs, or
+                a class is outside its output.
+        """
+        if len(sizes) != len(self.classes):
+            raise ValueError(
+                f"{self!r} names {len(self.classes)} classes for {len(sizes)} explained "
+                "output(s). Pass one class per output of output_index."
+            )
+        columns, offset = [], 0
+        for position, (size, index) in enumerate(zip(sizes, self.classes)):
+            if index >= size:
+                raise ValueError(
+                    f"{self!r}: class {index} is outside output {position}, which has {size} "
+                    "values per sample."
+                )
+            columns.append(offset + index)
+            offset += size
+        return _Columns(tuple(columns))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    """The sum of some columns of the concatenated outputs (hashable: one trace per columns)."""
+
+    columns: tuple[int, ...]
+
+    def __call__(self, outputs: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(tf.gather(outputs, list(self.columns), axis=1), axis=1)
+
+
+def per_output(classes) -> PerOutput:
+    """The target of several outputs explained together: one class of each, summed.
+
+    With ``output_index=[i, j, ...]`` an analyzer explains the concatenation of
+    those outputs; ``per_output([c_i, c_j, ...])`` scores sample ``b`` as
+    ``out_i[b, c_i] + out_j[b, c_j] + ...`` (tf-keras-vis' list of
+    ``CategoricalScore``, one per output, whose gradients add up).
+
+    Args:
+        classes: One class index per explained output, in ``output_index`` order.
+
+    Returns:
+        A target for ``analyze(x, target=...)``.
+
+    Raises:
+        ValueError: For a class that is not an int >= 0 (at once), or classes that
+            do not match the explained outputs (at ``analyze``).
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> inputs = keras.Input((4,))
+        >>> heads = [keras.layers.Dense(3)(inputs), keras.layers.Dense(2)(inputs)]
+        >>> gradient = kx.Gradient(keras.Model(inputs, heads), output_index=[0, 1])
+        >>> target = kx.targets.per_output([2, 0])
+        >>> gradient.analyze(np.ones((2, 4), "float32"), target=target).shape
+        (2, 4)
+    """
+    return PerOutput(classes)

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from keras_explain import _batching, _graph, _validate, config, distributed, random
 from keras_explain.graph import Plan, call_op
-from keras_explain.targets import Target, fix_target, parse_target, target_scores
+from keras_explain.targets import PerOutput, Target, fix_target, parse_target, target_scores
 
 ModelLike = keras.Model | Callable[..., Any]
 #: Names of inputs that are not features by default: masks, segment and token type ids,
@@ -133,7 +133,11 @@ class Analyzer:
         model: A Keras model. Model-agnostic analyzers also accept any callable
             ``f(x) -> scores``.
         output_index: For a model with several outputs, which one to explain
-            (default 0).
+            (default 0), or a list of them: the explained output is then their
+            concatenation, each flattened per sample, and ``target`` selects in it
+            (an int, ``"all"``, a callable, or
+            :func:`keras_explain.targets.per_output`, one class per output,
+            tf-keras-vis' list of scores); the default argmax is refused there.
         output_layer: A layer (name or object, nested models included) whose
             output is explained instead of the model output (neuron
             attribution); ``target`` then indexes its flattened output.
@@ -218,7 +222,10 @@ class Analyzer:
                 None if neuron_selection_mode != "index" else 0, None, None, neuron_selection_mode
             )
         self.plan = self._make_plan(model)
-        self.output_key = self._explained_key(output_layer)
+        #: The keys of the explained outputs (several with a list ``output_index``);
+        #: ``output_key`` is the one key, None when there are several.
+        self.output_keys = self._explained_keys(output_layer)
+        self.output_key = self.output_keys[0] if len(self.output_keys) == 1 else None
         self.constant_inputs = self._constant_inputs(constant_inputs)
         self._start(verbose, jit_compile)
 
@@ -309,8 +316,9 @@ class Analyzer:
             f"{type(model).__name__}."
         )
 
-    def _explained_key(self, output_layer):
+    def _explained_keys(self, output_layer) -> list:
         self.output_layer = None
+        indices = self.output_indices()
         if self.plan is None:
             if output_layer is not None:
                 raise ValueError(
@@ -318,21 +326,41 @@ class Analyzer:
                     f"can be walked. Received: output_layer={output_layer!r} for "
                     f"{type(self.model).__name__}."
                 )
-            return None
+            return [None] * len(indices)
         if output_layer is not None:
             self.output_layer = self.plan.find_layer(output_layer, "output_layer")
-            key = self.plan.output_key_of(self.output_layer)
+            keys = [self.plan.output_key_of(self.output_layer)]
         else:
             outputs = self.plan.output_keys
-            index = 0 if self.output_index is None else self.output_index
-            if not isinstance(index, int | np.integer) or not 0 <= index < len(outputs):
+            if not all(isinstance(i, int | np.integer) and 0 <= i < len(outputs) for i in indices):
                 raise ValueError(
-                    f"output_index must be an int in [0, {len(outputs)}) for model "
-                    f"{self.model.name!r} with {len(outputs)} output(s). Received: "
+                    f"output_index must be an int in [0, {len(outputs)}), or a list of them, "
+                    f"for model {self.model.name!r} with {len(outputs)} output(s). Received: "
                     f"output_index={self.output_index!r}."
                 )
-            key = outputs[index]
-        return self.plan.strip_softmax(key) if self.strip_softmax else key
+            keys = [outputs[i] for i in indices]
+        return [self.plan.strip_softmax(key) if self.strip_softmax else key for key in keys]
+
+    def output_indices(self) -> list[int]:
+        """The indices of the explained model outputs (``output_index`` as a list)."""
+        index = self.output_index
+        if not isinstance(index, list | tuple):
+            return [0 if index is None else index]
+        if not index or len(set(index)) != len(index) or isinstance(index, str):
+            raise ValueError(
+                f"{type(self).__name__}: output_index lists the outputs to explain together, "
+                f"each once. Received: output_index={index!r}."
+            )
+        return list(index)
+
+    def joined_outputs(self, outputs: Sequence[tf.Tensor]) -> tf.Tensor:
+        """The explained output: the one output, or several flattened and concatenated."""
+        if len(outputs) == 1:
+            return outputs[0]
+        dtype = outputs[0].dtype if len({o.dtype for o in outputs}) == 1 else tf.float32
+        return tf.concat(
+            [tf.reshape(tf.cast(o, dtype), [tf.shape(o)[0], -1]) for o in outputs], axis=1
+        )
 
     # -- public API --------------------------------------------------------
     def analyze(
@@ -441,7 +469,16 @@ class Analyzer:
         run_batch = run_batch or self._run_batch
         inputs = self._standardize(x)
         total = int(inputs[0].shape[0])
+        if isinstance(target, PerOutput):
+            target = target.score(self.output_sizes(inputs))
         parsed = parse_target(target, total, self._output_size(inputs), self.neuron_selection_mode)
+        if len(self.output_keys) > 1 and parsed.mode == "max":
+            raise ValueError(
+                f"{type(self).__name__} explains {len(self.output_keys)} outputs together "
+                f"(output_index={self.output_index!r}); the argmax over them means nothing. "
+                "Received: target=None. Pass kx.targets.per_output([class of each output]), "
+                "an int indexing their concatenation, 'all' or a callable."
+            )
         chunk = total if batch_size is None else batch_size
         self._check_batch([tuple(item.shape) for item in inputs], split=split or chunk < total)
         pieces = []
@@ -659,7 +696,12 @@ class Analyzer:
     def _call_callable(self, chunk: np.ndarray) -> np.ndarray:
         result = self.model(chunk)
         if isinstance(result, list | tuple):
-            result = result[self.output_index or 0]
+            picked = [np.asarray(result[i], np.float32) for i in self.output_indices()]
+            result = (
+                picked[0]
+                if len(picked) == 1
+                else np.concatenate([item.reshape(len(item), -1) for item in picked], axis=1)
+            )
         result = np.asarray(result, dtype=np.float32)
         if result.ndim == 0 or result.shape[0] != len(chunk):
             raise ValueError(
@@ -692,7 +734,7 @@ class Analyzer:
         if self.plan is None:
             outputs = self.model(inputs if len(inputs) > 1 else inputs[0])
             if isinstance(outputs, list | tuple):
-                outputs = outputs[self.output_index or 0]
+                outputs = self.joined_outputs([outputs[i] for i in self.output_indices()])
             return outputs, {}
         inner = hook or call_op
         if watch:
@@ -707,8 +749,8 @@ class Analyzer:
             run_hook = watching
         else:
             run_hook = inner
-        values = self.active_plan().run(inputs, run_hook, targets=[self.output_key])
-        return values[self.output_key], values
+        values = self.active_plan().run(inputs, run_hook, targets=list(self.output_keys))
+        return self.joined_outputs([values[key] for key in self.output_keys]), values
 
     def scores(self, outputs, target: Target, indices):
         """Per-sample scores of the explained output."""
@@ -1094,14 +1136,23 @@ class Analyzer:
 
     def _output_size(self, inputs) -> int | None:
         if self._num_outputs is None:
-            shape = None
-            if self.plan is not None:
-                shape = self.plan.shape_of(self.output_key)
-            if shape is None or any(dim is None for dim in shape[1:]):
-                sample = [tf.convert_to_tensor(item[:1]) for item in inputs]
-                shape = tuple(self.forward(sample)[0].shape)
-            self._num_outputs = math.prod(shape[1:])
+            self._num_outputs = sum(self.output_sizes(inputs))
         return self._num_outputs
+
+    def output_sizes(self, inputs) -> list[int]:
+        """Values per sample of each explained output (their concatenation's parts)."""
+        shapes = [None if self.plan is None else self.plan.shape_of(k) for k in self.output_keys]
+        if any(shape is None or any(dim is None for dim in shape[1:]) for shape in shapes):
+            sample = [tf.convert_to_tensor(item[:1]) for item in inputs]
+            if len(self.output_keys) == 1:
+                return [math.prod(self.forward(sample)[0].shape[1:])]
+            if self.plan is None:
+                outputs = self.model(sample if len(sample) > 1 else sample[0])
+                shapes = [tuple(outputs[i].shape) for i in self.output_indices()]
+            else:
+                values = self.forward(sample)[1]
+                shapes = [tuple(values[key].shape) for key in self.output_keys]
+        return [math.prod(shape[1:]) for shape in shapes]
 
 
 def _all_finite(array) -> bool:

@@ -103,7 +103,7 @@ class LayerMaps(Backpropagation):
 
         In graph order; raw bookkeeping ops (reshapes, slices) are left out.
         """
-        upstream = self.plan.upstream([self.output_key])[1]
+        upstream = self.plan.upstream(list(self.output_keys))[1]
         order = {key: index for index, step in enumerate(self.plan.steps) for key in step.outputs}
         found = []
         for layer in self.plan.layers:
@@ -149,20 +149,21 @@ class LayerMaps(Backpropagation):
         whether it is followed by ``UpSampling2D``, a ``Reshape`` plus
         ``Softmax`` or a sigmoid.
         """
-        key = self.output_key
-        keys = {key}
-        step = self.plan.producer(key)
-        while (
-            step is not None
-            and len(step.inputs) == 1
-            and (
-                step.op.kind in ("reshape", "activation", "softmax")
-                or _role(step.op.layer) == "resampling"
-            )
-        ):
-            key = step.inputs[0]
+        keys = set()
+        for key in self.output_keys:
             keys.add(key)
             step = self.plan.producer(key)
+            while (
+                step is not None
+                and len(step.inputs) == 1
+                and (
+                    step.op.kind in ("reshape", "activation", "softmax")
+                    or _role(step.op.layer) == "resampling"
+                )
+            ):
+                key = step.inputs[0]
+                keys.add(key)
+                step = self.plan.producer(key)
         return keys
 
     def _select_layer(self, layer):
@@ -299,8 +300,7 @@ def _weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.reshape(weights, shape) * activations, axis=-1)
 
 
-_MAP_DOC = """
-    Args:
+_MAP_ARGS = """    Args:
         model: A Functional or Sequential Keras model (nested models work).
         layer: The layer whose channels are weighed: a name or a layer object,
             nested models included. Default: the output of the last
@@ -320,7 +320,11 @@ _MAP_DOC = """
         **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
             ``neuron_selection_mode``.
 
-    Returns:
+"""
+
+_MAP_DOC = (
+    _MAP_ARGS
+    + """    Returns:
         ``analyze(x, target)`` returns float32 maps ``(B, H, W)`` (``(B, L)`` for
         1-D models, ``(B, D, H, W)`` for volumes), not normalized.
 
@@ -338,11 +342,12 @@ _MAP_DOC = """
         >>> kx.{name}(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
         (2, 8, 8)
 """
+)
 
 
 def _map_doc(summary: str, name: str) -> str:
     """A CAM-family class docstring: ``summary`` plus the shared Args/Returns/Raises/Example."""
-    return summary + "\n" + _MAP_DOC.format(name=name)
+    return summary + "\n\n" + _MAP_DOC.format(name=name)
 
 
 @register("grad_cam")
@@ -467,6 +472,8 @@ class CAM(LayerMaps):
         Falls back to the last convolutional block (:meth:`LayerMaps.default_layer`)
         when the explained output is not a Dense layer after such a pooling.
         """
+        if self.output_key is None:  # several outputs: the heads' layer is unclear
+            return super().default_layer(candidates)
         step = self.plan.producer(self.output_key)  # the Dense head
         if step is not None and step.op.kind == "linear":
             step = self.plan.producer(step.inputs[0])
@@ -486,6 +493,13 @@ class CAM(LayerMaps):
     def _pooled_key(self, key):
         """The global-average-pooled features after ``key``; checks the head."""
         chain, current = [], key
+        if self.output_key is None:
+            raise ValueError(
+                f"CAM (Zhou et al. 2016) reads the weights of one Dense head; model "
+                f"{self.model.name!r} is explained on several outputs together "
+                f"(output_index={self.output_index!r}). Received: several outputs. Use "
+                "'grad_cam', which sums the heads' gradients."
+            )
         toward_output = self.plan.upstream([self.output_key])[0]  # other heads are ignored
         while current != self.output_key and len(chain) < 16:
             consumers = [step for step in self.plan.consumers(current) if step in toward_output]
@@ -693,8 +707,9 @@ class ScoreCAM(RectifiedMaps):
 
 
 @register("guided_grad_cam")
-class GuidedGradCAM(GradCAM):
-    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times Grad-CAM.
+class GuidedGradCAM(GradCAM):  # noqa: D101  (docstring built from _MAP_ARGS)
+    __doc__ = (
+        """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times Grad-CAM.
 
     The guided-backpropagation attribution of the input multiplied by the
     Grad-CAM map upsampled to the input resolution (broadcast over
@@ -702,27 +717,9 @@ class GuidedGradCAM(GradCAM):
     only the input the map is resized to is multiplied; the others keep
     their guided-backpropagation attribution.
 
-    Args:
-        model: A Functional or Sequential Keras model (nested models work).
-        layer: The layer whose channels are weighed: a name or a layer object,
-            nested models included. Default: the output of the last
-            convolutional block, the last layer with a spatial output ``(B, L, C)``,
-            ``(B, H, W, C)`` or ``(B, D, H, W, C)`` feeding the explained output
-            that is not a pooling, resizing, cropping or bookkeeping layer nor the
-            explained output itself (VGG16: ``block5_conv3``; ResNet50:
-            ``conv5_block3_out``).
-        upsample: Resize the maps to the input resolution (default True); False
-            keeps the layer's.
-        interpolation: How the maps are upsampled, half-pixel centers:
-            ``"bilinear"`` (default; linear along each axis, trilinear on
-            volumes), ``"nearest"`` (Captum's default) or ``"bicubic"``.
-        rectify: Apply a ReLU to the map before upsampling (default True, as in
-            the paper); False returns the signed map, negative where the channels
-            lower the score (Captum's ``LayerGradCam(relu_attributions=False)``).
-        **kwargs: ``output_index``, ``output_layer``, ``strip_softmax``,
-            ``neuron_selection_mode``.
-
-    Returns:
+"""
+        + _MAP_ARGS
+        + """    Returns:
         ``analyze(x, target)`` returns float32 attributions shaped like ``x``.
 
     Raises:
@@ -741,6 +738,7 @@ class GuidedGradCAM(GradCAM):
         >>> kx.GuidedGradCAM(model).analyze(np.ones((2, 8, 8, 1), "float32")).shape
         (2, 8, 8, 1)
     """
+    )
 
     def __init__(self, model, **kwargs):
         if kwargs.get("upsample") is False:

@@ -96,9 +96,9 @@ class LRP(Backpropagation):
         if canonizers is None:
             canonizers = [canonizers_module.BatchNormFold()]
         self.canonizers = list(canonizers)
-        keep = {self.output_key, *self.source_keys}
+        keep = {*self.output_keys, *self.source_keys}
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
-        self._needed = self.plan.upstream([self.output_key])[0]  # steps the output needs
+        self._needed = self.plan.upstream(list(self.output_keys))[0]  # steps the output needs
         self._rules = self._assign_rules()  # by op: the same in every variant of the plan
         self._opened_gates: dict = {}  # the gates of products of layers opened at run time
         self._planned = {step.op for step in self.plan.steps} | set(self._rules)
@@ -116,7 +116,7 @@ class LRP(Backpropagation):
             if step not in self._needed or self._is_mask(step):
                 continue  # a Keras mask carries no relevance; it runs as in model(x)
             rule = self.composite.rule_for(step)
-            if step.op.kind == "softmax" and self.output_key in step.outputs:
+            if step.op.kind == "softmax" and set(self.output_keys) & set(step.outputs):
                 rule = None  # LRP explains the logits (strip_softmax=True), not probabilities
             if step.op.deferred is not None and rule is None:
                 continue  # opened when the shapes of a run are known: rules then (hook)
@@ -158,7 +158,7 @@ class LRP(Backpropagation):
             )
         if op.kind == "linear":
             reason = f"composite {self.composite!r} has no rule for linear {layer}"
-        elif op.kind == "softmax" and self.output_key in step.outputs:
+        elif op.kind == "softmax" and set(self.output_keys) & set(step.outputs):
             reason = (
                 f"the explained output comes out of the softmax {layer}; LRP explains "
                 "the logits: keep strip_softmax=True"

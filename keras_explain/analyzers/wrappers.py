@@ -136,6 +136,7 @@ class Wrapper(Analyzer):
     model = _bound("model")
     plan = _bound("plan")
     output_key = _bound("output_key")
+    output_keys = _bound("output_keys")
     output_layer = _bound("output_layer")
     output_index = _bound("output_index")
     strip_softmax = _bound("strip_softmax")
