@@ -28,6 +28,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import random as _python_random
+from collections.abc import Iterator
+
 import numpy as np
 import tensorflow as tf
 
@@ -48,6 +52,33 @@ def fresh_seed() -> int:
         True
     """
     return int(_fresh.integers(2**31 - 1))
+
+
+@contextlib.contextmanager
+def global_state_kept() -> Iterator[None]:
+    """Within the block, code we do not control may draw from the global generators.
+
+    numpy's and Python's global random states are saved and restored on exit:
+    ``shap`` draws from numpy's, and Keras draws a default seed from Python's
+    when it builds an unseeded initializer (``keras.models.clone_model``). The
+    user's seeded experiment then goes on as if nothing had run.
+
+    Example:
+        >>> import random as python_random
+        >>> from keras_explain import random
+        >>> before = python_random.getstate()
+        >>> with random.global_state_kept():
+        ...     _ = python_random.random()
+        >>> python_random.getstate() == before
+        True
+    """
+    numpy_state = np.random.get_state()
+    python_state = _python_random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        _python_random.setstate(python_state)
 
 
 def shared_seed(seed: tf.Tensor) -> tf.Tensor:

@@ -28,9 +28,9 @@ from keras_explain.metrics.localisation import (
     relevance_rank,
     sparseness,
 )
-from keras_explain.metrics.randomization import randomization, similarity
 from keras_explain.metrics.registry import register_metric
 from keras_explain.metrics.robustness import sensitivity_max
+from keras_explain.metrics.sanity import randomization, similarity
 from keras_explain.metrics.table import evaluate
 
 __all__ = [

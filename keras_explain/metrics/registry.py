@@ -25,8 +25,8 @@ import numpy as np
 from keras_explain import _validate
 from keras_explain.metrics.faithfulness import deletion, infidelity, insertion
 from keras_explain.metrics.localisation import pointing_game, relevance_mass, sparseness
-from keras_explain.metrics.randomization import randomization
 from keras_explain.metrics.robustness import sensitivity_max
+from keras_explain.metrics.sanity import randomization
 
 #: The two values ``better`` may take.
 DIRECTIONS = ("higher", "lower")

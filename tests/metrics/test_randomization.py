@@ -130,7 +130,7 @@ def test_similarities_against_scipy_and_skimage():
 def test_randomization_reuses_its_clone_but_reads_the_current_weights(monkeypatch):
     import importlib
 
-    module = importlib.import_module("keras_explain.metrics.randomization")
+    module = importlib.import_module("keras_explain.metrics.sanity")
     model = small_cnn()
     x = helpers.data((12, 12, 1), seed=26)
     first = kx.metrics.randomization("gradient", model, x, 0)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain import random
 from keras_explain.analyzers.perturbation import segmentation, surrogate
 from keras_explain.analyzers.perturbation.surrogate import Surrogate, check_reference_rows
 from keras_explain.analyzers.registry import register
@@ -93,15 +94,12 @@ class KernelShap(Surrogate):
         )
 
     def _shap_values(self, shap, function, background, rows, seed):
-        state = np.random.get_state()
-        np.random.seed(seed)
-        try:
+        with random.global_state_kept():  # shap draws from numpy's global generator
+            np.random.seed(seed)
             explainer = shap.KernelExplainer(function, background)
             values = explainer.shap_values(
                 rows, nsamples=self.samples or "auto", l1_reg=self.l1_reg, silent=self.verbose != 1
             )
-        finally:
-            np.random.set_state(state)
         return np.asarray(values, np.float32), float(np.ravel(explainer.expected_value)[0])
 
     def _tabular(self, x, indices, seed):

@@ -1,4 +1,7 @@
-"""Model-parameter randomization: the sanity check of Adebayo et al. 2018.
+"""Sanity checks: model-parameter randomization (Adebayo et al. 2018) and map similarity.
+
+(The module was ``metrics/randomization.py``; it is named for the paper's checks so
+that ``kx.metrics.randomization`` is only the function.)
 
 An explanation that does not change when the model's weights are replaced by
 random ones cannot be explaining what the model learned. :func:`randomization`
@@ -15,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_explain import _graph, _validate
+from keras_explain import _graph, _validate, random
 from keras_explain.analyzers.registry import create_analyzer, parameters
 from keras_explain.metrics.engine import as_batch, checked, feature_key, fixed_target
 
@@ -299,7 +302,8 @@ def _clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -
     if entry is not None and entry[0] is model and len(entry[1].weights) == len(model.weights):
         _CLONES.move_to_end(key)
         return entry[1], entry[2]
-    clone = keras.models.clone_model(model)
+    with random.global_state_kept():  # unseeded initializers draw Python's default seed
+        clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     analyzer = create_analyzer(name, clone, **params)
     _CLONES[key] = (model, clone, analyzer)

@@ -1,0 +1,127 @@
+"""No public method family reads or changes the global random state (issue #25, item 3).
+
+A user's seeded experiment must not change because an explanation, a metric, a concept
+test or a feature visualization ran in between. Each family runs between two snapshots of
+numpy's global generator, Python's ``random`` and TensorFlow's global generator, without
+``seed`` arguments where a method takes one (fresh seeds come from the library's own
+generator). The models and data are built before the first snapshot.
+"""
+
+import random
+
+import helpers
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_explain as kx
+from keras_explain import demo
+
+
+def snapshot():
+    numpy_state = np.random.get_state()
+    return (
+        numpy_state[0],
+        numpy_state[1].copy(),
+        numpy_state[2:],
+        random.getstate(),
+        tf.random.get_global_generator().state.numpy().copy(),
+    )
+
+
+def assert_same(before, after, family):
+    assert before[0] == after[0] and np.array_equal(before[1], after[1]), f"{family}: numpy"
+    assert before[2] == after[2], f"{family}: numpy"
+    assert before[3] == after[3], f"{family}: Python random"
+    assert np.array_equal(before[4], after[4]), f"{family}: TensorFlow's global generator"
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    keras.utils.set_random_seed(0)  # before the snapshots
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            layers.Conv2D(4, 3, activation="relu", padding="same"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(6, 3, activation="relu", padding="same"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(4),
+        ]
+    )
+    x = helpers.data((8, 8, 2), batch=4)
+    masks = np.zeros((4, 8, 8), bool)
+    masks[:, 2:6, 2:6] = True
+    return model, x, masks, tmp_path_factory.mktemp("side_effects")
+
+
+def every_analyzer(model, x, masks, out):
+    results, skipped = demo.explain_all(model, x, log=lambda line: None)
+    assert not skipped, skipped
+    assert len(results) == len(kx.analyzers.names())
+
+
+def wrappers(model, x, masks, out):
+    kx.NoiseTunnel(kx.IntegratedGradients(model, steps=4), samples=2).analyze(x)
+    kx.NoiseTunnel(kx.Occlusion(model, window=4), samples=2).analyze(x)
+    kx.LayerConductance(model, layer=model.layers[0], steps=4).analyze(x)
+
+
+def metrics(model, x, masks, out):
+    kx.metrics.evaluate(["gradient", "occlusion"], model, x, masks=masks, steps=8)
+
+
+def concepts(model, x, masks, out):
+    rng = np.random.default_rng(3)
+    concept = rng.normal(1.0, 1.0, (12, 8, 8, 2)).astype("float32")
+    randoms = [rng.normal(size=(12, 8, 8, 2)).astype("float32") for _ in range(3)]
+    layer = model.layers[0]
+    kx.concepts.TCAV(model, layer, {"shifted": concept}, randoms, runs=2).run(x, target=1)
+    kx.concepts.CAV.fit(model, layer, concept, randoms[0])
+
+
+def representations(model, x, masks, out):
+    kx.representations.similarity_matrix(model, model, np.concatenate([x] * 3), batch_size=4)
+    features = np.random.default_rng(5).normal(size=(20, 6))
+    kx.representations.cka(features, features[:, ::-1])
+    kx.representations.svcca(features, features[:, ::-1])
+    kx.representations.embed(features)
+
+
+def features(model, x, masks, out):
+    kx.features.maximize(model, kx.features.logit(1), steps=4)
+    kx.features.top_patches(model, model.layers[0], x, 0, k=2)
+
+
+def datasets_and_streams(model, x, masks, out):
+    kx.datasets.shapes(4, size=16)
+    kx.explain_dataset("smoothgrad", model, x, out_dir=out / "shards", batch_size=2, samples=2)
+    kx.report(["gradient", "occlusion"], model, x, out=str(out / "page.html"))
+
+
+def attacks(model, x, masks, out):
+    target = np.zeros(len(x), int)
+    kx.robust.pgd(model, x, target, radius=0.1, step_size=0.05, steps=2, random_start=True)
+    kx.robust.fgsm(model, x, target, epsilon=0.1)
+
+
+FAMILIES = {
+    "every registered analyzer": every_analyzer,
+    "wrappers and layer paths": wrappers,
+    "metrics": metrics,
+    "concepts": concepts,
+    "representations": representations,
+    "features": features,
+    "datasets, explain_dataset, report": datasets_and_streams,
+    "robust": attacks,
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_no_public_family_touches_the_global_random_state(setting, family):
+    model, x, masks, out = setting
+    before = snapshot()
+    FAMILIES[family](model, x, masks, out)
+    assert_same(before, snapshot(), family)
