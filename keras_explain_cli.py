@@ -1,13 +1,15 @@
 """The ``keras-explain`` console command, quiet: TensorFlow's start-up logs are held back.
 
 Importing TensorFlow writes a dozen lines to the process' standard error from C++
-(oneDNN, CUDA stubs, ``cuInit`` errors, the CPU feature guard) before its own log
-level is read, so ``TF_CPP_MIN_LOG_LEVEL`` alone does not silence them. This module
-lives outside the ``keras_explain`` package because importing any part of the package
-imports TensorFlow: it sets ``TF_CPP_MIN_LOG_LEVEL=2`` (warnings and info off, errors
-kept), points file descriptor 2 at a temporary file while :mod:`keras_explain.cli` is
-imported, and then hands over to :func:`keras_explain.cli.main`. If that import
-fails, what TensorFlow wrote is replayed to standard error before the exception.
+(oneDNN, CUDA stubs, the CPU feature guard) before its own log level is read, so
+``TF_CPP_MIN_LOG_LEVEL`` alone does not silence them, and setting up the devices adds
+a ``cuInit`` error on a machine without a GPU. This module lives outside the
+``keras_explain`` package because importing any part of the package imports
+TensorFlow: it sets ``TF_CPP_MIN_LOG_LEVEL=2`` (warnings and info off, errors kept),
+points file descriptor 2 at a temporary file while :mod:`keras_explain.cli` is
+imported and the devices are listed, and then hands over to
+:func:`keras_explain.cli.main`. If that fails, what TensorFlow wrote is replayed to
+standard error before the exception.
 
 A user's own ``TF_CPP_MIN_LOG_LEVEL`` wins (then nothing is redirected), and
 ``--verbose`` anywhere on the command line keeps every log.
@@ -39,7 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quiet:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_LEVEL
     with held_stderr() if quiet else contextlib.nullcontext():
+        import tensorflow as tf
+
         from keras_explain import cli
+
+        # the devices are set up at their first use, which logs too (cuInit on a
+        # machine without a GPU): set them up here, still held back
+        tf.config.list_physical_devices()
     try:
         return cli.main(argv)
     except BrokenPipeError:  # `keras-explain methods | head`: the reader left, not an error
