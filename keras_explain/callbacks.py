@@ -155,7 +155,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         ...                           keras.layers.Conv2D(4, 3, activation="relu"),
         ...                           keras.layers.Flatten(), keras.layers.Dense(3)])
         >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        >>> x, y = np.random.rand(16, 8, 8, 1), np.random.randint(0, 3, 16)
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.random((16, 8, 8, 1)), rng.integers(0, 3, 16)
         >>> import tempfile
         >>> log_dir = tempfile.mkdtemp()
         >>> logger = kx.callbacks.ExplanationLogger(["gradient"], x[:4], log_dir=log_dir,
@@ -477,7 +478,8 @@ class EmbeddingLogger(keras.callbacks.Callback):
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"),
         ...                           keras.layers.Dense(2)])
         >>> model.compile("adam", "mse")
-        >>> x, y = np.random.rand(32, 4), np.random.rand(32, 2)
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.random((32, 4)), rng.random((32, 2))
         >>> logger = kx.callbacks.EmbeddingLogger("hidden", x, y.argmax(1), tempfile.mkdtemp())
         >>> _ = model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
     """
