@@ -12,7 +12,7 @@ methods. Its columns are the metrics of :mod:`keras_explain.metrics.registry`:
 accessed, and :func:`register_metric` adds one.
 """
 
-from keras_explain.metrics import registry
+from keras_explain.metrics import registry  # first: the families below register into it
 from keras_explain.metrics.engine import Curve
 from keras_explain.metrics.faithfulness import (
     completeness,

@@ -32,6 +32,7 @@ from keras_explain.metrics.engine import (
     run_job,
     spatial_shape,
 )
+from keras_explain.metrics.registry import MetricContext, register_metric
 
 ORDERS = ("morf", "lerf")
 
@@ -484,3 +485,25 @@ def completeness(model, x, attributions, target=None, baseline: Any = 0.0) -> np
     _, clean, scores = run_job(model, x if inputs is None else inputs, target, job)
     totals = full.reshape(len(x), -1).astype(np.float64).sum(axis=1)
     return (totals - (clean.astype(np.float64) - scores[:, 0])).astype(np.float32)
+
+
+# -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------
+@register_metric("deletion_auc", better="lower", report_default=True)
+def _deletion_auc(context: MetricContext) -> np.ndarray:
+    """Area under the deletion curve (zero baseline, ``context.steps`` steps)."""
+    c = context
+    return deletion(c.model, c.x, c.attributions, c.target, steps=c.steps).auc
+
+
+@register_metric("insertion_auc", better="higher", report_default=True)
+def _insertion_auc(context: MetricContext) -> np.ndarray:
+    """Area under the insertion curve (blur baseline, ``context.steps`` steps)."""
+    c = context
+    return insertion(c.model, c.x, c.attributions, c.target, steps=c.steps).auc
+
+
+@register_metric("infidelity", better="lower")
+def _infidelity(context: MetricContext) -> np.ndarray:
+    """Normalized infidelity, Gaussian noise of σ = 0.1."""
+    c = context
+    return infidelity(c.model, c.x, c.attributions, c.target, seed=c.seed)

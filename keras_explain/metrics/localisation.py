@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from keras_explain.metrics.engine import masks_like
+from keras_explain.metrics.registry import MetricContext, register_metric
 
 
 def _maps(attributions: Any, function: str) -> np.ndarray:
@@ -157,3 +158,22 @@ def sparseness(attributions) -> np.ndarray:
     total = values.sum(axis=1)
     gini = (values * weights).sum(axis=1) / (count * np.where(total > 0, total, 1.0))
     return np.where(total > 0, gini, 0.0).astype(np.float32)
+
+
+# -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------
+@register_metric("pointing_game", better="higher", needs_masks=True, report_default=True)
+def _pointing_game(context: MetricContext) -> np.ndarray:
+    """Pointing game against ``context.masks``."""
+    return pointing_game(context.attributions, context.masks)
+
+
+@register_metric("relevance_mass", better="higher", needs_masks=True, report_default=True)
+def _relevance_mass(context: MetricContext) -> np.ndarray:
+    """Share of the positive relevance inside ``context.masks``."""
+    return relevance_mass(context.attributions, context.masks)
+
+
+@register_metric("sparseness", better="higher", report_default=True)
+def _sparseness(context: MetricContext) -> np.ndarray:
+    """Gini index of ``|a|``."""
+    return sparseness(context.attributions)

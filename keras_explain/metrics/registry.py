@@ -10,8 +10,10 @@ function that turns a :class:`MetricContext` into one value per sample.
 and ``ExplanationLogger(metrics=...)`` (all three check names with
 :func:`check_metrics`), in ``keras-explain benchmark``'s table and its "better"
 arrows, and in the report's sortable metrics table. Columns keep the order in
-which they were registered; the built-in ones are registered at the end of this
-module.
+which they were registered. The built-in ones are registered by their family's
+module, next to the function they call, in the order
+:mod:`keras_explain.metrics` imports those modules (alphabetical); this module
+imports none of them.
 """
 
 from __future__ import annotations
@@ -23,10 +25,6 @@ from typing import Any
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.metrics.faithfulness import deletion, infidelity, insertion
-from keras_explain.metrics.localisation import pointing_game, relevance_mass, sparseness
-from keras_explain.metrics.robustness import sensitivity_max
-from keras_explain.metrics.sanity import randomization
 
 #: The two values ``better`` may take.
 DIRECTIONS = ("higher", "lower")
@@ -330,62 +328,3 @@ def metric_values(
         seed=seed,
     )
     return np.asarray(column.values(context))
-
-
-# -- The built-in columns, in table order ------------------------------------------------
-@register_metric("deletion_auc", better="lower", report_default=True)
-def _deletion_auc(context: MetricContext) -> np.ndarray:
-    """Area under the deletion curve (zero baseline, ``context.steps`` steps)."""
-    c = context
-    return deletion(c.model, c.x, c.attributions, c.target, steps=c.steps).auc
-
-
-@register_metric("insertion_auc", better="higher", report_default=True)
-def _insertion_auc(context: MetricContext) -> np.ndarray:
-    """Area under the insertion curve (blur baseline, ``context.steps`` steps)."""
-    c = context
-    return insertion(c.model, c.x, c.attributions, c.target, steps=c.steps).auc
-
-
-@register_metric("infidelity", better="lower")
-def _infidelity(context: MetricContext) -> np.ndarray:
-    """Normalized infidelity, Gaussian noise of σ = 0.1."""
-    c = context
-    return infidelity(c.model, c.x, c.attributions, c.target, seed=c.seed)
-
-
-@register_metric("sensitivity_max", better="lower")
-def _sensitivity_max(context: MetricContext) -> np.ndarray:
-    """Max-sensitivity of the analyzer in the L∞ ball of radius 0.02."""
-    return sensitivity_max(context.analyzer, context.x, context.target, seed=context.seed)
-
-
-@register_metric("pointing_game", better="higher", needs_masks=True, report_default=True)
-def _pointing_game(context: MetricContext) -> np.ndarray:
-    """Pointing game against ``context.masks``."""
-    return pointing_game(context.attributions, context.masks)
-
-
-@register_metric("relevance_mass", better="higher", needs_masks=True, report_default=True)
-def _relevance_mass(context: MetricContext) -> np.ndarray:
-    """Share of the positive relevance inside ``context.masks``."""
-    return relevance_mass(context.attributions, context.masks)
-
-
-@register_metric("randomization", better="lower")
-def _randomization(context: MetricContext) -> np.ndarray:
-    """Spearman of ``|a|`` after cascading randomization of every layer (the last step)."""
-    c = context
-    # randomization's `seed` seeds the re-initialization and the method's draws
-    # (the same for the original and every randomized explanation)
-    method_params = {key: value for key, value in c.params.items() if key != "seed"}
-    similarities = randomization(
-        c.name, c.model, c.x, c.target, seed=c.seed, **{"verbose": 0, **method_params}
-    )
-    return list(similarities.values())[-1]
-
-
-@register_metric("sparseness", better="higher", report_default=True)
-def _sparseness(context: MetricContext) -> np.ndarray:
-    """Gini index of ``|a|``."""
-    return sparseness(context.attributions)

@@ -12,6 +12,7 @@ import numpy as np
 from keras_explain import _validate
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.metrics.engine import as_batch, checked, fixed_target
+from keras_explain.metrics.registry import MetricContext, register_metric
 
 
 def _explainer(analyzer: Any, function: str):
@@ -106,3 +107,10 @@ def sensitivity_max(
     norms = np.where(norms == 0, 1.0, norms)
     distances = np.linalg.norm(noisy - clean[:, None], axis=2)
     return (distances.max(axis=1) / norms).astype(np.float32)
+
+
+# -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------
+@register_metric("sensitivity_max", better="lower")
+def _sensitivity_max(context: MetricContext) -> np.ndarray:
+    """Max-sensitivity of the analyzer in the L∞ ball of radius 0.02."""
+    return sensitivity_max(context.analyzer, context.x, context.target, seed=context.seed)

@@ -21,6 +21,7 @@ import numpy as np
 from keras_explain import _graph, _validate, random
 from keras_explain.analyzers.registry import create_analyzer, parameters
 from keras_explain.metrics.engine import as_batch, checked, feature_key, fixed_target
+from keras_explain.metrics.registry import MetricContext, register_metric
 
 MODES = ("cascading", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "pearson", "ssim")
@@ -310,3 +311,17 @@ def _clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -
     while len(_CLONES) > _KEEP:
         _CLONES.popitem(last=False)
     return clone, analyzer
+
+
+# -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------
+@register_metric("randomization", better="lower")
+def _randomization(context: MetricContext) -> np.ndarray:
+    """Spearman of ``|a|`` after cascading randomization of every layer (the last step)."""
+    c = context
+    # randomization's `seed` seeds the re-initialization and the method's draws
+    # (the same for the original and every randomized explanation)
+    method_params = {key: value for key, value in c.params.items() if key != "seed"}
+    similarities = randomization(
+        c.name, c.model, c.x, c.target, seed=c.seed, **{"verbose": 0, **method_params}
+    )
+    return list(similarities.values())[-1]

@@ -200,9 +200,9 @@ def test_the_guides_table_of_metrics_is_the_registry():
         ["`deletion_auc`", "lower", "no"],
         ["`insertion_auc`", "higher", "no"],
         ["`infidelity`", "lower", "no"],
-        ["`sensitivity_max`", "lower", "no"],
         ["`pointing_game`", "higher", "yes"],
         ["`relevance_mass`", "higher", "yes"],
-        ["`randomization`", "lower", "no"],
         ["`sparseness`", "higher", "no"],
+        ["`sensitivity_max`", "lower", "no"],
+        ["`randomization`", "lower", "no"],
     ]
