@@ -155,20 +155,33 @@ def shapes_cnn(size: int = 32, seed: int = 0, *, train_steps: int = 1000):
     """
     import keras
 
-    keras.utils.set_random_seed(seed)
     layers = keras.layers
     inputs = keras.Input((size, size, 3), name="image")
     h = inputs
     for index, filters in enumerate((16, 32, 64), start=1):
         strides = 2 if index == 1 and size >= 64 else 1
         kernel = 4 if strides == 2 else 3
-        h = layers.Conv2D(filters, kernel, strides, padding="same", name=f"conv{index}")(h)
+        h = layers.Conv2D(
+            filters,
+            kernel,
+            strides,
+            padding="same",
+            kernel_initializer=seeded_initializer(seed, index),
+            name=f"conv{index}",
+        )(h)
         h = layers.BatchNormalization(name=f"norm{index}")(h)
         h = layers.ReLU(name=f"relu{index}")(h)
         h = layers.MaxPooling2D(name=f"pool{index}")(h)
-    h = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv4")(h)
+    h = layers.Conv2D(
+        64,
+        3,
+        padding="same",
+        activation="relu",
+        kernel_initializer=seeded_initializer(seed, 4),
+        name="conv4",
+    )(h)
     h = layers.GlobalAveragePooling2D(name="gap")(h)
-    outputs = layers.Dense(5, name="logits")(h)
+    outputs = layers.Dense(5, kernel_initializer=seeded_initializer(seed, 5), name="logits")(h)
     model = keras.Model(inputs, outputs, name="shapes_cnn")
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, max(1, train_steps))
     model.compile(
@@ -192,7 +205,9 @@ def train_shapes_cnn(
 ):
     """Train :func:`shapes_cnn` on fresh shapes; returns ``(model, test accuracy)``.
 
-    The training images use ``seed``, the test images ``seed + 1`` (never seen).
+    The training images use ``seed``, the test images ``seed + 1`` (never seen);
+    the batches are shuffled with ``seed`` too (no global random state is read
+    or changed, so the same call trains the same model).
     With ``augment``, each batch is turned by a random multiple of 90 degrees and
     mirrored at random (seeded, :func:`dihedral_batches`): every class is a shape
     drawn at a random rotation, so the label stays true, and a small training set
@@ -205,11 +220,39 @@ def train_shapes_cnn(
     model = shapes_cnn(size, seed, train_steps=epochs * math.ceil(train / batch_size))
     if augment:
         batches = dihedral_batches(x_train, y_train, batch_size, seed)
-        model.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)  # shuffled in it
     else:
-        model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose)
+        batches = shuffled_batches(x_train, y_train, batch_size, seed)
+    model.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)  # shuffled in it
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     return model, float(accuracy)
+
+
+def seeded_initializer(seed: int, index: int):
+    """Glorot-uniform weights drawn from their own seed: no global random state is used.
+
+    A model builder gives each layer ``index`` its own initializer, so that two
+    layers of the same shape do not start equal, and calling the builder again
+    with the same ``seed`` builds the same weights.
+    """
+    import keras
+
+    return keras.initializers.GlorotUniform(seed=int(seed) * 1000 + index)
+
+
+def shuffled_batches(images, labels, batch_size: int, seed: int = 0):
+    """A ``tf.data`` pipeline of batches, reshuffled every epoch from ``seed``.
+
+    ``model.fit(x, y, shuffle=True)`` shuffles with TensorFlow's global seed; this
+    does not read or change it.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(images, labels)`` batches.
+    """
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(2)
 
 
 def dihedral_batches(images, labels, batch_size: int, seed: int = 0):
@@ -232,9 +275,7 @@ def dihedral_batches(images, labels, batch_size: int, seed: int = 0):
         images = tf.cond(mirror >= 2, lambda: tf.reverse(images, [2]), lambda: images)
         return images, labels
 
-    data = tf.data.Dataset.from_tensor_slices((images, labels))
-    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
+    data = shuffled_batches(images, labels, batch_size, seed)
     keys = tf.data.Dataset.counter().map(lambda step: tf.stack([tf.cast(seed, tf.int64), step]))
     return tf.data.Dataset.zip(keys, data).map(transform).prefetch(2)
 
@@ -248,12 +289,14 @@ def run_methods(
     parameters: dict[str, dict[str, Any]],
     *,
     seed: int = 0,
+    metrics: Sequence[str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """:func:`keras_explain.metrics.evaluate` method by method, with one progress bar.
 
     A method that fails is left out of the table and reported, as the demo does.
+    ``metrics`` are the columns (default: ``evaluate``'s defaults).
 
     Returns:
         ``(rows, {skipped method: reason})``.
@@ -273,6 +316,7 @@ def run_methods(
                 x,
                 target,
                 masks=masks,
+                metrics=metrics,
                 seed=seed,
                 verbose=0,
             )[0]
@@ -300,10 +344,15 @@ def _format(value: float) -> str:
     return f"{value:.3f}"
 
 
+def shown_columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The columns of the rows after ``method`` (:data:`COLUMNS` for the default metrics)."""
+    return tuple(key for key in rows[0] if key != "method") if rows else columns()
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a Markdown (GitHub pipe) table, arrows saying which way is better."""
     arrow = {"lower": "↓", "higher": "↑"}
-    shown, directions = columns(), better()
+    shown, directions = shown_columns(rows), better()
     header = ["method", *(f"{column} {arrow[directions[column]]}" for column in shown)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -313,9 +362,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
-    """The rows as CSV, full precision, columns ``method`` then :data:`COLUMNS`."""
+    """The rows as CSV, full precision, columns ``method`` then :func:`shown_columns`."""
     with open(path, "w", newline="") as handle:
-        fields = ["method", *columns()]
+        fields = ["method", *shown_columns(rows)]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in rows:
@@ -328,7 +377,7 @@ def plot_table(rows: Sequence[dict[str, Any]]):
 
     names = [row["method"] for row in rows]
     height = max(3.0, 0.22 * len(names) + 1.0)
-    shown, directions = columns(), better()
+    shown, directions = shown_columns(rows), better()
     grid = math.ceil(len(shown) / 3)
     figure = Figure(figsize=(16, 2 * height * grid / 3), layout="constrained")
     axes = figure.subplots(grid, 3, sharey=True, squeeze=False).ravel()
@@ -365,6 +414,7 @@ def benchmark(
     train: int | None = None,
     epochs: int | None = None,
     size: int | None = None,
+    metrics: str | Sequence[str] | None = None,
 ) -> int:
     """Train the shapes CNN, evaluate the methods, print and save the table.
 
@@ -380,9 +430,15 @@ def benchmark(
         train: Training images (default 40,000, 4,000 with ``quick``).
         epochs: Training epochs (default 5, 4 with ``quick``).
         size: Image side in pixels (default 32).
+        metrics: The columns: registered metric names, ``"all"`` (every
+            registered metric, :data:`keras_explain.metrics.METRICS`), or ``None``
+            (the defaults of :func:`keras_explain.metrics.evaluate`).
 
     Returns:
         0, or 1 if no method worked.
+
+    Raises:
+        ValueError: For an unknown metric name (before any training).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
@@ -396,6 +452,10 @@ def benchmark(
     settings.update({key: value for key, value in given.items() if value is not None})
     if methods is None:
         methods = list(QUICK_METHODS) if quick else default_methods()
+    if metrics == "all":
+        metrics = list(registry.names())
+    elif metrics is not None:
+        metrics = registry.check_metrics(metrics, masks=True, caller="benchmark")
     os.makedirs(out, exist_ok=True)
 
     print(
@@ -415,7 +475,14 @@ def benchmark(
     if methods == default_methods():
         print(f"  left out as slow (name them with --methods): {', '.join(SLOW_METHODS)}")
     rows, skipped = run_methods(
-        model, x, labels, masks, methods, method_parameters(settings["size"]), seed=seed
+        model,
+        x,
+        labels,
+        masks,
+        methods,
+        method_parameters(settings["size"]),
+        seed=seed,
+        metrics=metrics,
     )
     if not rows:
         print("No method worked on the benchmark model; no table written.")

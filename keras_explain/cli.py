@@ -73,7 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args, parser)
     if args.command == "benchmark":
         from keras_explain.benchmark import benchmark
+        from keras_explain.metrics import registry
 
+        metrics = args.metrics
+        if metrics is not None and metrics.strip() == "all":
+            metrics = "all"
+        elif metrics is not None:
+            try:
+                metrics = registry.check_metrics(
+                    [m.strip() for m in metrics.split(",") if m.strip()],
+                    masks=True,
+                    caller="benchmark --metrics",
+                )
+            except ValueError as error:
+                parser.error(str(error))
         return benchmark(
             args.out,
             methods=args.methods,
@@ -83,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train=args.train,
             epochs=args.epochs,
             size=args.size,
+            metrics=metrics,
         )
     return demo(args.out, epochs=args.epochs, samples=args.samples, methods=args.methods)
 
@@ -140,6 +154,12 @@ def _add_benchmark(commands) -> None:
     )
     parser.add_argument(
         "--size", type=_size, default=None, help="image side in pixels, >= 16 (default: 32)"
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated metric columns, or 'all' (every registered metric; default: "
+        "kx.metrics.evaluate's defaults)",
     )
 
 

@@ -72,6 +72,22 @@ def test_benchmark_writes_a_finite_table(tmp_path, capsys):
     assert picture.ndim == 3 and picture.shape[1] > 500
 
 
+def test_benchmark_metrics_chooses_the_columns(tmp_path, capsys):
+    out = tmp_path / "bench"
+    common = ["benchmark", "--out", str(out), "--methods", "gradient", "--train", "64"]
+    common += ["--epochs", "1", "--samples", "2", "--size", "16"]
+    assert cli.main([*common, "--metrics", "sparseness, pointing_game"]) == 0
+    with open(out / "benchmark.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert list(table[0]) == ["method", "seconds_per_sample", "sparseness", "pointing_game"]
+    markdown = (out / "benchmark.md").read_text().splitlines()
+    assert markdown[0] == "| method | seconds_per_sample ↓ | sparseness ↑ | pointing_game ↑ |"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main([*common, "--metrics", "sparseness,nonsense"])
+    assert "benchmark --metrics: unknown metric. Received: 'nonsense'" in capsys.readouterr().err
+
+
 def test_benchmark_defaults_and_parameters():
     chosen = benchmark.default_methods()
     assert chosen == [name for name in analyzers.names() if name not in benchmark.SLOW_METHODS]
@@ -91,7 +107,7 @@ def test_benchmark_markdown_formats_nan_and_small_values():
     row["randomization"], row["infidelity"] = float("nan"), 1.5e-5
     lines = benchmark.markdown_table([row]).splitlines()
     assert (
-        lines[2] == "| m | 0.500 | 0.500 | 0.500 | 1.50e-05 | 0.500 | 0.500 | 0.500 | nan | 0.500 |"
+        lines[2] == "| m | 0.500 | 0.500 | 0.500 | 1.50e-05 | 0.500 | 0.500 | 0.500 | 0.500 | nan |"
     )
 
 

@@ -107,6 +107,15 @@ def attacks(model, x, masks, out):
     kx.robust.fgsm(model, x, target, epsilon=0.1)
 
 
+def model_builders(model, x, masks, out):
+    from keras_explain import benchmark
+
+    for augment in (False, True):
+        benchmark.train_shapes_cnn(32, 1, 16, test=4, verbose=0, batch_size=16, augment=augment)
+    digits = demo.digits_data()
+    demo.train(demo.digits_cnn(), tuple(part[:64] for part in digits), epochs=1)
+
+
 FAMILIES = {
     "every registered analyzer": every_analyzer,
     "wrappers and layer paths": wrappers,
@@ -116,6 +125,7 @@ FAMILIES = {
     "features": features,
     "datasets, explain_dataset, report": datasets_and_streams,
     "robust": attacks,
+    "the demo's and benchmark's models": model_builders,
 }
 
 
@@ -125,3 +135,18 @@ def test_no_public_family_touches_the_global_random_state(setting, family):
     before = snapshot()
     FAMILIES[family](model, x, masks, out)
     assert_same(before, snapshot(), family)
+
+
+def test_the_model_builders_are_reproducible_without_global_seeding():
+    from keras_explain import benchmark
+
+    first, second = benchmark.shapes_cnn(16, seed=3), benchmark.shapes_cnn(16, seed=3)
+    other = benchmark.shapes_cnn(16, seed=4)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kernels = [w for w in first.get_weights() if w.ndim > 1]
+    assert not np.array_equal(kernels[0], other.get_weights()[0])
+    assert len({float(np.abs(k).sum()) for k in kernels}) == len(kernels)  # layers differ
+    np.testing.assert_array_equal(
+        demo.digits_cnn(seed=1).get_weights()[0], demo.digits_cnn(seed=1).get_weights()[0]
+    )
