@@ -8,6 +8,11 @@ deletion within 1.3x, pixel flipping within 1.2x (issue #27)). The metric's time
 includes everything a user waits for: building the evaluator, tracing, ranking,
 making the copies and the curve.
 
+Then the perturbation metrics of issue #25 (faithfulness estimate, monotonicity,
+monotonicity correlation, sensitivity-n, IROF, ROAD) on the same images, each
+against the plain forward passes of as many inputs as it evaluates (target: within
+1.3x, issue #25 item 6).
+
 Randomization (cascading, every layer of a CNN with five weighted layers) against
 the explanations it recomputes: the original and one per randomized layer, by an
 analyzer already traced (target: within 1.3x, issue #27; 1.5x before). Its time
@@ -68,13 +73,59 @@ def main():
             1.2,
         ),
     ]
-    for name, metric, count, goal in cases:
+    for name, metric, count, goal in cases + catalogue_cases(model, images, labels, relevance):
         copies = np.repeat(images, count, axis=0)  # same number of rows; values irrelevant
         timing = paired(metric, chunked_model_call(model, copies, chunk), repeats=5, warmup=1)
         print(
             f"{name:<34}{len(copies):>8}{timing.method_ms:>12.0f}{timing.reference_ms:>12.0f}"
             f"{timing.ratio:>8.2f}  <= {goal}x: {verdict(timing.ratio, goal)}"
         )
+
+
+def catalogue_cases(model, images, labels, relevance):
+    """The perturbation metrics of issue #25, about 100 copies per image (target: 1.3x).
+
+    Each row counts every input the metric sends through the model, the clean
+    image included (counted in the engine's traces): faithfulness estimate and
+    monotonicity with 100 groups of 41
+    pixels (4,096 / 41), monotonicity correlation with 10 groups x 10 draws,
+    sensitivity-n with its 10 default sizes x 10 subsets, IROF with 64 square
+    segments, ROAD with its 9 percentages (its noisy linear imputation, a sparse
+    solve per image and percentage, is part of the metric's time).
+    """
+    m, x, t, a = model, images, labels, relevance
+    segments = np.arange(64 * 64).reshape(64, 64)
+    segments = (segments // 64 // 8) * 8 + (segments % 64) // 8  # 8x8 squares of 8x8 pixels
+    return [
+        (
+            "faithfulness_estimate, 100 groups",
+            lambda: kx.metrics.faithfulness_estimate(m, x, a, t, features_in_step=41),
+            101,
+            1.3,
+        ),
+        (
+            "monotonicity, 100 groups",
+            lambda: kx.metrics.monotonicity(m, x, a, t, features_in_step=41),
+            101,
+            1.3,
+        ),
+        (
+            "monotonicity_correlation, 10x10",
+            lambda: kx.metrics.monotonicity_correlation(
+                m, x, a, t, features_in_step=410, samples=10
+            ),
+            101,
+            1.3,
+        ),
+        (
+            "sensitivity_n, 10 sizes x 10",
+            lambda: kx.metrics.sensitivity_n(m, x, a, t, samples=10),
+            101,
+            1.3,
+        ),
+        ("irof, 64 segments", lambda: kx.metrics.irof(m, x, a, t, segmentation=segments), 65, 1.3),
+        ("road, 9 percentages", lambda: kx.metrics.road(m, x, a, t), 10, 1.3),
+    ]
 
 
 def five_layer_cnn(size=64):

@@ -4,7 +4,9 @@
 on a textured, cluttered background, and returns the pixel mask of that object:
 the localisation ground truth of :func:`keras_explain.metrics.pointing_game`,
 :func:`~keras_explain.metrics.relevance_mass` and
-:func:`~keras_explain.metrics.relevance_rank`.
+:func:`~keras_explain.metrics.relevance_rank`. :func:`shapes_mosaics` tiles
+them 2 x 2, two tiles of a target class: the ground truth of
+:func:`keras_explain.metrics.focus`.
 """
 
 from __future__ import annotations
@@ -66,20 +68,83 @@ def shapes(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarra
         True
     """
     n = _validate.positive_int(n, "n")
+    size = _checked_size(size, "shapes")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), n)
+    images, masks = _images(labels, size, rng)
+    return images, labels.astype(np.int64), masks
+
+
+def shapes_mosaics(
+    n: int, size: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2 x 2 mosaics of :func:`shapes` images, two of them of the target class.
+
+    The Focus setting (Arias-Duart et al. 2022,
+    :func:`keras_explain.metrics.focus`): each mosaic has a target class
+    (uniform over :data:`CLASSES`), two tiles of that class at two random
+    positions of the four, and two tiles of classes drawn uniformly from the
+    other classes (the two may share a class). Each tile is an image of
+    :func:`shapes` (drawn the same way, its own object, background and
+    distractors). Same ``(n, size, seed)``, identical arrays.
+
+    Args:
+        n: Number of mosaics.
+        size: Height and width of a tile in pixels (>= 16); a mosaic is ``2 * size``.
+        seed: Seed of every random choice.
+
+    Returns:
+        ``(mosaics, labels, layouts)``: float32 ``(n, 2 * size, 2 * size, 3)`` in
+        [0, 1], int64 ``(n,)`` target classes, bool ``(n, 2, 2)`` tile layouts
+        (True where the tile shows the target class; row-major: top-left,
+        top-right, bottom-left, bottom-right).
+
+    Raises:
+        ValueError: For a non-positive ``n`` or a ``size`` below 16.
+
+    Example:
+        >>> import keras_explain as kx
+        >>> mosaics, labels, layouts = kx.datasets.shapes_mosaics(4, size=16, seed=1)
+        >>> mosaics.shape, labels.shape, layouts.shape
+        ((4, 32, 32, 3), (4,), (4, 2, 2))
+        >>> layouts.sum(axis=(1, 2)).tolist()
+        [2, 2, 2, 2]
+    """
+    n = _validate.positive_int(n, "n")
+    size = _checked_size(size, "shapes_mosaics")
+    classes = len(CLASSES)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    positions = rng.permuted(np.tile(np.arange(4), (n, 1)), axis=1)
+    layouts = positions < 2  # the tiles that drew positions 0 and 1 show the target class
+    others = (labels[:, None] + rng.integers(1, classes, (n, 4))) % classes
+    tiles, _ = _images(np.where(layouts, labels[:, None], others).ravel(), size, rng)
+    mosaics = tiles.reshape(n, 2, 2, size, size, 3).transpose(0, 1, 3, 2, 4, 5)
+    return (
+        mosaics.reshape(n, 2 * size, 2 * size, 3),
+        labels.astype(np.int64),
+        layouts.reshape(n, 2, 2),
+    )
+
+
+def _checked_size(size, function: str) -> int:
     size = _validate.positive_int(size, "size")
     if size < 16:
         raise ValueError(
-            f"shapes draws objects of at least a few pixels: size must be >= 16. Received: "
-            f"size={size}."
+            f"{function} draws objects of at least a few pixels: size must be >= 16. "
+            f"Received: size={size}."
         )
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, len(CLASSES), n)
-    images = np.empty((n, size, size, 3), np.float32)
-    masks = np.empty((n, size, size), bool)
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
+    return size
+
+
+def _images(labels: np.ndarray, size: int, rng: np.random.Generator):
+    """Images and masks of objects of the given classes, :data:`_CHUNK` at a time."""
+    images = np.empty((len(labels), size, size, 3), np.float32)
+    masks = np.empty((len(labels), size, size), bool)
+    for start in range(0, len(labels), _CHUNK):
+        stop = min(len(labels), start + _CHUNK)
         images[start:stop], masks[start:stop] = _draw(labels[start:stop], size, rng)
-    return images, labels.astype(np.int64), masks
+    return images, masks
 
 
 def _draw(labels: np.ndarray, size: int, rng: np.random.Generator):

@@ -57,3 +57,49 @@ def test_shapes_rejects_bad_arguments():
         kx.datasets.shapes(0)
     with pytest.raises(ValueError, match=r"size must be >= 16. Received: size=8"):
         kx.datasets.shapes(4, size=8)
+
+
+def object_mask(tile):
+    """The pixels of a tile's object: the one colour that survives a 3 x 3 erosion the most.
+
+    The object is drawn last in one colour and is many pixels wide; the line
+    distractors (1 to 2 pixels wide) vanish under the erosion and the noisy
+    background never repeats a colour exactly.
+    """
+    from scipy import ndimage
+
+    colours, counts = np.unique(tile.reshape(-1, 3), axis=0, return_counts=True)
+    candidates = [np.all(tile == colour, axis=-1) for colour in colours[counts >= 20]]
+    cores = [ndimage.binary_erosion(mask, np.ones((3, 3))).sum() for mask in candidates]
+    return candidates[int(np.argmax(cores))]
+
+
+def test_shapes_mosaics_tile_two_objects_of_the_target_class():
+    mosaics, labels, layouts = kx.datasets.shapes_mosaics(30, size=64, seed=2)
+    again = kx.datasets.shapes_mosaics(30, size=64, seed=2)
+    for first, second in zip((mosaics, labels, layouts), again):
+        np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(mosaics, kx.datasets.shapes_mosaics(30, size=64, seed=3)[0])
+    assert mosaics.shape == (30, 128, 128, 3) and mosaics.dtype == np.float32
+    assert labels.shape == (30,) and labels.dtype == np.int64
+    assert layouts.shape == (30, 2, 2) and layouts.dtype == bool
+    assert 0.0 <= mosaics.min() and mosaics.max() <= 1.0
+    np.testing.assert_array_equal(layouts.sum(axis=(1, 2)), 2)
+    assert set(labels) == set(range(len(kx.datasets.CLASSES)))
+    positions = {tuple(layout.ravel()) for layout in layouts}
+    assert len(positions) > 3  # the target tiles are placed at random
+    for mosaic, label, layout in zip(mosaics, labels, layouts):
+        for row in range(2):
+            for column in range(2):
+                tile = mosaic[64 * row : 64 * (row + 1), 64 * column : 64 * (column + 1)]
+                mask = object_mask(tile)
+                assert measure.label(mask, connectivity=2).max() == 1
+                shown = kx.datasets.CLASSES.index(classify(mask))
+                assert (shown == label) == layout[row, column]
+
+
+def test_shapes_mosaics_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"n must be a positive int. Received: n=-1"):
+        kx.datasets.shapes_mosaics(-1)
+    with pytest.raises(ValueError, match=r"shapes_mosaics draws .* size must be >= 16"):
+        kx.datasets.shapes_mosaics(2, size=15)

@@ -71,6 +71,16 @@ def wrappers(model, x, masks, out):
 
 def metrics(model, x, masks, out):
     kx.metrics.evaluate(["gradient", "occlusion"], model, x, masks=masks, steps=8)
+    # every other registered column, and the functions that are not columns
+    others = [name for name in kx.metrics.METRICS if name not in ("irof", "road")]
+    kx.metrics.evaluate(["gradient"], model, x, masks=masks, steps=8, metrics=others)
+    relevance = kx.Gradient(model).analyze(x)
+    kx.metrics.road(model, x, relevance, percentages=(20, 60))
+    kx.metrics.irof(model, x, relevance, segmentation=np.arange(64).reshape(8, 8) // 16)
+    kx.metrics.relative_representation_stability(kx.Gradient(model), x, layer=model.layers[0])
+    kx.metrics.meta_evaluate(
+        "sparseness", model, x, methods=["gradient", "input_t_gradient"], iterations=2, verbose=0
+    )
 
 
 def concepts(model, x, masks, out):

@@ -155,6 +155,139 @@ def fixed_target(analyzer: Any, x: np.ndarray, target: Any) -> Any:
     return analyzer.resolve_target(x, target)
 
 
+def explainer(analyzer: Any, function: str) -> Callable[[np.ndarray, Any], Any]:
+    """``explain(x, target)`` of an Analyzer or a callable, for metrics that re-explain.
+
+    An :class:`~keras_explain.analyzers.base.Analyzer` explains all the rows it
+    is given in one ``analyze`` call, in chunks of its ``rows_per_pass`` (the
+    noisy or shifted copies of every sample at once); a callable is returned
+    unchanged.
+
+    Raises:
+        TypeError: For an object that is neither an Analyzer nor callable.
+    """
+    from keras_explain.analyzers.base import Analyzer
+
+    if isinstance(analyzer, Analyzer):
+
+        def explain(inputs, target):
+            rows = analyzer.rows_per_pass([inputs.shape[1:]], backward=True)
+            return analyzer.analyze(inputs, target, batch_size=max(rows, 1))
+
+        return explain
+    if callable(analyzer):
+        return analyzer
+    raise TypeError(
+        f"{function} needs an analyzer (e.g. kx.Gradient(model)) or a callable "
+        f"explain(x, target) -> attributions. Received: {type(analyzer).__name__}."
+    )
+
+
+def repeated_target(target: Any, samples: int) -> Any:
+    """The target of ``np.repeat(x, samples, axis=0)``: per-sample indices repeated.
+
+    Other targets (an int, a name, a callable, None) apply to any rows unchanged.
+    """
+    if target is None or isinstance(target, str) or callable(target):
+        return target
+    indices = np.asarray(target)
+    return np.repeat(indices, samples, axis=0) if indices.ndim == 1 else target
+
+
+def noisy_copies(
+    x: np.ndarray,
+    samples: Any,
+    noise_scale: Any,
+    perturbation: Any,
+    seed: int,
+    function: str,
+    *,
+    gaussian: bool = False,
+) -> tuple[int, np.ndarray]:
+    """``(samples, copies)``: ``samples`` noisy copies ``x + d`` of each sample, sample-major.
+
+    Args:
+        x: The float32 batch ``(B, ...)``.
+        samples: Copies per sample (a positive int).
+        noise_scale: Half-width of the uniform noise ``d`` (or its σ with
+            ``gaussian``), drawn from ``np.random.default_rng(seed)``.
+        perturbation: None, or a callable that receives ``np.repeat(x, samples,
+            axis=0)`` and returns ``d`` of the same shape (then ``noise_scale``
+            and ``seed`` are unused).
+        seed: Seed of the noise.
+        function: The metric named in error messages.
+        gaussian: Gaussian instead of uniform noise.
+
+    Returns:
+        ``samples`` as an int and the float32 copies ``(B * samples, ...)``: copy
+        ``k`` of sample ``b`` is row ``b * samples + k``.
+
+    Raises:
+        ValueError: For a non-positive ``samples`` or ``noise_scale``, or a
+            perturbation of the wrong shape.
+    """
+    samples = checked(function, _validate.positive_int, samples, "samples")
+    repeated = np.repeat(x, samples, axis=0)
+    if perturbation is None:
+        scale = checked(function, _validate.positive, noise_scale, "noise_scale")
+        rng = np.random.default_rng(seed)
+        if gaussian:
+            delta = rng.normal(0.0, scale, repeated.shape).astype(np.float32)
+        else:
+            delta = rng.uniform(-scale, scale, repeated.shape).astype(np.float32)
+    else:
+        delta = np.asarray(perturbation(repeated), dtype=np.float32)
+        if delta.shape != repeated.shape:
+            raise ValueError(
+                f"{function}: the perturbation callable must return d shaped like its input "
+                f"{repeated.shape} (x repeated {samples} times, sample-major). Received: "
+                f"shape {delta.shape}."
+            )
+    return samples, repeated + delta
+
+
+def explain_copies(
+    analyzer: Any, x: np.ndarray, copies: np.ndarray, target: Any, function: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The explanations of ``x`` and of its copies, flattened, float64.
+
+    ``target`` is fixed on the clean input (:func:`fixed_target`) and repeated
+    for the copies (:func:`repeated_target`); the copies of all samples are
+    explained in one call (:func:`explainer`).
+
+    Args:
+        analyzer: An Analyzer or a callable ``explain(x, target)``.
+        x: The batch ``(B, ...)``.
+        copies: ``(B * samples, ...)`` copies, sample-major.
+        target: As in :mod:`keras_explain.targets`.
+        function: The metric named in error messages.
+
+    Returns:
+        ``clean`` ``(B, n)`` and ``copies`` ``(B, samples, n)`` explanations.
+
+    Raises:
+        TypeError: For an analyzer that is neither an Analyzer nor callable.
+    """
+    explain = explainer(analyzer, function)
+    samples = len(copies) // len(x)
+    target = fixed_target(analyzer, x, target)
+    clean = np.asarray(explain(x, target), np.float64).reshape(len(x), -1)
+    many = np.asarray(explain(copies, repeated_target(target, samples)), np.float64)
+    return clean, many.reshape(len(x), samples, -1)
+
+
+def relative_changes(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """``||e(x_k) - e(x)|| / ||e(x)||`` per sample and copy, ``(B, samples)``.
+
+    ``clean`` ``(B, n)`` and ``noisy`` ``(B, samples, n)`` as
+    :func:`explain_copies` returns them; a zero ``||e(x)||`` divides by 1 (as
+    Captum), so an explanation that stays zero scores 0.
+    """
+    norms = np.linalg.norm(clean, axis=1)
+    norms = np.where(norms == 0, 1.0, norms)
+    return np.linalg.norm(noisy - clean[:, None], axis=2) / norms[:, None]
+
+
 def feature_input(x: Any, attributions: Any, function: str) -> tuple[Any, Any, Any]:
     """``(inputs, x, attributions)`` of the one feature input of a dict ``x``.
 

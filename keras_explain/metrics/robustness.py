@@ -10,26 +10,8 @@ from typing import Any
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.analyzers.base import Analyzer
-from keras_explain.metrics.engine import as_batch, checked, fixed_target
+from keras_explain.metrics.engine import as_batch, explain_copies, noisy_copies, relative_changes
 from keras_explain.metrics.registry import MetricContext, register_metric
-
-
-def _explainer(analyzer: Any, function: str):
-    """``explain(x, target)`` and the rows per call for an Analyzer or a callable."""
-    if isinstance(analyzer, Analyzer):
-
-        def explain(inputs, target):
-            rows = analyzer.rows_per_pass([inputs.shape[1:]], backward=True)
-            return analyzer.analyze(inputs, target, batch_size=max(rows, 1))
-
-        return explain
-    if callable(analyzer):
-        return analyzer
-    raise TypeError(
-        f"{function} needs an analyzer (e.g. kx.Gradient(model)) or a callable "
-        f"explain(x, target) -> attributions. Received: {type(analyzer).__name__}."
-    )
 
 
 @_validate.accepts_renamed(radius="noise_scale")
@@ -80,33 +62,9 @@ def sensitivity_max(
     """
     function = "sensitivity_max"
     x = as_batch(x, function)
-    explain = _explainer(analyzer, function)
-    samples = checked(function, _validate.positive_int, samples, "samples")
-    repeated = np.repeat(x, samples, axis=0)
-    if perturbation is None:
-        scale = checked(function, _validate.positive, noise_scale, "noise_scale")
-        rng = np.random.default_rng(seed)
-        delta = rng.uniform(-scale, scale, repeated.shape).astype(np.float32)
-    else:
-        delta = np.asarray(perturbation(repeated), dtype=np.float32)
-        if delta.shape != repeated.shape:
-            raise ValueError(
-                f"{function}: the perturbation callable must return d shaped like its input "
-                f"{repeated.shape} (x repeated {samples} times, sample-major). Received: "
-                f"shape {delta.shape}."
-            )
-    target = fixed_target(analyzer, x, target)
-    clean = np.asarray(explain(x, target), dtype=np.float64).reshape(len(x), -1)
-    many = target
-    if target is not None and not isinstance(target, str) and not callable(target):
-        indices = np.asarray(target)
-        many = np.repeat(indices, samples) if indices.ndim == 1 else target
-    noisy = np.asarray(explain(repeated + delta, many), dtype=np.float64)
-    noisy = noisy.reshape(len(x), samples, -1)
-    norms = np.linalg.norm(clean, axis=1)
-    norms = np.where(norms == 0, 1.0, norms)
-    distances = np.linalg.norm(noisy - clean[:, None], axis=2)
-    return (distances.max(axis=1) / norms).astype(np.float32)
+    samples, copies = noisy_copies(x, samples, noise_scale, perturbation, seed, function)
+    clean, noisy = explain_copies(analyzer, x, copies, target, function)
+    return relative_changes(clean, noisy).max(axis=1).astype(np.float32)
 
 
 # -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------

@@ -135,7 +135,8 @@ def _known(function: str, measure: str) -> None:
         )
 
 
-def _takes_seed(analyzer_name: str) -> bool:
+def takes_seed(analyzer_name: str) -> bool:
+    """Whether the analyzer registered as ``analyzer_name`` takes a ``seed`` (draws noise)."""
     try:
         return "seed" in parameters(analyzer_name)
     except KeyError:  # create_analyzer explains an unknown name
@@ -243,8 +244,86 @@ def randomization(
         (['logits', 'hidden'], (3,))
     """
     function = "randomization"
-    mode = checked(function, _validate.one_of, mode, "mode", MODES)
+    explanations = randomized_explanations(
+        function,
+        analyzer_name,
+        model,
+        x,
+        target,
+        mode=mode,
+        layers=layers,
+        seed=seed,
+        analyzer_params=analyzer_params,
+    )
+    return compared(function, explanations, measure)
+
+
+def compared(function: str, explanations, measure: str) -> dict[str, np.ndarray]:
+    """``{name: (B,) similarities}`` of each explanation after the first with the first.
+
+    Args:
+        function: The metric's name, for error messages.
+        explanations: ``(name, explanation)`` pairs, the first the original
+            (as :func:`randomized_explanations` yields them).
+        measure: As in :func:`similarity`.
+
+    Returns:
+        The similarities, in the order given (the first left out).
+
+    Raises:
+        ValueError: For an unknown measure.
+    """
     _known(function, measure)
+    _, original = next(explanations)
+    prepared = None if measure == "ssim" else _prepared(original, measure)
+    results = {}
+    for name, explanation in explanations:
+        if prepared is None:
+            results[name] = _compare(original, explanation, measure)
+        else:  # the original's ranks are computed once
+            results[name] = _correlate(prepared, _prepared(explanation, measure))
+    return results
+
+
+def randomized_explanations(
+    function: str,
+    analyzer_name: str,
+    model: keras.Model,
+    x,
+    target=None,
+    *,
+    mode: str = "cascading",
+    layers: list[str] | None = None,
+    seed: int = 0,
+    analyzer_params: dict[str, Any] | None = None,
+    wrap: Any = None,
+    every_layer: bool = True,
+):
+    """Explanations of a clone of ``model`` as its layers are re-initialized top-down.
+
+    The one loop of the randomization checks (:func:`randomization`,
+    ``smooth_mprt``, ``efficient_mprt``): yields ``(None, explanation)`` of the
+    trained model, then ``(layer name, explanation)`` after each layer is
+    re-initialized as :func:`randomization` describes (``mode``, ``layers``,
+    ``seed``). The clone is back at the trained weights when the generator ends.
+
+    Args:
+        function: The metric's name, for error messages.
+        analyzer_name, model, x, target, mode, layers, seed: As in :func:`randomization`.
+        analyzer_params: Passed to :func:`keras_explain.create_analyzer`.
+        wrap: Optional ``wrap(analyzer) -> analyzer`` explaining instead (a
+            :class:`~keras_explain.NoiseTunnel` around it, for smooth MPRT).
+        every_layer: Explain after every layer; if False only once, after the
+            last (with ``"cascading"``: the fully randomized model).
+
+    Yields:
+        ``(name, (B, ...) explanation)`` pairs, the trained model's first.
+
+    Raises:
+        ValueError: For an unknown mode or layer name.
+        TypeError: For a model that is not a Keras model.
+    """
+    mode = checked(function, _validate.one_of, mode, "mode", MODES)
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"{function} re-initializes a clone of a Keras model. Received: model of type "
@@ -252,11 +331,12 @@ def randomization(
         )
     key = feature_key(x, function)  # a dict x: its feature input's attributions compared
     x = as_batch(x, function) if key is None else dict(x)
-    if _takes_seed(analyzer_name):
+    analyzer_params = dict(analyzer_params or {})
+    if takes_seed(analyzer_name):
         # a sampling method (smoothgrad, occlusion, ...) draws the same noise for the
         # original and every randomized explanation, so only the weights differ
         analyzer_params = {"seed": seed, **analyzer_params}
-    clone, analyzer = _clone_and_analyzer(model, analyzer_name, analyzer_params)
+    clone, analyzer = clone_and_analyzer(model, analyzer_name, analyzer_params)
     trained = model.get_weights()
     clone.set_weights(trained)
     candidates = [layer for layer in _leaf_layers(clone) if layer.weights]
@@ -270,28 +350,38 @@ def randomization(
             )
         candidates = [layer for layer in candidates if layer.name in layers]
     target = fixed_target(analyzer, x, target)
+    explainer = analyzer if wrap is None else wrap(analyzer)
 
     def explain() -> np.ndarray:
-        result = analyzer.analyze(x, target)
+        result = explainer.analyze(x, target)
         return result if key is None else result[key]
 
-    original = explain()
-    prepared = None if measure == "ssim" else _prepared(original, measure)
-    results = {}
-    for index, layer in enumerate(reversed(candidates)):
-        if mode == "independent" and index:
-            clone.set_weights(trained)
-        _reinitialize(layer, seed * 7919 + index)
-        explanation = explain()
-        if prepared is None:
-            results[layer.name] = _compare(original, explanation, measure)
-        else:  # the original's ranks are computed once
-            results[layer.name] = _correlate(prepared, _prepared(explanation, measure))
-    clone.set_weights(trained)  # a reused clone starts from trained weights anyway
-    return results
+    try:
+        yield None, explain()
+        top_down = list(reversed(candidates))
+        for index, layer in enumerate(top_down):
+            if mode == "independent" and index:
+                clone.set_weights(trained)
+            _reinitialize(layer, seed * 7919 + index)
+            if every_layer or index == len(top_down) - 1:
+                yield layer.name, explain()
+    finally:
+        clone.set_weights(trained)  # a reused clone starts from trained weights anyway
 
 
-def _clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -> tuple:
+def cloned(model: keras.Model) -> keras.Model:
+    """A clone of ``model`` (``keras.models.clone_model``) holding a copy of its weights.
+
+    The user's model is never touched; the clone is built with the global random
+    state kept (unseeded initializers draw Python's default seed).
+    """
+    with random.global_state_kept():
+        clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -> tuple:
     """A clone of ``model`` and the analyzer ``name`` on it, reused for the same arguments.
 
     The analyzer reads the clone's variables, so assigning weights to the clone
@@ -303,9 +393,7 @@ def _clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -
     if entry is not None and entry[0] is model and len(entry[1].weights) == len(model.weights):
         _CLONES.move_to_end(key)
         return entry[1], entry[2]
-    with random.global_state_kept():  # unseeded initializers draw Python's default seed
-        clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    clone = cloned(model)
     analyzer = create_analyzer(name, clone, **params)
     _CLONES[key] = (model, clone, analyzer)
     while len(_CLONES) > _KEEP:
