@@ -240,19 +240,38 @@ def seeded_initializer(seed: int, index: int):
 
 
 def shuffled_batches(images, labels, batch_size: int, seed: int = 0):
-    """A ``tf.data`` pipeline of batches, reshuffled every epoch from ``seed``.
+    """A ``tf.data`` pipeline of batches, in a new order every epoch, drawn from ``seed``.
 
-    ``model.fit(x, y, shuffle=True)`` shuffles with TensorFlow's global seed; this
-    does not read or change it.
+    Epoch ``e`` (the ``e``-th pass over the dataset) takes the permutation of
+    ``numpy.random.default_rng([seed, e])``. ``model.fit(x, y, shuffle=True)`` and
+    ``Dataset.shuffle(seed=...)`` both combine their seed with TensorFlow's global
+    seed, so a user's earlier ``keras.utils.set_random_seed`` would change the
+    training; this reads no global random state and changes none.
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)`` batches.
     """
+    import itertools
+
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((images, labels))
-    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(2)
+    images, labels = np.asarray(images), np.asarray(labels)
+    epochs = itertools.count()
+
+    def batches():
+        order = np.random.default_rng([seed, next(epochs)]).permutation(len(images))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            yield images[chosen], labels[chosen]
+
+    signature = (
+        tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype)),
+        tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
+    )
+    data = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # a known length: Keras then runs every epoch to the end (and reports progress)
+    count = math.ceil(len(images) / batch_size)
+    return data.apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
 
 
 def dihedral_batches(images, labels, batch_size: int, seed: int = 0):

@@ -20,7 +20,7 @@ DEMO_SAMPLES = 6
 #: Training epochs of the digits CNN.
 DEMO_EPOCHS = 8
 #: Training images, epochs and batch size of the demo's second model, on 64x64 shapes
-#: (0.95 to 0.98 test accuracy in under a minute on two CPU cores).
+#: (0.93 to 0.98 test accuracy in under a minute on two CPU cores).
 DEMO_SHAPES_TRAIN = 8000
 DEMO_SHAPES_EPOCHS = 10
 DEMO_SHAPES_BATCH = 16

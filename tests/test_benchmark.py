@@ -180,3 +180,25 @@ def test_the_strided_first_convolution_covers_every_pixel_equally():
     windows = tape.gradient(total, x).numpy()[0, :, :, 0] / conv.filters  # windows per pixel
     assert np.all(windows[1:-1, 1:-1] == 4)  # 2 x 2 windows on every interior pixel
     assert benchmark.shapes_cnn(32).get_layer("conv1").kernel_size == (3, 3)
+
+
+def test_shuffled_batches_read_no_global_seed_and_reshuffle_every_epoch():
+    import tensorflow as tf
+
+    images = np.arange(10, dtype=np.float32)[:, None]
+    labels = np.arange(10)
+
+    def two_epochs():
+        data = benchmark.shuffled_batches(images, labels, 4, seed=5)
+        return [np.concatenate([b.numpy() for _, b in data]) for _ in range(2)]
+
+    tf.random.set_seed(1)
+    first = two_epochs()
+    tf.random.set_seed(2)  # a user's global seed does not enter the order
+    second = two_epochs()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    # epoch e is the permutation of default_rng([seed, e]); a new order each epoch
+    for epoch, order in enumerate(first):
+        np.testing.assert_array_equal(order, np.random.default_rng([5, epoch]).permutation(10))
+    assert not np.array_equal(first[0], first[1])

@@ -64,7 +64,7 @@ def complexity(attributions) -> np.ndarray:
 
 
 def effective_complexity(attributions, *, eps: float = 1e-5, normalize: bool = True) -> np.ndarray:
-    """Effective complexity (Nguyen & Martinez 2020): the number of elements with |a| > eps.
+    """Effective complexity (Nguyen & Martinez 2020): the number of elements with ``|a| > eps``.
 
     ``#{i : |a_i| > eps}`` over the ``d`` elements of a sample. With
     ``normalize`` (Quantus' default) the attributions are first divided by the

@@ -83,7 +83,8 @@ def criteria(
     Returns:
         ``{"IAC_NR", "IAC_AR", "IEC_NR", "IEC_AR": float}``, each in [0, 1]; NaN
         when no draw selects a sample. A draw that selects none is left out of
-        the mean; NaN scores are left out of the tests and comparisons.
+        the mean; NaN scores are left out of the tests and comparisons; a single
+        selected sample gives ``p = 1`` (one pair never rejects).
 
     Raises:
         ValueError: For shapes that do not fit or ``better`` not in
