@@ -136,7 +136,10 @@ def run_job(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
     columns = evaluator.analyze(x, target)
     if isinstance(columns, Mapping):  # a dict x: the columns are the feature input's
         columns = columns[evaluator.input_names[evaluator.feature_input]]
-    return columns[:, 0].astype(np.int64), columns[:, 1], columns[:, 2:]
+    indices = columns[:, 0].astype(np.int64)
+    if callable(target) or (isinstance(target, str) and target == "all"):
+        indices = np.full_like(indices, -1)  # a sum or a function of outputs: no index
+    return indices, columns[:, 1], columns[:, 2:]
 
 
 def fixed_target(analyzer: Any, x: np.ndarray, target: Any) -> Any:

@@ -507,3 +507,10 @@ def _infidelity(context: MetricContext) -> np.ndarray:
     """Normalized infidelity, Gaussian noise of σ = 0.1."""
     c = context
     return infidelity(c.model, c.x, c.attributions, c.target, seed=c.seed)
+
+
+@register_metric("faithfulness_correlation", better="higher", default=False)
+def _faithfulness_correlation(context: MetricContext) -> np.ndarray:
+    """Pearson over 200 random subsets of 20% of the features, zero baseline."""
+    c = context
+    return faithfulness_correlation(c.model, c.x, c.attributions, c.target, seed=c.seed)

@@ -145,7 +145,9 @@ def evaluate(
                 steps=curve_steps,
                 seed=seed,
             )
-            row[metric] = float(np.nanmean(values))
+            values = np.asarray(values, dtype=np.float64)
+            defined = values[~np.isnan(values)]  # NaN: undefined for a sample
+            row[metric] = float(defined.mean()) if defined.size else float("nan")
             bar.update(1)
         rows.append(row)
     bar.close()

@@ -1,6 +1,7 @@
 """What every metric shares: bad input names the function, the value and the fix."""
 
 import helpers
+import keras
 import numpy as np
 import pytest
 
@@ -75,3 +76,19 @@ def test_bad_input_names_the_function_the_value_and_the_fix(conv_model):
         r"Received: samples=0",
     ):
         kx.metrics.sensitivity_max(kx.Gradient(conv_model), x, samples=0)
+
+
+def test_run_job_gives_no_index_for_a_sum_or_a_function_of_the_outputs():
+    from keras_explain.metrics.engine import Job, run_job
+    from keras_explain.metrics.faithfulness import _baseline_copy
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.set_weights([np.array([[1.0, -1.0]] * 3, "float32"), np.zeros(2, "float32")])
+    x = np.array([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]], "float32")
+    job = Job(1, _baseline_copy, {"baseline": np.zeros_like(x)})
+    assert run_job(model, x, None, job)[0].tolist() == [0, 1]  # the clean argmax
+    assert run_job(model, x, 1, job)[0].tolist() == [1, 1]
+    for target in ("all", lambda outputs: outputs[:, 0]):
+        indices, clean, _ = run_job(model, x, target, job)
+        assert indices.tolist() == [-1, -1]
+    np.testing.assert_allclose(clean, [3.0, -3.0])  # the callable's score: output 0

@@ -263,3 +263,13 @@ def test_completeness_against_the_model():
         scores_of(model, x, 3) - scores_of(model, np.full_like(x, 0.5), 3)
     )
     np.testing.assert_allclose(gap, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_faithfulness_correlation_column_is_the_function(logit_model):
+    x = helpers.data((6,), seed=4, batch=5)
+    relevance = kx.Gradient(logit_model).analyze(x, 1)
+    row = kx.metrics.evaluate(
+        ["gradient"], logit_model, x, 1, metrics=["faithfulness_correlation"], seed=3, verbose=0
+    )[0]
+    direct = kx.metrics.faithfulness_correlation(logit_model, x, relevance, 1, seed=3)
+    assert row["faithfulness_correlation"] == pytest.approx(float(np.nanmean(direct)), rel=1e-6)

@@ -200,6 +200,7 @@ def test_the_guides_table_of_metrics_is_the_registry():
         ["`deletion_auc`", "lower", "no"],
         ["`insertion_auc`", "higher", "no"],
         ["`infidelity`", "lower", "no"],
+        ["`faithfulness_correlation`", "higher", "no"],
         ["`pointing_game`", "higher", "yes"],
         ["`relevance_mass`", "higher", "yes"],
         ["`sparseness`", "higher", "no"],
