@@ -62,8 +62,9 @@ def plot_explanations(
     Example:
         >>> import numpy as np
         >>> from keras_explain import visualize
-        >>> x = np.random.rand(2, 8, 8, 1)
-        >>> fig = visualize.plot_explanations(x, {"noise": np.random.randn(2, 8, 8, 1)})
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.random((2, 8, 8, 1))
+        >>> fig = visualize.plot_explanations(x, {"noise": rng.normal(size=(2, 8, 8, 1))})
         >>> len(fig.axes)
         4
     """

@@ -194,7 +194,8 @@ def heatmap(
     Example:
         >>> import numpy as np
         >>> from keras_explain import visualize
-        >>> visualize.heatmap(np.random.randn(2, 8, 8, 3)).shape
+        >>> rng = np.random.default_rng(0)
+        >>> visualize.heatmap(rng.normal(size=(2, 8, 8, 3))).shape
         (2, 8, 8, 3)
     """
     maps = reduce_channels(relevance, reduce)
@@ -222,7 +223,8 @@ def graymap(relevance: Any, *, percentile: float = 99.5, reduce: str = "abs_sum"
     Example:
         >>> import numpy as np
         >>> from keras_explain import visualize
-        >>> visualize.graymap(np.random.randn(2, 8, 8, 1)).shape
+        >>> rng = np.random.default_rng(0)
+        >>> visualize.graymap(rng.normal(size=(2, 8, 8, 1))).shape
         (2, 8, 8, 3)
     """
     maps = np.abs(reduce_channels(relevance, reduce))
@@ -318,8 +320,9 @@ def overlay(
     Example:
         >>> import numpy as np
         >>> from keras_explain import visualize
-        >>> x = np.random.rand(2, 8, 8, 1)
-        >>> visualize.overlay(x, np.random.randn(2, 8, 8, 1)).shape
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.random((2, 8, 8, 1))
+        >>> visualize.overlay(x, rng.normal(size=(2, 8, 8, 1))).shape
         (2, 8, 8, 3)
     """
     if not 0.0 <= alpha <= 1.0:
