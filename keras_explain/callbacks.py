@@ -549,3 +549,85 @@ class EmbeddingLogger(keras.callbacks.Callback):
             )
         except Exception as error:  # training must go on
             _warn("EmbeddingLogger", f"could not write the embedding of epoch {epoch}", error)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Record the weights and the learning rate during ``fit``, for TracIn.
+
+    At the end of every ``every``-th epoch (epochs ``every, 2 every, ...``
+    counted from 1) the model's weights are kept, in memory
+    (``model.get_weights()``) or as ``path/epoch_0003.weights.h5``, together with
+    the optimizer's current learning rate (a schedule's value at that step).
+    Pass the callback itself as ``checkpoints=`` of
+    :class:`keras_explain.influence.TracIn`: it reads :attr:`checkpoints` and
+    :attr:`learning_rates`.
+
+    A ``path`` that cannot be written fails at ``on_train_begin``, before any
+    epoch; an error at a later epoch becomes a ``RuntimeWarning`` and training
+    goes on.
+
+    Args:
+        every: Record every ``every`` epochs (an int >= 1).
+        path: A directory for weight files, or None to keep the weights in memory.
+
+    Raises:
+        ValueError: For a bad ``every``; at ``on_train_begin``, for a ``path``
+            that cannot be written.
+
+    Example:
+        >>> import keras, numpy as np, keras_explain as kx
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        >>> record = kx.callbacks.Checkpoints(every=2)
+        >>> x = np.ones((4, 2), "float32")
+        >>> _ = model.fit(x, x[:, :1], epochs=4, verbose=0, callbacks=[record])
+        >>> len(record.checkpoints), [round(r, 3) for r in record.learning_rates]
+        (2, [0.1, 0.1])
+    """
+
+    def __init__(self, every: int = 1, path: str | os.PathLike | None = None):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
+            raise ValueError(
+                f"Checkpoints: every must be an int >= 1 (record every `every` epochs). "
+                f"Received: every={every!r}."
+            )
+        self.every = int(every)
+        self.path = None if path is None else os.fspath(path)
+        #: The recorded weights: lists of arrays, or ``.weights.h5`` paths.
+        self.checkpoints: list[Any] = []
+        #: The learning rate at each recorded checkpoint.
+        self.learning_rates: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        """Check that ``path`` can be written before any epoch."""
+        if self.path is None:
+            return
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            probe = os.path.join(self.path, ".keras_explain_probe")
+            with open(probe, "w") as handle:
+                handle.write("")
+            os.remove(probe)
+        except OSError as error:
+            raise ValueError(
+                f"Checkpoints cannot write weight files to {self.path!r}: {error}. Pass a "
+                "writable directory, or path=None to keep the weights in memory."
+            ) from error
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Record the weights and learning rate of every ``every``-th epoch."""
+        if (epoch + 1) % self.every != 0:
+            return
+        try:
+            rate = float(np.asarray(self.model.optimizer.learning_rate))
+            if self.path is None:
+                weights = [np.array(w, copy=True) for w in self.model.get_weights()]
+            else:
+                weights = os.path.join(self.path, f"epoch_{epoch + 1:04d}.weights.h5")
+                self.model.save_weights(weights, overwrite=True)
+        except Exception as error:  # training must go on
+            _warn("Checkpoints", f"could not record the weights of epoch {epoch + 1}", error)
+            return
+        self.checkpoints.append(weights)
+        self.learning_rates.append(rate)

@@ -1,13 +1,15 @@
-"""The ``keras-explain`` command: ``demo``, ``benchmark``, ``report`` and ``methods``.
+"""The ``keras-explain`` command: ``demo``, ``benchmark``, ``report``, ``influence``, ``methods``.
 
 This module parses the arguments and dispatches: the demo is :mod:`keras_explain.demo`,
-the benchmark :mod:`keras_explain.benchmark`, the report :func:`keras_explain.report.report`.
+the benchmark :mod:`keras_explain.benchmark`, the report :func:`keras_explain.report.report`
+(``influence`` too, with a :mod:`keras_explain.influence` panel).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -65,12 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_benchmark(commands)
     _add_report(commands)
+    _add_influence(commands)
     commands.add_parser("methods", help="list every analyzer name", parents=[_verbose()])
     args = parser.parse_args(argv)
     if args.command == "methods":
         return _methods()
     if args.command == "report":
         return _report(args, parser)
+    if args.command == "influence":
+        return _influence(args, parser)
     if args.command == "benchmark":
         from keras_explain.benchmark import benchmark
         from keras_explain.metrics import registry
@@ -227,6 +232,115 @@ def _report(args, parser) -> int:
         out=args.out,
         title=args.title,
         **extras,
+    )
+    print(f"Report: {path}")
+    return 0
+
+
+def _add_influence(commands) -> None:
+    parser = commands.add_parser(
+        "influence",
+        parents=[_verbose()],
+        help="a report of the training images that most influenced each test image",
+        description=(
+            "Score the training images of a .npz (x, y) against the test images of another "
+            "(x, optional labels) with kx.influence, and write kx.report's page with each "
+            "test image's proponents and opponents beside its explanations."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="a saved model (.keras)")
+    parser.add_argument("--train", required=True, help="a .npz with the training x and y")
+    parser.add_argument("--test", required=True, help="a .npz with x and optional labels")
+    parser.add_argument(
+        "--method",
+        choices=("tracin", "influence_function", "similarity"),
+        default="tracin",
+        help="kx.influence method (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--layers",
+        default=None,
+        help="comma-separated layer names the gradients cover (similarity: the one layer "
+        "compared; default: every trainable layer, and for similarity the layer before the "
+        "last)",
+    )
+    parser.add_argument(
+        "--loss",
+        default=None,
+        help="a Keras loss class name, e.g. SparseCategoricalCrossentropy (default: the "
+        "saved model's compiled loss)",
+    )
+    parser.add_argument(
+        "--from-logits", action="store_true", help="the model outputs logits (for --loss)"
+    )
+    parser.add_argument(
+        "--checkpoints",
+        default=None,
+        help="a folder of .weights.h5 files (kx.callbacks.Checkpoints(path=...)), for TracIn",
+    )
+    parser.add_argument(
+        "--k", type=_positive_int, default=3, help="examples per side (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--methods",
+        type=_names,
+        default=["gradient"],
+        help="explanation methods shown beside them (default: gradient)",
+    )
+    parser.add_argument(
+        "--out", default="influence.html", help="output file (default: %(default)s)"
+    )
+
+
+def _influence(args, parser) -> int:
+    import glob
+
+    import keras
+    import numpy as np
+
+    from keras_explain import influence
+    from keras_explain.report import report
+
+    arrays = {}
+    for name, path, keys in (("train", args.train, ("x", "y")), ("test", args.test, ("x",))):
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in keys if key not in data]
+            if missing:
+                parser.error(
+                    f"influence: {name}.npz must hold {' and '.join(keys)}. Received keys: "
+                    f"{sorted(data.files)} in {path}."
+                )
+            arrays[name] = {key: data[key] for key in data.files}
+    model = keras.models.load_model(args.model, compile=args.loss is None)
+    loss = None
+    if args.loss is not None:
+        loss = keras.losses.get(
+            {"class_name": args.loss, "config": {"from_logits": args.from_logits}}
+        )
+    layers = None if args.layers is None else [n.strip() for n in args.layers.split(",")]
+    train = (arrays["train"]["x"], arrays["train"]["y"])
+    if args.method == "similarity":
+        layer = layers[0] if layers else model.layers[-2].name
+        method = influence.Similarity(model, train, layer)
+    elif args.method == "influence_function":
+        method = influence.InfluenceFunction(model, train, loss=loss, layers=layers, damping=0.01)
+    else:
+        checkpoints = None
+        if args.checkpoints is not None:
+            checkpoints = sorted(glob.glob(os.path.join(args.checkpoints, "*.weights.h5")))
+            if not checkpoints:
+                parser.error(f"influence: no .weights.h5 file in {args.checkpoints}.")
+        method = influence.TracIn(model, train, checkpoints=checkpoints, loss=loss, layers=layers)
+    test = arrays["test"]
+    path = report(
+        args.methods,
+        model,
+        test["x"],
+        labels=test.get("labels"),
+        metrics=[],
+        influence=method,
+        influence_k=args.k,
+        out=args.out,
     )
     print(f"Report: {path}")
     return 0

@@ -16,6 +16,7 @@ import helpers
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import keras_explain as kx
@@ -382,3 +383,93 @@ def test_command_line_rejects_data_without_x(tmp_path, capsys):
         cli.main(["report", "--model", str(tmp_path / "m.keras"), "--data", str(tmp_path / "d.npz"),
                   "--methods", "gradient"])  # fmt: skip
     assert "report: data.npz must hold the samples under the key 'x'" in capsys.readouterr().err
+
+
+def influence_setting():
+    """A small CNN with a Dense head, 40 training images and TracIn on the head."""
+    model = helpers.shapes_head_cnn()
+    train, train_labels, _ = kx.datasets.shapes(40, size=16, seed=1)
+    x, _, _ = kx.datasets.shapes(3, size=16, seed=2)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    tracin = kx.influence.TracIn(model, (train, train_labels), loss=loss, layers=["head"])
+    return model, x, train, train_labels, tracin
+
+
+def test_influence_panel_holds_each_samples_proponents_and_opponents(tmp_path):
+    model, x, train, train_labels, tracin = influence_setting()
+    path = kx.report(["gradient"], model, x, metrics=[], influence=tracin, influence_k=2,
+                     out=str(tmp_path / "page.html"))  # fmt: skip
+    data, _ = page_data(path)
+    panel = data["influence"]
+    assert panel["method"] == "TracIn"
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    scores = tracin.influence(x, predicted)  # the test loss of the predicted class
+    for row, sample in enumerate(panel["samples"]):
+        best = np.argsort(-scores[row], kind="stable")[:2]
+        worst = np.argsort(scores[row], kind="stable")[:2]
+        assert [i for i, _ in sample["proponents"]] == best.tolist()
+        assert [i for i, _ in sample["opponents"]] == worst.tolist()
+        np.testing.assert_allclose([s for _, s in sample["proponents"]], scores[row, best])
+        for index in [*best, *worst]:
+            shown = panel["train"][str(index)]
+            assert shown["label"] == train_labels[index]
+            np.testing.assert_array_equal(
+                decode_png(shown["input"]),
+                kx.visualize.to_uint8(kx.visualize.as_rgb(train[index : index + 1]))[0],
+            )
+
+
+def test_influence_panel_rejects_what_it_cannot_show(tmp_path):
+    model, x, train, train_labels, _ = influence_setting()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    streamed = kx.influence.TracIn(
+        model, tf.data.Dataset.from_tensor_slices((train, train_labels)), loss=loss
+    )
+    out = str(tmp_path / "page.html")
+    with pytest.raises(
+        ValueError,
+        match=r"report: influence needs a method built on training images held as an array "
+        r"\(N, H, W, C\), to show them. Received: a TracIn on a tf.data.Dataset",
+    ):
+        kx.report(["gradient"], model, x, metrics=[], influence=streamed, out=out)
+    with pytest.raises(TypeError, match=r"report: influence must be a kx.influence method"):
+        kx.report(["gradient"], model, x, metrics=[], influence="tracin", out=out)
+    with pytest.raises(ValueError, match=r"report: influence_k must be a positive int"):
+        kx.report(["gradient"], model, x, metrics=[], influence=streamed, influence_k=0, out=out)
+    assert not os.path.exists(out)
+
+
+def test_command_line_influence_writes_the_report_with_tracin(tmp_path, capsys):
+    model, x, train, train_labels, tracin = influence_setting()
+    model.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "train.npz", x=train, y=train_labels)
+    np.savez(tmp_path / "test.npz", x=x, labels=np.array([0, 1, 2]))
+    out = tmp_path / "influence.html"
+    status = cli.main(
+        [
+            "influence",
+            "--model", str(tmp_path / "model.keras"),
+            "--train", str(tmp_path / "train.npz"),
+            "--test", str(tmp_path / "test.npz"),
+            "--layers", "head",
+            "--loss", "SparseCategoricalCrossentropy",
+            "--from-logits",
+            "--k", "2",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0 and f"Report: {out.resolve()}" in capsys.readouterr().out
+    data, _ = page_data(out)
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    indices, scores = tracin.proponents(x, predicted, 2)
+    for row, sample in enumerate(data["influence"]["samples"]):
+        assert [i for i, _ in sample["proponents"]] == indices[row].tolist()
+        np.testing.assert_allclose([s for _, s in sample["proponents"]], scores[row], rtol=1e-5)
+    assert [s["label"] for s in data["samples"]] == [0, 1, 2]
+    np.savez(tmp_path / "bad.npz", x=train)
+    with pytest.raises(SystemExit):
+        cli.main(["influence", "--model", str(tmp_path / "model.keras"), "--train",
+                  str(tmp_path / "bad.npz"), "--test", str(tmp_path / "test.npz")])  # fmt: skip
+    assert "influence: train.npz must hold x and y. Received keys: ['x']" in (
+        capsys.readouterr().err
+    )

@@ -126,6 +126,24 @@ def model_builders(model, x, masks, out):
     demo.train(demo.digits_cnn(), tuple(part[:64] for part in digits), epochs=1)
 
 
+def influence(model, x, masks, out):
+    labels = np.arange(len(x)) % 2
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    tracin = kx.influence.TracIn(model, (x, labels), loss=loss, projection_dim=4)
+    tracin.proponents(x[:2], labels[:2], k=2)
+    function = kx.influence.InfluenceFunction(
+        model,
+        (x, labels),
+        loss=loss,
+        hessian="arnoldi",
+        arnoldi_dim=4,
+        projection_dim=2,
+        damping=0.1,
+    )
+    function.influence(x[:2], labels[:2])
+    kx.influence.Similarity(model, x, model.layers[0]).opponents(x[:2], k=1)
+
+
 FAMILIES = {
     "every registered analyzer": every_analyzer,
     "wrappers and layer paths": wrappers,
@@ -135,6 +153,7 @@ FAMILIES = {
     "features": features,
     "datasets, explain_dataset, report": datasets_and_streams,
     "robust": attacks,
+    "influence": influence,
     "the demo's and benchmark's models": model_builders,
 }
 

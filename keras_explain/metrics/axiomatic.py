@@ -238,7 +238,10 @@ def input_invariance(
         >>> import keras, numpy as np, keras_explain as kx
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, "relu"),
         ...                           keras.layers.Dense(2)])
-        >>> x = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
+        >>> rng = np.random.default_rng(1)
+        >>> model.set_weights([rng.normal(size=w.shape).astype("float32")
+        ...                    for w in model.get_weights()])
+        >>> x = rng.normal(size=(2, 4)).astype("float32")
         >>> kx.metrics.input_invariance("gradient", model, x, target=0)
         array([1., 1.], dtype=float32)
         >>> kx.metrics.input_invariance("input_t_gradient", model, x, target=0)

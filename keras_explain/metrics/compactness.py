@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.metrics.engine import checked
+from keras_explain.metrics.engine import checked, feature_attributions
 from keras_explain.metrics.registry import MetricContext, register_metric
 
 
 def _magnitudes(attributions: Any, function: str) -> np.ndarray:
     """``|a|`` flattened per sample, ``(B, d)`` float64."""
-    array = np.abs(np.asarray(attributions, dtype=np.float64))
+    array = np.abs(np.asarray(feature_attributions(attributions, function), dtype=np.float64))
     if array.ndim < 2:
         raise ValueError(
             f"{function} needs a batch of attributions (B, ...). Received: attributions of "

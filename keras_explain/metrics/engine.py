@@ -50,7 +50,7 @@ class Job:
     params: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-class _Evaluator(Perturbation):
+class MetricEvaluator(Perturbation):
     """The engine driven by a :class:`Job` instead of an explanation method.
 
     ``analyze(x, target)`` returns ``(B, 2 + count)`` float32 columns: the
@@ -64,18 +64,22 @@ class _Evaluator(Perturbation):
         super().__init__(model, verbose=kwargs.pop("verbose", "auto"), **kwargs)
 
     def call_params(self) -> dict[str, Any]:
+        """The job's arrays, passed to the compiled function as tensors."""
         return self.job.params
 
     def progress(self) -> _batching.Progress:
+        """The progress bar, labelled ``kx.metrics``."""
         return _batching.Progress(self.verbose, "kx.metrics")
 
     def scores(self, outputs, target, indices):
+        """``f_t`` of the outputs, of their softmax with ``probabilities``."""
         if self.probabilities:
             flat = tf.reshape(outputs, (tf.shape(outputs)[0], -1))
             outputs = tf.nn.softmax(tf.cast(flat, tf.float32), axis=-1)
         return super().scores(outputs, target, indices)
 
     def explain_batch(self, inputs, target, indices, seed, params):
+        """The ``(B, 2 + count)`` columns: target index, ``f_t(x)``, ``f_t`` of each copy."""
         x = self.single_input(inputs)
         target, indices, clean = self.clean_scores(x, target, indices)
         columns = [
@@ -125,7 +129,7 @@ def run_job(model, x: np.ndarray, target: Any, job: Job, **kwargs) -> tuple:
         key = None
     evaluator = _EVALUATORS.get(key) if key is not None else None
     if evaluator is None or evaluator.model is not model:
-        evaluator = _Evaluator(model, job, **kwargs)
+        evaluator = MetricEvaluator(model, job, **kwargs)
         if key is not None:
             _EVALUATORS[key] = evaluator
             while len(_EVALUATORS) > _KEEP:
@@ -174,7 +178,8 @@ def explainer(analyzer: Any, function: str) -> Callable[[np.ndarray, Any], Any]:
     if isinstance(analyzer, Analyzer):
 
         def explain(inputs, target):
-            rows = analyzer.rows_per_pass([inputs.shape[1:]], backward=True)
+            arrays = inputs.values() if isinstance(inputs, Mapping) else [inputs]
+            rows = analyzer.rows_per_pass([a.shape[1:] for a in arrays], backward=True)
             return analyzer.analyze(inputs, target, batch_size=max(rows, 1))
 
         return explain
@@ -326,6 +331,20 @@ def feature_key(x: Any, function: str) -> Any:
     return features[0]
 
 
+def feature_attributions(attributions: Any, function: str) -> Any:
+    """The feature input's entry of dict attributions (see :func:`feature_input`), else as is.
+
+    What ``analyze`` returns for a dict input (token ids, padding mask) is a dict
+    with zeros for the constant inputs; metrics of the attributions alone read the
+    feature input's.
+
+    Raises:
+        ValueError: As :func:`feature_key`.
+    """
+    key = feature_key(attributions, function)
+    return attributions if key is None else attributions[key]
+
+
 def as_batch(x: Any, function: str) -> np.ndarray:
     """``x`` as a float32 numpy batch of rank >= 2.
 
@@ -335,8 +354,10 @@ def as_batch(x: Any, function: str) -> np.ndarray:
     if isinstance(x, Mapping):
         raise ValueError(
             f"{function} takes one input, an array. Received: a dict with keys {sorted(x)}. "
-            "Dict inputs with masks or segment ids are taken by deletion, insertion, "
-            "pixel_flipping, faithfulness_correlation, completeness and randomization."
+            "Dict inputs with masks or segment ids are taken by the metrics that remove or "
+            "compare features: deletion, insertion, pixel_flipping, faithfulness_correlation, "
+            "faithfulness_estimate, monotonicity, sensitivity_n, completeness, non_sensitivity, "
+            "consistency, sufficiency, randomization, efficient_mprt and random_logit."
         )
     array = np.asarray(x.numpy() if isinstance(x, tf.Tensor) else x)
     if array.ndim < 2:
@@ -345,6 +366,26 @@ def as_batch(x: Any, function: str) -> np.ndarray:
             f"shape {array.shape}. Add the batch axis, e.g. x[None]."
         )
     return array.astype(np.float32, copy=False)
+
+
+def continuous_batch(x: Any, function: str, what: str) -> np.ndarray:
+    """``x`` as a float32 batch (:func:`as_batch`); integer inputs (token ids) are refused.
+
+    Args:
+        what: What the metric does to inputs, for the error message (e.g.
+            ``"perturbs inputs with small continuous changes"``).
+
+    Raises:
+        ValueError: For integer or boolean inputs, and as :func:`as_batch`.
+    """
+    features = feature_input(x, None, function)[1]  # a dict's token ids are named
+    if np.asarray(features).dtype.kind in "iub":
+        raise ValueError(
+            f"{function} {what}; it is not defined for integer inputs (token ids). "
+            f"Received: x of dtype {np.asarray(features).dtype}. Pass float features, or "
+            "explain the embeddings instead of the token ids."
+        )
+    return as_batch(x, function)
 
 
 def attributions_like(attributions: Any, x: np.ndarray, function: str) -> np.ndarray:
@@ -426,15 +467,27 @@ def baseline_of(baseline: Any, x: np.ndarray, function: str) -> np.ndarray:
     return np.broadcast_to(value, x.shape).astype(np.float32)
 
 
-def keep_copies(x: tf.Tensor, baseline: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
-    """Copies ``(n, B, ...)`` that keep x where ``keep`` (``(n, B, *spatial)``) is 1.
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def fused_where(condition: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """``tf.where(condition, x, y)`` with broadcasting, compiled by XLA into one loop.
 
-    The mask spans all channels of a feature.
+    The perturbed copies of a metric are as large as every input the model sees:
+    fused, their selection and broadcast write each value once (7 ms instead of
+    45 ms for 2,976 copies of 64x64x3 images on a 2-core CPU), and the values are
+    exactly ``x`` or ``y``.
     """
-    keep = tf.cast(keep, x.dtype)
+    return tf.where(condition, x, y)
+
+
+def keep_copies(x: tf.Tensor, baseline: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    """Copies ``(n, B, ...)`` that are exactly x where ``keep`` (``(n, B, *spatial)``) holds.
+
+    Elsewhere they are the baseline; the mask spans all channels of a feature.
+    """
+    keep = tf.cast(keep, tf.bool)
     if x.shape.rank > 2:
         keep = keep[..., None]
-    return baseline[None] + (x - baseline)[None] * keep
+    return fused_where(keep, x[None], baseline[None])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.metrics.engine import as_batch, attributions_like, checked, pixel_maps
+from keras_explain.metrics.engine import (
+    as_batch,
+    attributions_like,
+    checked,
+    feature_input,
+    pixel_maps,
+)
 from keras_explain.metrics.region_removal import predictions
 from keras_explain.metrics.registry import MetricContext, register_metric
 
@@ -26,7 +32,9 @@ from keras_explain.metrics.registry import MetricContext, register_metric
 DISCRETISATIONS = ("top_k_sign", "top_k", "sign")
 
 
-def _maps(x: Any, attributions: Any, function: str) -> tuple[np.ndarray, np.ndarray]:
+def _maps(x: Any, attributions: Any, function: str) -> tuple[Any, np.ndarray]:
+    """``(inputs, maps)``: what the model is called on (a dict whole) and ``(B, d)`` maps."""
+    inputs, x, attributions = feature_input(x, attributions, function)
     x = as_batch(x, function)
     if len(x) < 2:
         raise ValueError(
@@ -34,7 +42,7 @@ def _maps(x: Any, attributions: Any, function: str) -> tuple[np.ndarray, np.ndar
             f"2 samples. Received: x of shape {x.shape}."
         )
     maps = pixel_maps(attributions_like(attributions, x, function), x)
-    return x, maps.reshape(len(x), -1).astype(np.float64)
+    return x if inputs is None else inputs, maps.reshape(len(x), -1).astype(np.float64)
 
 
 def _agreement(same: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ from keras_explain.metrics.engine import (
     attributions_like,
     baseline_of,
     checked,
+    continuous_batch,
+    feature_input,
+    fused_where,
     keep_copies,
     pixel_maps,
     ranks,
@@ -39,6 +42,8 @@ from keras_explain.metrics.registry import MetricContext, register_metric
 #: Share of the features the largest default subset of :func:`sensitivity_n` holds
 #: (Ancona et al. 2018 vary n "from one to about 80% of the total number of features").
 SENSITIVITY_N_LARGEST = 0.8
+#: What :func:`monotonicity_correlation` does to inputs, for the error on token ids.
+RANDOM_VALUES = "replaces features by uniform random values"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +96,7 @@ def _group_random_copies(x, params, start, size):
     values = tf.reshape(values, [-1, tf.shape(x)[0]] + [1] * (x.shape.rank - 1))
     if x.shape.rank > 2:
         replaced = replaced[..., None]
-    return tf.where(replaced, values, x[None])
+    return fused_where(replaced, values, x[None])
 
 
 def _subsets_removed_copies(x, params, start, size):
@@ -100,10 +105,18 @@ def _subsets_removed_copies(x, params, start, size):
     return keep_copies(x, tf.cast(params["baseline"], x.dtype), keep)
 
 
-def _prepared(function: str, x: Any, attributions: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, maps)``: the batch as float32 and one attribution per feature ``(B, *spatial)``."""
+def _prepared(function: str, x: Any, attributions: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``(inputs, x, maps)``: what the model is called on, the perturbed batch, the maps.
+
+    ``x`` is the batch as float32 (a dict's feature input, see
+    :func:`~keras_explain.metrics.engine.feature_input`: the token ids beside a
+    padding mask), ``inputs`` the whole dict or ``x`` itself, and ``maps`` one
+    attribution per feature ``(B, *spatial)``.
+    """
+    inputs, x, attributions = feature_input(x, attributions, function)
     x = as_batch(x, function)
-    return x, pixel_maps(attributions_like(attributions, x, function), x).astype(np.float64)
+    maps = pixel_maps(attributions_like(attributions, x, function), x).astype(np.float64)
+    return x if inputs is None else inputs, x, maps
 
 
 def _grouped(
@@ -191,14 +204,14 @@ def faithfulness_estimate(
         array([1.], dtype=float32)
     """
     function = "faithfulness_estimate"
-    x, maps = _prepared(function, x, attributions)
+    inputs, x, maps = _prepared(function, x, attributions)
     group, sums = _grouped(function, maps, features_in_step, descending=True)
     job = Job(
         sums.shape[1],
         _group_removed_copies,
         {"group": group, "baseline": baseline_of(baseline, x, function)},
     )
-    _, clean, scores = run_job(model, x, target, job, probabilities=bool(probabilities))
+    _, clean, scores = run_job(model, inputs, target, job, probabilities=bool(probabilities))
     drops = clean[:, None].astype(np.float64) - scores
     return _pearson(sums, drops).astype(np.float32)
 
@@ -256,14 +269,14 @@ def monotonicity(
         array([1., 1.], dtype=float32)
     """
     function = "monotonicity"
-    x, maps = _prepared(function, x, attributions)
+    inputs, x, maps = _prepared(function, x, attributions)
     group, sums = _grouped(function, maps, features_in_step, descending=False)
     job = Job(
         sums.shape[1],
         _groups_inserted_copies,
         {"group": group, "baseline": baseline_of(baseline, x, function)},
     )
-    scores = run_job(model, x, target, job, probabilities=bool(probabilities))[2]
+    scores = run_job(model, inputs, target, job, probabilities=bool(probabilities))[2]
     return np.all(np.diff(scores.astype(np.float64), axis=1) >= 0, axis=1).astype(np.float32)
 
 
@@ -328,7 +341,8 @@ def monotonicity_correlation(
     from scipy import stats
 
     function = "monotonicity_correlation"
-    x, maps = _prepared(function, x, attributions)
+    continuous_batch(feature_input(x, None, function)[1], function, RANDOM_VALUES)
+    inputs, x, maps = _prepared(function, x, attributions)
     group, sums = _grouped(function, np.abs(maps), features_in_step, descending=False)
     samples = checked(function, _validate.positive_int, samples, "samples")
     try:
@@ -347,7 +361,7 @@ def monotonicity_correlation(
         _group_random_copies,
         {"group": group, "values": values.astype(np.float32), "samples": np.int32(samples)},
     )
-    _, clean, scores = run_job(model, x, target, job, probabilities=bool(probabilities))
+    _, clean, scores = run_job(model, inputs, target, job, probabilities=bool(probabilities))
     changes = (scores.astype(np.float64) - clean[:, None]).reshape(len(x), groups, samples)
     variations = np.mean(changes**2, axis=2)
     with warnings.catch_warnings():
@@ -436,7 +450,7 @@ def sensitivity_n(
                [1., 1.]], dtype=float32))
     """
     function = "sensitivity_n"
-    x, maps = _prepared(function, x, attributions)
+    inputs, x, maps = _prepared(function, x, attributions)
     features = maps[0].size
     sizes = _sizes(function, ns, features)
     samples = checked(function, _validate.positive_int, samples, "samples")
@@ -456,7 +470,7 @@ def sensitivity_n(
             "baseline": baseline_of(baseline, x, function),
         },
     )
-    _, clean, scores = run_job(model, x, target, job, probabilities=bool(probabilities))
+    _, clean, scores = run_job(model, inputs, target, job, probabilities=bool(probabilities))
     drops = (clean[:, None].astype(np.float64) - scores).reshape(len(x), len(sizes), samples)
     sums = (maps.reshape(len(x), -1) @ removed.T).reshape(len(x), len(sizes), samples)
     return CorrelationCurve(sizes, _pearson(sums, drops).astype(np.float32))
@@ -465,7 +479,8 @@ def sensitivity_n(
 # -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------
 def _step_of(context: MetricContext) -> int:
     """Features per group so that there are about ``context.steps`` groups."""
-    features = math.prod(spatial_shape(as_batch(context.x, "evaluate")))
+    x = feature_input(context.x, None, "evaluate")[1]
+    features = math.prod(spatial_shape(as_batch(x, "evaluate")))
     return max(1, -(-features // max(1, context.steps)))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from keras_explain import _validate
-from keras_explain.metrics.engine import checked, masks_like, ranks
+from keras_explain.metrics.engine import checked, feature_attributions, masks_like, ranks
 from keras_explain.metrics.registry import MetricContext, register_metric
 
 
@@ -314,7 +314,7 @@ def sparseness(attributions) -> np.ndarray:
         >>> kx.metrics.sparseness(np.array([[0.0, 0.0, 0.0, 5.0], [1.0, -1.0, 1.0, 1.0]]))
         array([0.75, 0.  ], dtype=float32)
     """
-    array = np.abs(np.asarray(attributions, dtype=np.float64))
+    array = np.abs(np.asarray(feature_attributions(attributions, "sparseness"), np.float64))
     if array.ndim < 2:
         raise ValueError(
             "sparseness needs a batch of attributions (B, ...). Received: attributions of "

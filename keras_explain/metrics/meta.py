@@ -39,10 +39,11 @@ import numpy as np
 
 from keras_explain import _validate
 from keras_explain._batching import VERBOSE
+from keras_explain._clone import cloned
 from keras_explain.analyzers.registry import create_analyzer
 from keras_explain.metrics import registry
 from keras_explain.metrics.engine import as_batch, fixed_target, spatial_shape
-from keras_explain.metrics.sanity import cloned, takes_seed
+from keras_explain.metrics.sanity import takes_seed
 from keras_explain.metrics.table import parse_methods
 
 #: The perturbation tests: the model's weights, the inputs.

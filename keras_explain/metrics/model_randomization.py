@@ -20,7 +20,15 @@ import numpy as np
 
 from keras_explain import _validate
 from keras_explain.analyzers.wrappers import NoiseTunnel
-from keras_explain.metrics.engine import as_batch, checked, explainer, fixed_target
+from keras_explain.metrics.engine import (
+    as_batch,
+    checked,
+    continuous_batch,
+    explainer,
+    feature_input,
+    feature_key,
+    fixed_target,
+)
 from keras_explain.metrics.registry import MetricContext, register_metric
 
 # keras_explain.metrics.sanity is imported where it is used: it registers the
@@ -29,6 +37,8 @@ from keras_explain.metrics.registry import MetricContext, register_metric
 
 #: Number of equal-width histogram bins of :func:`efficient_mprt` (Quantus' default).
 BINS = 100
+#: What :func:`smooth_mprt` does to inputs, for the error on token ids.
+GAUSSIAN_NOISE = "adds Gaussian noise to the inputs (SmoothGrad)"
 
 
 def smooth_mprt(
@@ -93,6 +103,7 @@ def smooth_mprt(
     from keras_explain.metrics.sanity import compared, randomized_explanations
 
     function = "smooth_mprt"
+    continuous_batch(feature_input(x, None, function)[1], function, GAUSSIAN_NOISE)
     samples = checked(function, _validate.positive_int, samples, "samples")
     noise_scale = checked(function, _validate.non_negative, noise_scale, "noise_scale")
     verbose = analyzer_params.get("verbose", "auto")
@@ -282,7 +293,9 @@ def random_logit(
     from keras_explain.metrics.sanity import similarity
 
     function = "random_logit"
-    x = as_batch(x, function)
+    key = feature_key(x, function)  # a dict x: its feature input's attributions compared
+    x = as_batch(x, function) if key is None else dict(x)
+    rows = len(x if key is None else x[key])
     explain = explainer(analyzer, function)
     if classes is None:
         if not hasattr(analyzer, "predict"):
@@ -290,7 +303,8 @@ def random_logit(
                 f"{function}: pass classes=K (the number of classes) with a callable "
                 f"explainer. Received: classes=None and {type(analyzer).__name__}."
             )
-        classes = int(np.asarray(analyzer.predict(x[:1])).reshape(1, -1).shape[1])
+        first = x[:1] if key is None else {name: value[:1] for name, value in x.items()}
+        classes = int(np.asarray(analyzer.predict(first)).reshape(1, -1).shape[1])
     if checked(function, _validate.positive_int, classes, "classes") < 2:
         raise ValueError(
             f"{function} needs at least 2 classes to draw another one. Received: classes={classes}."
@@ -299,12 +313,17 @@ def random_logit(
         raise ValueError(
             f"{function}: pass the target classes with a callable explainer. Received: target=None."
         )
-    indices = _class_indices(fixed_target(analyzer, x, target), len(x), function)
-    offsets = np.random.default_rng(seed).integers(1, classes, size=len(x))
+    indices = _class_indices(fixed_target(analyzer, x, target), rows, function)
+    offsets = np.random.default_rng(seed).integers(1, classes, size=rows)
     others = (indices + offsets) % classes
-    measure = measure or ("ssim" if x.ndim == 4 else "spearman_abs")
-    both = np.asarray(explain(np.concatenate([x, x]), np.concatenate([indices, others])))
-    return similarity(both[: len(x)], both[len(x) :], measure)
+    if key is None:
+        twice = np.concatenate([x, x])
+    else:
+        twice = {name: np.concatenate([value, value]) for name, value in x.items()}
+    both = explain(twice, np.concatenate([indices, others]))
+    both = np.asarray(both if key is None else both[key])
+    measure = measure or ("ssim" if both.ndim == 4 else "spearman_abs")
+    return similarity(both[:rows], both[rows:], measure)
 
 
 # -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------

@@ -230,16 +230,32 @@ def noisy_linear_imputation(
         >>> round(float(noisy_linear_imputation(image, removed)[1, 1, 0]), 6)
         4.0
     """
-    from scipy import sparse
-    from scipy.sparse.linalg import spsolve
+    values = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    unknown, solution = _imputed(values, np.asarray(removed, bool), image.shape)
+    if noise_scale and len(unknown):
+        solution = solution + rng.normal(0.0, noise_scale, solution.shape)
+    values[unknown] = solution
+    return values.reshape(image.shape)
 
-    height, width, channels = image.shape
-    values = image.reshape(-1, channels).astype(np.float64)
-    flat = np.asarray(removed, bool).ravel()
+
+def _imputed(
+    values: np.ndarray, removed: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(unknown, solution)``: the removed pixels' flat indices and imputed ``(n, C)`` values.
+
+    The system of :func:`noisy_linear_imputation` is symmetric positive definite
+    (a graph Laplacian with the known pixels as boundary), factorized by SuperLU
+    in its symmetric mode (about 30% faster than ``spsolve``'s default ordering
+    at 64 x 64; SuperLU releases the GIL, so :func:`road` solves on every core).
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    height, width, channels = shape
+    flat = removed.ravel()
     unknown = np.flatnonzero(flat)
-    result = values.copy()
     if len(unknown) == 0:
-        return result.reshape(image.shape)
+        return unknown, np.zeros((0, channels))
     variable = np.full(flat.size, -1)
     variable[unknown] = np.arange(len(unknown))
     rows, columns = np.divmod(unknown, width)
@@ -268,11 +284,8 @@ def noisy_linear_imputation(
         ),
         shape=(n, n),
     ).tocsc()
-    solution = spsolve(system, right).reshape(n, channels)
-    if noise_scale:
-        solution = solution + rng.normal(0.0, noise_scale, solution.shape)
-    result[unknown] = solution
-    return result.reshape(image.shape)
+    factors = splu(system, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+    return unknown, factors.solve(right).reshape(n, channels)
 
 
 def _percentages(percentages: Any, function: str) -> np.ndarray:
@@ -319,8 +332,10 @@ def road(
     but imputes flat pixel indices (``perturb_func.py:750``), so it runs on
     one-channel images with ``(B, 1, H, W)`` attributions only (an IndexError
     otherwise); it draws the noise from numpy's global generator and removes 1,
-    3, ..., 99 % by default. The imputation runs on the host (scipy.sparse):
-    about 0.4 s per 224 x 224 image and percentage on one core.
+    3, ..., 99 % by default. The imputation runs on the host (scipy.sparse's
+    SuperLU, one factorization per image and percentage, on every core): it
+    dominates the metric's time (2.2 ms per 64 x 64 system with two threads,
+    against 0.1 ms of forward pass per copy for a small CNN).
 
     Args:
         model: A Keras model or a callable ``f(x) -> scores``.
@@ -369,14 +384,8 @@ def road(
         function, _validate.non_negative, noise_scale, "noise_scale", " (the noise σ)"
     )
     values = _percentages(percentages, function)
-    pixels = maps[0].size
     position = ranks(maps, descending=order == "morf")
-    rng = np.random.default_rng(seed)
-    copies = np.empty((len(values), *x.shape), np.float32)
-    for b in range(len(x)):
-        for p, percentage in enumerate(values):
-            removed = position[b] < int(pixels * percentage / 100)
-            copies[p, b] = noisy_linear_imputation(x[b], removed, noise_scale, rng)
+    copies = _road_copies(x, position, values, noise_scale, seed)
     job = Job(len(values), _given_copies, {"copies": copies})
     fractions = (values / 100).astype(np.float32)
     if measure == "score":
@@ -385,6 +394,37 @@ def road(
     indices = run_job(model, x, target, Job(0, _no_copies))[0]  # checked, None resolved
     classes = run_job(model, x, predicted_class, job)[2]
     return Curve((classes == indices[:, None]).astype(np.float32), fractions)
+
+
+def _road_copies(x, position, percentages, noise_scale, seed) -> np.ndarray:
+    """``(P, B, H, W, C)`` imputed copies, solved on every core, noise drawn in order.
+
+    The noise of image ``b`` and percentage ``p`` is drawn in the order ``b`` then
+    ``p`` from one ``default_rng(seed)``, whatever order the solves finish in.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    pixels = position[0].size
+    pairs = [(b, p) for b in range(len(x)) for p in range(len(percentages))]
+    flat = x.reshape(len(x), -1, x.shape[-1]).astype(np.float64)
+
+    def solve(pair):
+        b, p = pair
+        removed = position[b] < int(pixels * percentages[p] / 100)
+        return _imputed(flat[b], removed, x.shape[1:])
+
+    with ThreadPoolExecutor(max_workers=min(len(pairs), os.cpu_count() or 1)) as pool:
+        solutions = list(pool.map(solve, pairs))
+    rng = np.random.default_rng(seed)
+    copies = np.empty((len(percentages), *x.shape), np.float32)
+    for (b, p), (unknown, solution) in zip(pairs, solutions):
+        values = flat[b].copy()
+        if noise_scale and len(unknown):
+            solution = solution + rng.normal(0.0, noise_scale, solution.shape)
+        values[unknown] = solution
+        copies[p, b] = values.reshape(x.shape[1:])
+    return copies
 
 
 # -- The columns of kx.metrics.evaluate (registered once, see kx.metrics.registry) ----------

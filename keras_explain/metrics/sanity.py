@@ -18,7 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_explain import _graph, _validate, random
+from keras_explain import _graph, _validate
+from keras_explain._clone import cloned, leaf_layers
 from keras_explain.analyzers.registry import create_analyzer, parameters
 from keras_explain.metrics.engine import as_batch, checked, feature_key, fixed_target
 from keras_explain.metrics.registry import MetricContext, register_metric
@@ -143,18 +144,7 @@ def takes_seed(analyzer_name: str) -> bool:
         return False
 
 
-def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
-    """The model's layers in order, nested models expanded."""
-    result = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            result.extend(_leaf_layers(layer))
-        else:
-            result.append(layer)
-    return result
-
-
-def _initializer_of(layer: keras.Layer, variable) -> keras.initializers.Initializer:
+def _initializer_of(layer: keras.Layer, variable, function: str) -> keras.initializers.Initializer:
     """The initializer of one of the layer's variables (``kernel_initializer``, ...).
 
     It is looked for on the innermost sublayer holding the variable first (a
@@ -172,15 +162,19 @@ def _initializer_of(layer: keras.Layer, variable) -> keras.initializers.Initiali
             if initializer is not None:
                 return keras.initializers.get(initializer)
     raise ValueError(
-        f"randomization: layer {layer.name!r} has no initializer for its variable {name!r} "
+        f"{function}: layer {layer.name!r} has no initializer for its variable {name!r} "
         f"(looked for {name}_initializer). Pass layers=[...] without {layer.name!r}."
     )
 
 
-def _reinitialize(layer: keras.Layer, seed: int) -> None:
-    """Draw fresh values for every variable of ``layer`` from its own initializers."""
+def _reinitialize(layer: keras.Layer, seed: int, function: str) -> None:
+    """Draw fresh values for every variable of ``layer`` from its own initializers.
+
+    Raises:
+        ValueError: For a variable without an initializer, prefixed by ``function``.
+    """
     for offset, variable in enumerate(layer.weights):
-        initializer = _initializer_of(layer, variable)
+        initializer = _initializer_of(layer, variable, function)
         config = initializer.get_config()
         if "seed" in config:
             config["seed"] = int(seed) * 1009 + offset
@@ -339,7 +333,7 @@ def randomized_explanations(
     clone, analyzer = clone_and_analyzer(model, analyzer_name, analyzer_params)
     trained = model.get_weights()
     clone.set_weights(trained)
-    candidates = [layer for layer in _leaf_layers(clone) if layer.weights]
+    candidates = [layer for layer in leaf_layers(clone) if layer.weights]
     if layers is not None:
         names = [layer.name for layer in candidates]
         unknown = [name for name in layers if name not in names]
@@ -362,23 +356,11 @@ def randomized_explanations(
         for index, layer in enumerate(top_down):
             if mode == "independent" and index:
                 clone.set_weights(trained)
-            _reinitialize(layer, seed * 7919 + index)
+            _reinitialize(layer, seed * 7919 + index, function)
             if every_layer or index == len(top_down) - 1:
                 yield layer.name, explain()
     finally:
         clone.set_weights(trained)  # a reused clone starts from trained weights anyway
-
-
-def cloned(model: keras.Model) -> keras.Model:
-    """A clone of ``model`` (``keras.models.clone_model``) holding a copy of its weights.
-
-    The user's model is never touched; the clone is built with the global random
-    state kept (unseeded initializers draw Python's default seed).
-    """
-    with random.global_state_kept():
-        clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def clone_and_analyzer(model: keras.Model, name: str, params: dict[str, Any]) -> tuple:

@@ -22,8 +22,8 @@ from keras_explain import _validate, config
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.analyzers.layer_output import LayerLike, LayerOutputs
 from keras_explain.metrics.engine import (
-    as_batch,
     checked,
+    continuous_batch,
     explain_copies,
     noisy_copies,
     relative_changes,
@@ -32,17 +32,8 @@ from keras_explain.metrics.registry import MetricContext, register_metric
 
 #: ``ε_min`` of the relative stabilities (Agarwal et al. 2022; Quantus' ``eps_min``).
 EPSILON_MIN = 1e-6
-
-
-def _continuous_batch(x: Any, function: str) -> np.ndarray:
-    """``x`` as a float32 batch (:func:`as_batch`); integer inputs (token ids) are refused."""
-    if np.asarray(x).dtype.kind in "iub":
-        raise ValueError(
-            f"{function} perturbs inputs with small continuous changes; it is not defined "
-            f"for integer inputs (token ids). Received: x of dtype {np.asarray(x).dtype}. "
-            "Pass float features, or explain the embeddings instead of the token ids."
-        )
-    return as_batch(x, function)
+#: What the stabilities do to inputs, for the error on token ids.
+SMALL_CHANGES = "perturbs inputs with small continuous changes"
 
 
 def _flat(array, rows, samples=None):
@@ -99,7 +90,7 @@ def avg_sensitivity(
         array([0., 0.], dtype=float32)
     """
     function = "avg_sensitivity"
-    x = _continuous_batch(x, function)
+    x = continuous_batch(x, function, SMALL_CHANGES)
     samples, copies = noisy_copies(x, samples, noise_scale, perturbation, seed, function)
     clean, noisy = explain_copies(analyzer, x, copies, target, function)
     return relative_changes(clean, noisy).mean(axis=1).astype(np.float32)
@@ -164,7 +155,7 @@ def local_lipschitz_estimate(
         array([0., 0.], dtype=float32)
     """
     function = "local_lipschitz_estimate"
-    x = _continuous_batch(x, function)
+    x = continuous_batch(x, function, SMALL_CHANGES)
     samples, copies = noisy_copies(
         x, samples, noise_scale, perturbation, seed, function, gaussian=True
     )
@@ -232,7 +223,7 @@ def continuity(
         array([0.], dtype=float32)
     """
     function = "continuity"
-    x = _continuous_batch(x, function)
+    x = continuous_batch(x, function, SMALL_CHANGES)
     if x.ndim != 4:
         raise ValueError(
             f"{function} translates images along their width: it needs x of shape (B, H, W, C). "
@@ -298,7 +289,7 @@ def _relative_stability(
     function, analyzer, x, target, noise_scale, samples, perturbation, epsilon, model, seed, of
 ):
     """``max_k ||(e_x - e_k) / e_x|| / max(of(...), ε)`` over the copies that keep the class."""
-    x = _continuous_batch(x, function)
+    x = continuous_batch(x, function, SMALL_CHANGES)
     epsilon = checked(function, _validate.positive, epsilon, "epsilon")
     predict = _predictor(analyzer, model, function)
     samples, copies = noisy_copies(x, samples, noise_scale, perturbation, seed, function)

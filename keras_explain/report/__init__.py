@@ -41,6 +41,8 @@ def report(
     out: str = "report.html",
     title: str | None = None,
     max_new_tokens: int = 8,
+    influence: Any = None,
+    influence_k: int = 3,
 ) -> str:
     """Explain ``x`` with every method and write one offline HTML page to browse the results.
 
@@ -87,6 +89,12 @@ def report(
         out: The HTML file to write.
         title: The page title (default: ``"Explanations of <model name>"``).
         max_new_tokens: For a causal LM: how many tokens to generate.
+        influence: A :mod:`keras_explain.influence` method (``TracIn``,
+            ``InfluenceFunction``, ``Similarity``) built on training images held
+            as an array: the page shows each sample's ``influence_k`` proponents
+            and opponents with their labels and scores, the test loss scored with
+            the predicted class.
+        influence_k: Proponents and opponents shown per sample.
 
     Returns:
         The absolute path of the written page.
@@ -149,6 +157,18 @@ def report(
         model, x, maps, analyzers, chosen, target, metrics, masks
     )
     evaluated = time.perf_counter()
+    influential = None
+    if influence is not None:
+        if kind != "image":
+            raise ValueError(
+                f"report: influence shows training images; x holds {kind} data. Received: "
+                f"influence={type(influence).__name__}."
+            )
+        try:
+            k = _validate.positive_int(influence_k, "influence_k")
+        except ValueError as error:
+            raise ValueError(f"report: {error}") from None
+        influential = _compute.influential(influence, x, scores.argmax(axis=1), k)
 
     data = {
         "kind": kind,
@@ -167,6 +187,7 @@ def report(
             "rows": [{key: _number(value) for key, value in row.items()} for row in rows],
             "notes": notes,
         },
+        "influence": influential,
         "curves": {
             label: {key: np.round(value, 4).tolist() for key, value in curve.items()}
             for label, curve in curves.items()
@@ -175,7 +196,7 @@ def report(
     encoded = time.perf_counter()
     data["timings"] = {
         "explanations": explained - started,
-        "metrics": evaluated - explained,
+        "metrics": evaluated - explained,  # with the influence panel, if any
         "encoding": encoded - evaluated,
     }
     title = title or f"Explanations of {data['model']['name']}"

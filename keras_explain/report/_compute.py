@@ -117,3 +117,64 @@ def evaluate_methods(
                 notes[f"{label} {metric}"] = f"{type(error).__name__}: {first_line(error)}"
         rows.append(row)
     return rows, curves, notes
+
+
+def influential(method: Any, x: np.ndarray, predictions: np.ndarray, k: int) -> dict[str, Any]:
+    """Each sample's ``k`` proponents and opponents among ``method``'s training images.
+
+    Args:
+        method: A :mod:`keras_explain.influence` method built on training arrays.
+        x: The report's samples.
+        predictions: ``(B,)`` predicted classes: the labels the test loss is scored
+            with (the prediction is what the page explains).
+        k: Examples per side.
+
+    Returns:
+        ``{"method", "train": {index: {"input", "label"}}, "samples": [{"proponents":
+        [[index, score], ...], "opponents": [...]}]}`` for the page.
+
+    Raises:
+        TypeError: For anything but a :mod:`keras_explain.influence` method.
+        ValueError: For a training set that is not images held as arrays.
+    """
+    from keras_explain.influence.base import InfluenceMethod
+    from keras_explain.report import _encode
+
+    if not isinstance(method, InfluenceMethod):
+        raise TypeError(
+            "report: influence must be a kx.influence method (TracIn, InfluenceFunction, "
+            f"Similarity). Received: {type(method).__name__}."
+        )
+    training = method.training
+    images = getattr(training, "x", None)
+    if not isinstance(images, np.ndarray) or images.ndim != 4:
+        raise ValueError(
+            "report: influence needs a method built on training images held as an array "
+            f"(N, H, W, C), to show them. Received: a {type(method).__name__} on "
+            f"{'a tf.data.Dataset' if images is None else f'x of shape {np.shape(images)}'}."
+        )
+    k = min(int(k), training.size)
+    proponents = method.proponents(x, predictions, k)
+    opponents = method.opponents(x, predictions, k)
+    shown = np.unique(np.concatenate([proponents[0].ravel(), opponents[0].ravel()]))
+    labels = np.asarray(training.y)
+    if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
+        labels = labels.argmax(axis=1)
+    labels = labels.reshape(len(labels), -1)[:, 0]
+    uris = _encode.input_uris(images[shown])
+    return {
+        "method": type(method).__name__,
+        "train": {
+            str(int(i)): {"input": uri, "label": int(labels[i])} for i, uri in zip(shown, uris)
+        },
+        "samples": [
+            {
+                side: [[int(i), float(score)] for i, score in zip(indices[row], scores[row])]
+                for side, (indices, scores) in (
+                    ("proponents", proponents),
+                    ("opponents", opponents),
+                )
+            }
+            for row in range(len(x))
+        ],
+    }

@@ -197,7 +197,32 @@
       container.appendChild(card);
     }
     pending.push(renderFocus());
+    renderInfluence();
     return Promise.all(pending);
+  }
+
+  // Proponents and opponents of the sample among the training images (kx.influence).
+  function renderInfluence() {
+    const influence = data.influence;
+    if (!influence) return;
+    $("influence-box").hidden = false;
+    $("influence-method").textContent =
+      `(${influence.method}; scores of the predicted class ${className(data.samples[state.sample].prediction)})`;
+    const box = $("influence");
+    box.textContent = "";
+    for (const side of ["proponents", "opponents"]) {
+      const row = element("div", { class: "examples", "data-side": side });
+      row.appendChild(element("div", { class: "side" }, side));
+      for (const [index, score] of influence.samples[state.sample][side]) {
+        const example = influence.train[String(index)];
+        const figure = element("figure", { "data-index": index });
+        figure.appendChild(element("img", { src: example.input, alt: `training image ${index}` }));
+        figure.appendChild(element("figcaption", {},
+          `#${index} ${className(example.label)} ${formatNumber(score)}`));
+        row.appendChild(figure);
+      }
+      box.appendChild(row);
+    }
   }
 
   function renderFocus() {

@@ -103,6 +103,7 @@ def test_the_dependency_order_of_the_architecture_page_holds():
         "analyzers",
         "analyzers.perturbation",
         "features",
+        "influence",
         "lrp",
         "metrics",
         "representations",

@@ -183,6 +183,95 @@ def test_faithfulness_metrics_on_dict_inputs_perturb_the_token_ids_only():
         kx.metrics.infidelity(model, x, attributions)
 
 
+def test_catalogue_metrics_on_dict_inputs_perturb_the_token_ids_only():
+    """Quantus' catalogue beside a padding mask: equal to loops over the model on token ids."""
+    model, x = bert(), bert_batch()
+    attributions = kx.IntegratedGradients(model, steps=16).analyze(x, target=1)
+    a = attributions["token_ids"].astype(np.float64)
+    ids = x["token_ids"]
+
+    def probability(tokens):  # the default probabilities=True: softmax of class 1
+        logits = model({**x, "token_ids": tokens}).numpy().astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp[:, 1] / exp.sum(axis=1)
+
+    # faithfulness estimate, one token per group: pearson(a_i, f(x) - f(x, token i -> id 0))
+    clean = probability(ids)
+    drops = np.stack([clean - probability(np.where(np.arange(8) == i, 0, ids)) for i in range(8)])
+    expected = [np.corrcoef(a[b], drops[:, b])[0, 1] for b in range(2)]
+    estimate = kx.metrics.faithfulness_estimate(model, x, attributions, target=1)
+    np.testing.assert_allclose(estimate, expected, rtol=1e-4)
+    # monotonicity: tokens inserted in increasing attribution order into all-0 ids
+    position = np.argsort(np.argsort(a, axis=1, kind="stable"), axis=1)
+    curve = np.stack([probability(np.where(position <= k, ids, 0)) for k in range(8)], axis=1)
+    monotonic = np.all(np.diff(curve, axis=1) >= 0, axis=1).astype(np.float32)
+    np.testing.assert_array_equal(kx.metrics.monotonicity(model, x, attributions, 1), monotonic)
+    # sensitivity-n: the same random subsets of tokens (logits, as the default)
+    result = kx.metrics.sensitivity_n(model, x, attributions, 1, ns=[2, 4], samples=5, seed=3)
+    draws = np.random.default_rng(3).random((2, 5, 8))
+    removed = np.argsort(np.argsort(draws, axis=2), axis=2) < np.array([2, 4])[:, None, None]
+    logit = model(x).numpy()[:, 1]
+    for s in range(2):
+        drops = np.stack(
+            [
+                logit - model({**x, "token_ids": np.where(r, 0, ids)}).numpy()[:, 1]
+                for r in removed[s]
+            ],
+            axis=1,
+        )
+        sums = a @ removed[s].T
+        expected = [np.corrcoef(sums[b], drops[b])[0, 1] for b in range(2)]
+        np.testing.assert_allclose(result.correlations[:, s], expected, rtol=1e-3)
+
+    # the batch-neighbour metrics and the attribution-only ones read the token ids' maps
+    def on_ids(tokens):  # copies come copy-major: row r is a copy of sample r % 2
+        rows = np.arange(len(tokens)) % 2
+        return model({**{k: v[rows] for k, v in x.items()}, "token_ids": tokens.astype("int32")})
+
+    for metric in (kx.metrics.consistency, kx.metrics.sufficiency, kx.metrics.non_sensitivity):
+        np.testing.assert_array_equal(metric(model, x, attributions), metric(on_ids, ids, a))
+    for metric in (kx.metrics.complexity, kx.metrics.effective_complexity, kx.metrics.sparseness):
+        np.testing.assert_array_equal(metric(attributions), metric(a))
+    # random logit: the gradient of class 1 against that of the seeded other class
+    gradient = kx.Gradient(model)
+    others = (1 + np.random.default_rng(0).integers(1, 3, size=2)) % 3
+    expected = kx.metrics.similarity(
+        gradient.analyze(x, 1)["token_ids"],
+        gradient.analyze(x, others)["token_ids"],
+        "spearman_abs",
+    )
+    np.testing.assert_allclose(kx.metrics.random_logit(gradient, x, 1), expected, rtol=1e-6)
+    changes = kx.metrics.efficient_mprt(
+        "integrated_gradients", model, x, 1, layers=["logits", "transformer_layer_1"], steps=8
+    )
+    assert changes.shape == (2,) and np.all(np.isfinite(changes))
+    with pytest.raises(
+        ValueError, match=r"efficient_mprt: layer 'position_embedding' has no initializer"
+    ):
+        kx.metrics.efficient_mprt("gradient", model, x, 1)
+    # metrics that give tokens continuous values are refused, the token ids named
+    for call, what in [
+        (
+            lambda: kx.metrics.monotonicity_correlation(model, x, attributions, 1),
+            "replaces features by uniform random values",
+        ),
+        (
+            lambda: kx.metrics.smooth_mprt("gradient", model, x, 1),
+            r"adds Gaussian noise to the inputs \(SmoothGrad\)",
+        ),
+        (
+            lambda: kx.metrics.avg_sensitivity(gradient, x, 1),
+            "perturbs inputs with small continuous changes",
+        ),
+    ]:
+        with pytest.raises(
+            ValueError,
+            match=what + r"; it is not defined for integer inputs \(token ids\). "
+            r"Received: x of dtype int32",
+        ):
+            call()
+
+
 def test_relevance_layer_by_layer_of_a_dict_input_model():
     """analyze_layers keyed by layer; the token embedding's relevance is the tokens'."""
     model, x = bert(), bert_batch()

@@ -520,3 +520,17 @@ def two_models():
     seeded(1)
     b = nested(seed=1)
     return randomize_biases(a), b
+
+
+# -- influence ---------------------------------------------------------------------------
+def shapes_head_cnn(size=16):
+    """Conv2D(4) -> global average pooling -> Dense(5, name="head"): logits of 5 shapes."""
+    seeded(0)
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, name="head"),
+        ]
+    )

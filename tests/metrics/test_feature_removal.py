@@ -321,7 +321,11 @@ def test_invalid_arguments_are_refused(logit_model):
         kx.metrics.sensitivity_n(logit_model, x, a, ns=[0, 3])
     with pytest.raises(ValueError, match="unknown baseline name"):
         kx.metrics.faithfulness_estimate(logit_model, x, a, baseline="white")
-    with pytest.raises(ValueError, match="sensitivity_n takes one input, an array"):
+    with pytest.raises(
+        ValueError,
+        match=r"MetricEvaluator: a dict x needs one array per input of model 'dense_sequential'"
+        r", keyed by the input names \['keras_tensor\w*'\]. Received keys \['tokens'\]",
+    ):
         kx.metrics.sensitivity_n(logit_model, {"tokens": x}, a)
 
 

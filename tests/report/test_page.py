@@ -244,3 +244,41 @@ def test_text_and_tabular_pages_work(browser, tmp_path):
         assert not page.page.is_visible("#cmap-select")
         page.page.close()
     assert "&lt;cat&gt;" in open(text, encoding="utf-8").read().replace("\\u003c", "<")
+
+
+def test_influence_panel_shows_the_selected_samples_training_images(browser, tmp_path):
+    import keras
+
+    model = helpers.shapes_head_cnn()
+    train, train_labels, _ = datasets.shapes(40, size=16, seed=1)
+    x, _, _ = datasets.shapes(3, size=16, seed=2)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    tracin = kx.influence.TracIn(model, (train, train_labels), loss=loss, layers=["head"])
+    path = kx.report(
+        ["gradient"],
+        model,
+        x,
+        metrics=[],
+        class_names=datasets.CLASSES,
+        influence=tracin,
+        influence_k=2,
+        out=str(tmp_path / "influence.html"),
+    )
+    data = embedded(path)["influence"]
+    page = Opened(browser, path)
+    for sample in (0, 2):
+        page.page.click(f'.sample[data-index="{sample}"]')
+        for side in ("proponents", "opponents"):
+            figures = page.page.locator(f'.examples[data-side="{side}"] figure')
+            assert figures.count() == 2
+            for position, (index, _score) in enumerate(data["samples"][sample][side]):
+                figure = figures.nth(position)
+                assert figure.get_attribute("data-index") == str(index)
+                image = figure.locator("img").get_attribute("src")
+                assert image == data["train"][str(index)]["input"]
+                caption = figure.locator("figcaption").inner_text()
+                label = datasets.CLASSES[data["train"][str(index)]["label"]]
+                assert caption.startswith(f"#{index} {label} ")
+    assert "TracIn" in page.page.inner_text("#influence-method")
+    assert page.errors == [] and page.requests == []
+    page.page.close()

@@ -1,0 +1,124 @@
+"""Benchmark of kx.influence (issue #30, item 7), with paired timing.
+
+1. TracIn on the last layer over 10,000 training images of 32x32 (a small CNN whose
+   output layer is ``Dense(5, name="head")``; the closed-form fast path): building
+   it and scoring 32 test images, which computes the training set's factors, against
+   one plain compiled forward + backward pass over the same 10,000 images (the
+   gradient of the mean loss over every trainable variable, in the same chunks).
+   Target: within 2x.
+2. Projected TracIn (every trainable variable, ``projection_dim=128``): the query of
+   32 test images (their proponents, k=10) once the training projections are built.
+   Target: within 1 s. The time to build the projections is printed too.
+
+Run: python benchmarks/bench_influence.py [--train 10000]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_explain as kx  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _paired import paired  # noqa: E402
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def cnn(size=32):
+    seeds = iter(range(100))
+    layers = keras.layers
+
+    def init():
+        return keras.initializers.GlorotUniform(seed=next(seeds))
+
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            layers.Conv2D(8, 3, activation="relu", padding="same", kernel_initializer=init()),
+            layers.MaxPooling2D(),
+            layers.Conv2D(16, 3, activation="relu", padding="same", kernel_initializer=init()),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(5, name="head", kernel_initializer=init()),
+        ]
+    )
+
+
+def plain_pass(model, x, y, rows):
+    """One compiled forward + backward pass over x in chunks of ``rows``."""
+
+    @tf.function(reduce_retracing=True)
+    def step(batch, labels):
+        with tf.GradientTape() as tape:
+            value = LOSS(labels, model(batch, training=False))
+        return tape.gradient(value, model.trainable_variables)
+
+    chunks = [
+        (tf.constant(x[i : i + rows]), tf.constant(y[i : i + rows])) for i in range(0, len(x), rows)
+    ]
+    for batch, labels in chunks[:1] + chunks[-1:]:
+        step(batch, labels)
+
+    def run():
+        for batch, labels in chunks:
+            [g.numpy() for g in step(batch, labels)]
+
+    return run
+
+
+def verdict(value, goal):
+    return "met" if value <= goal else "NOT met"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=10_000)
+    args = parser.parse_args()
+    model = cnn()
+    x, y, _ = kx.datasets.shapes(args.train + 32, size=32, seed=0)
+    x_train, y_train, x_test, y_test = x[:-32], y[:-32], x[-32:], y[-32:]
+    print(f"{args.train} training images 32x32, CNN of {model.count_params()} parameters")
+
+    probe = kx.influence.TracIn(model, (x_train, y_train), loss=LOSS, layers=["head"])
+    rows = probe.gradients.rows()
+    probe.influence(x_test, y_test)  # traced: later instances of the same shapes reuse nothing
+
+    def fast():
+        tracin = kx.influence.TracIn(model, (x_train, y_train), loss=LOSS, layers=["head"])
+        tracin.influence(x_test, y_test)
+
+    timing = paired(fast, plain_pass(model, x_train, y_train, rows), repeats=5, warmup=1)
+    print(
+        f"TracIn, last layer, build + 32 queries: {timing.method_ms:.0f} ms; one forward + "
+        f"backward pass: {timing.reference_ms:.0f} ms; ratio {timing.ratio:.2f} "
+        f"(target <= 2x: {verdict(timing.ratio, 2.0)})"
+    )
+
+    projected = kx.influence.TracIn(model, (x_train, y_train), loss=LOSS, projection_dim=128)
+    start = time.perf_counter()
+    projected.self_influence()  # builds the training projections
+    built = time.perf_counter() - start
+    projected.proponents(x_test, y_test, k=10)  # traced for 32 rows
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        projected.proponents(x_test, y_test, k=10)
+        times.append(time.perf_counter() - start)
+    query = float(np.median(times))
+    print(
+        f"projected TracIn (d=128, {projected.gradients.parameters} parameters): projections "
+        f"built in {built:.1f} s; query of 32 points: {query * 1e3:.0f} ms "
+        f"(target <= 1 s: {verdict(query, 1.0)})"
+    )
+
+
+if __name__ == "__main__":
+    tf.get_logger().setLevel("ERROR")
+    main()
