@@ -18,8 +18,8 @@ def cloned(model: keras.Model) -> keras.Model:
         >>> from keras_explain._clone import cloned
         >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
         >>> clone = cloned(model)
-        >>> clone is model, (clone.get_weights()[0] == model.get_weights()[0]).all()
-        (False, np.True_)
+        >>> clone is model, bool((clone.get_weights()[0] == model.get_weights()[0]).all())
+        (False, True)
     """
     with random.global_state_kept():
         clone = keras.models.clone_model(model)

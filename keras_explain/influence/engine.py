@@ -114,7 +114,7 @@ class TrainingSet:
         yield from chunked(self.x, self.y, rows)
 
 
-def test_pair(x: Any, y: Any, owner: str) -> tuple[Any, np.ndarray]:
+def query_pair(x: Any, y: Any, owner: str) -> tuple[Any, np.ndarray]:
     """Test examples ``(x, y)`` checked: one label row per input row.
 
     Raises:

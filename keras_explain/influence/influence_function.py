@@ -263,7 +263,7 @@ class InfluenceFunction(InfluenceMethod):
         Raises:
             ValueError: For labels that are not one per test example, or a singular Hessian.
         """
-        x, y = engine.test_pair(x, y, self.owner)
+        x, y = engine.query_pair(x, y, self.owner)
         training = self._training_features()
         values, _ = self._eigenpairs()
         test = self.gradients.features(engine.chunked(x, y, self.gradients.rows()))

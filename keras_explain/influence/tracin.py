@@ -126,7 +126,7 @@ class TracIn(InfluenceMethod):
             ValueError: For labels that are not one per test example, or that the
                 loss cannot take with the model's outputs.
         """
-        x, y = engine.test_pair(x, y, self.owner)
+        x, y = engine.query_pair(x, y, self.owner)
         training = self._training_features()
         rows = self.gradients.rows()
         total = np.zeros((len(y), self.training.size))

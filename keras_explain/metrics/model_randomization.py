@@ -322,7 +322,8 @@ def random_logit(
         twice = {name: np.concatenate([value, value]) for name, value in x.items()}
     both = explain(twice, np.concatenate([indices, others]))
     both = np.asarray(both if key is None else both[key])
-    measure = measure or ("ssim" if both.ndim == 4 else "spearman_abs")
+    images = np.ndim(x if key is None else x[key]) == 4
+    measure = measure or ("ssim" if images else "spearman_abs")
     return similarity(both[:rows], both[rows:], measure)
 
 

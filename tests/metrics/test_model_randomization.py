@@ -226,6 +226,15 @@ def test_random_logit_compares_with_a_seeded_other_class():
     tabular = kx.metrics.random_logit(kx.Gradient(dense), helpers.data((6,)), 2, seed=seed)
     others = (2 + np.random.default_rng(seed).integers(1, 3, size=4)) % 3
     np.testing.assert_allclose(tabular, spearman_abs(w.T[[2] * 4], w.T[others]), atol=1e-6)
+    # Grad-CAM maps (B, H, W) of images: still SSIM by default (the input decides)
+    cam = kx.GradCAM(helpers.conv_sequential())  # maps upsampled to 8x8
+    mapped = kx.metrics.random_logit(cam, x, target, seed=seed)
+    others = (target + np.random.default_rng(seed).integers(1, classes, size=5)) % classes
+    first, second = cam.analyze(x, target), cam.analyze(x, others)
+    assert first.ndim == 3
+    np.testing.assert_allclose(
+        mapped, ssim_of_abs_maps(first[..., None], second[..., None]), atol=1e-5
+    )
 
 
 def test_random_logit_flags_a_class_insensitive_model_and_takes_a_callable():
