@@ -9,13 +9,20 @@
 2. Projected TracIn (every trainable variable, ``projection_dim=128``): the query of
    32 test images (their proponents, k=10) once the training projections are built.
    Target: within 1 s. The time to build the projections is printed too.
+3. Scale (``--scale``): projected TracIn (``projection_dim=128``, ``cache_dir=``) over
+   10,000 and 100,000 training images of 32x32 streamed from a ``tf.data.Dataset``
+   (generated 1,000 at a time), each in a fresh process: its peak resident memory,
+   the time to write the projections, and a query of 32 test points.
 
-Run: python benchmarks/bench_influence.py [--train 10000]
+Run: python benchmarks/bench_influence.py [--train 10000] [--scale]
 """
 
 import argparse
+import json
 import os
+import resource
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 import keras_explain as kx  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _paired import paired  # noqa: E402
+from _paired import in_fresh_process, paired  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -77,10 +84,61 @@ def verdict(value, goal):
     return "met" if value <= goal else "NOT met"
 
 
+def streamed(count):
+    """``count`` shapes images of 32x32 with labels, generated 1,000 at a time."""
+
+    def generate():
+        for part in range(0, count, 1000):
+            x, y, _ = kx.datasets.shapes(min(1000, count - part), size=32, seed=1000 + part)
+            yield x, y
+
+    signature = (
+        tf.TensorSpec((None, 32, 32, 3), tf.float32),
+        tf.TensorSpec((None,), tf.int64),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+
+def child(count):
+    """One scale run in this (fresh) process; prints a JSON line."""
+    model = cnn()
+    x_test, y_test, _ = kx.datasets.shapes(32, size=32, seed=0)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        tracin = kx.influence.TracIn(
+            model, streamed(count), loss=LOSS, projection_dim=128, cache_dir=cache_dir
+        )
+        start = time.perf_counter()
+        tracin.self_influence()
+        built = time.perf_counter() - start
+        tracin.proponents(x_test, y_test, k=10)
+        start = time.perf_counter()
+        tracin.proponents(x_test, y_test, k=10)
+        query = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"built": built, "query": query, "peak_mib": peak}))
+
+
+def scale():
+    print("projected TracIn (d=128) with cache_dir, training images streamed, fresh processes:")
+    for count in (10_000, 100_000):
+        result = in_fresh_process(__file__, [str(count)])
+        print(
+            f"  {count:>7} training images: peak RSS {result['peak_mib']:.0f} MiB; projections "
+            f"written in {result['built']:.1f} s; query of 32 points {result['query'] * 1e3:.0f} ms"
+        )
+
+
 def main():
+    if "--child" in sys.argv:
+        child(int(sys.argv[sys.argv.index("--child") + 1]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=10_000)
+    parser.add_argument("--scale", action="store_true", help="the peak memory runs only")
     args = parser.parse_args()
+    if args.scale:
+        scale()
+        return
     model = cnn()
     x, y, _ = kx.datasets.shapes(args.train + 32, size=32, seed=0)
     x_train, y_train, x_test, y_test = x[:-32], y[:-32], x[-32:], y[-32:]

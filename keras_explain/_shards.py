@@ -121,7 +121,7 @@ def save_array(path: str, array: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def lock(out_dir: str) -> Iterator[None]:
+def lock(out_dir: str, owner: str = "explain_dataset", argument: str = "out_dir") -> Iterator[None]:
     """Hold ``out_dir``'s lock file while the body runs; refuse a directory in use.
 
     An exclusive ``fcntl.flock`` on ``explain_dataset.lock``, which records the
@@ -148,10 +148,10 @@ def lock(out_dir: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise RuntimeError(
-                f"explain_dataset: {out_dir!r} is in use by another explain_dataset run "
+                f"{owner}: {out_dir!r} is in use by another {owner} run "
                 f"(process {holder} holds {LOCK}). Two runs never write one directory: "
                 "wait for that run to finish (a call with the same arguments then resumes "
-                "or reads its result), or pass another out_dir."
+                f"or reads its result), or pass another {argument}."
             ) from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)

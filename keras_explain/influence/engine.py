@@ -42,6 +42,8 @@ from keras_explain import _clone, _validate, config, graph
 
 #: Rows of the projection matrix drawn per block (one stateless seed each).
 PROJECTION_BLOCK = 2**14
+#: Training rows read per block when scores are computed (memory-mapped features).
+DOT_BLOCK = 2**16
 #: Peak bytes of a per-example-gradient pass per byte of the gradients it returns.
 GRADIENT_MEMORY_FACTOR = 3.0
 
@@ -308,13 +310,28 @@ class Features:
     squared_norms: np.ndarray | None = None
 
     def dot(self, other: Features) -> np.ndarray:
-        """``(n_self, n_other)`` dot products of every pair, float64."""
-        if self.full is not None:
-            return self.full.astype(np.float64) @ other.full.T.astype(np.float64)
-        left = self.inputs.astype(np.float64) @ other.inputs.T.astype(np.float64)
-        if self.bias:
-            left += 1.0
-        return left * (self.deltas.astype(np.float64) @ other.deltas.T.astype(np.float64))
+        """``(n_self, n_other)`` dot products of every pair, float64.
+
+        ``other`` (the training set, possibly memory-mapped) is read in blocks of
+        :data:`DOT_BLOCK` rows.
+        """
+        size = len(other.full if other.full is not None else other.inputs)
+        result = np.empty((len(self), size))
+        for start in range(0, size, DOT_BLOCK):
+            part = slice(start, start + DOT_BLOCK)
+            if self.full is not None:
+                block = np.asarray(other.full[part], np.float64)
+                result[:, part] = self.full.astype(np.float64) @ block.T
+                continue
+            left = self.inputs.astype(np.float64) @ np.asarray(other.inputs[part], np.float64).T
+            if self.bias:
+                left += 1.0
+            deltas = np.asarray(other.deltas[part], np.float64)
+            result[:, part] = left * (self.deltas.astype(np.float64) @ deltas.T)
+        return result
+
+    def __len__(self) -> int:
+        return len(self.full if self.full is not None else self.inputs)
 
 
 def concatenate(parts: list[Features]) -> Features:
@@ -464,20 +481,25 @@ class GradientFeatures:
             result += part.astype(np.float64) @ matrix.astype(np.float64)
         return (result / math.sqrt(d)).astype(np.float32)
 
+    def checked_of(self, x, y) -> Features:
+        """:meth:`of`, an error of the loss on these labels explained.
+
+        Raises:
+            ValueError: When the loss cannot take the labels with the model's outputs.
+        """
+        try:
+            return self.of(x, y)
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+            raise ValueError(
+                f"The loss could not be computed on the model's outputs with these labels "
+                f"(y of shape {np.shape(y)}, outputs {_output_shapes(self.model)}): "
+                f"{type(error).__name__}: {str(error).splitlines()[0]} Pass labels and a "
+                "loss that match the model's output."
+            ) from None
+
     def features(self, chunks: Iterator[tuple[Any, np.ndarray]]) -> Features:
         """The features of every chunk, concatenated."""
-        parts = []
-        for x, y in chunks:
-            try:
-                parts.append(self.of(x, y))
-            except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
-                raise ValueError(
-                    f"The loss could not be computed on the model's outputs with these labels "
-                    f"(y of shape {np.shape(y)}, outputs {_output_shapes(self.model)}): "
-                    f"{type(error).__name__}: {str(error).splitlines()[0]} Pass labels and a "
-                    "loss that match the model's output."
-                ) from None
-        return concatenate(parts)
+        return concatenate([self.checked_of(x, y) for x, y in chunks])
 
 
 def compiled(method: Callable, owner: Any) -> Callable:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import Any
 
 import numpy as np
 
-from keras_explain import _validate
-from keras_explain.influence import engine
+from keras_explain import _shards, _validate
+from keras_explain.influence import cache, engine
 from keras_explain.influence.base import InfluenceMethod, checked_model
 
 
@@ -50,12 +52,16 @@ class TracIn(InfluenceMethod):
         layers: Names of the layers whose weights the gradients cover (None: all).
         projection_dim: Dimension of the random projection, or None (exact).
         seed: Seed of the projection.
+        cache_dir: A directory for the training set's features, one folder of
+            resumable shards per checkpoint (:mod:`keras_explain.influence.cache`),
+            memory-mapped once complete; None keeps them in memory.
 
     Raises:
         TypeError: For a model that is not a Keras model, or bad ``train``,
             ``checkpoints`` or ``loss``.
         ValueError: For an empty training set, checkpoints of another architecture,
-            an unknown layer, or a bad ``projection_dim``.
+            an unknown layer, a bad ``projection_dim``, or a ``cache_dir`` that cannot
+            be written (at the first query: one written for other settings).
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -84,6 +90,7 @@ class TracIn(InfluenceMethod):
         layers: Any = None,
         projection_dim: int | None = None,
         seed: int = 0,
+        cache_dir: Any = None,
     ):
         owner = self.owner
         self.model = checked_model(model, owner)
@@ -95,6 +102,8 @@ class TracIn(InfluenceMethod):
         )
         chosen = engine.chosen_layers(model, layers, owner)
         self.gradients = engine.GradientFeatures(model, self.loss, chosen, projection_dim, seed)
+        self.cache_dir = None if cache_dir is None else cache.directory(cache_dir, owner)
+        self.layers = None if chosen is None else [layer.name for layer in chosen]
         self._train: list[engine.Features] | None = None
 
     @property
@@ -106,11 +115,44 @@ class TracIn(InfluenceMethod):
         if self._train is None:
             rows = self.gradients.rows()
             features = []
-            for checkpoint in self.checkpoints:
+            for number, checkpoint in enumerate(self.checkpoints):
                 engine.load(self.gradients.clone, checkpoint)
-                features.append(self.gradients.features(self.training.chunks(rows)))
+                chunks = self.training.chunks(rows)
+                if self.cache_dir is None:
+                    features.append(self.gradients.features(chunks))
+                    continue
+                folder = os.path.join(self.cache_dir, f"checkpoint-{number:04d}")
+                identity = self._identity(checkpoint, rows)
+                compute = self.gradients.checked_of
+                features.append(
+                    cache.cached_features(folder, identity, chunks, compute, self.owner)
+                )
             self._train = features
         return self._train
+
+    def _identity(self, checkpoint: engine.Checkpoint, rows: int) -> dict[str, Any]:
+        """What a checkpoint's cached features depend on (a resume must match all of it)."""
+        weights = checkpoint.weights
+        if isinstance(weights, str | os.PathLike):  # a weight file: its bytes
+            with open(weights, "rb") as handle:
+                weights = hashlib.sha256(handle.read()).hexdigest()
+        loss = getattr(self.loss, "__self__", None)  # a keras.losses.Loss' bound call
+        return {
+            "keras_explain": _shards.version(),
+            "method": self.owner,
+            "model": self.model.name,
+            "checkpoint": _shards.describe(weights),
+            "layers": self.layers,
+            "projection_dim": self.gradients.projection_dim,
+            "seed": self.gradients.seed,
+            "loss": _shards.describe(
+                [type(loss).__name__, loss.get_config()]
+                if hasattr(loss, "get_config")
+                else self.loss
+            ),
+            "examples": self.training.size,
+            "rows": rows,
+        }
 
     def influence(self, x: Any, y: Any = None) -> np.ndarray:
         """``(n_test, n_train)`` TracIn scores, float64.
