@@ -116,6 +116,19 @@ def write_atomic(path: str, write) -> None:
         raise
 
 
+def writable_directory(path: str) -> None:
+    """Create ``path`` if needed and check that a file can be written in it.
+
+    Raises:
+        OSError: If it cannot be created or written.
+    """
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, ".keras_explain_probe")
+    with open(probe, "w") as handle:
+        handle.write("")
+    os.remove(probe)
+
+
 def save_array(path: str, array: np.ndarray) -> None:
     write_atomic(path, lambda handle: np.save(handle, array, allow_pickle=False))
 

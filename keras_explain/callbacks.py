@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_explain import representations, visualize
+from keras_explain import _shards, representations, visualize
 from keras_explain.analyzers.base import Analyzer
 from keras_explain.analyzers.layer_output import LayerOutputs
 from keras_explain.analyzers.registry import create_analyzer
@@ -604,11 +604,7 @@ class Checkpoints(keras.callbacks.Callback):
         if self.path is None:
             return
         try:
-            os.makedirs(self.path, exist_ok=True)
-            probe = os.path.join(self.path, ".keras_explain_probe")
-            with open(probe, "w") as handle:
-                handle.write("")
-            os.remove(probe)
+            _shards.writable_directory(self.path)
         except OSError as error:
             raise ValueError(
                 f"Checkpoints cannot write weight files to {self.path!r}: {error}. Pass a "

@@ -33,11 +33,7 @@ def directory(path: Any, owner: str) -> str:
     """
     path = os.fspath(path)
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".keras_explain_probe")
-        with open(probe, "w") as handle:
-            handle.write("")
-        os.remove(probe)
+        _shards.writable_directory(path)
     except OSError as error:
         raise ValueError(
             f"{owner}: cannot write cache_dir {path!r} ({error.strerror or error}). Pass a "
