@@ -138,6 +138,7 @@ def influential(method: Any, x: np.ndarray, predictions: np.ndarray, k: int) -> 
         ValueError: For a training set that is not images held as arrays.
     """
     from keras_explain.influence.base import InfluenceMethod
+    from keras_explain.influence.engine import top_k
     from keras_explain.report import _encode
 
     if not isinstance(method, InfluenceMethod):
@@ -154,8 +155,9 @@ def influential(method: Any, x: np.ndarray, predictions: np.ndarray, k: int) -> 
             f"{'a tf.data.Dataset' if images is None else f'x of shape {np.shape(images)}'}."
         )
     k = min(int(k), training.size)
-    proponents = method.proponents(x, predictions, k)
-    opponents = method.opponents(x, predictions, k)
+    scores = method.influence(x, predictions)  # once: both sides are its extremes
+    proponents = top_k(scores, k, True, "report")
+    opponents = top_k(scores, k, False, "report")
     shown = np.unique(np.concatenate([proponents[0].ravel(), opponents[0].ravel()]))
     labels = np.asarray(training.y)
     if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
