@@ -101,3 +101,54 @@ def test_missing_column_names_the_columns(tmp_path):
     explain = kx.ray.Explainer("gradient", tmp_path / "model.keras", column="image")
     with pytest.raises(KeyError, match=r"no column 'image'. Received columns: \['id', 'x'\]"):
         explain({"id": np.arange(2), "x": np.zeros((2, 8, 8, 2), "float32")})
+
+
+def test_tracin_features_on_ray_equal_tracin_after_sorting_by_id(local_ray, tmp_path):
+    """The training set's projected gradients computed by Ray actors from weight files
+    give TracIn the scores and self-influence it computes itself."""
+    import keras
+
+    helpers.seeded(0)
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)]
+    )
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 6)).astype("float32")
+    y = rng.integers(0, 3, 60)
+    model.save(tmp_path / "model.keras")
+    paths = []
+    for number, scale in enumerate((1.0, 0.7)):
+        model.set_weights([w * scale for w in model.get_weights()])
+        paths.append(str(tmp_path / f"c{number}.weights.h5"))
+        model.save_weights(paths[-1])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    options = {"checkpoints": paths, "loss": loss, "projection_dim": 16, "seed": 4}
+    items = [{"id": i, "x": x[i], "y": y[i]} for i in range(len(x))]
+    computed = ray.data.from_items(items, override_num_blocks=4).map_batches(
+        kx.ray.TracInFeatures,
+        fn_constructor_kwargs={"model_path": str(tmp_path / "model.keras"), **options},
+        concurrency=2,
+        batch_size=16,
+    )
+    rows = sorted(computed.take_all(), key=lambda row: row["id"])
+    assert [row["id"] for row in rows] == list(range(60))
+    features = np.stack([row["tracin_features"] for row in rows])
+    norms = np.stack([row["tracin_squared_norms"] for row in rows])
+    assert features.shape == (60, 2, 16) and norms.shape == (60, 2)
+    given = kx.influence.TracIn(model, (x, y), train_features=(features, norms), **options)
+    local = kx.influence.TracIn(model, (x, y), **options)
+    np.testing.assert_allclose(
+        given.influence(x[:5], y[:5]), local.influence(x[:5], y[:5]), rtol=1e-5
+    )
+    np.testing.assert_allclose(given.self_influence(), local.self_influence(), rtol=1e-5)
+
+
+def test_tracin_features_name_missing_columns_and_projection(tmp_path):
+    model = helpers.conv_sequential()
+    model.save(tmp_path / "model.keras")
+    path = tmp_path / "model.keras"
+    with pytest.raises(ValueError, match=r"TracInFeatures needs projection_dim \(e.g. 256\)"):
+        kx.ray.TracInFeatures(path, loss="categorical_crossentropy")
+    compute = kx.ray.TracInFeatures(path, loss="categorical_crossentropy", projection_dim=4)
+    with pytest.raises(KeyError, match=r"TracInFeatures: the batch has no column 'y'"):
+        compute({"x": np.zeros((2, 8, 8, 2), "float32")})

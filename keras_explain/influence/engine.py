@@ -31,7 +31,7 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -61,8 +61,11 @@ class TrainingSet:
     """The training examples ``(x, y)``, read in chunks: arrays or a ``tf.data.Dataset``.
 
     Args:
-        train: ``(x, y)`` arrays (or ``x`` a dict of arrays), or a ``tf.data.Dataset``
-            of ``(x, y)`` pairs, batched or not.
+        train: ``(x, y)`` arrays (``x`` a dict of arrays, or ``np.memmap`` arrays read
+            one chunk at a time), a ``tf.data.Dataset`` of ``(x, y)`` pairs, batched or
+            not, or a re-iterable of ``(x, y)`` / ``(x, y, sample_weight)`` batches (a
+            ``keras.utils.PyDataset``): what
+            :func:`~keras_explain.explain_dataset` reads, labels included.
         owner: The class name, for error messages.
         input_rank: Rank of one model input with its batch axis (tells a batched
             dataset from an unbatched one).
@@ -74,7 +77,7 @@ class TrainingSet:
 
     def __init__(self, train: Any, owner: str, input_rank: int | None):
         self.owner = owner
-        self.dataset = None
+        self.dataset = self.batches = None
         if isinstance(train, tf.data.Dataset):
             spec = train.element_spec
             if not isinstance(spec, tuple) or len(spec) != 2:
@@ -96,10 +99,20 @@ class TrainingSet:
                 )
             self.y = np.asarray(self.y)
             self.size = len(self.y)
+        elif isinstance(train, Iterable) and not isinstance(train, str | bytes | dict):
+            if iter(train) is train:
+                raise TypeError(
+                    f"{owner}: train is a one-shot iterator ({type(train).__name__}); the "
+                    "training set is read once per checkpoint. Pass a tf.data.Dataset, a "
+                    "keras.utils.PyDataset, or the arrays (x, y)."
+                )
+            self.batches = train
+            self.size = int(sum(len(y) for _, y in self._iterated()))
         else:
             raise TypeError(
-                f"{owner}: train must be a pair (x, y) of arrays or a tf.data.Dataset of (x, y). "
-                f"Received: {type(train).__name__}."
+                f"{owner}: train must be a pair (x, y) of arrays (np.memmap included), a "
+                "tf.data.Dataset of (x, y), or a re-iterable of (x, y) batches such as a "
+                f"keras.utils.PyDataset. Received: {type(train).__name__}."
             )
         if self.size == 0:
             raise ValueError(f"{owner}: the training set is empty. Received: 0 examples.")
@@ -108,12 +121,26 @@ class TrainingSet:
         for x, y in self.dataset.batch(rows):
             yield tf.nest.map_structure(np.asarray, x), np.asarray(y)
 
+    def _iterated(self) -> Iterator[tuple[Any, np.ndarray]]:
+        """The re-iterable's batches as ``(x, y)`` arrays (a sample weight is dropped)."""
+        for number, batch in enumerate(self.batches):
+            if not isinstance(batch, tuple | list) or len(batch) not in (2, 3):
+                raise ValueError(
+                    f"{self.owner}: batch {number} of the training set is not (x, y) or "
+                    f"(x, y, sample_weight). Received: {type(batch).__name__}"
+                    f"{f' of {len(batch)} items' if isinstance(batch, tuple | list) else ''}."
+                )
+            yield tf.nest.map_structure(np.asarray, batch[0]), np.asarray(batch[1])
+
     def chunks(self, rows: int) -> Iterator[tuple[Any, np.ndarray]]:
         """``(x, y)`` chunks of at most ``rows`` examples, in order."""
         if self.dataset is not None:
             yield from self._batches(rows)
-            return
-        yield from chunked(self.x, self.y, rows)
+        elif self.batches is not None:  # each batch cut to at most ``rows``
+            for x, y in self._iterated():
+                yield from chunked(x, y, rows)
+        else:
+            yield from chunked(self.x, self.y, rows)
 
 
 def query_pair(x: Any, y: Any, owner: str) -> tuple[Any, np.ndarray]:
@@ -502,6 +529,18 @@ class GradientFeatures:
         return concatenate([self.checked_of(x, y) for x, y in chunks])
 
 
+def checkpoint_features(
+    gradients: GradientFeatures, checkpoints: list[Checkpoint], x: Any, y: np.ndarray
+) -> list[Features]:
+    """The features of in-memory examples ``(x, y)`` at every checkpoint, in order."""
+    rows = gradients.rows()
+    result = []
+    for checkpoint in checkpoints:
+        load(gradients.clone, checkpoint)
+        result.append(gradients.features(chunked(x, y, rows)))
+    return result
+
+
 def compiled(method: Callable, owner: Any) -> Callable:
     """``tf.function`` of ``method`` bound to ``owner``, one trace per input signature.
 
@@ -548,18 +587,27 @@ def input_rank(model: keras.Model) -> int | None:
     return len(inputs[0].shape) if len(inputs) == 1 else None
 
 
+def checked_k(k: Any, size: int, owner: str) -> int:
+    """``k`` checked: an int in ``[1, size]``.
+
+    Raises:
+        ValueError: Otherwise.
+    """
+    k = checked(owner, _validate.positive_int, k, "k")
+    if k > size:
+        raise ValueError(
+            f"{owner}: k is larger than the training set ({size} examples). Received: k={k}."
+        )
+    return k
+
+
 def top_k(scores: np.ndarray, k: Any, largest: bool, owner: str) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, scores)`` ``(n_test, k)`` of the k largest (or smallest) scores per row.
 
     Raises:
         ValueError: For ``k`` not in ``[1, n_train]``.
     """
-    k = checked(owner, _validate.positive_int, k, "k")
-    if k > scores.shape[1]:
-        raise ValueError(
-            f"{owner}: k is larger than the training set ({scores.shape[1]} examples). "
-            f"Received: k={k}."
-        )
+    k = checked_k(k, scores.shape[1], owner)
     keyed = -scores if largest else scores
     part = np.argpartition(keyed, k - 1, axis=1)[:, :k]
     order = np.argsort(np.take_along_axis(keyed, part, axis=1), axis=1, kind="stable")

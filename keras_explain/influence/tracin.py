@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import os
 from typing import Any
 
@@ -11,6 +13,7 @@ import numpy as np
 from keras_explain import _shards, _validate
 from keras_explain.influence import cache, engine
 from keras_explain.influence.base import InfluenceMethod, checked_model
+from keras_explain.influence.index import NearestIndex, faiss_module
 
 
 class TracIn(InfluenceMethod):
@@ -55,13 +58,26 @@ class TracIn(InfluenceMethod):
         cache_dir: A directory for the training set's features, one folder of
             resumable shards per checkpoint (:mod:`keras_explain.influence.cache`),
             memory-mapped once complete; None keeps them in memory.
+        train_features: The training set's projected gradients computed elsewhere
+            (on a Ray cluster by :class:`keras_explain.ray.TracInFeatures`): a pair
+            ``(features, squared_norms)`` of shapes ``(n_train, n_checkpoints,
+            projection_dim)`` and ``(n_train, n_checkpoints)``, in the order of
+            ``train``, computed with these checkpoints, loss, layers, projection
+            and seed; None computes them here.
+        index: ``"hnsw"`` answers :meth:`proponents` and :meth:`opponents` from an
+            approximate nearest-neighbour index over the projected training set
+            (:mod:`keras_explain.influence.index`, faiss; needs ``projection_dim``
+            and learning rates ``>= 0``), built at the first such query; None
+            (default) ranks the exact scores.
 
     Raises:
         TypeError: For a model that is not a Keras model, or bad ``train``,
             ``checkpoints`` or ``loss``.
         ValueError: For an empty training set, checkpoints of another architecture,
-            an unknown layer, a bad ``projection_dim``, or a ``cache_dir`` that cannot
-            be written (at the first query: one written for other settings).
+            an unknown layer, a bad ``projection_dim``, ``train_features`` or
+            ``index``, or a ``cache_dir`` that cannot be written (at the first query:
+            one written for other settings).
+        ImportError: For ``index="hnsw"`` without faiss installed.
 
     Example:
         >>> import keras, numpy as np, keras_explain as kx
@@ -91,6 +107,8 @@ class TracIn(InfluenceMethod):
         projection_dim: int | None = None,
         seed: int = 0,
         cache_dir: Any = None,
+        train_features: Any = None,
+        index: str | None = None,
     ):
         owner = self.owner
         self.model = checked_model(model, owner)
@@ -104,7 +122,44 @@ class TracIn(InfluenceMethod):
         self.gradients = engine.GradientFeatures(model, self.loss, chosen, projection_dim, seed)
         self.cache_dir = None if cache_dir is None else cache.directory(cache_dir, owner)
         self.layers = None if chosen is None else [layer.name for layer in chosen]
-        self._train: list[engine.Features] | None = None
+        self._train = None if train_features is None else self._given(train_features)
+        self.index = engine.checked(owner, _validate.one_of, index, "index", (None, "hnsw"))
+        if self.index is not None:
+            self._check_indexable()
+        self._nearest: NearestIndex | None = None
+
+    def _given(self, train_features: Any) -> list[engine.Features]:
+        """``train_features`` checked, as one :class:`~engine.Features` per checkpoint."""
+        count, dimension = len(self.checkpoints), self.gradients.projection_dim
+        expected = (self.training.size, count, dimension)
+        try:
+            features, norms = train_features
+            shapes = (tuple(np.shape(features)), tuple(np.shape(norms)))
+        except (TypeError, ValueError):
+            shapes = None
+        if dimension is None or shapes != (expected, expected[:2]):
+            raise ValueError(
+                f"{self.owner}: train_features must be (features, squared_norms) of shapes "
+                f"{expected} and {expected[:2]} (training examples, checkpoints, "
+                f"projection_dim), as kx.ray.TracInFeatures computes them. Received: "
+                f"{'shapes ' + str(shapes) if shapes else type(train_features).__name__}"
+                f"{'' if dimension else ' with projection_dim=None; pass projection_dim'}."
+            )
+        return [
+            engine.Features(features[:, c], squared_norms=np.asarray(norms[:, c], np.float64))
+            for c in range(count)
+        ]
+
+    def _check_indexable(self) -> None:
+        rates = [c.learning_rate for c in self.checkpoints]
+        if self.gradients.projection_dim is None or min(rates) < 0:
+            raise ValueError(
+                f'{self.owner}: index="hnsw" searches the projected gradients scaled by '
+                "sqrt(learning rate). Received: "
+                f"projection_dim={self.gradients.projection_dim}, learning rates {rates}. "
+                "Pass projection_dim (e.g. 256) and learning rates >= 0, or index=None."
+            )
+        faiss_module(self.owner)
 
     @property
     def fast(self) -> bool:
@@ -168,15 +223,65 @@ class TracIn(InfluenceMethod):
             ValueError: For labels that are not one per test example, or that the
                 loss cannot take with the model's outputs.
         """
-        x, y = engine.query_pair(x, y, self.owner)
         training = self._training_features()
-        rows = self.gradients.rows()
-        total = np.zeros((len(y), self.training.size))
-        for checkpoint, features in zip(self.checkpoints, training):
-            engine.load(self.gradients.clone, checkpoint)
-            test = self.gradients.features(engine.chunked(x, y, rows))
-            total += checkpoint.learning_rate * test.dot(features)
+        tests = self.features(x, y)
+        total = np.zeros((len(tests[0]), self.training.size))
+        for checkpoint, train, test in zip(self.checkpoints, training, tests):
+            total += checkpoint.learning_rate * test.dot(train)
         return total
+
+    def features(self, x: Any, y: Any) -> list[engine.Features]:
+        """The per-example gradient features of ``(x, y)`` at every checkpoint.
+
+        Args:
+            x: Inputs ``(n, ...)``.
+            y: Their labels.
+
+        Returns:
+            One :class:`~keras_explain.influence.engine.Features` per checkpoint
+            (projected with ``projection_dim``).
+
+        Raises:
+            ValueError: As :meth:`influence`.
+        """
+        x, y = engine.query_pair(x, y, self.owner)
+        return engine.checkpoint_features(self.gradients, self.checkpoints, x, y)
+
+    def _embedding(self, features: list[engine.Features], start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of ``[sqrt(η_c) g_c R]_c``: TracIn scores are their dots."""
+        return np.concatenate(
+            [
+                math.sqrt(c.learning_rate) * np.asarray(f.full[start:stop], np.float64)
+                for c, f in zip(self.checkpoints, features)
+            ],
+            axis=1,
+        )
+
+    def _search(self, x: Any, y: Any, k: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+        k = engine.checked_k(k, self.training.size, self.owner)
+        training = self._training_features()
+        if self._nearest is None:
+            dimension = len(self.checkpoints) * self.gradients.projection_dim
+            rows = functools.partial(self._embedding, training)
+            self._nearest = NearestIndex(rows, self.training.size, dimension, self.owner)
+        test = self.features(x, y)
+        return self._nearest.search(self._embedding(test, 0, len(test[0])), k, largest)
+
+    def proponents(self, x: Any, y: Any = None, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` highest-scoring training examples of each test example.
+
+        With ``index="hnsw"`` they come from the index (approximate; their scores
+        exact); otherwise as :meth:`InfluenceMethod.proponents`.
+        """
+        if self.index is None:
+            return super().proponents(x, y, k)
+        return self._search(x, y, k, True)
+
+    def opponents(self, x: Any, y: Any = None, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` lowest-scoring training examples, lowest first (as :meth:`proponents`)."""
+        if self.index is None:
+            return super().opponents(x, y, k)
+        return self._search(x, y, k, False)
 
     def self_influence(self) -> np.ndarray:
         """``(n_train,)`` ``sum_c η_c ||∇L(θ_c, z)||²`` of every training example (exact)."""
