@@ -181,19 +181,27 @@ class Backpropagation(Analyzer):
                 )
                 sources = [values.get(key, None) for key in self.source_keys]
                 sources = [inputs[i] if s is None else s for i, s in enumerate(sources)]
-        with tf.GradientTape() as seed_tape:
-            seed_tape.watch(output)
-            scores = self.scores(output, target, indices)
-        seed = seed_tape.gradient(scores, output)
-        if self.relevance_seed:
-            seed = seed * output
-        grads = tape.gradient(output, sources, output_gradients=seed)
+        grads = tape.gradient(
+            output, sources, output_gradients=self.output_seed(output, target, indices)
+        )
         held = self._input_sources()
         grads = [
             tf.zeros_like(s) if g is None or (held and self.held_input(i)) else g
             for i, (g, s) in enumerate(zip(grads, sources))
         ]
         return grads, sources
+
+    def output_seed(self, output, target, indices) -> tf.Tensor:
+        """What the backward pass starts from at the explained output.
+
+        The gradient of the target scores, times the output for relevance methods
+        (:attr:`relevance_seed`).
+        """
+        with tf.GradientTape() as seed_tape:
+            seed_tape.watch(output)
+            scores = self.scores(output, target, indices)
+        seed = seed_tape.gradient(scores, output)
+        return seed * output if self.relevance_seed else seed
 
     def attribution(self, grads, sources):
         """Turn gradients at the sources into attributions (default: identity)."""

@@ -96,7 +96,7 @@ class LRP(Backpropagation):
         if canonizers is None:
             canonizers = [canonizers_module.BatchNormFold()]
         self.canonizers = list(canonizers)
-        keep = {*self.output_keys, *self.source_keys}
+        keep = {*self.output_keys, *self.source_keys, *self.kept_keys()}
         self.plan = canonizers_module.canonize(self.plan, self.canonizers, keep)
         self._needed = self.plan.upstream(list(self.output_keys))[0]  # steps the output needs
         self._rules = self._assign_rules()  # by op: the same in every variant of the plan
@@ -108,6 +108,13 @@ class LRP(Backpropagation):
         self._input_sign_plans: dict[tuple, Any] = {}
         self._layerwise = False
         self._layer_functions: dict = {}
+
+    def kept_keys(self) -> list:
+        """Values no canonizer may fold away besides the outputs and sources (default: none).
+
+        A subclass that reads the relevance at a layer's output returns its key.
+        """
+        return []
 
     # -- rules ----------------------------------------------------------------
     def _assign_rules(self) -> dict:

@@ -102,6 +102,7 @@ def test_the_dependency_order_of_the_architecture_page_holds():
         "__init__",
         "analyzers",
         "analyzers.perturbation",
+        "crp",
         "features",
         "influence",
         "lrp",

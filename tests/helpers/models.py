@@ -523,6 +523,25 @@ def two_models():
 
 
 # -- influence ---------------------------------------------------------------------------
+def hidden_head_classifier(n, features=4, hidden=6, classes=3, seed=0):
+    """Dense(hidden, relu, "hidden") -> Dense(classes, "head"), with ``n`` seeded examples.
+
+    Returns:
+        ``(model, x, y)``: float32 ``x (n, features)`` and int labels ``y``.
+    """
+    seeded(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.Dense(hidden, activation="relu", name="hidden"),
+            keras.layers.Dense(classes, name="head"),
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    return model, x, rng.integers(0, classes, n)
+
+
 def shapes_head_cnn(size=16):
     """Conv2D(4) -> global average pooling -> Dense(5, name="head"): logits of 5 shapes."""
     seeded(0)

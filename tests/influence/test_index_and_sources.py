@@ -13,19 +13,10 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def model_and_data(n=1500, seed=0):
-    helpers.seeded(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((12,)),
-            keras.layers.Dense(16, activation="relu", name="hidden"),
-            keras.layers.Dense(5, name="head"),
-        ]
-    )
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 12)).astype("float32")
+    """The small classifier, ``n`` examples, and two checkpoints around its weights."""
+    model, x, y = helpers.hidden_head_classifier(n, features=12, hidden=16, classes=5, seed=seed)
     weights = model.get_weights()
-    checkpoints = [weights, [w * 0.8 + 0.05 for w in weights]]
-    return model, x, rng.integers(0, 5, n), checkpoints
+    return model, x, y, [weights, [w * 0.8 + 0.05 for w in weights]]
 
 
 def recall(expected, found):

@@ -13,17 +13,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def model_and_data(n=24, seed=0):
-    helpers.seeded(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(6, activation="relu", name="hidden"),
-            keras.layers.Dense(3, name="head"),
-        ]
-    )
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    return model, x, rng.integers(0, 3, n)
+    return helpers.hidden_head_classifier(n, seed=seed)
 
 
 def hidden_of(model, x):
