@@ -23,6 +23,7 @@ from keras_explain import (
     ray,
     representations,
     robust,
+    spray,
     streaming,
     targets,
     text,
@@ -134,6 +135,7 @@ __all__ = [
     "ray",
     "random",
     "robust",
+    "spray",
     "text",
 ]
 

@@ -6,7 +6,9 @@ the localisation ground truth of :func:`keras_explain.metrics.pointing_game`,
 :func:`~keras_explain.metrics.relevance_mass` and
 :func:`~keras_explain.metrics.relevance_rank`. :func:`shapes_mosaics` tiles
 them 2 x 2, two tiles of a target class: the ground truth of
-:func:`keras_explain.metrics.focus`.
+:func:`keras_explain.metrics.focus`. ``shapes(..., shortcut=c)`` tags most images of
+class ``c`` with a spurious mark, and returns the mark's mask: the ground truth of
+a "Clever Hans" strategy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from keras_explain import _validate
 
 #: Class names, in label order.
 CLASSES = ("circle", "square", "triangle", "star", "cross")
+#: The colour of :func:`shapes`' shortcut tag (magenta).
+TAG_COLOUR = (1.0, 0.0, 1.0)
 #: Images generated at a time (bounds the memory of the vectorized drawing).
 _CHUNK = 512
 #: Object radius (circumradius) as a fraction of the image size.
@@ -30,7 +34,14 @@ _LINES = 4
 _BLOBS = 3
 
 
-def shapes(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def shapes(
+    n: int,
+    size: int = 64,
+    seed: int = 0,
+    *,
+    shortcut: int | None = None,
+    shortcut_fraction: float = 0.9,
+) -> tuple[np.ndarray, ...]:
     """Images of one filled shape on a cluttered background, its class and its mask.
 
     Each image holds one object, a filled circle, square, triangle, star or
@@ -47,17 +58,31 @@ def shapes(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     The class is decided by the object's shape alone, and the mask marks its
     pixels. Same ``(n, size, seed)``, identical arrays.
 
+    **A shortcut** (``shortcut=c``): a spurious mark that a model can learn instead
+    of the shape, for finding "Clever Hans" strategies (Lapuschkin et al. 2019): a
+    magenta square tag (side 15% of the image, at least 3 pixels) in the top-left
+    corner, one pixel from the edges, on a ``shortcut_fraction`` of the images of
+    class ``c`` (chosen at random) and on no other image. The tag is drawn over
+    whatever is there, and the object's mask loses the pixels it covers. The images
+    are otherwise the ones of the same ``(n, size, seed)`` without a shortcut, so
+    the two calls give each image with and without its tag.
+
     Args:
         n: Number of images.
         size: Height and width in pixels (>= 16).
         seed: Seed of every random choice.
+        shortcut: The class that carries the tag, or None (no tag).
+        shortcut_fraction: The fraction of that class's images tagged, in [0, 1].
 
     Returns:
         ``(images, labels, masks)``: float32 ``(n, size, size, 3)`` in [0, 1],
-        int64 ``(n,)`` labels, bool ``(n, size, size)`` object masks.
+        int64 ``(n,)`` labels, bool ``(n, size, size)`` object masks; with a
+        ``shortcut``, also the bool ``(n, size, size)`` masks of the tags (all
+        False on untagged images).
 
     Raises:
-        ValueError: For a non-positive ``n`` or a ``size`` below 16.
+        ValueError: For a non-positive ``n``, a ``size`` below 16, a ``shortcut``
+            that is not a class, or a ``shortcut_fraction`` outside [0, 1].
 
     Example:
         >>> import keras_explain as kx
@@ -66,13 +91,34 @@ def shapes(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarra
         ((8, 32, 32, 3), dtype('float32'), (8,), (8, 32, 32))
         >>> bool(masks.any(axis=(1, 2)).all())
         True
+        >>> tagged, _, _, tags = kx.datasets.shapes(8, size=32, seed=1, shortcut=0)
+        >>> bool(np.array_equal(tagged[~tags], images[~tags]))  # the same images but the tags
+        True
     """
     n = _validate.positive_int(n, "n")
     size = _checked_size(size, "shapes")
+    if shortcut is not None and shortcut not in range(len(CLASSES)):
+        raise ValueError(
+            f"shapes: shortcut must be a class, 0 to {len(CLASSES) - 1} ({', '.join(CLASSES)}), "
+            f"or None. Received: shortcut={shortcut!r}."
+        )
+    if not 0 <= shortcut_fraction <= 1:
+        raise ValueError(
+            "shapes: shortcut_fraction is the fraction of the class's images tagged, in "
+            f"[0, 1]. Received: shortcut_fraction={shortcut_fraction!r}."
+        )
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(CLASSES), n)
     images, masks = _images(labels, size, rng)
-    return images, labels.astype(np.int64), masks
+    if shortcut is None:
+        return images, labels.astype(np.int64), masks
+    chosen = np.random.default_rng([seed, 1]).random(n) < shortcut_fraction
+    tags = np.zeros_like(masks)
+    side = max(3, round(0.15 * size))
+    tags[(labels == shortcut) & chosen, 1 : 1 + side, 1 : 1 + side] = True
+    images[tags] = TAG_COLOUR
+    masks &= ~tags
+    return images, labels.astype(np.int64), masks, tags
 
 
 def shapes_mosaics(

@@ -103,3 +103,29 @@ def test_shapes_mosaics_rejects_bad_arguments():
         kx.datasets.shapes_mosaics(-1)
     with pytest.raises(ValueError, match=r"shapes_mosaics draws .* size must be >= 16"):
         kx.datasets.shapes_mosaics(2, size=15)
+
+
+def test_the_shortcut_tags_most_images_of_one_class_and_nothing_else():
+    plain, labels, masks = kx.datasets.shapes(400, size=32, seed=3)
+    images, same_labels, tagged_masks, tags = kx.datasets.shapes(
+        400, size=32, seed=3, shortcut=2, shortcut_fraction=0.8
+    )
+    np.testing.assert_array_equal(same_labels, labels)
+    tagged = tags.any(axis=(1, 2))
+    assert not tagged[labels != 2].any()
+    assert 0.7 <= tagged[labels == 2].mean() <= 0.9  # 80% of about 80 images
+    side = round(0.15 * 32)  # 5 pixels, one from the top and left edges
+    assert tags[tagged][:, 1 : 1 + side, 1 : 1 + side].all()
+    assert tags[tagged].sum(axis=(1, 2)).tolist() == [side * side] * int(tagged.sum())
+    np.testing.assert_array_equal(images[tags], np.tile([1.0, 0.0, 1.0], (int(tags.sum()), 1)))
+    np.testing.assert_array_equal(images[~tags], plain[~tags])  # the rest untouched
+    np.testing.assert_array_equal(tagged_masks, masks & ~tags)
+    none = kx.datasets.shapes(50, size=32, seed=3, shortcut=2, shortcut_fraction=0.0)[3]
+    assert not none.any()
+
+
+def test_a_bad_shortcut_is_named():
+    with pytest.raises(ValueError, match=r"shapes: shortcut must be a class, 0 to 4 \(circle"):
+        kx.datasets.shapes(4, size=32, shortcut=5)
+    with pytest.raises(ValueError, match=r"shortcut_fraction=1.5"):
+        kx.datasets.shapes(4, size=32, shortcut=0, shortcut_fraction=1.5)

@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_explain import graph
 from keras_explain.analyzers.relevance import LRP
-from keras_explain.crp.conditional import (
+from keras_explain.crp.engine import (
     CONCEPT_GROUP,
     ConditionalLRP,
     carrier,
@@ -32,7 +32,7 @@ class CRP:
     relevance each channel carries; :meth:`hierarchy` which channels of a lower
     layer feed a concept. Every method runs one LRP pass per batch (with the
     composite given), the part below ``layer`` vectorized over a group of up to
-    :data:`~keras_explain.crp.conditional.CONCEPT_GROUP` concepts.
+    :data:`~keras_explain.crp.engine.CONCEPT_GROUP` concepts.
 
     Args:
         model: A Keras model LRP runs on (as :class:`~keras_explain.LRP`; never
@@ -80,7 +80,8 @@ class CRP:
         self._plan = graph.Plan(model)
         #: The layer conditioned on: ``layer``, or the BatchNormalization it is folded into.
         self.layer = carrier(self._plain, layer, self._plan)
-        self._analyzers: dict[Any, Any] = {}
+        self._analyzers: dict[str | None, ConditionalLRP] = {}  # by lower layer
+        self._relevance: LRP | None = None
         self.analyzer(None, np.zeros((1, self.channels), np.float32))  # errors now, not later
 
     def _layer_object(self, layer: Any) -> keras.Layer:
@@ -172,13 +173,11 @@ class CRP:
         Returns:
             float32 concept relevances, one row per sample.
         """
-        analyzer = self._analyzers.get("relevance")
-        if analyzer is None:
+        if self._relevance is None:
             options = dict(self.options)
             composite = options.pop("composite")
-            analyzer = LRP(self.model, composite, layer=self.layer, **options)
-            self._analyzers["relevance"] = analyzer
-        relevance = analyzer.analyze(x, target, batch_size=batch_size)
+            self._relevance = LRP(self.model, composite, layer=self.layer, **options)
+        relevance = self._relevance.analyze(x, target, batch_size=batch_size)
         return relevance.reshape(len(relevance), -1, self.channels).sum(axis=1)
 
     def hierarchy(
@@ -209,15 +208,16 @@ class CRP:
         Raises:
             ValueError: For a channel out of range or a bad ``k``.
         """
+        lower_channels = channel_count(self.model, self._layer_object(lower), self.owner)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= lower_channels:
+            raise ValueError(
+                f"{self.owner}: k must be an int from 1 to the lower layer's "
+                f"{lower_channels} channels. Received: k={k!r}."
+            )
         relevance = self.conditional(
             x, [channel], target=target, batch_size=batch_size, lower=lower
         )[:, 0]
         per_channel = relevance.reshape(len(relevance), -1, relevance.shape[-1]).sum(axis=1)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= per_channel.shape[1]:
-            raise ValueError(
-                f"{self.owner}: k must be an int from 1 to the lower layer's "
-                f"{per_channel.shape[1]} channels. Received: k={k!r}."
-            )
         order = np.argsort(-per_channel, axis=1, kind="stable")[:, :k]
         return order, np.take_along_axis(per_channel, order, axis=1)
 

@@ -153,6 +153,10 @@ def test_bad_input_is_named():
         crp.conditional(x, [1.5])
     with pytest.raises(ValueError, match=r"CRP: k must be an int from 1 to the lower layer's 6"):
         crp.hierarchy(x, 0, "relu2", k=7)
+    with pytest.raises(ValueError, match=r"CRP: layer 'gap' is not below layer 'conv3'"):
+        crp.conditional(x, [1], lower="gap")
+    with pytest.raises(ValueError, match=r"CRP: layer 'head' is not below layer 'conv3'"):
+        crp.hierarchy(x, 1, "head", k=1)
     inputs = keras.Input((4,))
     summed = keras.layers.Lambda(lambda t: keras.ops.sum(t, axis=-1), name="total")(inputs)
     flat = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Reshape((1,))(summed)))
@@ -178,3 +182,23 @@ def test_a_layer_folded_into_its_batch_norm_is_conditioned_after_it():
     at_conv2 = upper.conditional(x, [4], lower="conv2")[:, 0]
     at_norm = upper.conditional(x, [4], lower="norm")[:, 0]
     np.testing.assert_array_equal(at_conv2, at_norm)
+
+
+def test_a_lower_layer_may_be_named_anything():
+    """A layer named "relevance" is a lower layer like any other (no cache key clash)."""
+    helpers.seeded(0)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3, activation="relu", use_bias=False, name="relevance"),
+            keras.layers.Conv2D(4, 3, activation="relu", use_bias=False, name="top"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, use_bias=False),
+        ]
+    )
+    x = np.abs(helpers.data((6, 6, 2), seed=1, batch=2))
+    crp = kx.crp.CRP(model, "top", composite="z_plus")
+    concepts = crp.concept_relevance(x)
+    lower = crp.conditional(x, [0, 1, 2, 3], lower="relevance")  # (2, 4, 4, 4, 3)
+    np.testing.assert_allclose(lower.sum(axis=(2, 3, 4)), concepts, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(crp.concept_relevance(x), concepts)

@@ -64,6 +64,14 @@ class ConditionalLRP(LRP):
         self._masks = np.asarray(masks, np.float32)
         super().__init__(model, composite, **kwargs)
         self.condition_key = self.plan.output_key_of(self.plan.find_layer(condition, "layer"))
+        below = self.plan.upstream([self.condition_key])[1]  # what the condition reads
+        if self.layer is not None and not set(self.source_keys) <= below:
+            raise ValueError(
+                f"CRP: layer {self.layer.name!r} is not below layer "
+                f"{self.plan.find_layer(condition, 'layer').name!r}: the relevance of its "
+                f"concepts never reaches it. Received: lower={self.layer.name!r}. Pass a "
+                "layer the concept layer reads from, directly or further down."
+            )
 
     def use_masks(self, masks: np.ndarray) -> None:
         """Condition the next calls on these ``(n_concepts, channels)`` masks.
