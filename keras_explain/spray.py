@@ -42,6 +42,8 @@ METHODS = ("kmeans", "agglomerative", "dbscan", "hdbscan")
 EMBEDDINGS = ("tsne", "umap", "spectral")
 #: Eigenvalues computed (the eigengap is looked for among them).
 EIGENVALUES = 12
+#: MiB scikit-learn may use per chunk of the neighbour search (its default: 1024).
+WORKING_MEMORY = 64
 #: Maps read at a time from a memory-mapped directory.
 BLOCK = 4096
 
@@ -59,8 +61,9 @@ class SprayResult:
         prototypes: ``(n_clusters, *size)`` mean downsampled map of each cluster
             (of the features, for features that are not maps).
         sizes: ``(n_clusters,)`` samples per cluster.
-        separation: ``(n_clusters,)`` mean silhouette of each cluster's samples in
-            the spectral embedding, in [-1, 1]: how apart the cluster lies. A small,
+        separation: ``(n_clusters,)`` mean simplified silhouette of each cluster's
+            samples in the spectral embedding (distances to the cluster centres,
+            Hruschka et al. 2004), in [-1, 1]: how apart the cluster lies. A small,
             well-separated cluster is a strategy of its own, the first to look at.
     """
 
@@ -187,10 +190,10 @@ def _features(maps: Any, size: tuple[int, int]) -> tuple[np.ndarray, tuple]:
 
 
 def _cluster(features, indices, shape, neighbors, clusters, method, embedding, components, seed):
+    import sklearn
     from scipy.sparse import diags
     from scipy.sparse.linalg import eigsh
     from sklearn.decomposition import PCA
-    from sklearn.metrics import silhouette_samples
     from sklearn.neighbors import kneighbors_graph
 
     count = len(features)
@@ -202,7 +205,8 @@ def _cluster(features, indices, shape, neighbors, clusters, method, embedding, c
     reduced = features
     if components is not None and features.shape[1] > components and count > components:
         reduced = PCA(components, random_state=seed).fit_transform(features)
-    graph = kneighbors_graph(reduced, neighbors, include_self=False)
+    with sklearn.config_context(working_memory=WORKING_MEMORY):
+        graph = kneighbors_graph(reduced, neighbors, include_self=False)
     affinity = graph.maximum(graph.T)  # symmetric
     degree = np.asarray(affinity.sum(axis=1)).ravel()
     scale = diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
@@ -220,9 +224,7 @@ def _cluster(features, indices, shape, neighbors, clusters, method, embedding, c
     spectral = spectral / np.where(rows > 0, rows, 1.0)
     assigned = _assign(spectral, count_clusters, method, seed)
     ids = [c for c in np.unique(assigned) if c >= 0]
-    silhouettes = (
-        silhouette_samples(spectral, assigned) if 1 < len(set(assigned.tolist())) < count else None
-    )
+    silhouettes = _simplified_silhouettes(spectral, assigned, ids)
     return SprayResult(
         indices=indices,
         clusters=assigned,
@@ -238,6 +240,27 @@ def _cluster(features, indices, shape, neighbors, clusters, method, embedding, c
             ]
         ),
     )
+
+
+def _simplified_silhouettes(points, assigned, ids) -> np.ndarray | None:
+    """The simplified silhouette of every point (Hruschka et al. 2004); None for one cluster.
+
+    ``(b - a) / max(a, b)``, ``a`` the distance to the point's cluster centre and
+    ``b`` to the nearest other centre: O(n k), where the silhouette's pairwise
+    distances are O(n²). Noise points (``-1``) get NaN.
+    """
+    if len(ids) < 2:
+        return None
+    centres = np.stack([points[assigned == c].mean(axis=0) for c in ids])
+    distances = np.linalg.norm(points[:, None, :] - centres[None], axis=2)  # (n, k)
+    position = {c: i for i, c in enumerate(ids)}
+    values = np.full(len(points), np.nan)
+    for c in ids:
+        rows = assigned == c
+        own = distances[rows, position[c]]
+        other = np.delete(distances[rows], position[c], axis=1).min(axis=1)
+        values[rows] = (other - own) / np.maximum(np.maximum(own, other), 1e-12)
+    return values
 
 
 def _eigengap(eigenvalues: np.ndarray) -> int:
