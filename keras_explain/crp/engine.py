@@ -123,6 +123,42 @@ class ConditionalLRP(LRP):
         return results
 
 
+class ChannelScores(LRP):
+    """Per sample, per channel of ``layer=``: a score and where the channel peaks.
+
+    ``analyze(x)`` returns ``(B, channels, 2)`` float32: ``[..., 0]`` the score,
+    ``[..., 1]`` the flat index (over the layer's positions) of the channel's
+    largest value (exact in float32 below 2**24 positions). With
+    ``mode="relevance"`` the score is the channel's relevance at ``layer``'s output
+    summed over positions (its concept relevance) and the peak is where that
+    relevance is largest; with ``mode="activation"`` the score is the channel's
+    largest activation and the peak is where it is (no backward pass). One array,
+    so that :func:`keras_explain.explain_dataset` stores it as shards.
+
+    Args:
+        model: A Keras model (as :class:`~keras_explain.LRP`).
+        composite: As :class:`~keras_explain.LRP`.
+        mode: ``"relevance"`` or ``"activation"``.
+        **kwargs: As :class:`~keras_explain.LRP`; ``layer=`` is required.
+    """
+
+    def __init__(self, model, composite=None, *, mode: str = "relevance", **kwargs):
+        self.mode = mode
+        super().__init__(model, composite, **kwargs)
+
+    def explain_batch(self, inputs, target, indices, seed, params):
+        """``(B, channels, 2)``: score and flat peak position per channel."""
+        if self.mode == "activation":
+            _, values = self.forward(inputs)
+            value = tf.cast(values[self.source_keys[0]], tf.float32)
+        else:
+            value = self.finish(self.attribute(inputs, target, indices))[0]
+        flat = tf.reshape(value, [tf.shape(value)[0], -1, tf.shape(value)[-1]])  # (B, P, C)
+        score = tf.reduce_sum(flat, 1) if self.mode == "relevance" else tf.reduce_max(flat, 1)
+        peak = tf.cast(tf.argmax(flat, axis=1), tf.float32)
+        return [tf.stack([score, peak], axis=-1)]
+
+
 def carrier(analyzer: LRP, layer: Any, plan: Any) -> keras.Layer:
     """The layer whose output carries ``layer``'s channels in ``analyzer``'s rules.
 

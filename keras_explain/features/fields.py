@@ -62,6 +62,26 @@ class ReceptiveField:
         """Input coordinate of the centre of unit 0's field."""
         return tuple(o + (s - 1) / 2 for o, s in zip(self.offset, self.size))
 
+    def patch(self, image: np.ndarray, position: Sequence[int], fill: float = 0.0) -> np.ndarray:
+        """The input patch ``(*size, channels)`` the unit at ``position`` reads.
+
+        Args:
+            image: One input ``(*spatial, channels)``.
+            position: The unit's position in the layer.
+            fill: The value of the parts of the field outside the image.
+
+        Returns:
+            The field's pixels, in place within the full field size.
+        """
+        patch = np.full((*self.size, image.shape[-1]), fill, image.dtype)
+        region = self.region(position)
+        inside = []
+        for axis_slice, offset, i, stride in zip(region, self.offset, position, self.stride):
+            start = offset + int(i) * stride
+            inside.append(slice(axis_slice.start - start, axis_slice.stop - start))
+        patch[tuple(inside)] = image[region]
+        return patch
+
     def region(self, position: Sequence[int]) -> tuple[slice, ...]:
         """The input slices the unit at ``position`` depends on, exactly.
 
@@ -353,7 +373,7 @@ def top_patches(
         flat = values.reshape(len(values), -1)
         for row, index in enumerate(np.argmax(flat, axis=1)):
             position = np.unravel_index(index, values.shape[1:])
-            patch = _cut(np.asarray(inputs[row]), field, position, fill)
+            patch = field.patch(np.asarray(inputs[row]), position, fill)
             best.append((float(flat[row, index]), start + row, position, patch))
         best = sorted(best, key=lambda item: -item[0])[:k]
         start += len(values)
@@ -472,17 +492,6 @@ def occlusion_receptive_field(
     target = spatial * channels + channel  # index into the flattened (*shape, channels) output
     maps = occlusion.analyze(x, target=target, batch_size=batch_size)
     return OcclusionField(maps[..., 0] if maps.ndim > 2 else maps, positions)
-
-
-def _cut(image: np.ndarray, field: ReceptiveField, position, fill: float) -> np.ndarray:
-    patch = np.full((*field.size, image.shape[-1]), fill, image.dtype)
-    region = field.region(position)
-    inside = []
-    for axis_slice, offset, i, stride in zip(region, field.offset, position, field.stride):
-        start = offset + int(i) * stride
-        inside.append(slice(axis_slice.start - start, axis_slice.stop - start))
-    patch[tuple(inside)] = image[region]
-    return patch
 
 
 def _input_batches(x: Any, batch_size: int | None) -> Iterator[np.ndarray]:

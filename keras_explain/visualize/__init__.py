@@ -4,9 +4,9 @@ Everything here is numpy plus matplotlib's colormaps (which need no display),
 so it runs in a training callback or on a headless server; only
 :func:`plot_explanations` (images), :func:`plot_features` (tabular data: signed
 bar charts), :func:`plot_sequences` (1-D sequences: heat strips) and
-:func:`plot_text` (tokens) and :func:`plot_examples` (influential training
-images) build a matplotlib Figure; :func:`text_heatmap`
-returns HTML for token attributions.
+:func:`plot_text` (tokens), :func:`plot_examples` (influential training
+images) and :func:`plot_concept_atlas` (CRP's concepts) build a matplotlib
+Figure; :func:`text_heatmap` returns HTML for token attributions.
 
 Shapes: the first axis is the batch axis. Relevance of an image batch is
 ``(B, H, W, C)`` (channels last, as Keras' default) and is reduced over the
@@ -21,6 +21,7 @@ rest, then clipped. Signed relevance is scaled symmetrically to ``[-1, 1]``
 positive, blue for negative evidence); non-negative relevance to ``[0, 1]``.
 """
 
+from keras_explain.visualize.concepts import plot_concept_atlas
 from keras_explain.visualize.examples import plot_examples
 from keras_explain.visualize.figures import plot_explanations, plot_features, plot_sequences
 from keras_explain.visualize.maps import (
@@ -46,6 +47,7 @@ __all__ = [
     "heatmap",
     "normalize",
     "overlay",
+    "plot_concept_atlas",
     "plot_examples",
     "plot_explanations",
     "plot_features",
