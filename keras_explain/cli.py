@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_benchmark(commands)
     _add_report(commands)
     _add_influence(commands)
+    _add_spray(commands)
     commands.add_parser("methods", help="list every analyzer name", parents=[_verbose()])
     args = parser.parse_args(argv)
     if args.command == "methods":
@@ -76,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args, parser)
     if args.command == "influence":
         return _influence(args, parser)
+    if args.command == "spray":
+        return _spray(args, parser)
     if args.command == "benchmark":
         from keras_explain.benchmark import benchmark
         from keras_explain.metrics import registry
@@ -343,6 +346,68 @@ def _influence(args, parser) -> int:
         out=args.out,
     )
     print(f"Report: {path}")
+    return 0
+
+
+def _add_spray(commands) -> None:
+    parser = commands.add_parser(
+        "spray",
+        parents=[_verbose()],
+        help="SpRAy: cluster a dataset's heatmaps per class and write an interactive page",
+        description=(
+            "Explain the images of a .npz (x, optional y) with one method, cluster each "
+            "class's heatmaps with kx.spray (the strategies the model uses, shortcuts "
+            "included), and write an offline HTML page: the 2-D embedding coloured by "
+            "cluster, each sample's heatmap, the clusters' prototypes and, with --layer, "
+            "a concept atlas per cluster (kx.crp)."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="a saved model (.keras)")
+    parser.add_argument("--data", required=True, help="a .npz with x and optional y (labels)")
+    parser.add_argument(
+        "--method",
+        default="lrp.epsilon_plus_flat",
+        help="explanation method (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive_int,
+        default=32,
+        help="maps downsampled to size x size "
+        "(default: %(default)s; smaller finds coarse strategies, e.g. 8 for 32x32 images)",
+    )
+    parser.add_argument(
+        "--clusters", type=_positive_int, default=None, help="clusters (default: the eigengap)"
+    )
+    parser.add_argument("--layer", default=None, help="a layer for the concept atlas (CRP)")
+    parser.add_argument("--out", default="spray.html", help="output file (default: %(default)s)")
+
+
+def _spray(args, parser) -> int:
+    import keras
+    import numpy as np
+
+    from keras_explain import analyzers
+    from keras_explain.report.spray import spray_report
+
+    if args.method not in analyzers.names():
+        parser.error(f"spray: unknown method {args.method!r}; see `keras-explain methods`")
+    with np.load(args.data, allow_pickle=False) as data:
+        if "x" not in data:
+            parser.error(f"spray: {args.data} must hold x. Received keys: {sorted(data.files)}.")
+        x, labels = data["x"], (data["y"] if "y" in data else None)
+    model = keras.models.load_model(args.model, compile=False)
+    path = spray_report(
+        model,
+        x,
+        labels,
+        out=args.out,
+        method=args.method,
+        size=(args.size, args.size),
+        clusters=args.clusters,
+        layer=args.layer,
+    )
+    print(f"SpRAy page: {path}")
     return 0
 
 

@@ -211,7 +211,13 @@ def _cluster(features, indices, shape, neighbors, clusters, method, embedding, c
     degree = np.asarray(affinity.sum(axis=1)).ravel()
     scale = diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
     normalized = scale @ affinity @ scale
-    k = min(EIGENVALUES, count - 2)
+    if clusters is not None and clusters > count - 2:
+        raise ValueError(
+            f"spray.analyze: {count} maps cannot make {clusters} clusters (at most "
+            f"{count - 2}). Received: clusters={clusters}. Pass fewer clusters, or None for "
+            "the eigengap's number."
+        )
+    k = min(max(EIGENVALUES, (clusters or 0) + 1), count - 2)
     start = np.random.default_rng(seed).uniform(size=count)
     values, vectors = eigsh(normalized, k=k, which="LA", v0=start)
     order = np.argsort(-values)

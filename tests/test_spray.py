@@ -112,3 +112,11 @@ def test_bad_input_is_named():
         kx.spray.analyze(maps, method="x")
     with pytest.raises(ValueError, match=r"labels needs one class per map. Received: labels of"):
         kx.spray.analyze(maps, np.zeros(3))
+    with pytest.raises(ValueError, match=r"spray.analyze: 20 maps cannot make 19 clusters \(at"):
+        kx.spray.analyze(maps, neighbors=3, clusters=19)
+
+
+def test_more_clusters_than_the_default_eigenvalues_get_their_eigenvectors():
+    maps, _ = strategies(n=60, seed=5)
+    result = kx.spray.analyze(maps, size=(8, 8), clusters=15, embedding="spectral")
+    assert len(result.sizes) == 15 and len(result.eigenvalues) == 16

@@ -118,7 +118,7 @@ def report(
     """
     started = time.perf_counter()
     methods, model, x = _validate.methods_first("report", methods, model, x)
-    out = _writable(out)
+    out = _encode.writable(out, "report")
     if _generates(model):
         return _generation(parse_methods(methods, "report"), model, x, out, title, max_new_tokens)
     x = np.asarray(x)
@@ -173,7 +173,7 @@ def report(
     data = {
         "kind": kind,
         "model": _model_summary(model),
-        "version": _version(),
+        "version": _encode.version(),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "class_names": names,
         "methods": [{"name": name, "seconds": seconds[name]} for name in maps],
@@ -235,21 +235,6 @@ def _generation(chosen: dict, model, prompt, out: str, title: str | None, new: i
         warnings.warn(f"report: methods left out of the page: {reasons}", stacklevel=3)
     title = title or f"Explained generation of {model.name}"
     return os.path.abspath(text.generation_page(generations, out, title=title))
-
-
-def _writable(out: Any) -> str:
-    if not isinstance(out, str | os.PathLike) or not str(out):
-        raise ValueError(f"report: out must be a file path. Received: out={out!r}.")
-    path = os.path.abspath(os.fspath(out))
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-        raise OSError(
-            f"report: cannot write {path!r}: the folder {folder!r} does not exist or is not "
-            "writable. Create it or pass out= a path in a writable folder."
-        )
-    if os.path.isdir(path):
-        raise OSError(f"report: out={path!r} is a folder. Pass a file name such as report.html.")
-    return path
 
 
 def _kind(x: np.ndarray) -> str:
@@ -337,12 +322,6 @@ def _model_summary(model) -> dict[str, Any]:
         "input_shape": str(model.input_shape),
         "output_shape": str(model.output_shape),
     }
-
-
-def _version() -> str:
-    from keras_explain import __version__
-
-    return __version__
 
 
 def _samples(x, kind, labels, scores, classes) -> list[dict[str, Any]]:

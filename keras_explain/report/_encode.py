@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import os
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -94,15 +95,47 @@ def bars_svg(values: Sequence[float], names: Sequence[str], scale: float) -> str
     )
 
 
-def page(data: dict[str, Any], title: str) -> str:
-    """The HTML page: the template with its CSS, JavaScript and ``data`` as JSON inlined."""
+def page(data: dict[str, Any], title: str, stem: str = "_page") -> str:
+    """An HTML page: the template ``stem.html`` with ``stem``'s CSS, JavaScript and ``data``.
+
+    ``"_page"`` is the report's page, ``"_spray"`` SpRAy's.
+    """
     folder = resources.files("keras_explain.report")
-    template = (folder / "_page.html").read_text(encoding="utf-8")
+    template = (folder / f"{stem}.html").read_text(encoding="utf-8")
     # "</" would end the <script> element early; "<\/" is the same JSON string.
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     return (
         template.replace("{{TITLE}}", html.escape(title))
-        .replace("{{CSS}}", (folder / "_page.css").read_text(encoding="utf-8"))
-        .replace("{{JS}}", (folder / "_page.js").read_text(encoding="utf-8"))
+        .replace("{{CSS}}", (folder / f"{stem}.css").read_text(encoding="utf-8"))
+        .replace("{{JS}}", (folder / f"{stem}.js").read_text(encoding="utf-8"))
         .replace("{{DATA}}", payload)
     )
+
+
+def writable(out: Any, owner: str) -> str:
+    """``out`` as an absolute file path in a writable folder.
+
+    Raises:
+        ValueError: For an ``out`` that is not a path.
+        OSError: For a folder that does not exist or cannot be written, or a folder
+            given as ``out``.
+    """
+    if not isinstance(out, str | os.PathLike) or not str(out):
+        raise ValueError(f"{owner}: out must be a file path. Received: out={out!r}.")
+    path = os.path.abspath(os.fspath(out))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(
+            f"{owner}: cannot write {path!r}: the folder {folder!r} does not exist or is not "
+            "writable. Create it or pass out= a path in a writable folder."
+        )
+    if os.path.isdir(path):
+        raise OSError(f"{owner}: out={path!r} is a folder. Pass a file name such as page.html.")
+    return path
+
+
+def version() -> str:
+    """keras_explain's version, for a page's summary."""
+    from keras_explain import __version__
+
+    return __version__

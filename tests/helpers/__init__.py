@@ -19,6 +19,7 @@ each defined once:
 from .browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    OpenedPage,
     launch_chromium,
 )
 from .lrp_references import (
@@ -199,6 +200,7 @@ __all__ = [
     "grid_labels",
     "gru_lrp_reference",
     "jacobian_epsilon_reference",
+    "OpenedPage",
     "launch_chromium",
     "layer_cam_reference",
     "linear_dense_model",

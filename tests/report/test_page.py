@@ -64,26 +64,8 @@ def embedded(path):
     return json.loads(found.group(1))
 
 
-class Opened:
-    """A page opened from disk, with its console errors and any network request recorded."""
-
-    def __init__(self, browser, path):
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
-        self.errors, self.requests = [], []
-        self.page.on(
-            "console", lambda m: m.type in ("error", "warning") and self.errors.append(m.text)
-        )
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.route("**/*", self._route)
-        self.page.goto(f"file://{path}")
-        self.page.wait_for_function("() => window.kxReady === true")
-
-    def _route(self, route):
-        if route.request.url.startswith(("file://", "data:")):
-            route.continue_()
-        else:
-            self.requests.append(route.request.url)
-            route.abort()
+class Opened(helpers.OpenedPage):
+    """The report page, opened from disk (``helpers.OpenedPage``), with its overlays."""
 
     def rendered(self):
         """Wait until every overlay on the page is drawn."""
