@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_explain import _validate
+from keras_explain import _shards, _validate
 
 METHODS = ("kmeans", "agglomerative", "dbscan", "hdbscan")
 EMBEDDINGS = ("tsne", "umap", "spectral")
@@ -88,6 +88,8 @@ def analyze(
     embedding: str = "tsne",
     components: int | None = 64,
     seed: int = 0,
+    model: Any = None,
+    analyzer: str | None = None,
 ) -> SprayResult | dict[int, SprayResult]:
     """SpRAy: cluster heatmaps (or other per-sample features) by spectral clustering.
 
@@ -106,13 +108,18 @@ def analyze(
         components: Principal components the features are reduced to before the
             neighbours are searched (None: all).
         seed: Seed of k-means, t-SNE and the eigensolver's start vector.
+        model: With a directory: the model its maps must explain (its name, layers
+            and weights, as ``explain_dataset`` records them), or None (unchecked).
+        analyzer: With a directory: the analyzer name its maps must come from (as
+            given to ``explain_dataset``), or None (unchecked).
 
     Returns:
         A :class:`SprayResult`, or a dict of them by class.
 
     Raises:
         ValueError: For maps of another rank, a class with fewer samples than
-            ``neighbors + 2``, or a bad argument.
+            ``neighbors + 2``, more ``clusters`` than its samples allow, a directory
+            of another ``model`` or ``method``, or a bad argument.
         ImportError: For ``embedding="umap"`` without ``umap-learn``.
 
     Example:
@@ -134,6 +141,8 @@ def analyze(
         size = tuple(_validate.positive_int(side, "size") for side in size)
     except ValueError as error:
         raise ValueError(f"spray.analyze: {error}") from None
+    if isinstance(maps, str | os.PathLike):
+        _check_directory(os.fspath(maps), model, analyzer)
     features, shape = _features(maps, size)
     if labels is None:
         everything = np.arange(len(features))
@@ -160,6 +169,26 @@ def analyze(
         )
         for label in np.unique(labels)
     }
+
+
+def _check_directory(directory: str, model: Any, analyzer: str | None) -> None:
+    """Refuse an ``explain_dataset`` directory of another model or method."""
+    manifest = _shards.read_manifest(directory) or {}
+    found = {"method": manifest.get("method"), "model": manifest.get("model")}
+    expected = {
+        "method": analyzer,
+        "model": None if model is None else _shards.model_fingerprint(model),
+    }
+    for key, value in expected.items():
+        if value is not None and found[key] != value:
+            recorded = found[key]["name"] if key == "model" and found[key] else found[key]
+            wanted = value["name"] if key == "model" else value
+            raise ValueError(
+                f"spray.analyze: {directory!r} holds the explanations of another {key}: "
+                f"{recorded!r}, not {wanted!r}"
+                f"{' (the same name, other layers or weights)' if recorded == wanted else ''}. "
+                "Pass the directory explain_dataset wrote for this model and method."
+            )
 
 
 def _features(maps: Any, size: tuple[int, int]) -> tuple[np.ndarray, tuple]:

@@ -100,6 +100,15 @@ def test_an_explain_dataset_directory_equals_its_arrays(tmp_path):
     from_arrays = kx.spray.analyze(np.asarray(maps), size=(4, 4), embedding="spectral")
     np.testing.assert_array_equal(from_directory.clusters, from_arrays.clusters)
     np.testing.assert_array_equal(from_directory.eigenvalues, from_arrays.eigenvalues)
+    checked = kx.spray.analyze(
+        tmp_path / "maps", size=(4, 4), embedding="spectral", model=model, analyzer="gradient"
+    )
+    np.testing.assert_array_equal(checked.clusters, from_arrays.clusters)
+    with pytest.raises(ValueError, match=r"holds the explanations of another method: 'gradient'"):
+        kx.spray.analyze(tmp_path / "maps", analyzer="lrp.epsilon")
+    other = helpers.conv_sequential(seed=1)
+    with pytest.raises(ValueError, match=r"holds the explanations of another model: .* \(the same"):
+        kx.spray.analyze(tmp_path / "maps", model=other)
 
 
 def test_bad_input_is_named():
