@@ -473,3 +473,53 @@ def test_command_line_influence_writes_the_report_with_tracin(tmp_path, capsys):
     assert "influence: train.npz must hold x and y. Received keys: ['x']" in (
         capsys.readouterr().err
     )
+
+
+# =====================================================================================
+# the concept panel (kx.crp)
+# =====================================================================================
+def concept_setting():
+    """The small shapes CNN, CRP at its convolution, references over 30 training images."""
+    model = helpers.shapes_head_cnn()
+    layer = model.layers[0].name
+    train = kx.datasets.shapes(30, size=16, seed=1)[0]
+    x = kx.datasets.shapes(3, size=16, seed=2)[0]
+    references = kx.crp.reference_samples(model, train, layer, k=2)
+    return model, x, kx.crp.CRP(model, layer), references
+
+
+def test_concept_panel_holds_each_samples_top_concepts_heatmaps_and_crops(tmp_path):
+    model, x, crp, references = concept_setting()
+    path = kx.report(["gradient"], model, x, metrics=[], concepts=crp, concepts_k=3,
+                     references=references, out=str(tmp_path / "page.html"))  # fmt: skip
+    data, _ = page_data(path)
+    panel = data["concepts"]
+    assert panel["layer"] == crp.layer.name
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    relevances = crp.concept_relevance(x, target=predicted)
+    for row, sample in enumerate(panel["samples"]):
+        top = np.argsort(-relevances[row], kind="stable")[:3]
+        assert [c["channel"] for c in sample["concepts"]] == top.tolist()
+        shares = relevances[row, top] / np.abs(relevances[row]).sum()
+        np.testing.assert_allclose([c["share"] for c in sample["concepts"]], shares, atol=1e-4)
+        heatmaps = crp.conditional(x[row : row + 1], top.tolist(), target=predicted[row])[0]
+        expected = kx.visualize.to_uint8(kx.visualize.overlay(x[[row] * 3], heatmaps))
+        for concept, picture in zip(sample["concepts"], expected):
+            np.testing.assert_array_equal(decode_png(concept["overlay"]), picture)
+            position = references.channels.index(concept["channel"])
+            crops = kx.visualize.to_uint8(kx.visualize.as_rgb(references.patches[position]))
+            assert len(concept["references"]) == 2
+            for uri, crop in zip(concept["references"], crops):
+                np.testing.assert_array_equal(decode_png(uri), crop)
+
+
+def test_a_bad_concept_panel_is_named(tmp_path):
+    model, x, crp, references = concept_setting()
+    out = str(tmp_path / "page.html")
+    with pytest.raises(TypeError, match=r"report: concepts must be a kx.crp.CRP. Received: str"):
+        kx.report(["gradient"], model, x, metrics=[], concepts="conv", out=out)
+    other = kx.crp.reference_samples(model, x, crp.layer.name, k=1, crop=False)
+    with pytest.raises(ValueError, match=r"report: references must be the crops \(crop=True\)"):
+        kx.report(["gradient"], model, x, metrics=[], concepts=crp, references=other, out=out)
+    with pytest.raises(ValueError, match=r"report: concepts_k must be a positive int"):
+        kx.report(["gradient"], model, x, metrics=[], concepts=crp, concepts_k=0, out=out)

@@ -43,6 +43,9 @@ def report(
     max_new_tokens: int = 8,
     influence: Any = None,
     influence_k: int = 3,
+    concepts: Any = None,
+    concepts_k: int = 4,
+    references: Any = None,
 ) -> str:
     """Explain ``x`` with every method and write one offline HTML page to browse the results.
 
@@ -95,6 +98,13 @@ def report(
             and opponents with their labels and scores, the test loss scored with
             the predicted class.
         influence_k: Proponents and opponents shown per sample.
+        concepts: A :class:`keras_explain.crp.CRP`: the page shows each image's
+            ``concepts_k`` most relevant concepts (channels of its layer) for the
+            predicted class, with their conditional heatmaps (a concept atlas).
+        concepts_k: Concepts shown per sample.
+        references: :class:`keras_explain.crp.ReferenceSamples` of the same layer
+            (``kx.crp.reference_samples`` over the training images): each concept
+            shown with its reference crops.
 
     Returns:
         The absolute path of the written page.
@@ -169,6 +179,18 @@ def report(
         except ValueError as error:
             raise ValueError(f"report: {error}") from None
         influential = _compute.influential(influence, x, scores.argmax(axis=1), k)
+    atlas = None
+    if concepts is not None:
+        if kind != "image":
+            raise ValueError(
+                f"report: concepts shows conditional heatmaps of images; x holds {kind} data. "
+                f"Received: concepts={type(concepts).__name__}."
+            )
+        try:
+            k = _validate.positive_int(concepts_k, "concepts_k")
+        except ValueError as error:
+            raise ValueError(f"report: {error}") from None
+        atlas = _compute.concept_panel(concepts, x, scores.argmax(axis=1), k, references)
 
     data = {
         "kind": kind,
@@ -188,6 +210,7 @@ def report(
             "notes": notes,
         },
         "influence": influential,
+        "concepts": atlas,
         "curves": {
             label: {key: np.round(value, 4).tolist() for key, value in curve.items()}
             for label, curve in curves.items()
@@ -196,7 +219,7 @@ def report(
     encoded = time.perf_counter()
     data["timings"] = {
         "explanations": explained - started,
-        "metrics": evaluated - explained,  # with the influence panel, if any
+        "metrics": evaluated - explained,  # with the influence and concept panels, if any
         "encoding": encoded - evaluated,
     }
     title = title or f"Explanations of {data['model']['name']}"

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_explain import visualize
 from keras_explain.analyzers.registry import create_analyzer
 from keras_explain.benchmark import first_line
 from keras_explain.metrics.faithfulness import deletion, insertion
@@ -180,3 +181,68 @@ def influential(method: Any, x: np.ndarray, predictions: np.ndarray, k: int) -> 
             for row in range(len(x))
         ],
     }
+
+
+def concept_panel(
+    crp: Any, x: np.ndarray, predictions: np.ndarray, k: int, references: Any
+) -> dict[str, Any]:
+    """Each sample's ``k`` most relevant concepts at ``crp``'s layer, for the page.
+
+    Args:
+        crp: A :class:`keras_explain.crp.CRP`.
+        x: The report's samples (images).
+        predictions: ``(B,)`` the classes explained (the predicted ones).
+        k: Concepts per sample.
+        references: :class:`keras_explain.crp.ReferenceSamples` of the same layer
+            (their crops are shown with each concept they hold), or None.
+
+    Returns:
+        ``{"layer", "samples": [{"concepts": [{"channel", "share", "overlay",
+        "references": [uri, ...]}]}]}``.
+
+    Raises:
+        TypeError: For anything but a ``CRP``.
+        ValueError: For references of another layer or without crops.
+    """
+    from keras_explain.crp import CRP
+    from keras_explain.report import _encode
+
+    if not isinstance(crp, CRP):
+        raise TypeError(f"report: concepts must be a kx.crp.CRP. Received: {type(crp).__name__}.")
+    if references is not None and (
+        references.layer != crp.layer.name or references.patches is None
+    ):
+        raise ValueError(
+            f"report: references must be the crops (crop=True) of layer {crp.layer.name!r}, the "
+            f"concepts' layer. Received: references of layer {references.layer!r}"
+            f"{'' if references.patches is not None else ' without crops'}."
+        )
+    k = min(int(k), crp.channels)
+    relevances = crp.concept_relevance(x, target=predictions)
+    crops = {}
+    if references is not None:
+        for row, channel in enumerate(references.channels):
+            pixels = visualize.to_uint8(visualize.as_rgb(references.patches[row]))
+            crops[int(channel)] = [_encode.png_uri(picture) for picture in pixels]
+    samples = []
+    for row in range(len(x)):
+        top = [int(c) for c in np.argsort(-relevances[row], kind="stable")[:k]]
+        heatmaps = crp.conditional(x[row : row + 1], top, target=int(predictions[row]))[0]
+        overlays = visualize.to_uint8(
+            visualize.overlay(np.repeat(x[row : row + 1], k, 0), heatmaps)
+        )
+        total = float(np.abs(relevances[row]).sum()) or 1.0
+        samples.append(
+            {
+                "concepts": [
+                    {
+                        "channel": channel,
+                        "share": round(float(relevances[row, channel]) / total, 4),
+                        "overlay": _encode.png_uri(overlay),
+                        "references": crops.get(channel, []),
+                    }
+                    for channel, overlay in zip(top, overlays)
+                ]
+            }
+        )
+    return {"layer": crp.layer.name, "samples": samples}

@@ -198,6 +198,7 @@
     }
     pending.push(renderFocus());
     renderInfluence();
+    renderConcepts();
     return Promise.all(pending);
   }
 
@@ -221,6 +222,32 @@
           `#${index} ${className(example.label)} ${formatNumber(score)}`));
         row.appendChild(figure);
       }
+      box.appendChild(row);
+    }
+  }
+
+  // The sample's most relevant concepts (kx.crp): where each acts, and what it is.
+  function renderConcepts() {
+    const concepts = data.concepts;
+    if (!concepts) return;
+    $("concepts-box").hidden = false;
+    $("concepts-layer").textContent = `(channels of ${concepts.layer}; relevance for the ` +
+      `predicted class ${className(data.samples[state.sample].prediction)})`;
+    const box = $("concepts");
+    box.textContent = "";
+    for (const concept of concepts.samples[state.sample].concepts) {
+      const row = element("div", { class: "examples concept", "data-channel": concept.channel });
+      const figure = element("figure", {});
+      figure.appendChild(element("img", { src: concept.overlay,
+        alt: `conditional heatmap of channel ${concept.channel}` }));
+      figure.appendChild(element("figcaption", {},
+        `channel ${concept.channel} · ${(100 * concept.share).toFixed(1)}%`));
+      row.appendChild(figure);
+      concept.references.forEach((uri, rank) => {
+        const crop = element("figure", { class: "reference" });
+        crop.appendChild(element("img", { src: uri, alt: `reference ${rank + 1}` }));
+        row.appendChild(crop);
+      });
       box.appendChild(row);
     }
   }

@@ -264,3 +264,37 @@ def test_influence_panel_shows_the_selected_samples_training_images(browser, tmp
     assert "TracIn" in page.page.inner_text("#influence-method")
     assert page.errors == [] and page.requests == []
     page.page.close()
+
+
+def test_concept_panel_shows_the_selected_samples_concepts_and_references(browser, tmp_path):
+    model = helpers.shapes_head_cnn()
+    layer = model.layers[0].name
+    train = datasets.shapes(30, size=16, seed=1)[0]
+    x = datasets.shapes(3, size=16, seed=2)[0]
+    references = kx.crp.reference_samples(model, train, layer, k=2)
+    path = kx.report(
+        ["gradient"],
+        model,
+        x,
+        metrics=[],
+        concepts=kx.crp.CRP(model, layer),
+        concepts_k=3,
+        references=references,
+        out=str(tmp_path / "concepts.html"),
+    )
+    data = embedded(path)["concepts"]
+    page = Opened(browser, path)
+    assert page.page.is_visible("#concepts-box")
+    for sample in (0, 2):
+        page.page.click(f'.sample[data-index="{sample}"]')
+        rows = page.page.locator(".concept")
+        assert rows.count() == 3
+        for position, concept in enumerate(data["samples"][sample]["concepts"]):
+            row = rows.nth(position)
+            assert row.get_attribute("data-channel") == str(concept["channel"])
+            caption = row.locator("figcaption").first.inner_text()
+            assert caption == f"channel {concept['channel']} · {100 * concept['share']:.1f}%"
+            sources = row.locator("img").evaluate_all("nodes => nodes.map(n => n.src)")
+            assert sources == [concept["overlay"], *concept["references"]]
+    assert page.errors == [] and page.requests == []
+    page.page.close()
