@@ -73,15 +73,42 @@ def similarity(first, second, measure: str = "spearman_abs") -> np.ndarray:
 
 
 def _prepared(array: np.ndarray, measure: str) -> np.ndarray:
-    """Each sample flattened, as its correlation needs it: ``|a|``, average ranks (scipy)."""
-    from scipy import stats
-
-    flat = np.asarray(array, dtype=np.float64).reshape(len(array), -1)
+    """Each sample flattened, as its correlation needs it: ``|a|``, average ranks."""
+    flat = np.asarray(array).reshape(len(array), -1)
     if measure == "spearman_abs":
         flat = np.abs(flat)
     if measure in ("spearman", "spearman_abs"):
-        flat = stats.rankdata(flat, axis=1)  # Spearman = Pearson of the average ranks
-    return flat
+        return average_ranks(flat)  # Spearman = Pearson of the average ranks
+    return flat.astype(np.float64)
+
+
+def average_ranks(rows: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(rows, axis=1)``: per row, ranks from 1, ties averaged.
+
+    The same values, about twice as fast on explanation maps (32 maps of 12,288
+    values: 17.6 ms against 37.5 ms, measured on 2 busy cores): the order comes from
+    numpy's default (SIMD) sort, where rankdata asks for a stable merge sort, which
+    tied values do not need since they share their average rank.
+
+    Args:
+        rows: ``(B, n)`` values (no NaN).
+
+    Returns:
+        ``(B, n)`` float64 ranks.
+    """
+    count = rows.shape[1]
+    order = np.argsort(rows, axis=1)
+    ordered = np.take_along_axis(rows, order, axis=1)
+    positions = np.broadcast_to(np.arange(count), rows.shape)
+    first = np.ones(rows.shape, bool)  # the first of a run of equal values
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    last = np.ones(rows.shape, bool)  # the last of a run
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, positions, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, positions, count - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty(rows.shape)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=1)
+    return ranks
 
 
 def _correlate(first: np.ndarray, second: np.ndarray) -> np.ndarray:

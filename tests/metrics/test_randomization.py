@@ -159,3 +159,16 @@ def test_spearman_with_ties_is_scipys():
         result = kx.metrics.similarity(first, second, measure)
         np.testing.assert_allclose(result, expected, rtol=1e-5)
     assert np.isnan(kx.metrics.similarity(np.ones((1, 5)), first[:1, :5], "spearman")[0])
+
+
+def test_average_ranks_equal_scipys_rankdata_with_ties():
+    from keras_explain.metrics.sanity import average_ranks
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        rows = rng.normal(size=(6, 301)).astype(dtype)
+        rows[:, :40] = 0.0  # a run of zeros (ReLU gradients)
+        rows[:, 40:60] = 1.5  # another run
+        rows[2] = 2.0  # a constant row
+        rows[4, 1::2] = rows[4, :-1:2]  # pairs of equal values
+        np.testing.assert_array_equal(average_ranks(rows), stats.rankdata(rows, axis=1))
