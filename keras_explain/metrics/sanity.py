@@ -13,6 +13,7 @@ explanation after each step, and compares it with the original one.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 from typing import Any
 
 import keras
@@ -296,14 +297,23 @@ def compared(function: str, explanations, measure: str) -> dict[str, np.ndarray]
     """
     _known(function, measure)
     _, original = next(explanations)
-    prepared = None if measure == "ssim" else _prepared(original, measure)
-    results = {}
-    for name, explanation in explanations:
-        if prepared is None:
-            results[name] = _compare(original, explanation, measure)
-        else:  # the original's ranks are computed once
-            results[name] = _correlate(prepared, _prepared(explanation, measure))
-    return results
+    if measure == "ssim":
+        return {
+            name: _compare(original, explanation, measure) for name, explanation in explanations
+        }
+    prepared = _prepared(original, measure)  # the original's ranks, once
+
+    def similarity_to_original(explanation):
+        return _correlate(prepared, _prepared(explanation, measure))
+
+    # each explanation is ranked on a second thread while the next one is computed
+    # (numpy's sort releases the GIL)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = {
+            name: pool.submit(similarity_to_original, explanation)
+            for name, explanation in explanations
+        }
+        return {name: future.result() for name, future in pending.items()}
 
 
 def randomized_explanations(
