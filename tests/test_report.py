@@ -523,3 +523,11 @@ def test_a_bad_concept_panel_is_named(tmp_path):
         kx.report(["gradient"], model, x, metrics=[], concepts=crp, references=other, out=out)
     with pytest.raises(ValueError, match=r"report: concepts_k must be a positive int"):
         kx.report(["gradient"], model, x, metrics=[], concepts=crp, concepts_k=0, out=out)
+    tabular = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(
+        ValueError,
+        match=r"report: concepts shows conditional heatmaps of images; x holds tabular data. "
+        r"Received: concepts=CRP.",
+    ):
+        kx.report(["gradient"], tabular, np.ones((2, 4), "float32"), metrics=[], concepts=crp,
+                  out=out)  # fmt: skip

@@ -167,30 +167,15 @@ def report(
         model, x, maps, analyzers, chosen, target, metrics, masks
     )
     evaluated = time.perf_counter()
-    influential = None
+    predicted = scores.argmax(axis=1)
+    influential = atlas = None
     if influence is not None:
-        if kind != "image":
-            raise ValueError(
-                f"report: influence shows training images; x holds {kind} data. Received: "
-                f"influence={type(influence).__name__}."
-            )
-        try:
-            k = _validate.positive_int(influence_k, "influence_k")
-        except ValueError as error:
-            raise ValueError(f"report: {error}") from None
-        influential = _compute.influential(influence, x, scores.argmax(axis=1), k)
-    atlas = None
+        k = _panel_size(kind, influence_k, "influence", "shows training images", influence)
+        influential = _compute.influential(influence, x, predicted, k)
     if concepts is not None:
-        if kind != "image":
-            raise ValueError(
-                f"report: concepts shows conditional heatmaps of images; x holds {kind} data. "
-                f"Received: concepts={type(concepts).__name__}."
-            )
-        try:
-            k = _validate.positive_int(concepts_k, "concepts_k")
-        except ValueError as error:
-            raise ValueError(f"report: {error}") from None
-        atlas = _compute.concept_panel(concepts, x, scores.argmax(axis=1), k, references)
+        shows = "shows conditional heatmaps of images"
+        k = _panel_size(kind, concepts_k, "concepts", shows, concepts)
+        atlas = _compute.concept_panel(concepts, x, predicted, k, references)
 
     data = {
         "kind": kind,
@@ -258,6 +243,22 @@ def _generation(chosen: dict, model, prompt, out: str, title: str | None, new: i
         warnings.warn(f"report: methods left out of the page: {reasons}", stacklevel=3)
     title = title or f"Explained generation of {model.name}"
     return os.path.abspath(text.generation_page(generations, out, title=title))
+
+
+def _panel_size(kind: str, k: Any, name: str, shows: str, given: Any) -> int:
+    """``k`` of the ``name`` panel, which only images have.
+
+    Raises:
+        ValueError: For data that are not images, or ``k`` not a positive int.
+    """
+    if kind != "image":
+        raise ValueError(
+            f"report: {name} {shows}; x holds {kind} data. Received: {name}={type(given).__name__}."
+        )
+    try:
+        return _validate.positive_int(k, f"{name}_k")
+    except ValueError as error:
+        raise ValueError(f"report: {error}") from None
 
 
 def _kind(x: np.ndarray) -> str:

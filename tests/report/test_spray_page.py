@@ -19,17 +19,9 @@ pytestmark = [
         reason=f"no Chromium at {helpers.CHROMIUM}: apt-get install chromium (Debian)",
     ),
 ]
-sync_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.sync_api", reason='Playwright is missing: pip install "keras-explainer[test]"'
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = helpers.launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
